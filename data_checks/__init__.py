@@ -1,0 +1,14 @@
+"""Great Expectations suites: built from a data profile, saved as JSON, re-run on new data."""
+
+from data_checks.suite import (
+    LABEL_COLUMN,
+    ValidationReport,
+    build_suite,
+    load_suite,
+    profile_frame,
+    save_suite,
+    validate_frame,
+)
+
+__all__ = ["LABEL_COLUMN", "ValidationReport", "build_suite", "load_suite", "profile_frame",
+           "save_suite", "validate_frame"]

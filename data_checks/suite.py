@@ -1,0 +1,189 @@
+"""Great Expectations suites built from a dataset's profile.
+
+A suite is made once from the training split (column set and types, null
+fractions, value ranges, label set), saved as JSON in the run folder, and
+re-run on any data that must look like it: the whole loaded dataset, a given
+test set, or next month's retraining data.
+
+Images and sequences are checked through a per-sample profile table (value
+range, mean, non-finite count, true length) rather than raw pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+LABEL_COLUMN = "__label__"
+NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                 "float16", "float32", "float64", "Int64", "Float64", "bool", "boolean"]
+MAX_NULL_FRACTION = 0.95  # a column more empty than this carries no signal
+RANGE_MARGIN = 0.25  # of the observed span, so unseen-but-plausible values pass
+RANGE_MOSTLY = 0.9  # a few outliers are data; a shifted column (new units, broken sensor) is not
+FLOAT32_MAX = 3.4028235e38  # the model computes in float32: anything beyond, inf included, is broken
+
+
+@dataclass
+class ValidationReport:
+    """What a suite found: `failures` holds one readable line per broken expectation."""
+
+    suite_name: str
+    checked: int
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return not self.failures
+
+    def to_markdown(self) -> str:
+        head = f"**{self.suite_name}**: {self.checked - len(self.failures)}/{self.checked} expectations passed"
+        return "\n".join([head, *(f"- {line}" for line in self.failures)])
+
+
+def profile_frame(kind: str, features, labels: np.ndarray) -> pd.DataFrame:
+    """One row per sample: the table itself, or a summary of each image/sequence."""
+    if kind == "table":
+        frame = features.reset_index(drop=True).copy()
+    else:
+        flat = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+        finite = np.where(np.isfinite(flat), flat, np.nan)
+        frame = pd.DataFrame({
+            "value_min": np.nanmin(finite, axis=1),
+            "value_max": np.nanmax(finite, axis=1),
+            "value_mean": np.nanmean(finite, axis=1),
+            "non_finite": (~np.isfinite(flat)).sum(axis=1),
+        })
+        if kind == "sequence":
+            frame["length"] = _true_lengths(np.asarray(features))
+    frame[LABEL_COLUMN] = np.asarray(labels, dtype=object)
+    return frame
+
+
+def _true_lengths(sequences: np.ndarray) -> np.ndarray:
+    nonzero = np.any(sequences != 0, axis=2)
+    last = sequences.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+    return np.where(nonzero.any(axis=1), last, 0)
+
+
+def build_suite(frame: pd.DataFrame, name: str):
+    """Expectations that the profiled training data defines for all later data."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    _pandas_asset()  # suites need an active GX context
+    suite = gx.ExpectationSuite(name=name)
+    suite.add_expectation(gxe.ExpectTableColumnsToMatchSet(column_set=list(map(str, frame.columns)), exact_match=True))
+    for column in frame.columns:
+        if column == LABEL_COLUMN:
+            continue
+        values = frame[column]
+        null_fraction = float(values.isna().mean())
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(
+            column=column, mostly=round(max(1 - MAX_NULL_FRACTION, 1 - null_fraction - 0.1), 4)))
+        if column == "non_finite":
+            suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=0))
+        elif pd.api.types.is_numeric_dtype(values):
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=NUMERIC_TYPES))
+            suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
+                column=column, min_value=-FLOAT32_MAX, max_value=FLOAT32_MAX))
+            bounds = _range_with_margin(values)
+            if bounds:
+                suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
+                    column=column, min_value=bounds[0], max_value=bounds[1], mostly=RANGE_MOSTLY))
+    classes = sorted(frame[LABEL_COLUMN].unique().tolist())
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=LABEL_COLUMN))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=LABEL_COLUMN, value_set=classes))
+    suite.meta = {"rows": len(frame), "rows_per_class": frame[LABEL_COLUMN].value_counts().sort_index().to_dict()}
+    return suite
+
+
+def _range_with_margin(values: pd.Series) -> tuple[float, float] | None:
+    finite = pd.to_numeric(values, errors="coerce").astype("float64")
+    finite = finite[np.isfinite(finite)]
+    if finite.empty:
+        return None
+    low, high = float(finite.min()), float(finite.max())
+    margin = RANGE_MARGIN * (high - low)
+    return low - margin, high + margin
+
+
+def validate_frame(frame: pd.DataFrame, suite) -> ValidationReport:
+    """Run a suite on a frame; each failure becomes one line naming its column."""
+    batch = _pandas_asset().add_batch_definition_whole_dataframe(f"batch-{id(frame)}")
+    result = batch.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    failures = [describe_failure(r) for r in result.results if not r.success]
+    return ValidationReport(suite.name, len(result.results), failures)
+
+
+@lru_cache(maxsize=1)
+def _pandas_asset():
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context.data_sources.add_pandas("kerasflow").add_dataframe_asset("frame")
+
+
+def describe_failure(result) -> str:
+    """Say in one line which column broke which rule and with what values."""
+    config = result.expectation_config
+    column = config.kwargs.get("column")
+    where = f"column {_display(column)!r}" if column else "table"
+    detail = result.result or {}
+    rule = {
+        "expect_column_values_to_not_be_null": f"too many missing values (allowed {1 - config.kwargs.get('mostly', 1):.0%})",
+        "expect_column_values_to_be_between": _range_rule(config.kwargs),
+        "expect_column_values_to_be_in_set": "values outside the known set",
+        "expect_column_values_to_be_in_type_list": f"type {detail.get('observed_value')} is not numeric",
+        "expect_table_columns_to_match_set": "columns differ from the training data",
+    }.get(config.type, config.type)
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        rule += f" (check raised: {result.exception_info.get('exception_message')})"
+    parts = [f"{where}: {rule}"]
+    if "unexpected_count" in detail and detail.get("element_count"):
+        parts.append(f"{detail['unexpected_count']} of {detail['element_count']} rows")
+        examples = [v for v in detail.get("partial_unexpected_list") or []][:3]
+        if examples:
+            parts.append(f"e.g. {examples}")
+    if config.type == "expect_table_columns_to_match_set":
+        observed = set(detail.get("observed_value") or [])
+        expected = set(config.kwargs["column_set"])
+        parts.append(f"missing {sorted(expected - observed)}, unexpected {sorted(observed - expected)}")
+    return "; ".join(parts)
+
+
+def _range_rule(kwargs: dict) -> str:
+    if kwargs.get("max_value") == FLOAT32_MAX:
+        return "values are not finite float32 numbers (inf or overflow)"
+    allowed = 1 - kwargs.get("mostly", 1)
+    return (f"values outside [{_num(kwargs.get('min_value'))}, {_num(kwargs.get('max_value'))}]"
+            + (f" in more than {allowed:.0%} of rows" if allowed else ""))
+
+
+def _display(column: str) -> str:
+    return "label" if column == LABEL_COLUMN else column
+
+
+def _num(value) -> str:
+    return "-inf" if value is None else f"{value:.4g}"
+
+
+def save_suite(suite, path: Path) -> Path:
+    path.write_text(json.dumps(suite.to_json_dict(), indent=2, default=str))
+    return path
+
+
+def load_suite(path: Path):
+    import great_expectations as gx
+
+    _pandas_asset()
+    return gx.ExpectationSuite(**json.loads(Path(path).read_text()))

@@ -1,0 +1,7 @@
+"""Prefect flows and the `kerasflow` CLI: thin orchestration over `pipelines/`."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

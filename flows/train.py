@@ -1,0 +1,100 @@
+"""The training flow: each pipeline step is a Prefect task; the UI gets progress and reports.
+
+The step order lives in `pipelines.train`; this module only says how a step
+runs under Prefect (task options, retries) and what the UI shows. Model
+objects never enter Prefect results: steps pass paths and small records.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from pipelines.config import TrainConfig
+from pipelines.errors import KerasflowError, ValidationFailed
+from pipelines.search import TrialRecord
+from pipelines.train import RunResult, summary, train
+
+
+def _retry_unless_user_error(task, task_run, state) -> bool:
+    """Transient failures (a flaky mount, a busy disk) are retried; bad data is not."""
+    try:
+        state.result()
+    except KerasflowError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+TASK_OPTIONS = {
+    "load": {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _retry_unless_user_error},
+    "export": {"retries": 1, "retry_delay_seconds": 5, "retry_condition_fn": _retry_unless_user_error},
+}
+
+
+def run_as_task(name: str, function, *args, **kwargs):
+    """Run one pipeline step as a Prefect task; results stay in memory, never cached or persisted."""
+    options = {"name": name, "cache_policy": NO_CACHE, "persist_result": False, **TASK_OPTIONS.get(name, {})}
+    return task(function, **options)(*args, **kwargs)
+
+
+def _flow_run_name() -> str:
+    config = flow_run.parameters["config"]
+    config = config if isinstance(config, TrainConfig) else TrainConfig.model_validate(config)
+    return f"train-{config.model_name}-{config.tuner}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+@flow(name="kerasflow-train", flow_run_name=_flow_run_name, log_prints=True)
+def train_flow(config: TrainConfig) -> dict:
+    """Validate, search, fine-tune, evaluate and export a Keras model for `config`'s data."""
+    logger = get_run_logger()
+    progress = _SearchProgress(config.budget_minutes)
+    try:
+        result = train(config, run_step=run_as_task, on_trial_end=progress.on_trial_end)
+    except ValidationFailed as failure:
+        create_markdown_artifact(failure.report, key="validation-report", description="Why the run stopped")
+        raise
+    publish(result)
+    logger.info("Run folder: %s", result.run_dir)
+    return summary(result)
+
+
+class _SearchProgress:
+    """A progress artifact (share of the budget spent) and one log line per finished trial."""
+
+    def __init__(self, budget_minutes: float):
+        self.budget_seconds = budget_minutes * 60
+        self.started = time.monotonic()
+        self.artifact_id = None
+
+    def on_trial_end(self, record: TrialRecord, n_trials: int) -> None:
+        elapsed = time.monotonic() - self.started
+        share = min(100.0, 100 * elapsed / self.budget_seconds)
+        score = "n/a" if record.val_score is None else f"{record.val_score:.4f}"
+        get_run_logger().info("trial %s (%d so far): %s %s, score %s, %.1f s%s", record.trial_id, n_trials,
+                              record.family, record.status, score, record.seconds or 0,
+                              f" — {record.message}" if record.message else "")
+        description = f"Search: {n_trials} trials, last {record.family} {score}"
+        if self.artifact_id is None:
+            self.artifact_id = create_progress_artifact(share, key="search-progress", description=description)
+        else:
+            update_progress_artifact(self.artifact_id, share, description=description)
+
+
+def publish(result: RunResult) -> None:
+    """The run's story for the Prefect UI: the report and the table of trials."""
+    create_markdown_artifact(result.report_path.read_text(), key="train-report",
+                             description=f"kerasflow report for {result.config.model_name}")
+    rows = [{**asdict(t), "hyperparameters": str(t.hyperparameters)} for t in result.search.trials]
+    create_table_artifact(rows, key="search-trials", description="Every search trial")

@@ -1,0 +1,45 @@
+"""Preprocessing layers that live inside the exported model.
+
+They use only ops that TFLite has as builtins (sub, mul, not_equal, select,
+one_hot, concat), so the .tflite model takes raw features too.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class TabularEncoder(keras.layers.Layer):
+    """Standardise numeric columns, impute NaN with the training mean, one-hot category codes.
+
+    Input: float32 [batch, n_numeric + n_categorical], numbers first, then
+    integer category codes (0 = unseen or missing) as floats.
+    """
+
+    def __init__(self, mean, variance, cardinalities, **kwargs):
+        super().__init__(**kwargs)
+        self.mean = [float(v) for v in mean]
+        self.variance = [float(v) for v in variance]
+        self.cardinalities = [int(c) for c in cardinalities]
+
+    def call(self, inputs):
+        n_numeric = len(self.mean)
+        parts = []
+        if n_numeric:
+            numeric = inputs[:, :n_numeric]
+            std = ops.sqrt(ops.maximum(ops.convert_to_tensor(self.variance), 1e-12))
+            scaled = (numeric - ops.convert_to_tensor(self.mean)) / std
+            parts.append(ops.where(ops.not_equal(scaled, scaled), ops.zeros_like(scaled), scaled))
+        for i, depth in enumerate(self.cardinalities):
+            codes = ops.cast(inputs[:, n_numeric + i], "int32")
+            parts.append(ops.one_hot(codes, depth))
+        return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.mean) + sum(self.cardinalities))
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "variance": self.variance,
+                "cardinalities": self.cardinalities}

@@ -1,0 +1,54 @@
+"""Options of a training run, validated once at the edge (CLI or flow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Tuner = Literal["hyperband", "bayesian", "random"]
+Objective = Literal["val_accuracy", "val_macro_f1"]
+BUNDLED_DATASETS = ("digits", "breast_cancer", "wine", "gunpoint")
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run needs to know; shown as the flow's parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: Path | None = Field(None, description="CSV/Parquet table, image folder, or .npz of sequences.")
+    dataset: Literal["digits", "breast_cancer", "wine", "gunpoint"] | None = Field(
+        None, description="A bundled demo dataset instead of --data."
+    )
+    target: str | None = Field(None, description="Label column of a table.")
+    test_data: Path | None = Field(None, description="A held-out test set in the same format as data.")
+    name: str | None = Field(None, description="Model name; the run folder is runs/<name>/<timestamp>.")
+    runs_root: Path = Field(Path("runs"), description="Folder that holds all run folders.")
+    run_dir: Path | None = Field(None, description="Reuse this run folder: resumes an interrupted search.")
+    budget_minutes: float = Field(5.0, gt=0, description="Wall-clock budget of the search.")
+    tuner: Tuner = "hyperband"
+    objective: Objective = "val_accuracy"
+    max_trials: int = Field(100, ge=1, description="Upper bound on trials (bayesian/random).")
+    max_epochs: int = Field(20, ge=1, description="Most epochs a search trial trains.")
+    finetune_epochs: int = Field(40, ge=1, description="Most epochs of the final fine-tuning.")
+    families: list[Literal["dense", "cnn", "lstm"]] | None = Field(
+        None, description="Restrict the search to these families (default: all that fit the input)."
+    )
+    batch_size: int = Field(32, ge=1)
+    image_size: tuple[int, int] | None = Field(None, description="Resize images to (height, width).")
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TrainConfig":
+        if (self.data is None) == (self.dataset is None):
+            raise ValueError("give exactly one of data (a path) or dataset (a bundled demo)")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        if self.name:
+            return self.name
+        return self.dataset or Path(self.data).stem  # type: ignore[arg-type]

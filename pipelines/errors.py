@@ -1,0 +1,25 @@
+"""Errors a user can act on.
+
+Every error raised for bad input is a `KerasflowError` whose message names
+the file, column or sample at fault; the CLI prints it without a traceback.
+"""
+
+
+class KerasflowError(Exception):
+    """Base class for errors caused by the user's data or options."""
+
+
+class DataError(KerasflowError):
+    """The data cannot be loaded or split as given."""
+
+
+class ValidationFailed(KerasflowError):
+    """The data broke one or more expectations of its suite."""
+
+    def __init__(self, report: str):
+        super().__init__(report)
+        self.report = report
+
+
+class SearchFailed(KerasflowError):
+    """No trial of the architecture search produced a usable model."""

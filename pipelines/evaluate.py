@@ -1,0 +1,100 @@
+"""Evaluate step: sklearn.metrics on the held-out test split, plus plots people would rather look at."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn import metrics
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    balanced_accuracy: float
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    per_class: dict[str, dict[str, float]]
+    confusion_matrix: list[list[int]]
+    class_names: list[str]
+    n_test: int
+
+    def headline(self) -> dict[str, float]:
+        return {"accuracy": self.accuracy, "balanced_accuracy": self.balanced_accuracy, "macro_f1": self.macro_f1,
+                "macro_precision": self.macro_precision, "macro_recall": self.macro_recall}
+
+    def save(self, path: Path, **extra) -> Path:
+        path.write_text(json.dumps({**asdict(self), **extra}, indent=2))
+        return path
+
+
+def evaluate_predictions(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> Evaluation:
+    """Macro and per-class scores of the argmax predictions."""
+    y_pred = np.argmax(probabilities, axis=1)
+    labels = list(range(len(class_names)))
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    per_class = {
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+    }
+    macro = metrics.precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+    return Evaluation(
+        accuracy=float(metrics.accuracy_score(y_true, y_pred)),
+        balanced_accuracy=float(metrics.balanced_accuracy_score(y_true, y_pred)),
+        macro_precision=float(macro[0]),
+        macro_recall=float(macro[1]),
+        macro_f1=float(macro[2]),
+        per_class=per_class,
+        confusion_matrix=metrics.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        class_names=list(class_names),
+        n_test=int(len(y_true)),
+    )
+
+
+def evaluate_model(model, x: np.ndarray, y: np.ndarray, class_names: list[str]) -> Evaluation:
+    return evaluate_predictions(y, model.predict(x, verbose=0), class_names)
+
+
+def plot_confusion_matrix(evaluation: Evaluation, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.6 * len(evaluation.class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    display = metrics.ConfusionMatrixDisplay(np.asarray(evaluation.confusion_matrix), display_labels=evaluation.class_names)
+    display.plot(ax=ax, colorbar=False, cmap="Blues", xticks_rotation=45)
+    ax.set_title(f"Test confusion matrix (accuracy {evaluation.accuracy:.3f}, n={evaluation.n_test})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(history: dict[str, list[float]], path: Path, title: str = "Fine-tuning") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [k for k in ("loss", "accuracy", "learning_rate") if k in history]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        epochs = range(1, len(history[key]) + 1)
+        ax.plot(epochs, history[key], marker=".", label=key)
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], marker=".", label=f"val_{key}")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,305 @@
+"""Load step: tables, image folders, sequence arrays and bundled demos.
+
+`load_dataset` turns what the user points at into a `Dataset` of raw
+features and string labels; `split_dataset` makes the stratified
+train/val/test split that the rest of the pipeline uses. Every problem is a
+`DataError` naming the file, column or sample at fault.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from pipelines.config import TrainConfig
+from pipelines.errors import DataError
+
+Kind = Literal["table", "image", "sequence"]
+TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+MIN_ROWS_PER_CLASS = 3  # one each for train, val and test
+
+
+@dataclass
+class Dataset:
+    """Raw features and labels of one input kind.
+
+    `features` is a DataFrame for tables, float32 [N, H, W, C] for images and
+    float32 [N, T, F] for sequences. `labels` holds strings so that label
+    files read back the same whatever the source's dtype.
+    """
+
+    kind: Kind
+    features: pd.DataFrame | np.ndarray
+    labels: np.ndarray
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def class_names(self) -> list[str]:
+        return sorted(set(self.labels.tolist()))
+
+    def take(self, index: np.ndarray) -> "Dataset":
+        features = self.features.iloc[index] if isinstance(self.features, pd.DataFrame) else self.features[index]
+        return Dataset(self.kind, features, self.labels[index], self.source, list(self.notes))
+
+
+@dataclass
+class Splits:
+    """Train/val/test parts; test is never seen by search or fine-tuning."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    class_names: list[str]
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def load_dataset(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
+    """Load the training data and, if given, the user's test set."""
+    if config.dataset:
+        return load_bundled(config.dataset)
+    data = load_path(Path(config.data), config.target, config.image_size)
+    test = None
+    if config.test_data is not None:
+        size = data.features.shape[1:3] if data.kind == "image" else None
+        test = load_path(Path(config.test_data), config.target, size)
+        _check_same_kind(data, test)
+    return data, test
+
+
+def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None = None) -> Dataset:
+    """Load one path, choosing the loader by what the path is."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return load_image_folder(path, image_size)
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    suffix = path.suffix.lower()
+    if suffix in TABLE_SUFFIXES:
+        if not target:
+            raise DataError(f"{path}: a table needs --target, the name of its label column")
+        return load_table(path, target)
+    if suffix == ".npz":
+        return load_sequences(path)
+    raise DataError(
+        f"{path}: unknown file type {suffix!r}; expected .csv/.parquet (table), "
+        ".npz (sequences) or a folder of images"
+    )
+
+
+def load_table(path: Path, target: str) -> Dataset:
+    """Read a CSV or Parquet table; numeric and categorical columns are kept raw."""
+    try:
+        frame = pd.read_parquet(path) if path.suffix.lower() in {".parquet", ".pq"} else pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except Exception as exc:  # parser errors carry the useful line number
+        raise DataError(f"{path}: cannot read the table: {exc}") from exc
+    if frame.empty:
+        raise DataError(f"{path}: the table has no rows")
+    if target not in frame.columns:
+        raise DataError(f"{path}: no column {target!r}; columns are {', '.join(map(str, frame.columns))}")
+    if frame[target].isna().any():
+        rows = frame.index[frame[target].isna()].tolist()[:5]
+        raise DataError(f"{path}: label column {target!r} is empty on rows {rows}")
+    features = frame.drop(columns=[target])
+    if features.shape[1] == 0:
+        raise DataError(f"{path}: the table has no feature columns besides {target!r}")
+    for column in features.columns:
+        _check_not_mixed(path, features[column])
+    labels = _label_strings(frame[target])
+    return Dataset("table", features.reset_index(drop=True), labels, str(path))
+
+
+def _check_not_mixed(path: Path, column: pd.Series) -> None:
+    """A column whose values are mostly numbers but partly text is a data error, not a category."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return
+    values = column.dropna()
+    if values.empty:
+        return
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().mean() >= 0.5:
+        bad = values[numbers.isna()]
+        examples = ", ".join(repr(v) for v in bad.unique()[:3])
+        raise DataError(
+            f"{path}: column {column.name!r} is numeric but {len(bad)} of {len(values)} values are text "
+            f"(e.g. {examples}); fix or blank them"
+        )
+
+
+def _label_strings(labels: pd.Series | np.ndarray) -> np.ndarray:
+    values = pd.Series(labels)
+    if pd.api.types.is_float_dtype(values) and (values == values.round()).all():
+        values = values.astype(np.int64)
+    return values.astype(str).to_numpy(dtype=object)
+
+
+def load_image_folder(path: Path, image_size: tuple[int, int] | None = None) -> Dataset:
+    """Load `path/<class>/<image>`; sizes and channels are unified to the most common ones."""
+    from PIL import Image, UnidentifiedImageError
+
+    class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{path}: an image folder needs one subfolder per class; found none")
+    images, labels = [], []
+    for class_dir in class_dirs:
+        files = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise DataError(f"{class_dir}: class folder has no images")
+        for file in files:
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"{file}: not an image (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+            try:
+                with Image.open(file) as image:
+                    image.load()
+                    images.append(image.copy())
+            except (UnidentifiedImageError, OSError) as exc:
+                raise DataError(f"{file}: cannot read the image ({exc})") from None
+            labels.append(class_dir.name)
+    notes = []
+    modes = collections.Counter(_channels_mode(im) for im in images)
+    mode = modes.most_common(1)[0][0]
+    if len(modes) > 1:
+        notes.append(f"images had mixed channels {dict(modes)}; all converted to {mode}")
+    sizes = collections.Counter((im.height, im.width) for im in images)
+    height, width = image_size or sizes.most_common(1)[0][0]
+    if len(sizes) > 1 or image_size:
+        notes.append(f"images resized to {height}x{width} (found sizes {dict(list(sizes.most_common(5)))})")
+    arrays = [_to_array(im, mode, height, width) for im in images]
+    features = np.stack(arrays).astype(np.float32)
+    return Dataset("image", features, np.asarray(labels, dtype=object), str(path), notes)
+
+
+def _channels_mode(image) -> str:
+    return "L" if image.mode in {"L", "1", "I", "I;16", "F"} else "RGB"
+
+
+def _to_array(image, mode: str, height: int, width: int) -> np.ndarray:
+    image = image.convert(mode)
+    if (image.height, image.width) != (height, width):
+        image = image.resize((width, height))
+    array = np.asarray(image, dtype=np.float32)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def load_sequences(path: Path) -> Dataset:
+    """Load `x` ([N, T, F], or an object array of ragged [T_i, F]) and `y` from an .npz file."""
+    try:
+        archive = np.load(path, allow_pickle=True)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read the .npz file ({exc})") from exc
+    missing = {"x", "y"} - set(archive.files)
+    if missing:
+        raise DataError(f"{path}: missing array(s) {sorted(missing)}; found {archive.files}")
+    return sequences_dataset(archive["x"], archive["y"], str(path))
+
+
+def sequences_dataset(x: np.ndarray, y: np.ndarray, source: str) -> Dataset:
+    """Check, pad and stack sequences into float32 [N, T, F]."""
+    if len(x) == 0:
+        raise DataError(f"{source}: no sequences")
+    if len(x) != len(y):
+        raise DataError(f"{source}: x has {len(x)} sequences but y has {len(y)} labels")
+    sequences = [np.asarray(s, dtype=np.float32) for s in x]
+    sequences = [s[:, None] if s.ndim == 1 else s for s in sequences]
+    bad_rank = [i for i, s in enumerate(sequences) if s.ndim != 2]
+    if bad_rank:
+        raise DataError(f"{source}: sequences {bad_rank[:5]} are not [time, features] arrays")
+    feature_counts = collections.Counter(s.shape[1] for s in sequences)
+    if len(feature_counts) > 1:
+        expected = feature_counts.most_common(1)[0][0]
+        bad = [i for i, s in enumerate(sequences) if s.shape[1] != expected]
+        raise DataError(
+            f"{source}: sequences must all have the same number of features; most have {expected}, "
+            f"but sequences {bad[:5]} have {sorted({sequences[i].shape[1] for i in bad})}"
+        )
+    lengths = [len(s) for s in sequences]
+    length = max(lengths)
+    notes = []
+    if min(lengths) != length:
+        notes.append(f"{sum(n < length for n in lengths)} ragged sequences zero-padded at the end to length {length}")
+    padded = np.zeros((len(sequences), length, sequences[0].shape[1]), dtype=np.float32)
+    for i, s in enumerate(sequences):
+        padded[i, : len(s)] = s
+    return Dataset("sequence", padded, _label_strings(np.asarray(y)), source, notes)
+
+
+def load_bundled(name: str) -> tuple[Dataset, Dataset | None]:
+    """Demo datasets that ship with installed packages; nothing is downloaded."""
+    from sklearn import datasets
+
+    if name == "digits":
+        bunch = datasets.load_digits()
+        images = bunch.images.astype(np.float32)[..., None]
+        return Dataset("image", images, _label_strings(bunch.target), "sklearn digits"), None
+    if name in {"breast_cancer", "wine"}:
+        bunch = getattr(datasets, f"load_{name}")(as_frame=True)
+        labels = np.asarray([bunch.target_names[i] for i in bunch.target], dtype=object)
+        return Dataset("table", bunch.data, labels, f"sklearn {name}"), None
+    if name == "gunpoint":
+        from aeon.datasets import load_gunpoint
+
+        def part(split: str) -> Dataset:
+            x, y = load_gunpoint(split=split)  # [N, channels, time]
+            return sequences_dataset(np.transpose(x, (0, 2, 1)), y, f"aeon GunPoint ({split})")
+
+        return part("train"), part("test")
+    raise DataError(f"unknown bundled dataset {name!r}")
+
+
+def _check_same_kind(data: Dataset, test: Dataset) -> None:
+    if data.kind != test.kind:
+        raise DataError(f"{test.source}: test data is {test.kind} data but training data is {data.kind} data")
+    if data.kind != "table" and data.features.shape[1:] != test.features.shape[1:]:
+        raise DataError(
+            f"{test.source}: test samples have shape {test.features.shape[1:]}, "
+            f"training samples {data.features.shape[1:]}"
+        )
+
+
+def split_dataset(
+    data: Dataset, test: Dataset | None, *, test_fraction: float, val_fraction: float, seed: int
+) -> Splits:
+    """Stratified split with a seed; a given test set replaces the test fraction."""
+    counts = collections.Counter(data.labels.tolist())
+    if len(counts) < 2:
+        raise DataError(f"{data.source}: the labels have one class ({next(iter(counts))!r}); need at least 2")
+    needed = MIN_ROWS_PER_CLASS - (test is not None)
+    small = {label: n for label, n in counts.items() if n < needed}
+    if small:
+        raise DataError(
+            f"{data.source}: classes {small} have fewer than {needed} rows; "
+            "each class needs rows for train, validation and test"
+        )
+    if test is not None:
+        unseen = sorted(set(test.labels.tolist()) - set(counts))
+        if unseen:
+            raise DataError(f"{test.source}: test labels {unseen} never appear in the training data")
+    index = np.arange(len(data))
+    if test is None:
+        index, test_index = _stratified(index, data.labels, test_fraction, seed, data.source)
+        test = data.take(test_index)
+    train_index, val_index = _stratified(index, data.labels[index], val_fraction, seed, data.source)
+    return Splits(data.take(train_index), data.take(val_index), test, data.class_names)
+
+
+def _stratified(index: np.ndarray, labels: np.ndarray, fraction: float, seed: int, source: str):
+    n_classes = len(set(labels.tolist()))
+    n_holdout = max(int(round(fraction * len(index))), n_classes)
+    if len(index) - n_holdout < n_classes:
+        raise DataError(f"{source}: {len(index)} rows are too few to split {n_classes} classes")
+    return train_test_split(index, test_size=n_holdout, stratify=labels, random_state=seed)

@@ -1,0 +1,118 @@
+"""Preprocess step: statistics adapted on the training split, applied inside the model.
+
+The exported model takes raw features: normalisation, missing-value
+imputation and one-hot encoding are layers (see `models.layers`). Only what a
+TFLite model cannot hold with builtin ops stays outside it: the string
+vocabularies of categorical columns, saved in `preprocessing.json`, which map
+a category to the integer code the model one-hot encodes (0 = unseen/missing).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines.load import Dataset, Splits
+
+
+@dataclass
+class Preprocessing:
+    """JSON-serialisable description of the model's input and its adapted statistics."""
+
+    kind: str
+    input_shape: list[int]
+    class_names: list[str]
+    mean: list[float]
+    variance: list[float]
+    numeric_columns: list[str] = field(default_factory=list)
+    categorical_columns: list[str] = field(default_factory=list)
+    vocabularies: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """One-hot depth per categorical column: its vocabulary plus the unknown code 0."""
+        return [len(self.vocabularies[c]) + 1 for c in self.categorical_columns]
+
+    def save(self, path: Path) -> Path:
+        path.write_text(json.dumps(asdict(self), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> "Preprocessing":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+@dataclass
+class ModelInputs:
+    """float32 arrays the model takes, and integer labels indexing `class_names`."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def fit_preprocessing(splits: Splits) -> Preprocessing:
+    """Adapt normalisation statistics and vocabularies on the training split only."""
+    train = splits.train
+    if train.kind == "table":
+        return _fit_table(train.features, splits.class_names)
+    values = np.asarray(train.features, dtype=np.float64)
+    per_channel = values.reshape(-1, values.shape[-1])
+    return Preprocessing(
+        kind=train.kind,
+        input_shape=list(values.shape[1:]),
+        class_names=splits.class_names,
+        mean=per_channel.mean(axis=0).tolist(),
+        variance=per_channel.var(axis=0).tolist(),
+    )
+
+
+def _fit_table(frame: pd.DataFrame, class_names: list[str]) -> Preprocessing:
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+    categorical = [c for c in frame.columns if c not in numeric]
+    values = frame[numeric].to_numpy(dtype=np.float64) if numeric else np.zeros((len(frame), 0))
+    vocabularies = {str(c): sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical}
+    return Preprocessing(
+        kind="table",
+        input_shape=[len(numeric) + len(categorical)],
+        class_names=class_names,
+        mean=np.nanmean(values, axis=0).tolist() if numeric else [],
+        variance=np.nanvar(values, axis=0).tolist() if numeric else [],
+        numeric_columns=list(map(str, numeric)),
+        categorical_columns=list(map(str, categorical)),
+        vocabularies=vocabularies,
+    )
+
+
+def encode_features(dataset: Dataset, prep: Preprocessing) -> np.ndarray:
+    """Raw features as the model's float32 input (tables: numbers, then category codes)."""
+    if dataset.kind != "table":
+        return np.asarray(dataset.features, dtype=np.float32)
+    frame = dataset.features
+    frame = frame.rename(columns=str)
+    parts = [frame[prep.numeric_columns].to_numpy(dtype=np.float32)] if prep.numeric_columns else []
+    for column in prep.categorical_columns:
+        codes = {value: i + 1 for i, value in enumerate(prep.vocabularies[column])}
+        parts.append(frame[column].map(lambda v: codes.get(str(v), 0) if pd.notna(v) else 0)
+                     .to_numpy(dtype=np.float32)[:, None])
+    return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
+
+
+def encode_labels(labels: np.ndarray, class_names: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(class_names)}
+    return np.asarray([index[label] for label in labels], dtype=np.int32)
+
+
+def model_inputs(splits: Splits, prep: Preprocessing) -> ModelInputs:
+    def pair(dataset: Dataset):
+        return encode_features(dataset, prep), encode_labels(dataset.labels, prep.class_names)
+
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = map(pair, (splits.train, splits.val, splits.test))
+    return ModelInputs(x_train, y_train, x_val, y_val, x_test, y_test)
