@@ -1,0 +1,72 @@
+"""great-expectations suites: built from a profile, saved, reloaded, and failing with named columns."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import data_checks
+from pipelines.errors import ValidationFailed
+from pipelines.load import Dataset, load_path, split_dataset
+from pipelines.validate import validate_splits
+from tests.conftest import make_table
+
+
+def _frame(table: pd.DataFrame) -> pd.DataFrame:
+    return data_checks.profile_frame("table", table.drop(columns="label"), table["label"].to_numpy())
+
+
+def test_suite_round_trips_through_json_and_passes_its_own_data(tmp_path):
+    frame = _frame(make_table())
+    suite = data_checks.build_suite(frame, "demo")
+    path = data_checks.save_suite(suite, tmp_path / "expectations.json")
+    reloaded = data_checks.load_suite(path)
+    assert len(reloaded.expectations) == len(suite.expectations) > 8
+    assert data_checks.validate_frame(frame, reloaded).success
+    assert reloaded.meta["rows_per_class"] == {"high": 20, "low": 20, "mid": 20}
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda f: f.assign(x1=np.nan), "column 'x1': too many missing values"),
+    (lambda f: f.assign(x2=np.where(np.arange(len(f)) == 5, np.inf, f["x2"])), "column 'x2': values are not finite"),
+    (lambda f: f.assign(x1=f["x1"] * 1000), "column 'x1': values outside"),
+    (lambda f: f.drop(columns="colour"), "table: columns differ from the training data; missing ['colour']"),
+    (lambda f: f.assign(x2=f["x2"].astype(str) + "kg"), "column 'x2': type"),
+])
+def test_broken_data_fails_with_the_column_named(breakage, expected):
+    suite = data_checks.build_suite(_frame(make_table()), "demo")
+    report = data_checks.validate_frame(_frame(breakage(make_table())), suite)
+    assert not report.success
+    assert any(expected in line for line in report.failures), report.failures
+
+
+def test_unknown_label_fails():
+    suite = data_checks.build_suite(_frame(make_table()), "demo")
+    report = data_checks.validate_frame(_frame(make_table().assign(label="new")), suite)
+    assert any("column 'label': values outside the known set" in line for line in report.failures)
+
+
+def test_all_nan_column_stops_the_run_before_training(tmp_path):
+    frame = make_table().assign(empty=np.nan)
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    splits = split_dataset(load_path(path, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    with pytest.raises(ValidationFailed, match="column 'empty': too many missing values"):
+        validate_splits(splits, "demo")
+
+
+def test_sequences_with_nan_fail_the_non_finite_check():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 10, 2)).astype(np.float32)
+    labels = np.array(["a", "b"] * 6, dtype=object)
+    suite = data_checks.build_suite(data_checks.profile_frame("sequence", x, labels), "seq")
+    x[3, 4, 1] = np.nan
+    report = data_checks.validate_frame(data_checks.profile_frame("sequence", x, labels), suite)
+    assert any("column 'non_finite'" in line for line in report.failures)
+
+
+def test_sequence_profile_measures_true_length():
+    x = np.zeros((2, 6, 1), np.float32)
+    x[0, :4] = 1.0
+    x[1, :6] = 2.0
+    frame = data_checks.profile_frame("sequence", x, np.array(["a", "b"], dtype=object))
+    assert frame["length"].tolist() == [4, 6]

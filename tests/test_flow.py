@@ -1,0 +1,115 @@
+"""The Prefect flow end to end on a real (temporary) Prefect server, and the CLI."""
+
+import asyncio
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.train import train_flow
+from pipelines.errors import DataError, ValidationFailed
+from tests.conftest import fast_config, make_table
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]
+RUN_FILES = {"run.json", "expectations.json", "search", "search_summary.csv", "search_best.keras", "finetuned.keras",
+             "history.json", "metrics.json", "confusion_matrix.png", "learning_curves.png", "export", "report.md"}
+
+
+def _check_run_folder(summary: dict, n_classes: int):
+    from pathlib import Path
+
+    run_dir = Path(summary["run_dir"])
+    assert RUN_FILES <= {p.name for p in run_dir.iterdir()}
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["confusion_matrix"]) == n_classes and "search_best" in metrics
+    assert summary["tflite_parity"]["label_agreement"] == 1.0
+    assert summary["tflite_parity"]["max_probability_difference"] < 1e-4
+    trials = pd.read_csv(run_dir / "search_summary.csv")
+    assert len(trials) >= 1 and {"family", "val_score", "seconds", "status"} <= set(trials.columns)
+    report = (run_dir / "report.md").read_text()
+    assert "## Test scores" in report and "label agreement 1.0000" in report
+    return run_dir
+
+
+def test_table_flow_end_to_end_with_artifacts(table_csv, tmp_path):
+    config = fast_config(data=table_csv, target="label", runs_root=tmp_path / "runs", name="tiny-table")
+    summary = train_flow(config)
+    run_dir = _check_run_folder(summary, 3)
+    assert run_dir.parent == tmp_path / "runs" / "tiny-table"
+    assert "Skipped cnn: tables have no spatial" in (run_dir / "report.md").read_text()
+    keys = asyncio.run(_artifact_keys())
+    assert {"train-report", "search-trials", "search-progress"} <= keys
+
+
+async def _artifact_keys() -> set[str]:
+    """Keys of the tiny-table run's artifacts, read back through the Prefect REST API.
+
+    The body is sent by hand: this server version rejects the nulls that
+    `PrefectClient.read_artifacts` sends for unused filters.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(limit=20, sort=FlowRunSort.START_TIME_DESC)
+        run = next(r for r in runs if r.name.startswith("train-tiny-table-random"))
+        assert run.state.is_completed()
+        response = await client._client.post("/artifacts/filter", json={
+            "artifacts": {"flow_run_id": {"any_": [str(run.id)]}}, "limit": 50, "offset": 0})
+        return {artifact["key"] for artifact in response.json()}
+
+
+def test_image_flow_end_to_end(image_folder, tmp_path):
+    summary = train_flow(fast_config(data=image_folder, runs_root=tmp_path / "runs"))
+    _check_run_folder(summary, 3)
+
+
+def test_sequence_flow_end_to_end_with_lstm(sequences_npz, tmp_path):
+    summary = train_flow(fast_config(data=sequences_npz, runs_root=tmp_path / "runs", families=["lstm"]))
+    run_dir = _check_run_folder(summary, 2)
+    assert summary["family"] == "lstm"
+    assert "zero-padded at the end to length 20" in (run_dir / "report.md").read_text()
+
+
+def test_same_run_folder_resumes_the_search(table_csv, tmp_path):
+    run_dir = tmp_path / "run"
+    train_flow(fast_config(data=table_csv, target="label", run_dir=run_dir, max_trials=2))
+    summary = train_flow(fast_config(data=table_csv, target="label", run_dir=run_dir, max_trials=3))
+    trials = pd.read_csv(run_dir / "search_summary.csv")
+    assert len(trials) == 3
+    assert "(2 resumed from an earlier run)" in (run_dir / "report.md").read_text()
+    assert summary["run_dir"] == str(run_dir)
+
+
+def test_bad_data_stops_the_flow_and_writes_no_run_folder(tmp_path):
+    path = tmp_path / "inf.csv"
+    make_table().assign(x1=lambda f: np.where(f.index == 4, np.inf, f["x1"])).to_csv(path, index=False)
+    with pytest.raises(ValidationFailed, match="column 'x1': values are not finite"):
+        train_flow(fast_config(data=path, target="label", runs_root=tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_names_the_problem_and_exits_non_zero(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "missing.csv"), "--target", "y",
+                                      "--runs-root", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert "missing.csv: no such file or folder" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_rejects_bad_options_before_any_work(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--dataset", "digits", "--budget-minutes", "0"])
+    assert result.exit_code == 2 and "budget_minutes" in result.output
+    both = CliRunner().invoke(app, ["train", "--dataset", "digits", "--data", "x.csv"])
+    assert both.exit_code == 2 and "exactly one of data" in both.output
+
+
+def test_cli_help_explains_every_input_kind():
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    for words in ("--budget-minutes", "one subfolder per class", ".npz", "--test-data", "resumes"):
+        assert words in result.output

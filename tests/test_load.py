@@ -1,0 +1,162 @@
+"""Load and split: every input kind, and every kind of bad input named clearly."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pipelines.errors import DataError
+from pipelines.load import load_bundled, load_path, split_dataset
+from tests.conftest import make_sequences, make_table
+
+
+def test_table_keeps_raw_columns_and_string_labels(table_csv):
+    data = load_path(table_csv, "label")
+    assert data.kind == "table"
+    assert list(data.features.columns) == ["x1", "x2", "colour"]
+    assert data.class_names == ["high", "low", "mid"]
+    assert data.features["x2"].isna().sum() > 0
+
+
+def test_parquet_table(tmp_path):
+    path = tmp_path / "t.parquet"
+    make_table().to_parquet(path)
+    assert len(load_path(path, "label")) == 60
+
+
+def test_image_folder_one_class_per_subfolder(image_folder):
+    data = load_path(image_folder, None)
+    assert data.features.shape == (30, 8, 8, 1)
+    assert data.class_names == ["digit_0", "digit_1", "digit_7"]
+
+
+def test_images_of_mixed_sizes_and_channels_are_unified(image_folder):
+    Image.new("RGB", (16, 12), (200, 10, 10)).save(image_folder / "digit_0" / "odd.png")
+    data = load_path(image_folder, None)
+    assert data.features.shape == (31, 8, 8, 1)
+    assert any("resized to 8x8" in note for note in data.notes)
+    assert any("mixed channels" in note for note in data.notes)
+
+
+def test_ragged_sequences_are_padded_and_reported(sequences_npz):
+    data = load_path(sequences_npz, None)
+    assert data.kind == "sequence"
+    assert data.features.shape == (40, 20, 2)
+    assert any("padded" in note and "20" in note for note in data.notes)
+
+
+def test_bundled_gunpoint_uses_its_official_test_split():
+    train, test = load_bundled("gunpoint")
+    assert train.features.shape == (50, 150, 1)
+    assert test.features.shape == (150, 150, 1)
+
+
+def test_split_is_stratified_seeded_and_disjoint(table_csv):
+    data = load_path(table_csv, "label")
+    a = split_dataset(data, None, test_fraction=0.2, val_fraction=0.2, seed=1)
+    b = split_dataset(data, None, test_fraction=0.2, val_fraction=0.2, seed=1)
+    assert a.sizes() == {"train": 38, "val": 10, "test": 12}
+    assert a.test.features.index.equals(b.test.features.index)
+    parts = [set(s.features.index) for s in (a.train, a.val, a.test)]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert sorted(set(a.test.labels)) == ["high", "low", "mid"]
+
+
+def test_given_test_set_replaces_the_test_split(table_csv, tmp_path):
+    test_path = tmp_path / "test.csv"
+    make_table(n=15, seed=3).to_csv(test_path, index=False)
+    splits = split_dataset(load_path(table_csv, "label"), load_path(test_path, "label"),
+                           test_fraction=0.2, val_fraction=0.2, seed=0)
+    assert splits.sizes()["test"] == 15
+    assert splits.sizes()["train"] + splits.sizes()["val"] == 60
+
+
+# Bad input: each names the problem.
+
+def test_missing_path(tmp_path):
+    with pytest.raises(DataError, match="nope.csv: no such file"):
+        load_path(tmp_path / "nope.csv", "label")
+
+
+def test_unknown_target_lists_columns(table_csv):
+    with pytest.raises(DataError, match=r"no column 'kind'; columns are x1, x2, colour, label"):
+        load_path(table_csv, "kind")
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(DataError, match="empty.csv: the file is empty"):
+        load_path(path, "label")
+
+
+def test_header_only_table(tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("a,label\n")
+    with pytest.raises(DataError, match="no rows"):
+        load_path(path, "label")
+
+
+def test_numeric_column_with_text(tmp_path):
+    frame = make_table()
+    frame["x1"] = frame["x1"].astype(object)
+    frame.loc[3, "x1"] = "twelve"
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"column 'x1' is numeric but 1 of 60 values are text \(e.g. 'twelve'\)"):
+        load_path(path, "label")
+
+
+def test_target_with_one_class(tmp_path):
+    frame = make_table().assign(label="same")
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"one class \('same'\)"):
+        split_dataset(load_path(path, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+
+
+def test_class_with_too_few_rows(tmp_path):
+    frame = make_table()
+    frame.loc[0, "label"] = "rare"
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"classes \{'rare': 1\} have fewer than 3 rows"):
+        split_dataset(load_path(path, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+
+
+def test_corrupt_image_is_named(image_folder):
+    bad = image_folder / "digit_1" / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match="broken.png: cannot read the image"):
+        load_path(image_folder, None)
+
+
+def test_non_image_file_is_named(image_folder):
+    (image_folder / "digit_7" / "notes.txt").write_text("hello")
+    with pytest.raises(DataError, match="notes.txt: not an image"):
+        load_path(image_folder, None)
+
+
+def test_sequences_with_mismatched_feature_counts(tmp_path):
+    x, y = make_sequences(n=6)
+    x[4] = np.zeros((18, 3))
+    path = tmp_path / "s.npz"
+    np.savez(path, x=np.array(x, dtype=object), y=y)
+    with pytest.raises(DataError, match=r"most have 2, but sequences \[4\] have \[3\]"):
+        load_path(path, None)
+
+
+def test_npz_without_labels(tmp_path):
+    path = tmp_path / "s.npz"
+    np.savez(path, x=np.zeros((4, 5, 1)))
+    with pytest.raises(DataError, match=r"missing array\(s\) \['y'\]"):
+        load_path(path, None)
+
+
+def test_unseen_test_label(table_csv, tmp_path):
+    test = make_table(n=9).assign(label="other")
+    path = tmp_path / "test.csv"
+    test.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"test labels \['other'\] never appear"):
+        split_dataset(load_path(table_csv, "label"), load_path(path, "label"),
+                      test_fraction=0.2, val_fraction=0.2, seed=0)

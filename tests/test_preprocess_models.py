@@ -1,0 +1,75 @@
+"""Preprocessing inside the model, and the search space's families and sizes."""
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from models import KerasflowHyperModel, families_for
+from pipelines.finetune import build_from_hyperparameters
+from pipelines.load import load_path, split_dataset
+from pipelines.preprocess import Preprocessing, encode_features, fit_preprocessing
+
+
+def _table_prep(table_csv):
+    splits = split_dataset(load_path(table_csv, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    return splits, fit_preprocessing(splits)
+
+
+def test_table_preprocessing_adapts_on_train_and_keeps_vocabularies(table_csv, tmp_path):
+    splits, prep = _table_prep(table_csv)
+    assert prep.numeric_columns == ["x1", "x2"] and prep.categorical_columns == ["colour"]
+    assert prep.vocabularies["colour"] == ["blue", "green", "red"]
+    assert prep.mean[0] == pytest.approx(splits.train.features["x1"].mean())
+    assert Preprocessing.load(prep.save(tmp_path / "p.json")) == prep
+
+
+def test_model_takes_raw_features_nan_and_unseen_categories(table_csv):
+    splits, prep = _table_prep(table_csv)
+    x = encode_features(splits.train, prep)
+    assert x.shape[1] == 3 and np.isnan(x[:, 1]).any()
+    assert set(np.unique(x[:, 2])) <= {0.0, 1.0, 2.0, 3.0}  # 0 = missing
+    encoder = build_from_hyperparameters(prep, {"family": "dense"}).get_layer("encode")
+    encoded = keras.ops.convert_to_numpy(encoder(x))
+    assert encoded.shape == (len(x), 2 + 4)
+    assert np.isfinite(encoded).all()
+    assert np.allclose(encoded[:, 2:].sum(axis=1), 1.0)
+    assert abs(encoded[:, 0].mean()) < 1e-5  # standardised on train
+
+
+def test_tables_search_dense_only_and_say_why():
+    families, skipped = families_for("table")
+    assert families == ["dense"]
+    assert "no spatial" in skipped["cnn"] and "no time axis" in skipped["lstm"]
+    assert families_for("image", ["cnn"]) == (["cnn"], {"dense": "not requested", "lstm": "not requested"})
+
+
+def _prep(kind, shape):
+    channels = shape[-1]
+    return Preprocessing(kind=kind, input_shape=list(shape), class_names=["a", "b", "c"],
+                         mean=[0.0] * channels, variance=[1.0] * channels)
+
+
+@pytest.mark.parametrize("kind, shape", [("image", (8, 8, 1)), ("sequence", (20, 2))])
+@pytest.mark.parametrize("family", ["dense", "cnn", "lstm"])
+def test_every_family_builds_for_images_and_sequences(kind, shape, family):
+    model = build_from_hyperparameters(_prep(kind, shape), {"family": family})
+    assert model.output_shape == (None, 3)
+    assert model.predict(np.zeros((2, *shape), np.float32), verbose=0).shape == (2, 3)
+
+
+def test_sizes_follow_the_input():
+    hp = kt.HyperParameters()
+    KerasflowHyperModel(_prep("image", (8, 8, 1)), ["cnn"]).build(hp)
+    assert hp.space[[p.name for p in hp.space].index("cnn_blocks")].max_value == 2
+    assert max(hp.space[[p.name for p in hp.space].index("cnn_filters")].values) == 64
+    big = kt.HyperParameters()
+    KerasflowHyperModel(_prep("image", (64, 64, 3)), ["cnn"]).build(big)
+    assert big.space[[p.name for p in big.space].index("cnn_blocks")].max_value == 4
+
+
+def test_long_sequences_are_pooled_before_an_unrolled_lstm():
+    model = build_from_hyperparameters(_prep("sequence", (150, 1)), {"family": "lstm", "lstm_layers": 1})
+    lstm = next(layer for layer in model.layers if isinstance(layer, keras.layers.LSTM))
+    assert lstm.unroll
+    assert lstm.input.shape[1] <= 64

@@ -1,0 +1,77 @@
+"""keras-tuner search: budget, failing trials, resume, objective."""
+
+import keras_tuner as kt
+import pytest
+
+import models.hypermodel
+from pipelines.errors import SearchFailed
+from pipelines.load import load_path, split_dataset
+from pipelines.preprocess import fit_preprocessing, model_inputs
+from pipelines.search import SearchOptions, run_search
+
+
+@pytest.fixture
+def image_inputs(image_folder):
+    splits = split_dataset(load_path(image_folder, None), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    prep = fit_preprocessing(splits)
+    return model_inputs(splits, prep), prep
+
+
+def _options(**overrides):
+    options = dict(tuner="random", max_trials=3, max_epochs=1, batch_size=8, budget_minutes=2)
+    options.update(overrides)
+    return SearchOptions(**options)
+
+
+def test_search_records_every_trial_and_saves_the_best(image_inputs, tmp_path):
+    inputs, prep = image_inputs
+    seen = []
+    result = run_search(inputs, prep, tmp_path / "search", _options(objective="val_macro_f1"),
+                        on_trial_end=lambda record, n: seen.append((record.trial_id, n)))
+    assert [n for _, n in seen] == [1, 2, 3]
+    assert len(result.trials) == 3 and {t.status for t in result.trials} == {"COMPLETED"}
+    assert result.best_val_score == max(t.val_score for t in result.trials)
+    assert result.best_model_path.exists()
+    table = result.trial_table
+    assert list(table.columns[:6]) == ["trial_id", "status", "family", "val_score", "seconds", "epochs"]
+    assert table["seconds"].notna().all()
+
+
+def test_a_failing_trial_is_recorded_and_the_search_goes_on(image_inputs, tmp_path, monkeypatch):
+    def broken_cnn(self, hp, x):
+        raise RuntimeError("cnn build exploded")
+
+    monkeypatch.setattr(models.hypermodel.KerasflowHyperModel, "_cnn", broken_cnn)
+    inputs, prep = image_inputs
+    result = run_search(inputs, prep, tmp_path / "search",
+                        _options(max_trials=6, families=["dense", "cnn"], seed=3))
+    statuses = {t.family: t.status for t in result.trials}
+    assert statuses.get("cnn") in {"FAILED", "INVALID"}
+    assert any("cnn build exploded" in t.message for t in result.trials if t.family == "cnn")
+    assert result.best_hyperparameters["family"] == "dense"
+
+
+def test_an_interrupted_search_resumes_where_it_stopped(image_inputs, tmp_path):
+    inputs, prep = image_inputs
+
+    def interrupt_after_two(record, n):
+        if n == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(inputs, prep, tmp_path / "search", _options(max_trials=4), on_trial_end=interrupt_after_two)
+    result = run_search(inputs, prep, tmp_path / "search", _options(max_trials=4))
+    assert result.resumed_trials == 2
+    assert [t.trial_id for t in result.trials] == ["0", "1", "2", "3"]
+
+
+def test_a_spent_budget_starts_no_trial_and_says_so(image_inputs, tmp_path):
+    inputs, prep = image_inputs
+    with pytest.raises(SearchFailed, match="No trial ran"):
+        run_search(inputs, prep, tmp_path / "search", _options(budget_minutes=1e-6))
+
+
+def test_hyperband_is_the_default_and_respects_max_epochs(image_inputs, tmp_path):
+    inputs, prep = image_inputs
+    result = run_search(inputs, prep, tmp_path / "search", _options(tuner="hyperband", max_epochs=2, budget_minutes=0.3))
+    assert result.trials and all((t.epochs or 0) <= 2 for t in result.trials)
