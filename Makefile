@@ -1,0 +1,39 @@
+# kerasflow: `make run` trains on a bundled dataset, `make test` runs the tests.
+# Both create .venv from requirements.lock first (Python 3.11).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-fast bench ui lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+run: install  ## full flow on the bundled digits images, on Prefect's embedded local server
+	$(BIN)/kerasflow train --dataset digits --budget-minutes 3
+
+test: install  ## the whole suite, end-to-end flows included
+	$(BIN)/python -m pytest -q --timeout 900
+
+test-fast: install  ## everything but the end-to-end flow runs
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+bench: install  ## digits vs sklearn baselines, and Prefect+GX overhead
+	$(BIN)/python bench/digits.py
+
+ui: install  ## local Prefect server and UI on http://127.0.0.1:4200
+	$(BIN)/prefect server start --host 127.0.0.1
+
+lock:  ## re-resolve requirements.lock from requirements.in
+	$(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip compile requirements.in --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
