@@ -118,10 +118,15 @@ def _range_with_margin(values: pd.Series) -> tuple[float, float] | None:
 
 def validate_frame(frame: pd.DataFrame, suite) -> ValidationReport:
     """Run a suite on a frame; each failure becomes one line naming its column."""
-    batch = _pandas_asset().add_batch_definition_whole_dataframe(f"batch-{id(frame)}")
-    result = batch.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    result = _whole_frame_batches().get_batch(batch_parameters={"dataframe": frame}).validate(suite)
     failures = [describe_failure(r) for r in result.results if not r.success]
     return ValidationReport(suite.name, len(result.results), failures)
+
+
+@lru_cache(maxsize=1)
+def _whole_frame_batches():
+    """One batch definition serves every frame: the frame is passed per batch."""
+    return _pandas_asset().add_batch_definition_whole_dataframe("whole-frame")
 
 
 @lru_cache(maxsize=1)

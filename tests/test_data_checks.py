@@ -70,3 +70,9 @@ def test_sequence_profile_measures_true_length():
     x[1, :6] = 2.0
     frame = data_checks.profile_frame("sequence", x, np.array(["a", "b"], dtype=object))
     assert frame["length"].tolist() == [4, 6]
+
+
+def test_many_validations_in_one_process():
+    """Frames come and go (their ids are reused); validation must not depend on them."""
+    suite = data_checks.build_suite(_frame(make_table()), "demo")
+    assert all(data_checks.validate_frame(_frame(make_table(seed=i)), suite).success for i in range(12))
