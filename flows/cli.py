@@ -6,7 +6,6 @@ nothing set, Prefect runs them on its embedded local server.
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional

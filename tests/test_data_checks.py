@@ -6,7 +6,7 @@ import pytest
 
 import data_checks
 from pipelines.errors import ValidationFailed
-from pipelines.load import Dataset, load_path, split_dataset
+from pipelines.load import load_path, split_dataset
 from pipelines.validate import validate_splits
 from tests.conftest import make_table
 

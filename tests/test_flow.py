@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.train import train_flow
-from pipelines.errors import DataError, ValidationFailed
+from pipelines.errors import ValidationFailed
 from tests.conftest import fast_config, make_table
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]

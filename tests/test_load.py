@@ -1,7 +1,6 @@
 """Load and split: every input kind, and every kind of bad input named clearly."""
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 

@@ -1,6 +1,5 @@
 """keras-tuner search: budget, failing trials, resume, objective."""
 
-import keras_tuner as kt
 import pytest
 
 import models.hypermodel
