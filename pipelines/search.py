@@ -25,6 +25,7 @@ from pipelines.preprocess import ModelInputs, Preprocessing
 
 TUNERS = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization, "random": kt.RandomSearch}
 MAX_CONSECUTIVE_FAILURES = 5
+HYPERBAND_ITERATIONS = 1000
 
 
 @dataclass
@@ -136,7 +137,8 @@ def _make_tuner(hypermodel, directory, options, deadline, timings, on_trial_end)
         max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILURES,
     )
     if options.tuner == "hyperband":
-        common.update(max_epochs=options.max_epochs, factor=3)
+        # Brackets repeat until the wall-clock budget, not after one pass.
+        common.update(max_epochs=options.max_epochs, factor=3, hyperband_iterations=HYPERBAND_ITERATIONS)
     else:
         common.update(max_trials=options.max_trials)
     tuner_class = _budgeted(TUNERS[options.tuner])
