@@ -40,7 +40,7 @@ def render_report(result: "RunResult") -> str:
         *[f"- Skipped {family}: {why}" for family, why in search.skipped_families.items()],
         f"- Trials by status: {_count(t.status for t in search.trials)}; by family: {_count(t.family for t in search.trials)}",
         f"- Best trial {search.best_trial_id}: {best['family']}, {search.objective} {search.best_val_score:.4f}",
-        f"- Best hyperparameters: `{ {k: v for k, v in best.items() if not k.startswith('tuner/')} }`",
+        f"- Best hyperparameters: `{best}`",
         "",
         "## Test scores",
         "| model | accuracy | balanced acc. | macro precision | macro recall | macro F1 |",

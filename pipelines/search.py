@@ -117,7 +117,7 @@ def run_search(
         objective=options.objective,
         best_trial_id=best.trial_id,
         best_val_score=float(best.score),
-        best_hyperparameters=dict(best.hyperparameters.values),
+        best_hyperparameters=_model_hyperparameters(best),
         best_epochs=_epochs(best),
         best_model_path=best_model_path,
         trials=trials,
@@ -201,9 +201,14 @@ def _record(trial, timings: _Timings) -> TrialRecord:
         val_score=None if score is None else float(score),
         seconds=timings.seconds.get(trial.trial_id),
         epochs=_epochs(trial) if trial.status == "COMPLETED" else None,
-        hyperparameters={k: v for k, v in values.items() if not k.startswith("tuner/")},
+        hyperparameters=_model_hyperparameters(trial),
         message=message[-1] if message else "",
     )
+
+
+def _model_hyperparameters(trial) -> dict:
+    """The trial's architecture and optimiser values, without keras-tuner's `tuner/` bookkeeping."""
+    return {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
 
 
 def _epochs(trial) -> int:
