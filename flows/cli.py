@@ -17,6 +17,7 @@ from rich.table import Table
 
 from pipelines.config import BUNDLED_DATASETS, TrainConfig
 from pipelines.errors import KerasflowError
+from pipelines.tflite import VARIANTS
 
 app = typer.Typer(
     help="kerasflow: point it at data, get a searched, tuned, checked Keras model and a TFLite export.",
@@ -30,6 +31,12 @@ Tuner = Enum("Tuner", {name: name for name in ("hyperband", "bayesian", "random"
 Objective = Enum("Objective", {name: name for name in ("val_accuracy", "val_macro_f1")}, type=str)
 Family = Enum("Family", {name: name for name in ("dense", "cnn", "lstm")}, type=str)
 Dataset = Enum("Dataset", {name: name for name in BUNDLED_DATASETS}, type=str)
+Quantize = Enum("Quantize", {name: name for name in VARIANTS}, type=str)
+
+QUANTIZE_HELP = ("TFLite variant to export (repeatable; default all): float32, float16 (half-size weights), "
+                 "dynamic (int8 weights), int8 (weights and activations, calibrated on training samples).")
+INT8_IO_HELP = "Give the int8 variant int8 input/output tensors too (scale and zero-point in model_spec.json)."
+TOLERANCE_HELP = "Largest accuracy drop of a TFLite variant vs Keras that may still be recommended (0.01 = 1 point)."
 
 
 @app.command()
@@ -51,6 +58,11 @@ def train(
     batch_size: Annotated[int, typer.Option()] = 32,
     image_size: Annotated[Optional[str], typer.Option(help="Resize images to HxW, e.g. 32x32.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split and the search.")] = 42,
+    quantize: Annotated[Optional[list[Quantize]], typer.Option(help=QUANTIZE_HELP)] = None,
+    int8_io: Annotated[bool, typer.Option("--int8-io", help=INT8_IO_HELP)] = False,
+    quantization_tolerance: Annotated[float, typer.Option(help=TOLERANCE_HELP)] = 0.01,
+    max_model_kb: Annotated[Optional[float], typer.Option(help="Mobile budget: architectures whose int8 TFLite model is larger (KiB) are not trained.")] = None,
+    max_latency_ms: Annotated[Optional[float], typer.Option(help="Mobile budget: architectures whose int8 batch-1 latency (this CPU, one thread) is slower are not trained.")] = None,
 ) -> None:
     """Validate the data, search dense/CNN/LSTM models, fine-tune, evaluate and export one."""
     try:
@@ -60,6 +72,8 @@ def train(
             objective=objective.value, max_trials=max_trials, max_epochs=max_epochs,
             finetune_epochs=finetune_epochs, families=[f.value for f in family] if family else None,
             batch_size=batch_size, image_size=_parse_size(image_size), seed=seed,
+            int8_io=int8_io, quantization_tolerance=quantization_tolerance, max_model_kb=max_model_kb,
+            max_latency_ms=max_latency_ms, **({"quantize": [q.value for q in quantize]} if quantize else {}),
         )
     except ValidationError as exc:
         _fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors()))
@@ -70,6 +84,27 @@ def train(
     except KerasflowError as exc:
         _fail(str(exc))
     _print_summary(result)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder, e.g. runs/digits/20261122T101500Z.")],
+    quantize: Annotated[Optional[list[Quantize]], typer.Option(help=QUANTIZE_HELP)] = None,
+    int8_io: Annotated[bool, typer.Option("--int8-io", help=INT8_IO_HELP)] = False,
+    tolerance: Annotated[float, typer.Option(help=TOLERANCE_HELP)] = 0.01,
+) -> None:
+    """Re-export a run's model as TFLite variants (parity, size, latency, model card) without retraining.
+
+    The run's export/ folder is replaced only when every asked variant converted with builtin ops and was
+    checked on the test split; on any error the previous export stays as it was.
+    """
+    from flows.train import export_flow
+
+    try:
+        result = export_flow(str(run_dir), [q.value for q in quantize] if quantize else None, int8_io, tolerance)
+    except KerasflowError as exc:
+        _fail(str(exc))
+    _print_variants(result)
 
 
 @app.command()
@@ -98,12 +133,26 @@ def _print_summary(result: dict) -> None:
     table.add_column("value", justify="right")
     for metric, value in result["test"].items():
         table.add_row(metric, f"{value:.4f}")
-    parity = result["tflite_parity"]
-    table.add_row("tflite label agreement", f"{parity['label_agreement']:.4f}")
     console.print(table)
+    _print_variants(result["export"])
     console.print(f"family: [bold]{result['family']}[/bold]")
     console.print(f"run folder: [bold]{result['run_dir']}[/bold]")
     console.print(f"report: {result['report']}")
+
+
+def _print_variants(export: dict) -> None:
+    table = Table("variant", "KiB", "accuracy", "macro-F1", "label agreement", "median ms", "p95 ms", "verdict",
+                  title="TFLite variants vs Keras (test split)")
+    keras = export["keras"]
+    table.add_row("keras", f"{keras['bytes'] / 1024:.1f}", f"{keras['accuracy']:.4f}", f"{keras['macro_f1']:.4f}",
+                  "", f"{keras['latency_median_ms']:.3f}", f"{keras['latency_p95_ms']:.3f}", "reference")
+    for v in export["variants"]:
+        verdict = "recommended" if v["recommended"] else "ok" if v["within_tolerance"] else "too lossy"
+        table.add_row(v["variant"], f"{v['bytes'] / 1024:.1f}", f"{v['accuracy']:.4f}", f"{v['macro_f1']:.4f}",
+                      f"{v['label_agreement']:.4f}", f"{v['latency_median_ms']:.3f}", f"{v['latency_p95_ms']:.3f}",
+                      verdict)
+    console.print(table)
+    console.print(f"export folder: [bold]{export['directory']}[/bold]")
 
 
 def _fail(message: str) -> None:

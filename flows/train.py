@@ -22,8 +22,10 @@ from prefect.runtime import flow_run
 
 from pipelines.config import TrainConfig
 from pipelines.errors import KerasflowError, ValidationFailed
+from pipelines.export import ExportOptions, ExportResult
+from pipelines.model_card import variant_table
 from pipelines.search import TrialRecord
-from pipelines.train import RunResult, summary, train
+from pipelines.train import RunResult, export_summary, reexport_run, summary, train
 
 
 def _retry_unless_user_error(task, task_run, state) -> bool:
@@ -92,9 +94,25 @@ class _SearchProgress:
             update_progress_artifact(self.artifact_id, share, description=description)
 
 
+@flow(name="kerasflow-export", flow_run_name="export-{run_dir}", log_prints=True)
+def export_flow(run_dir: str, quantize: list[str] | None = None, int8_io: bool = False,
+                tolerance: float = 0.01) -> dict:
+    """Re-export a finished run folder (TFLite variants, parity, latency, model card) without retraining."""
+    options = ExportOptions(variants=quantize or ExportOptions().variants, int8_io=int8_io, tolerance=tolerance)
+    result = run_as_task("export", reexport_run, run_dir, options)
+    publish_export(result)
+    return export_summary(result)
+
+
 def publish(result: RunResult) -> None:
-    """The run's story for the Prefect UI: the report and the table of trials."""
+    """The run's story for the Prefect UI: the report, the table of trials and the TFLite variants."""
     create_markdown_artifact(result.report_path.read_text(), key="train-report",
                              description=f"kerasflow report for {result.config.model_name}")
     rows = [{**asdict(t), "hyperparameters": str(t.hyperparameters)} for t in result.search.trials]
     create_table_artifact(rows, key="search-trials", description="Every search trial")
+    publish_export(result.export)
+
+
+def publish_export(export: ExportResult) -> None:
+    create_markdown_artifact("\n".join(["# TFLite variants", "", *variant_table(export)]), key="tflite-variants",
+                             description="Size, parity and batch-1 latency of every exported TFLite variant")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Tuner = Literal["hyperband", "bayesian", "random"]
 Objective = Literal["val_accuracy", "val_macro_f1"]
+Variant = Literal["float32", "float16", "dynamic", "int8"]
 BUNDLED_DATASETS = ("digits", "breast_cancer", "wine", "gunpoint")
 
 
@@ -40,6 +41,14 @@ class TrainConfig(BaseModel):
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     seed: int = 42
+    quantize: list[Variant] = Field(["float32", "float16", "dynamic", "int8"],
+                                    min_length=1, description="TFLite variants to export.")
+    int8_io: bool = Field(False, description="int8 input and output tensors in the int8 variant (else float I/O).")
+    quantization_tolerance: float = Field(0.01, ge=0, le=1, description="Largest accuracy drop (0.01 = 1 point) "
+                                          "a TFLite variant may show against the Keras model and still be recommended.")
+    max_model_kb: float | None = Field(None, gt=0, description="Mobile budget: largest int8 TFLite model, KiB.")
+    max_latency_ms: float | None = Field(None, gt=0, description="Mobile budget: slowest batch-1 int8 latency, ms "
+                                         "(measured on the training machine's CPU, one thread).")
 
     @model_validator(mode="after")
     def _one_source(self) -> "TrainConfig":

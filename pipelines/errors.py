@@ -23,3 +23,7 @@ class ValidationFailed(KerasflowError):
 
 class SearchFailed(KerasflowError):
     """No trial of the architecture search produced a usable model."""
+
+
+class ExportError(KerasflowError):
+    """A model cannot be exported as asked: a bad option, an incomplete run folder, a non-builtin op."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines.model_card import variant_table
+
 if TYPE_CHECKING:
+    from pipelines.export import ExportResult
     from pipelines.train import RunResult
 
 
@@ -16,7 +20,7 @@ def write_report(result: "RunResult", path: Path) -> Path:
 
 
 def render_report(result: "RunResult") -> str:
-    search, evaluation, parity = result.search, result.evaluation, result.export.tflite_parity
+    search, evaluation = result.search, result.evaluation
     best = search.best_hyperparameters
     lines = [
         f"# kerasflow run: {result.config.model_name}",
@@ -41,6 +45,10 @@ def render_report(result: "RunResult") -> str:
         f"- Trials by status: {_count(t.status for t in search.trials)}; by family: {_count(t.family for t in search.trials)}",
         f"- Best trial {search.best_trial_id}: {best['family']}, {search.objective} {search.best_val_score:.4f}",
         f"- Best hyperparameters: `{best}`",
+        *([f"- Mobile budget: {search.mobile_budget}; architectures over it were not trained "
+           f"({sum(t.status == 'OVER_BUDGET' for t in search.trials)} trials)"] if search.mobile_budget else []),
+        "",
+        "![search frontier](search_frontier.png)",
         "",
         "## Test scores",
         "| model | accuracy | balanced acc. | macro precision | macro recall | macro F1 |",
@@ -57,12 +65,7 @@ def render_report(result: "RunResult") -> str:
         "![confusion matrix](confusion_matrix.png)",
         "![learning curves](learning_curves.png)",
         "",
-        "## Export",
-        f"- Files in `export/`: {', '.join(sorted(result.export.files))}",
-        f"- TFLite float32 ({result.export.tflite_bytes / 1024:.1f} KiB, builtin ops only) vs Keras on {parity.n} test samples: "
-        f"label agreement {parity.label_agreement:.4f}, max probability difference {parity.max_probability_difference:.2e}, "
-        f"TFLite accuracy {parity.accuracy:.4f}",
-        "",
+        *export_section(result.export),
         "## Step seconds",
         "| step | seconds |",
         "|---|---|",
@@ -70,6 +73,34 @@ def render_report(result: "RunResult") -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def export_section(export: "ExportResult") -> list[str]:
+    """The export table; `kerasflow export` rewrites just this section of an existing report."""
+    recommended = export.recommended
+    return [
+        "## Export",
+        f"- Files in `export/`: {', '.join(sorted(export.files))}",
+        "- TFLite variants use builtin ops only, checked on the test split with the LiteRT interpreter; "
+        f"tolerance {100 * export.tolerance:.1f} accuracy points. Recommended: "
+        + (f"**{recommended.variant}** (`{recommended.file}`)" if recommended else "none — every variant lost too much"),
+        "",
+        *variant_table(export),
+        "",
+        "App-side details (tensors, int8 scale/zero-point, vocabularies): `export/model_spec.json`; "
+        "model card: `export/MODEL_CARD.md`.",
+        "",
+    ]
+
+
+def replace_export_section(report_path: Path, export: "ExportResult") -> None:
+    """After a re-export, swap the report's Export section for the new one (nothing else changes)."""
+    if not report_path.exists():
+        return
+    text = report_path.read_text()
+    section = "\n".join(export_section(export))
+    updated, count = re.subn(r"## Export\n.*?(?=\n## |\Z)", lambda _: section.rstrip("\n") + "\n", text, flags=re.S)
+    report_path.write_text(updated if count else text.rstrip("\n") + "\n\n" + section)
 
 
 def _score_row(name: str, e) -> str:

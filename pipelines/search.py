@@ -22,10 +22,13 @@ from sklearn.metrics import f1_score
 from models import KerasflowHyperModel, families_for
 from pipelines.errors import SearchFailed
 from pipelines.preprocess import ModelInputs, Preprocessing
+from pipelines.tflite import int8_footprint
 
 TUNERS = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization, "random": kt.RandomSearch}
 MAX_CONSECUTIVE_FAILURES = 5
 HYPERBAND_ITERATIONS = 1000
+OVER_BUDGET = "OVER_BUDGET"
+FOOTPRINT_SAMPLES = 32
 
 
 @dataclass
@@ -38,6 +41,17 @@ class SearchOptions:
     batch_size: int = 32
     families: list[str] | None = None
     seed: int = 42
+    max_model_kb: float | None = None
+    max_latency_ms: float | None = None
+
+    @property
+    def mobile_budget(self) -> bool:
+        return self.max_model_kb is not None or self.max_latency_ms is not None
+
+    def budget_text(self) -> str:
+        limits = [f"int8 model <= {self.max_model_kb:g} KiB" if self.max_model_kb is not None else "",
+                  f"batch-1 int8 latency <= {self.max_latency_ms:g} ms" if self.max_latency_ms is not None else ""]
+        return " and ".join(limit for limit in limits if limit)
 
 
 @dataclass
@@ -52,6 +66,9 @@ class TrialRecord:
     epochs: int | None
     hyperparameters: dict
     message: str = ""
+    params: int | None = None
+    int8_kb: float | None = None
+    latency_ms: float | None = None
 
 
 @dataclass
@@ -68,6 +85,7 @@ class SearchResult:
     seconds: float
     budget_spent: bool
     resumed_trials: int = 0
+    mobile_budget: str = ""
 
     @property
     def trial_table(self) -> pd.DataFrame:
@@ -90,8 +108,11 @@ def run_search(
     keras.utils.set_random_seed(options.seed)
     directory.mkdir(parents=True, exist_ok=True)
     timings = _Timings(directory / "trial_seconds.json")
+    footprints = _Footprints(directory / "trial_footprints.json", options, prep.input_shape,
+                             inputs.x_train[:FOOTPRINT_SAMPLES])
     deadline = time.time() + options.budget_minutes * 60 - timings.total()
-    tuner = _make_tuner(KerasflowHyperModel(prep, families), directory, options, deadline, timings, on_trial_end)
+    hypermodel = _SearchHyperModel(prep, families, footprints)
+    tuner = _make_tuner(hypermodel, directory, options, deadline, timings, footprints, on_trial_end)
     resumed = len(tuner.oracle.trials)
     started = time.monotonic()
     callbacks = [_FailOnNaN(), _StopAtDeadline(deadline)]
@@ -105,12 +126,14 @@ def run_search(
     except RuntimeError as exc:  # keras-tuner gives up after too many consecutive failures
         if "consecutive" not in str(exc):
             raise
-    trials = [_record(t, timings) for t in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)]
+    trials = [_record(t, timings, footprints) for t in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)]
     completed = tuner.oracle.get_best_trials(1)
     if not completed or completed[0].score is None or not np.isfinite(completed[0].score):
         reasons = "; ".join(f"trial {t.trial_id} ({t.family}): {t.status} {t.message}" for t in trials[:5])
         raise SearchFailed(f"no search trial produced a usable model. {reasons or 'No trial ran: is the budget too small?'}")
     best = completed[0]
+    if footprints.over_budget(best.trial_id):
+        raise SearchFailed(_nothing_fits(trials, options))
     best_model_path = directory.parent / "search_best.keras"
     tuner.get_best_models(1)[0].save(best_model_path)
     return SearchResult(
@@ -126,10 +149,21 @@ def run_search(
         seconds=time.monotonic() - started,
         budget_spent=time.time() >= deadline,
         resumed_trials=resumed,
+        mobile_budget=options.budget_text(),
     )
 
 
-def _make_tuner(hypermodel, directory, options, deadline, timings, on_trial_end):
+def _nothing_fits(trials: list[TrialRecord], options: SearchOptions) -> str:
+    measured = [t for t in trials if t.int8_kb is not None]
+    smallest = min(measured, key=lambda t: t.int8_kb)
+    fastest = min(measured, key=lambda t: t.latency_ms)
+    return (f"no architecture met the mobile budget ({options.budget_text()}) in {len(measured)} trials. "
+            f"Smallest int8 model found: {smallest.int8_kb:.1f} KiB (trial {smallest.trial_id}, {smallest.family}, "
+            f"{smallest.latency_ms:.3f} ms); fastest: {fastest.latency_ms:.3f} ms (trial {fastest.trial_id}, "
+            f"{fastest.int8_kb:.1f} KiB). Raise --max-model-kb / --max-latency-ms, or search other families.")
+
+
+def _make_tuner(hypermodel, directory, options, deadline, timings, footprints, on_trial_end):
     objective = kt.Objective(options.objective, direction="max")
     common = dict(
         hypermodel=hypermodel, objective=objective, directory=str(directory.parent),
@@ -142,16 +176,17 @@ def _make_tuner(hypermodel, directory, options, deadline, timings, on_trial_end)
     else:
         common.update(max_trials=options.max_trials)
     tuner_class = _budgeted(TUNERS[options.tuner])
-    return tuner_class(deadline=deadline, timings=timings, hook=on_trial_end, **common)
+    return tuner_class(deadline=deadline, timings=timings, footprints=footprints, hook=on_trial_end, **common)
 
 
 def _budgeted(base: type) -> type:
     """A subclass of `base` that stops creating trials past the deadline and times each trial."""
 
     class Budgeted(base):
-        def __init__(self, *args, deadline: float, timings: "_Timings", hook: TrialHook | None, **kwargs):
+        def __init__(self, *args, deadline: float, timings: "_Timings", footprints: "_Footprints",
+                     hook: TrialHook | None, **kwargs):
             super().__init__(*args, **kwargs)
-            self._timings, self._hook, self._started = timings, hook, {}
+            self._timings, self._footprints, self._hook, self._started = timings, footprints, hook, {}
             populate = self.oracle.populate_space
 
             def populate_until_deadline(trial_id):
@@ -163,16 +198,75 @@ def _budgeted(base: type) -> type:
 
         def on_trial_begin(self, trial):
             self._started[trial.trial_id] = time.monotonic()
+            self.hypermodel.trial_id = trial.trial_id
             super().on_trial_begin(trial)
 
         def on_trial_end(self, trial):
             self._timings.record(trial.trial_id, time.monotonic() - self._started.pop(trial.trial_id, time.monotonic()))
             super().on_trial_end(trial)
             if self._hook:
-                self._hook(_record(trial, self._timings), len(self.oracle.trials))
+                self._hook(_record(trial, self._timings, self._footprints), len(self.oracle.trials))
 
     Budgeted.__name__ = f"Budgeted{base.__name__}"
     return Budgeted
+
+
+class _SearchHyperModel(KerasflowHyperModel):
+    """The search space plus one gate before training: an architecture over the mobile budget is not trained.
+
+    Its score becomes minus how many times over the budget it is: below any real
+    accuracy, and still telling the oracle that smaller is better.
+    """
+
+    def __init__(self, prep: Preprocessing, families: list[str], footprints: "_Footprints"):
+        super().__init__(prep, families)
+        self.footprints = footprints
+        self.trial_id: str | None = None
+
+    def fit(self, hp, model, *args, **kwargs):
+        penalty = self.footprints.measure(self.trial_id, model, hp).get("penalty")
+        if penalty is not None:
+            return penalty
+        return super().fit(hp, model, *args, **kwargs)
+
+
+class _Footprints:
+    """Parameters of every trial's model and, under a mobile budget, its int8 size and latency."""
+
+    def __init__(self, path: Path, options: SearchOptions, input_shape: list[int], representative: np.ndarray):
+        self.path, self.options = path, options
+        self.input_shape, self.representative = input_shape, representative
+        self.by_trial: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
+        self._by_architecture: dict[str, dict] = {}
+
+    def measure(self, trial_id: str | None, model, hp) -> dict:
+        entry = {"params": int(model.count_params())}
+        if self.options.mobile_budget:
+            key = _architecture_key(hp)
+            if key not in self._by_architecture:  # hyperband resumes the same architecture in later rounds
+                footprint = int8_footprint(model, self.input_shape, self.representative)
+                self._by_architecture[key] = {"int8_kb": round(footprint.int8_kb, 2),
+                                              "latency_ms": round(footprint.latency_ms, 4)}
+            entry.update(self._by_architecture[key])
+            entry["penalty"] = self._penalty(entry["int8_kb"], entry["latency_ms"])
+        if trial_id is not None:
+            self.by_trial[trial_id] = entry
+            self.path.write_text(json.dumps(self.by_trial))
+        return entry
+
+    def _penalty(self, int8_kb: float, latency_ms: float) -> float | None:
+        ratios = [int8_kb / self.options.max_model_kb if self.options.max_model_kb else 0.0,
+                  latency_ms / self.options.max_latency_ms if self.options.max_latency_ms else 0.0]
+        return -max(ratios) if max(ratios) > 1 else None
+
+    def over_budget(self, trial_id: str) -> bool:
+        return self.by_trial.get(trial_id, {}).get("penalty") is not None
+
+
+def _architecture_key(hp) -> str:
+    """Hyperparameters that shape the inference graph; the optimiser's and dropout's do not."""
+    skip = ("learning_rate", "dropout")
+    return json.dumps({k: v for k, v in sorted(hp.values.items()) if not k.startswith("tuner/") and k not in skip})
 
 
 class _Timings:
@@ -190,19 +284,25 @@ class _Timings:
         return float(sum(self.seconds.values()))
 
 
-def _record(trial, timings: _Timings) -> TrialRecord:
+def _record(trial, timings: _Timings, footprints: _Footprints) -> TrialRecord:
     values = dict(trial.hyperparameters.values)
-    score = trial.score
+    footprint = footprints.by_trial.get(trial.trial_id, {})
+    over = footprint.get("penalty") is not None
+    score = None if over or trial.score is None else float(trial.score)
     message = (trial.message or "").strip().splitlines()
     return TrialRecord(
         trial_id=trial.trial_id,
-        status=str(trial.status),
+        status=OVER_BUDGET if over else str(trial.status),
         family=str(values.get("family", "")),
-        val_score=None if score is None else float(score),
+        val_score=score,
         seconds=timings.seconds.get(trial.trial_id),
-        epochs=_epochs(trial) if trial.status == "COMPLETED" else None,
+        epochs=_epochs(trial) if trial.status == "COMPLETED" and not over else None,
         hyperparameters=_model_hyperparameters(trial),
-        message=message[-1] if message else "",
+        message=f"not trained: over the mobile budget ({footprints.options.budget_text()})" if over
+        else message[-1] if message else "",
+        params=footprint.get("params"),
+        int8_kb=footprint.get("int8_kb"),
+        latency_ms=footprint.get("latency_ms"),
     )
 
 

@@ -19,11 +19,12 @@ from typing import Any, Callable
 from data_checks import save_suite
 from pipelines import evaluate as evaluate_step
 from pipelines.config import TrainConfig
-from pipelines.export import ExportResult, export_model
+from pipelines.export import ExportData, ExportOptions, ExportResult, export_model, reexport
 from pipelines.finetune import FineTuneResult, fine_tune, save_history
 from pipelines.load import Splits, load_dataset, split_dataset
+from pipelines.model_card import CardFacts
 from pipelines.preprocess import fit_preprocessing, model_inputs
-from pipelines.report import write_report
+from pipelines.report import replace_export_section, write_report
 from pipelines.search import SearchOptions, SearchResult, TrialHook, run_search
 from pipelines.validate import Validation, validate_splits
 
@@ -82,8 +83,14 @@ def _train_in(run_dir, config, splits, validation, step, on_trial_end, seconds) 
     save_suite(validation.suite, run_dir / "expectations.json")
     prep = step("preprocess", fit_preprocessing, splits)
     inputs = model_inputs(splits, prep)
-    search = step("search", run_search, inputs, prep, run_dir / "search", search_options(config), on_trial_end)
+    prep.save(run_dir / "preprocessing.json")
+    export_data = ExportData.from_inputs(inputs, seed=config.seed)
+    export_data.save(run_dir / "export_inputs.npz")
+    options = search_options(config)
+    search = step("search", run_search, inputs, prep, run_dir / "search", options, on_trial_end)
     search.trial_table.to_csv(run_dir / "search_summary.csv", index=False)
+    evaluate_step.plot_search_frontier(search.trials, run_dir / "search_frontier.png", search.objective,
+                                       options.max_model_kb, search.best_trial_id)
     tuned = step("fine_tune", fine_tune, inputs, prep, search.best_hyperparameters, run_dir / "finetuned.keras",
                  max_epochs=config.finetune_epochs, batch_size=config.batch_size, seed=config.seed)
     save_history(tuned, run_dir / "history.json")
@@ -92,11 +99,21 @@ def _train_in(run_dir, config, splits, validation, step, on_trial_end, seconds) 
     evaluation.save(run_dir / "metrics.json", search_best=search_evaluation.headline())
     evaluate_step.plot_confusion_matrix(evaluation, run_dir / "confusion_matrix.png")
     evaluate_step.plot_learning_curves(tuned.history, run_dir / "learning_curves.png")
-    exported = step("export", export_model, tuned.model_path, prep, inputs.x_test, inputs.y_test, run_dir / "export")
+    facts = card_facts(config, splits, search, evaluation)
+    facts.save(run_dir / "card.json")
+    exported = step("export", export_model, tuned.model_path, prep, export_data, run_dir / "export",
+                    export_options(config), facts)
     result = RunResult(run_dir, config, splits.sizes(), _notes(splits), validation, search, tuned,
                        evaluation, search_evaluation, exported, seconds)
     result.report_path = write_report(result, run_dir / "report.md")
     _write_status(run_dir, config, "completed", seconds)
+    return result
+
+
+def reexport_run(run_dir: Path, options: ExportOptions) -> ExportResult:
+    """Export a finished run again (other quantize modes, int8 I/O) and update its report; no retraining."""
+    result = reexport(run_dir, options)
+    replace_export_section(Path(run_dir) / "report.md", result)
     return result
 
 
@@ -111,7 +128,20 @@ def evaluate_both(model_path: Path, search_model_path: Path, x_test, y_test, cla
 def search_options(config: TrainConfig) -> SearchOptions:
     return SearchOptions(tuner=config.tuner, objective=config.objective, budget_minutes=config.budget_minutes,
                          max_trials=config.max_trials, max_epochs=config.max_epochs, batch_size=config.batch_size,
-                         families=config.families, seed=config.seed)
+                         families=config.families, seed=config.seed, max_model_kb=config.max_model_kb,
+                         max_latency_ms=config.max_latency_ms)
+
+
+def export_options(config: TrainConfig) -> ExportOptions:
+    return ExportOptions(variants=list(config.quantize), int8_io=config.int8_io,
+                         tolerance=config.quantization_tolerance)
+
+
+def card_facts(config: TrainConfig, splits: Splits, search: SearchResult, evaluation) -> CardFacts:
+    return CardFacts(model_name=config.model_name, source=str(config.dataset or config.data),
+                     family=search.best_hyperparameters["family"], split_sizes=splits.sizes(),
+                     test_metrics=evaluation.headline(), per_class=evaluation.per_class,
+                     trained_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), data_notes=_notes(splits))
 
 
 def open_run_dir(config: TrainConfig) -> tuple[Path, bool]:
@@ -139,5 +169,13 @@ def _write_status(run_dir: Path, config: TrainConfig, status: str, seconds: dict
 def summary(result: RunResult) -> dict:
     """A small JSON-able result for flows and the CLI; models stay on disk."""
     return {"run_dir": str(result.run_dir), "family": result.search.best_hyperparameters["family"],
-            "test": result.evaluation.headline(), "tflite_parity": asdict(result.export.tflite_parity),
+            "test": result.evaluation.headline(), "export": export_summary(result.export),
             "report": str(result.report_path)}
+
+
+def export_summary(export: ExportResult) -> dict:
+    recommended = export.recommended
+    return {"directory": str(export.directory), "recommended": recommended.variant if recommended else None,
+            "keras": asdict(export.keras),
+            "variants": [{k: v for k, v in asdict(variant).items() if k not in ("input", "output", "operators")}
+                         for variant in export.variants]}

@@ -15,7 +15,10 @@ from tests.conftest import fast_config, make_table
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]
 RUN_FILES = {"run.json", "expectations.json", "search", "search_summary.csv", "search_best.keras", "finetuned.keras",
-             "history.json", "metrics.json", "confusion_matrix.png", "learning_curves.png", "export", "report.md"}
+             "history.json", "metrics.json", "confusion_matrix.png", "learning_curves.png", "export", "report.md",
+             "preprocessing.json", "export_inputs.npz", "card.json", "search_frontier.png"}
+EXPORT_FILES = {"model.keras", "saved_model", "labels.json", "preprocessing.json", "model_spec.json", "MODEL_CARD.md",
+                "model_float32.tflite", "model_float16.tflite", "model_dynamic.tflite", "model_int8.tflite"}
 
 
 def _check_run_folder(summary: dict, n_classes: int):
@@ -26,12 +29,17 @@ def _check_run_folder(summary: dict, n_classes: int):
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert len(metrics["confusion_matrix"]) == n_classes and "search_best" in metrics
-    assert summary["tflite_parity"]["label_agreement"] == 1.0
-    assert summary["tflite_parity"]["max_probability_difference"] < 1e-4
+    assert {p.name for p in (run_dir / "export").iterdir()} == EXPORT_FILES
+    variants = {v["variant"]: v for v in summary["export"]["variants"]}
+    assert list(variants) == ["float32", "float16", "dynamic", "int8"]
+    assert variants["float32"]["label_agreement"] == 1.0
+    assert variants["float32"]["max_probability_difference"] < 1e-4
+    assert summary["export"]["recommended"] in variants
     trials = pd.read_csv(run_dir / "search_summary.csv")
     assert len(trials) >= 1 and {"family", "val_score", "seconds", "status"} <= set(trials.columns)
     report = (run_dir / "report.md").read_text()
-    assert "## Test scores" in report and "label agreement 1.0000" in report
+    assert "## Test scores" in report and "| float32 | model_float32.tflite |" in report
+    assert "![search frontier](search_frontier.png)" in report
     return run_dir
 
 
@@ -42,7 +50,7 @@ def test_table_flow_end_to_end_with_artifacts(table_csv, tmp_path):
     assert run_dir.parent == tmp_path / "runs" / "tiny-table"
     assert "Skipped cnn: tables have no spatial" in (run_dir / "report.md").read_text()
     keys = asyncio.run(_artifact_keys())
-    assert {"train-report", "search-trials", "search-progress"} <= keys
+    assert {"train-report", "search-trials", "search-progress", "tflite-variants"} <= keys
 
 
 async def _artifact_keys() -> set[str]:
@@ -63,9 +71,26 @@ async def _artifact_keys() -> set[str]:
         return {artifact["key"] for artifact in response.json()}
 
 
-def test_image_flow_end_to_end(image_folder, tmp_path):
-    summary = train_flow(fast_config(data=image_folder, runs_root=tmp_path / "runs"))
-    _check_run_folder(summary, 3)
+def test_image_flow_under_a_mobile_budget_then_reexport_from_the_cli(image_folder, tmp_path):
+    summary = train_flow(fast_config(data=image_folder, runs_root=tmp_path / "runs", max_model_kb=200))
+    run_dir = _check_run_folder(summary, 3)
+    assert "Mobile budget: int8 model <= 200 KiB" in (run_dir / "report.md").read_text()
+    trials = pd.read_csv(run_dir / "search_summary.csv")
+    assert (trials["int8_kb"] > 0).all()
+
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--quantize", "int8", "--int8-io"])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in (run_dir / "export").iterdir() if p.suffix == ".tflite"} == {"model_int8.tflite"}
+    spec = json.loads((run_dir / "export" / "model_spec.json").read_text())
+    assert spec["variants"]["int8"]["input"]["dtype"] == "int8"
+    assert "model_int8.tflite" in (run_dir / "report.md").read_text()
+
+    before = (run_dir / "export" / "model_int8.tflite").read_bytes()
+    bad = CliRunner().invoke(app, ["export", str(run_dir), "--quantize", "int4"])
+    assert bad.exit_code == 2 and "int4" in bad.output
+    missing = CliRunner().invoke(app, ["export", str(tmp_path / "no-run")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert (run_dir / "export" / "model_int8.tflite").read_bytes() == before
 
 
 def test_sequence_flow_end_to_end_with_lstm(sequences_npz, tmp_path):

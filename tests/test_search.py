@@ -74,3 +74,30 @@ def test_hyperband_is_the_default_and_respects_max_epochs(image_inputs, tmp_path
     inputs, prep = image_inputs
     result = run_search(inputs, prep, tmp_path / "search", _options(tuner="hyperband", max_epochs=2, budget_minutes=0.3))
     assert result.trials and all((t.epochs or 0) <= 2 for t in result.trials)
+
+
+def test_mobile_budget_trains_only_architectures_that_fit(image_inputs, tmp_path):
+    inputs, prep = image_inputs
+    result = run_search(inputs, prep, tmp_path / "search",
+                        _options(max_trials=8, families=["dense"], max_model_kb=10))
+    over = [t for t in result.trials if t.status == "OVER_BUDGET"]
+    trained = [t for t in result.trials if t.status == "COMPLETED"]
+    assert over and trained, "the seeded space should hold architectures on both sides of 10 KiB"
+    assert all(t.int8_kb > 10 and t.val_score is None and t.epochs is None for t in over)
+    assert all(t.int8_kb <= 10 and t.val_score is not None and t.latency_ms > 0 for t in trained)
+    assert all("over the mobile budget (int8 model <= 10 KiB)" in t.message for t in over)
+    best = next(t for t in result.trials if t.trial_id == result.best_trial_id)
+    assert best.int8_kb <= 10 and result.mobile_budget == "int8 model <= 10 KiB"
+
+
+def test_a_budget_no_architecture_meets_names_the_smallest_one(image_inputs, tmp_path):
+    inputs, prep = image_inputs
+    with pytest.raises(SearchFailed, match=r"no architecture met the mobile budget .*Smallest int8 model found: \d"):
+        run_search(inputs, prep, tmp_path / "search",
+                   _options(max_trials=3, families=["dense"], max_model_kb=1, max_latency_ms=1e-6))
+
+
+def test_without_a_mobile_budget_trials_record_parameters_only(image_inputs, tmp_path):
+    inputs, prep = image_inputs
+    result = run_search(inputs, prep, tmp_path / "search", _options(max_trials=2, families=["dense"]))
+    assert all(t.params > 0 and t.int8_kb is None for t in result.trials)

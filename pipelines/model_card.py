@@ -1,0 +1,161 @@
+"""What a mobile app needs beside the model: `model_spec.json` (tensors, quantization, labels) and MODEL_CARD.md.
+
+The spec is read from the interpreter's own tensor details, so what it says
+about shapes, dtypes and int8 scale/zero-point is what the app will meet.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.export import ExportData, ExportResult
+    from pipelines.preprocess import Preprocessing
+
+NORMALISATION = {
+    "image": "per-channel standardisation (x - mean) / sqrt(variance) with training statistics; feed raw pixel values",
+    "sequence": "per-feature standardisation (x - mean) / sqrt(variance) with training statistics; feed raw values",
+    "table": "numeric columns standardised with training mean/variance, NaN imputed with the mean, category codes "
+             "one-hot encoded; feed raw numbers and category codes (see preprocessing.json vocabularies)",
+}
+INTENDED_USE = ("On-device classification of inputs like the training data, in the same units and layout. "
+                "Outputs are softmax probabilities over labels.json, in that order.")
+
+
+@dataclass
+class CardFacts:
+    """Facts about the run that the model card states; saved in the run folder for re-exports."""
+
+    model_name: str
+    source: str
+    family: str
+    split_sizes: dict[str, int]
+    test_metrics: dict[str, float]
+    per_class: dict[str, dict[str, float]]
+    trained_at: str
+    data_notes: list[str] = field(default_factory=list)
+
+    def save(self, path: Path) -> Path:
+        path.write_text(json.dumps(asdict(self), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> "CardFacts":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def input_layout(prep: "Preprocessing") -> str:
+    if prep.kind == "table":
+        columns = [*prep.numeric_columns, *(f"{c} (category code)" for c in prep.categorical_columns)]
+        return "one row: " + ", ".join(columns)
+    if prep.kind == "image":
+        return "one image: height x width x channels"
+    return "one sequence: time steps x features, padded or truncated to the training length"
+
+
+def spec(result: "ExportResult", prep: "Preprocessing", data: "ExportData") -> dict:
+    """JSON-able description of the model's input and output and of every variant's tensors."""
+    return {
+        "labels": prep.class_names,
+        "input": {
+            "name": "features",
+            "shape": [-1, *prep.input_shape],
+            "layout": input_layout(prep),
+            "training_value_range": {"min": data.feature_min.tolist(), "max": data.feature_max.tolist(),
+                                     "per": "column" if prep.kind == "table" else "channel/feature (last axis)"},
+            "normalisation_inside_model": NORMALISATION[prep.kind],
+            "vocabularies": prep.vocabularies,
+        },
+        "output": {"shape": [-1, len(prep.class_names)], "meaning": "softmax probabilities in labels.json order"},
+        "keras": asdict(result.keras),
+        "tolerance": result.tolerance,
+        "recommended": result.recommended.variant if result.recommended else None,
+        "variants": {v.variant: {**asdict(v), "input": _tensor(v.input), "output": _tensor(v.output)}
+                     for v in result.variants},
+    }
+
+
+def _tensor(t) -> dict:
+    tensor = {"name": t.name, "shape": t.shape, "dtype": t.dtype}
+    if t.quantized:
+        tensor["quantization"] = {"scale": t.scale, "zero_point": t.zero_point,
+                                  "real_value": "(q - zero_point) * scale"}
+    return tensor
+
+
+def write_spec(result: "ExportResult", prep: "Preprocessing", data: "ExportData", path: Path) -> Path:
+    path.write_text(json.dumps(spec(result, prep, data), indent=2))
+    return path
+
+
+def variant_table(result: "ExportResult") -> list[str]:
+    """Markdown rows: Keras, then each TFLite variant; shared by the model card and report.md."""
+    k = result.keras
+    rows = [
+        "| model | file | KiB | accuracy | macro-F1 | Δ accuracy | label agreement | max prob. diff | "
+        "batch-1 median ms | p95 ms | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| Keras | model.keras | {k.bytes / 1024:.1f} | {k.accuracy:.4f} | {k.macro_f1:.4f} | – | – | – | "
+        f"{k.latency_median_ms:.3f} | {k.latency_p95_ms:.3f} | reference |",
+    ]
+    for v in result.variants:
+        verdict = ("**recommended**" if v.recommended else "ok" if v.within_tolerance
+                   else f"⚠ drops more than {100 * result.tolerance:.1f} points")
+        rows.append(f"| {v.variant}{' (int8 I/O)' if v.input.quantized else ''} | {v.file} | {v.bytes / 1024:.1f} | "
+                    f"{v.accuracy:.4f} | {v.macro_f1:.4f} | {-100 * v.accuracy_drop:+.2f} pt | {v.label_agreement:.4f} | "
+                    f"{v.max_probability_difference:.2e} | {v.latency_median_ms:.3f} | {v.latency_p95_ms:.3f} | {verdict} |")
+    return rows
+
+
+def write_card(result: "ExportResult", prep: "Preprocessing", facts: CardFacts | None, path: Path) -> Path:
+    path.write_text("\n".join(_card_lines(result, prep, facts)) + "\n")
+    return path
+
+
+def _card_lines(result, prep, facts: CardFacts | None) -> list[str]:
+    name = facts.model_name if facts else "kerasflow model"
+    lines = [f"# Model card: {name}", ""]
+    if facts:
+        lines += [
+            "## Data",
+            f"- Source: {facts.source} ({prep.kind}, input shape {prep.input_shape})",
+            f"- Classes ({len(prep.class_names)}): {', '.join(prep.class_names)}",
+            f"- Split sizes: {', '.join(f'{k} {v}' for k, v in facts.split_sizes.items())}; "
+            "the test split was never seen by search or fine-tuning",
+            *[f"- {note}" for note in facts.data_notes],
+            f"- Trained: {facts.trained_at}, architecture family: {facts.family}",
+            "",
+            "## Metrics (Keras model, test split)",
+            ", ".join(f"{k} {v:.4f}" for k, v in facts.test_metrics.items()),
+            "",
+            "| class | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+            *[f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+              for c, m in facts.per_class.items()],
+            "",
+        ]
+    lines += [
+        "## Files for the app",
+        *variant_table(result),
+        "",
+        "Latency: batch 1, one interpreter thread, on the machine that ran the export, median and p95 after warm-up; "
+        "phones differ, the ratios between variants carry over better than the absolute numbers.",
+        "Inputs, outputs, int8 scale/zero-point and vocabularies: `model_spec.json`. Labels: `labels.json`.",
+        "",
+        "## Intended use",
+        INTENDED_USE,
+        f"Input: {input_layout(prep)}. Inside the model: {NORMALISATION[prep.kind]}.",
+        "",
+        "## Limits",
+        "- Trained on the data above only: expect worse results on inputs from another source, sensor or population.",
+        "- Scores come from one held-out split; small classes have wide uncertainty.",
+        f"- Quantized variants are checked against the Keras model on the test split (tolerance "
+        f"{100 * result.tolerance:.1f} accuracy points); inputs far outside the training value range may saturate int8 tensors.",
+        "- Probabilities are not calibrated; do not read them as risk estimates without checking.",
+        *(["- int8 input tensors cannot carry NaN: with int8 I/O, impute missing numbers (training mean, "
+           "see preprocessing.json) before quantizing."] if prep.kind == "table" else []),
+    ]
+    return lines

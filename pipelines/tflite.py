@@ -1,0 +1,208 @@
+"""TFLite variants of one SavedModel: conversion, builtin-op check, LiteRT inference and latency.
+
+Four variants, the usual mobile trade-offs: `float32` (reference), `float16`
+(weights in half precision, half the size), `dynamic` (int8 weights, float
+activations) and `int8` (weights and activations in int8, calibrated on
+representative training samples; optionally int8 input/output tensors too).
+Every variant is restricted to TFLite builtin ops, and the op list of the
+converted flatbuffer is checked again, because a model that needs Flex or
+custom ops does not load in a stock LiteRT runtime on a phone.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pipelines.errors import ExportError
+
+VARIANTS = ("float32", "float16", "dynamic", "int8")
+PREDICT_BATCH = 256
+CUSTOM_OPCODE = 32  # BuiltinOperator.CUSTOM: Flex and custom ops carry their name in custom_code
+
+
+def write_saved_model(model, path: Path, input_shape: list[int]) -> Path:
+    """An inference-only endpoint (training=False): what TFLite converts reliably (keras#19108)."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name="serve",
+        fn=lambda features: model(features, training=False),
+        input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name="features")],
+    )
+    archive.write_out(str(path), verbose=False)
+    return path
+
+
+def convert(saved_model: Path, variant: str, representative: np.ndarray | None = None,
+            int8_io: bool = False) -> bytes:
+    """Convert the SavedModel's `serve` endpoint to one variant, builtin ops only."""
+    import tensorflow as tf
+
+    if variant not in VARIANTS:
+        raise ExportError(f"unknown quantize mode {variant!r}; choose from {', '.join(VARIANTS)}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serve"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if variant != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if variant == "int8":
+        if representative is None or not len(representative):
+            raise ExportError("int8 quantization needs representative training samples; none were given")
+        samples = np.asarray(representative, dtype=np.float32)
+        converter.representative_dataset = lambda: ([samples[i:i + 1]] for i in range(len(samples)))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def operators(tflite: bytes) -> list[str]:
+    """Names of the operators a TFLite flatbuffer uses (custom ops by their custom code)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    model = schema.Model.GetRootAsModel(tflite, 0)
+    found = set()
+    for i in range(model.OperatorCodesLength()):
+        opcode = model.OperatorCodes(i)
+        code = max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())
+        if code == CUSTOM_OPCODE:
+            found.add(f"custom:{(opcode.CustomCode() or b'?').decode()}")
+        else:
+            found.add(names.get(code, f"unknown:{code}"))
+    return sorted(found)
+
+
+def check_builtin_ops(tflite: bytes, what: str) -> list[str]:
+    """The op list, or ExportError naming every op a stock LiteRT runtime would not have."""
+    ops = operators(tflite)
+    foreign = [op for op in ops if op.startswith(("custom:", "unknown:"))]
+    if foreign:
+        raise ExportError(f"{what} uses ops outside the TFLite builtins: {', '.join(foreign)}; "
+                          "a stock LiteRT runtime cannot load it")
+    return ops
+
+
+@dataclass
+class TensorSpec:
+    """One input or output tensor as the interpreter sees it."""
+
+    name: str
+    shape: list[int]
+    dtype: str
+    scale: float
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0
+
+
+class LiteModel:
+    """A LiteRT interpreter that takes and returns float arrays, (de)quantizing int8 I/O itself."""
+
+    def __init__(self, tflite: bytes, num_threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_content=tflite, num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self.input, self.output = _spec(self._input), _spec(self._output)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        if not self.input.quantized:
+            return np.ascontiguousarray(x, dtype=np.float32)
+        info = np.iinfo(self.input.dtype)
+        q = np.round(np.asarray(x, np.float32) / self.input.scale + self.input.zero_point)
+        return np.clip(np.nan_to_num(q, nan=self.input.zero_point), info.min, info.max).astype(self.input.dtype)
+
+    def dequantize(self, y: np.ndarray) -> np.ndarray:
+        if not self.output.quantized:
+            return y.astype(np.float32)
+        return (y.astype(np.float32) - self.output.zero_point) * self.output.scale
+
+    def invoke(self, batch: np.ndarray) -> np.ndarray:
+        """Run one already-quantized batch; resizes only when the batch size changes."""
+        if tuple(self._input["shape"]) != batch.shape:
+            self.interpreter.resize_tensor_input(self._input["index"], list(batch.shape))
+            self.interpreter.allocate_tensors()
+            self._input = self.interpreter.get_input_details()[0]
+        self.interpreter.set_tensor(self._input["index"], batch)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._output["index"])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Float probabilities for `x`, in batches."""
+        return np.concatenate([self.dequantize(self.invoke(self.quantize(x[i:i + PREDICT_BATCH])))
+                               for i in range(0, len(x), PREDICT_BATCH)])
+
+
+def _spec(detail: dict) -> TensorSpec:
+    scale, zero_point = detail["quantization"]
+    return TensorSpec(name=str(detail["name"]), shape=[int(d) for d in detail["shape_signature"]],
+                      dtype=np.dtype(detail["dtype"]).name, scale=float(scale), zero_point=int(zero_point))
+
+
+@dataclass
+class Latency:
+    """Batch-1 wall time per call, warm-up excluded."""
+
+    median_ms: float
+    p95_ms: float
+    runs: int
+
+
+def measure_latency(call: Callable[[], object], runs: int = 100, warmup: int = 10, max_seconds: float = 3.0) -> Latency:
+    """Median and p95 of `call()`; stops early after `max_seconds` (slow Keras eager calls) but keeps ≥ 5 runs."""
+    for _ in range(warmup):
+        call()
+    times, started = [], time.perf_counter()
+    while len(times) < runs and (len(times) < 5 or time.perf_counter() - started < max_seconds):
+        tick = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - tick) * 1000)
+    return Latency(median_ms=statistics.median(times), p95_ms=float(np.percentile(times, 95)), runs=len(times))
+
+
+def tflite_latency(tflite: bytes, sample: np.ndarray, runs: int = 100) -> Latency:
+    """One thread, as on a phone's single big core; the input is prepared once, outside the timing."""
+    model = LiteModel(tflite, num_threads=1)
+    batch = model.quantize(sample[:1])
+    return measure_latency(lambda: model.invoke(batch), runs=runs)
+
+
+def keras_latency(model, sample: np.ndarray, runs: int = 100) -> Latency:
+    """Keras `model(x)` on one sample: the eager call an app developer would try first."""
+    x = np.ascontiguousarray(sample[:1], dtype=np.float32)
+    return measure_latency(lambda: model(x, training=False), runs=runs)
+
+
+@dataclass
+class Footprint:
+    """What an architecture costs on a phone once quantized: int8 file size and batch-1 latency."""
+
+    int8_kb: float
+    latency_ms: float
+
+
+def int8_footprint(model, input_shape: list[int], representative: np.ndarray, runs: int = 30) -> Footprint:
+    """Convert an (untrained) model to int8 and time it: size and latency depend on the architecture, not the weights."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="kerasflow-footprint-") as folder:
+        saved_model = write_saved_model(model, Path(folder) / "saved_model", input_shape)
+        tflite = convert(saved_model, "int8", representative)
+    latency = tflite_latency(tflite, representative, runs=runs)
+    return Footprint(int8_kb=len(tflite) / 1024, latency_ms=latency.median_ms)

@@ -1,0 +1,155 @@
+"""TFLite variants: builtin ops, parity under LiteRT, metadata an app can trust, re-export, atomicity."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from pipelines.errors import ExportError
+from pipelines.export import REEXPORT_FILES, ExportData, ExportOptions, export_model, reexport
+from pipelines.finetune import build_from_hyperparameters
+from pipelines.load import load_path, split_dataset
+from pipelines.model_card import CardFacts
+from pipelines.preprocess import fit_preprocessing, model_inputs
+from pipelines.tflite import VARIANTS, LiteModel, check_builtin_ops, operators
+from pipelines.train import reexport_run
+
+FAST = dict(latency_runs=10)
+
+
+def _trained(path, target, family, tmp_path, epochs=3):
+    splits = split_dataset(load_path(path, target), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    prep = fit_preprocessing(splits)
+    inputs = model_inputs(splits, prep)
+    model = build_from_hyperparameters(prep, {"family": family})
+    model.fit(inputs.x_train, inputs.y_train, epochs=epochs, verbose=0)
+    model.save(tmp_path / "finetuned.keras")
+    return prep, ExportData.from_inputs(inputs)
+
+
+@pytest.mark.parametrize("fixture, target, family", [
+    ("table_csv", "label", "dense"),
+    ("image_folder", None, "cnn"),
+    ("image_folder", None, "lstm"),
+    ("sequences_npz", None, "lstm"),
+    ("sequences_npz", None, "cnn"),
+])
+def test_every_family_exports_every_variant_with_builtin_ops_and_parity(request, tmp_path, fixture, target, family):
+    prep, data = _trained(request.getfixturevalue(fixture), target, family, tmp_path)
+    result = export_model(tmp_path / "finetuned.keras", prep, data, tmp_path / "export", ExportOptions(**FAST))
+    assert [v.variant for v in result.variants] == list(VARIANTS)
+    for v in result.variants:
+        tflite = (tmp_path / "export" / v.file).read_bytes()
+        assert check_builtin_ops(tflite, v.file) == v.operators and v.bytes == len(tflite)
+        assert 0 < v.latency_median_ms <= v.latency_p95_ms
+    float32, float16 = result.variant("float32"), result.variant("float16")
+    assert float32.label_agreement == 1.0 and float32.max_probability_difference < 1e-4
+    assert float16.label_agreement >= 0.9 and float16.max_probability_difference < 0.05
+    assert result.variant("int8").max_probability_difference < 0.5
+    assert result.keras.latency_median_ms > 0
+    recommended = [v for v in result.variants if v.recommended]
+    assert len(recommended) == 1 and recommended[0].within_tolerance
+    assert all(abs(v.accuracy_drop) <= result.tolerance or not v.within_tolerance for v in result.variants)
+
+
+def test_metadata_matches_the_interpreter_tensors_with_int8_io(image_folder, tmp_path):
+    prep, data = _trained(image_folder, None, "cnn", tmp_path)
+    export_model(tmp_path / "finetuned.keras", prep, data, tmp_path / "export", ExportOptions(int8_io=True, **FAST))
+    spec = json.loads((tmp_path / "export" / "model_spec.json").read_text())
+    assert spec["labels"] == prep.class_names == json.loads((tmp_path / "export" / "labels.json").read_text())
+    assert spec["input"]["shape"] == [-1, *prep.input_shape]
+    assert spec["input"]["training_value_range"]["max"] == pytest.approx([float(data.feature_max[0])])
+    for name, variant in spec["variants"].items():
+        lite = LiteModel((tmp_path / "export" / variant["file"]).read_bytes())
+        for side, tensor in (("input", lite.input), ("output", lite.output)):
+            described = variant[side]
+            assert described["shape"] == tensor.shape and described["dtype"] == tensor.dtype
+            if name == "int8":
+                assert described["dtype"] == "int8"
+                assert described["quantization"] == {"scale": pytest.approx(tensor.scale),
+                                                     "zero_point": tensor.zero_point,
+                                                     "real_value": "(q - zero_point) * scale"}
+            else:
+                assert described["dtype"] == "float32" and "quantization" not in described
+    int8 = spec["variants"]["int8"]
+    assert int8["label_agreement"] >= 0.8, "int8 I/O must be quantized with the tensor's own scale and zero-point"
+    card = (tmp_path / "export" / "MODEL_CARD.md").read_text()
+    assert "## Intended use" in card and "## Limits" in card and "model_int8.tflite" in card
+
+
+def test_op_list_check_names_the_op_outside_the_builtins():
+    import tensorflow as tf
+
+    inverse = tf.function(lambda x: tf.linalg.inv(x), input_signature=[tf.TensorSpec([2, 3, 3], tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([inverse.get_concrete_function()], inverse)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    tflite = converter.convert()
+    assert operators(tflite) == ["custom:FlexMatrixInverse"]
+    with pytest.raises(ExportError, match="model_x.tflite uses ops outside the TFLite builtins: custom:FlexMatrixInverse"):
+        check_builtin_ops(tflite, "model_x.tflite")
+
+
+def _run_folder(tmp_path, table_csv):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    prep, data = _trained(table_csv, "label", "dense", run_dir, epochs=10)
+    prep.save(run_dir / "preprocessing.json")
+    data.save(run_dir / "export_inputs.npz")
+    CardFacts("tiny", "table.csv", "dense", {"train": 36, "val": 12, "test": 12}, {"accuracy": 0.5},
+              {"low": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 4}}, "2026-11-22").save(run_dir / "card.json")
+    return run_dir
+
+
+def _export_state(export_dir):
+    return {p.name: p.read_bytes() for p in export_dir.iterdir() if p.suffix == ".tflite"}, \
+        json.loads((export_dir / "model_spec.json").read_text())
+
+
+def test_reexport_is_idempotent_and_updates_the_report(table_csv, tmp_path):
+    run_dir = _run_folder(tmp_path, table_csv)
+    (run_dir / "report.md").write_text("# run\n\n## Export\nold table\n\n## Step seconds\n| a | 1 |\n")
+    first = reexport_run(run_dir, ExportOptions(variants=["int8", "float32"], **FAST))
+    files_first, spec_first = _export_state(run_dir / "export")
+    second = reexport_run(run_dir, ExportOptions(variants=["float32", "int8"], **FAST))
+    files_second, spec_second = _export_state(run_dir / "export")
+    assert sorted(files_first) == ["model_float32.tflite", "model_int8.tflite"]
+    assert files_first == files_second
+    for name in ("float32", "int8"):
+        a, b = spec_first["variants"][name], spec_second["variants"][name]
+        assert (a["sha256"], a["accuracy"], a["label_agreement"]) == (b["sha256"], b["accuracy"], b["label_agreement"])
+    assert [v.variant for v in first.variants] == [v.variant for v in second.variants] == ["float32", "int8"]
+    report = (run_dir / "report.md").read_text()
+    assert "old table" not in report and "model_int8.tflite" in report and report.endswith("| a | 1 |\n")
+    assert "## Step seconds" in report and "\n\n## Step seconds" in report
+
+
+def test_bad_reexport_requests_change_nothing(table_csv, tmp_path):
+    run_dir = _run_folder(tmp_path, table_csv)
+    reexport(run_dir, ExportOptions(variants=["float32"], **FAST))
+    before = _export_state(run_dir / "export")
+    with pytest.raises(ExportError, match="unknown quantize mode 'int4'"):
+        reexport(run_dir, ExportOptions(variants=["int4"]))
+    with pytest.raises(ExportError, match="does not exist"):
+        reexport(tmp_path / "nowhere")
+    (run_dir / "export_inputs.npz").write_bytes(b"not an npz")
+    with pytest.raises(ExportError, match="export_inputs.npz cannot be read"):
+        reexport(run_dir, ExportOptions(**FAST))
+    (run_dir / "card.json").unlink()
+    with pytest.raises(ExportError, match="incomplete, missing card.json"):
+        reexport(run_dir)
+    assert _export_state(run_dir / "export") == before
+    assert [p.name for p in run_dir.iterdir() if p.name.startswith(".")] == []
+    assert set(REEXPORT_FILES) - {"card.json"} <= {p.name for p in run_dir.iterdir()}
+
+
+def test_a_failed_export_leaves_the_previous_export_whole(table_csv, tmp_path):
+    prep, data = _trained(table_csv, "label", "dense", tmp_path, epochs=1)
+    export_model(tmp_path / "finetuned.keras", prep, data, tmp_path / "export", ExportOptions(variants=["float32"], **FAST))
+    before = sorted(p.name for p in (tmp_path / "export").iterdir())
+    broken = ExportData(data.x_test[:, :2], data.y_test, data.x_representative, data.feature_min, data.feature_max)
+    with pytest.raises(Exception):
+        export_model(tmp_path / "finetuned.keras", prep, broken, tmp_path / "export", ExportOptions(**FAST))
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    shutil.rmtree(tmp_path / "export")
