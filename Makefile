@@ -26,8 +26,9 @@ test: install  ## the whole suite, end-to-end flows included
 test-fast: install  ## everything but the end-to-end flow runs
 	$(BIN)/python -m pytest -q -m "not e2e"
 
-bench: install  ## digits vs sklearn baselines, and Prefect+GX overhead
+bench: install  ## digits vs sklearn baselines, Prefect+GX overhead, TFLite size/accuracy/latency
 	$(BIN)/python bench/digits.py
+	$(BIN)/python bench/mobile.py
 
 ui: install  ## local Prefect server and UI on http://127.0.0.1:4200
 	$(BIN)/prefect server start --host 127.0.0.1

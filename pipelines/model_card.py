@@ -105,7 +105,7 @@ def variant_table(result: "ExportResult") -> list[str]:
         verdict = ("**recommended**" if v.recommended else "ok" if v.within_tolerance
                    else f"⚠ drops more than {100 * result.tolerance:.1f} points")
         rows.append(f"| {v.variant}{' (int8 I/O)' if v.input.quantized else ''} | {v.file} | {v.bytes / 1024:.1f} | "
-                    f"{v.accuracy:.4f} | {v.macro_f1:.4f} | {-100 * v.accuracy_drop:+.2f} pt | {v.label_agreement:.4f} | "
+                    f"{v.accuracy:.4f} | {v.macro_f1:.4f} | {-100 * v.accuracy_drop + 0.0:+.2f} pt | {v.label_agreement:.4f} | "
                     f"{v.max_probability_difference:.2e} | {v.latency_median_ms:.3f} | {v.latency_p95_ms:.3f} | {verdict} |")
     return rows
 

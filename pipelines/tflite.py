@@ -64,7 +64,25 @@ def convert(saved_model: Path, variant: str, representative: np.ndarray | None =
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-    return converter.convert()
+    return strip_debug_names(converter.convert())
+
+
+def strip_debug_names(tflite: bytes) -> bytes:
+    """Drop the names of intermediate tensors, keeping input/output names and the `serve` signature.
+
+    The converter names every tensor after its TF graph path; an unrolled LSTM
+    has thousands, and their names can be half the file. LiteRT never reads them
+    (TFLite's own `strip_strings` tool does the same, but also drops signatures).
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite))
+    for subgraph in model.subgraphs:
+        keep = {*subgraph.inputs, *subgraph.outputs}
+        for index, tensor in enumerate(subgraph.tensors):
+            if index not in keep:
+                tensor.name = None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def operators(tflite: bytes) -> list[str]:
