@@ -191,12 +191,16 @@ def _read(path: Path, loader):
 
 
 def _keras_reference(model, probabilities, data: ExportData, keras_file: Path, options) -> KerasReference:
-    predicted = np.argmax(probabilities, axis=1)
+    accuracy, macro_f1 = _scores(data.y_test, probabilities)
     latency = keras_latency(model, data.x_test, runs=options.latency_runs)
-    return KerasReference(accuracy=float(accuracy_score(data.y_test, predicted)),
-                          macro_f1=float(f1_score(data.y_test, predicted, average="macro", zero_division=0)),
-                          latency_median_ms=latency.median_ms, latency_p95_ms=latency.p95_ms,
-                          bytes=keras_file.stat().st_size)
+    return KerasReference(accuracy=accuracy, macro_f1=macro_f1, latency_median_ms=latency.median_ms,
+                          latency_p95_ms=latency.p95_ms, bytes=keras_file.stat().st_size)
+
+
+def _scores(y: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
+    """Accuracy and macro-F1 of the argmax labels: the two numbers every variant is compared on."""
+    predicted = np.argmax(probabilities, axis=1)
+    return float(accuracy_score(y, predicted)), float(f1_score(y, predicted, average="macro", zero_division=0))
 
 
 def _export_variant(staging: Path, variant: str, keras_probabilities: np.ndarray, reference: KerasReference,
@@ -212,16 +216,13 @@ def _export_variant(staging: Path, variant: str, keras_probabilities: np.ndarray
     (staging / file).write_bytes(tflite)
     lite = LiteModel(tflite)
     probabilities = lite.predict(data.x_test)
-    predicted = np.argmax(probabilities, axis=1)
-    accuracy = float(accuracy_score(data.y_test, predicted))
+    accuracy, macro_f1 = _scores(data.y_test, probabilities)
     latency = tflite_latency(tflite, data.x_test, runs=options.latency_runs)
     drop = reference.accuracy - accuracy
     return VariantReport(
         variant=variant, file=file, bytes=len(tflite), sha256=hashlib.sha256(tflite).hexdigest(), operators=ops,
-        input=lite.input, output=lite.output, accuracy=accuracy,
-        macro_f1=float(f1_score(data.y_test, predicted, average="macro", zero_division=0)),
-        accuracy_drop=drop,
-        label_agreement=float(np.mean(predicted == np.argmax(keras_probabilities, axis=1))),
+        input=lite.input, output=lite.output, accuracy=accuracy, macro_f1=macro_f1, accuracy_drop=drop,
+        label_agreement=float(np.mean(np.argmax(probabilities, axis=1) == np.argmax(keras_probabilities, axis=1))),
         max_probability_difference=float(np.max(np.abs(probabilities - keras_probabilities))),
         latency_median_ms=latency.median_ms, latency_p95_ms=latency.p95_ms,
         within_tolerance=drop <= options.tolerance + 1e-9,
