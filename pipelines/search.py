@@ -112,7 +112,7 @@ def run_search(
                              inputs.x_train[:FOOTPRINT_SAMPLES])
     deadline = time.time() + options.budget_minutes * 60 - timings.total()
     hypermodel = _SearchHyperModel(prep, families, footprints)
-    tuner = _make_tuner(hypermodel, directory, options, deadline, timings, footprints, on_trial_end)
+    tuner = _make_tuner(hypermodel, directory, options, deadline, timings, on_trial_end)
     resumed = len(tuner.oracle.trials)
     started = time.monotonic()
     callbacks = [_FailOnNaN(), _StopAtDeadline(deadline)]
@@ -163,7 +163,7 @@ def _nothing_fits(trials: list[TrialRecord], options: SearchOptions) -> str:
             f"{fastest.int8_kb:.1f} KiB). Raise --max-model-kb / --max-latency-ms, or search other families.")
 
 
-def _make_tuner(hypermodel, directory, options, deadline, timings, footprints, on_trial_end):
+def _make_tuner(hypermodel, directory, options, deadline, timings, on_trial_end):
     objective = kt.Objective(options.objective, direction="max")
     common = dict(
         hypermodel=hypermodel, objective=objective, directory=str(directory.parent),
@@ -176,17 +176,16 @@ def _make_tuner(hypermodel, directory, options, deadline, timings, footprints, o
     else:
         common.update(max_trials=options.max_trials)
     tuner_class = _budgeted(TUNERS[options.tuner])
-    return tuner_class(deadline=deadline, timings=timings, footprints=footprints, hook=on_trial_end, **common)
+    return tuner_class(deadline=deadline, timings=timings, hook=on_trial_end, **common)
 
 
 def _budgeted(base: type) -> type:
     """A subclass of `base` that stops creating trials past the deadline and times each trial."""
 
     class Budgeted(base):
-        def __init__(self, *args, deadline: float, timings: "_Timings", footprints: "_Footprints",
-                     hook: TrialHook | None, **kwargs):
+        def __init__(self, *args, deadline: float, timings: "_Timings", hook: TrialHook | None, **kwargs):
             super().__init__(*args, **kwargs)
-            self._timings, self._footprints, self._hook, self._started = timings, footprints, hook, {}
+            self._timings, self._hook, self._started = timings, hook, {}
             populate = self.oracle.populate_space
 
             def populate_until_deadline(trial_id):
@@ -205,7 +204,7 @@ def _budgeted(base: type) -> type:
             self._timings.record(trial.trial_id, time.monotonic() - self._started.pop(trial.trial_id, time.monotonic()))
             super().on_trial_end(trial)
             if self._hook:
-                self._hook(_record(trial, self._timings, self._footprints), len(self.oracle.trials))
+                self._hook(_record(trial, self._timings, self.hypermodel.footprints), len(self.oracle.trials))
 
     Budgeted.__name__ = f"Budgeted{base.__name__}"
     return Budgeted
