@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench ui lock clean
+.PHONY: install run test test-fast bench serve ui lock clean
 
 install: $(STAMP)
 
@@ -26,9 +26,13 @@ test: install  ## the whole suite, end-to-end flows included
 test-fast: install  ## everything but the end-to-end flow runs
 	$(BIN)/python -m pytest -q -m "not e2e"
 
-bench: install  ## digits vs sklearn baselines, Prefect+GX overhead, TFLite size/accuracy/latency
+bench: install  ## digits vs sklearn baselines, Prefect+GX overhead, TFLite size/accuracy/latency, retraining
 	$(BIN)/python bench/digits.py
 	$(BIN)/python bench/mobile.py
+	$(BIN)/python bench/retrain.py
+
+serve: install  ## the nightly retraining deployments of deployments/prefect.yaml, served from this process
+	$(BIN)/python deployments/serve.py
 
 ui: install  ## local Prefect server and UI on http://127.0.0.1:4200
 	$(BIN)/prefect server start --host 127.0.0.1
@@ -37,4 +41,4 @@ lock:  ## re-resolve requirements.lock from requirements.in
 	$(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip compile requirements.in --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs registry .pytest_cache

@@ -74,7 +74,7 @@ def _true_lengths(sequences: np.ndarray) -> np.ndarray:
     return np.where(nonzero.any(axis=1), last, 0)
 
 
-def build_suite(frame: pd.DataFrame, name: str):
+def build_suite(frame: pd.DataFrame, name: str, classes: list[str] | None = None):
     """Expectations that the profiled training data defines for all later data."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
@@ -99,7 +99,7 @@ def build_suite(frame: pd.DataFrame, name: str):
             if bounds:
                 suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
                     column=column, min_value=bounds[0], max_value=bounds[1], mostly=RANGE_MOSTLY))
-    classes = sorted(frame[LABEL_COLUMN].unique().tolist())
+    classes = sorted(set(frame[LABEL_COLUMN].unique().tolist()) | set(classes or []))
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=LABEL_COLUMN))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=LABEL_COLUMN, value_set=classes))
     suite.meta = {"rows": len(frame), "rows_per_class": frame[LABEL_COLUMN].value_counts().sort_index().to_dict()}

@@ -12,10 +12,11 @@ from typing import Annotated, Optional
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
-from pipelines.config import BUNDLED_DATASETS, TrainConfig
+from flows.models_cli import models_app
+from flows.output import console, fail as _fail
+from pipelines.config import BUNDLED_DATASETS, RetrainConfig, TrainConfig
 from pipelines.errors import KerasflowError
 from pipelines.tflite import VARIANTS
 
@@ -24,8 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
+
+app.add_typer(models_app, name="models")
 
 Tuner = Enum("Tuner", {name: name for name in ("hyperband", "bayesian", "random")}, type=str)
 Objective = Enum("Objective", {name: name for name in ("val_accuracy", "val_macro_f1")}, type=str)
@@ -36,6 +37,7 @@ Quantize = Enum("Quantize", {name: name for name in VARIANTS}, type=str)
 QUANTIZE_HELP = ("TFLite variant to export (repeatable; default all): float32, float16 (half-size weights), "
                  "dynamic (int8 weights), int8 (weights and activations, calibrated on training samples).")
 INT8_IO_HELP = "Give the int8 variant int8 input/output tensors too (scale and zero-point in model_spec.json)."
+REGISTRY_HELP = "Model registry root: REGISTRY/NAME/versions/vNNNN and the champion pointer."
 TOLERANCE_HELP = "Largest accuracy drop of a TFLite variant vs Keras that may still be recommended (0.01 = 1 point)."
 
 
@@ -63,6 +65,9 @@ def train(
     quantization_tolerance: Annotated[float, typer.Option(help=TOLERANCE_HELP)] = 0.01,
     max_model_kb: Annotated[Optional[float], typer.Option(help="Mobile budget: architectures whose int8 TFLite model is larger (KiB) are not trained.")] = None,
     max_latency_ms: Annotated[Optional[float], typer.Option(help="Mobile budget: architectures whose int8 batch-1 latency (this CPU, one thread) is slower are not trained.")] = None,
+    registry: Annotated[Path, typer.Option(help=REGISTRY_HELP)] = Path("registry"),
+    register: Annotated[bool, typer.Option(help="Register the model in --registry: champion if NAME has none yet, "
+                                                "else a candidate for `kerasflow models promote`.")] = True,
 ) -> None:
     """Validate the data, search dense/CNN/LSTM models, fine-tune, evaluate and export one."""
     try:
@@ -73,17 +78,14 @@ def train(
             finetune_epochs=finetune_epochs, families=[f.value for f in family] if family else None,
             batch_size=batch_size, image_size=_parse_size(image_size), seed=seed,
             int8_io=int8_io, quantization_tolerance=quantization_tolerance, max_model_kb=max_model_kb,
-            max_latency_ms=max_latency_ms, **({"quantize": [q.value for q in quantize]} if quantize else {}),
+            max_latency_ms=max_latency_ms, registry=registry if register else None,
+            **({"quantize": [q.value for q in quantize]} if quantize else {}),
         )
     except ValidationError as exc:
-        _fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors()))
+        _fail(_options_error(exc))
     from flows.train import train_flow
 
-    try:
-        result = train_flow(config)
-    except KerasflowError as exc:
-        _fail(str(exc))
-    _print_summary(result)
+    _print_summary(_run(train_flow, config))
 
 
 @app.command()
@@ -100,11 +102,56 @@ def export(
     """
     from flows.train import export_flow
 
+    _print_variants(_run(export_flow, str(run_dir), [q.value for q in quantize] if quantize else None, int8_io,
+                         tolerance))
+
+
+Mode = Enum("Mode", {name: name for name in ("auto", "finetune", "search")}, type=str)
+Metric = Enum("Metric", {name: name for name in ("macro_f1", "accuracy", "balanced_accuracy")}, type=str)
+
+
+@app.command()
+def retrain(
+    name: Annotated[str, typer.Argument(help="Registered model name; its champion is the model to beat.")],
+    data: Annotated[Optional[Path], typer.Option(help="New data, same format (and target column) as the champion's.")] = None,
+    dataset: Annotated[Optional[Dataset], typer.Option(help="A bundled demo instead of --data.")] = None,
+    test_data: Annotated[Optional[Path], typer.Option(help="A fresh holdout; else the test split of the new data.")] = None,
+    mode: Annotated[Mode, typer.Option(help="finetune: warm-start the champion (stops if the data drifted); search: a fresh "
+                                            "architecture search; auto: fine-tune, or search when the data drifted.")] = Mode.auto,
+    registry: Annotated[Path, typer.Option(help=REGISTRY_HELP)] = Path("registry"),
+    runs_root: Annotated[Path, typer.Option(help="Where the retrain run folder goes.")] = Path("runs"),
+    metric: Annotated[Metric, typer.Option(help="Holdout metric the challenger must improve.")] = Metric.macro_f1,
+    min_improvement: Annotated[float, typer.Option(help="Smallest gain on --metric that promotes (0.005 = half a point; negative accepts a slightly worse model).")] = 0.005,
+    max_recall_drop: Annotated[float, typer.Option(help="Largest recall any class may lose; more keeps the champion.")] = 0.05,
+    psi_threshold: Annotated[float, typer.Option(help="PSI at or above which a column drifted (when also p < --drift-alpha).")] = 0.2,
+    drift_alpha: Annotated[float, typer.Option(help="p-value (KS for numbers, chi-square for categories and labels) below which a shift is real.")] = 0.01,
+    replay_fraction: Annotated[float, typer.Option(help="Fine-tune: earlier training samples replayed per new sample (0: none).")] = 0.5,
+    finetune_epochs: Annotated[int, typer.Option(help="Fine-tune: most epochs (early stopping on the new validation split).")] = 20,
+    learning_rate_factor: Annotated[float, typer.Option(help="Fine-tune: learning rate = the champion's x this.")] = 0.1,
+    budget_minutes: Annotated[Optional[float], typer.Option(help="Search: budget (default: the champion's).")] = None,
+    max_trials: Annotated[Optional[int], typer.Option(help="Search: most trials (default: the champion's).")] = None,
+    max_epochs: Annotated[Optional[int], typer.Option(help="Search: most epochs per trial (default: the champion's).")] = None,
+    seed: Annotated[int, typer.Option()] = 42,
+) -> None:
+    """Retrain a registered model on new data; promote the challenger only if it beats the champion.
+
+    New data is checked against the champion's expectations and for drift against its training data; a
+    challenger is fine-tuned from the champion (or searched afresh); both are scored on the same fresh holdout.
+    The registry changes last, atomically; a rejected challenger is registered with the reason.
+    """
     try:
-        result = export_flow(str(run_dir), [q.value for q in quantize] if quantize else None, int8_io, tolerance)
-    except KerasflowError as exc:
-        _fail(str(exc))
-    _print_variants(result)
+        config = RetrainConfig(
+            name=name, data=data, dataset=dataset.value if dataset else None, test_data=test_data, mode=mode.value,
+            registry=registry, runs_root=runs_root, metric=metric.value, min_improvement=min_improvement,
+            max_recall_drop=max_recall_drop, psi_threshold=psi_threshold, drift_alpha=drift_alpha,
+            replay_fraction=replay_fraction, finetune_epochs=finetune_epochs,
+            learning_rate_factor=learning_rate_factor, budget_minutes=budget_minutes,
+            max_trials=max_trials, max_epochs=max_epochs, seed=seed)
+    except ValidationError as exc:
+        _fail(_options_error(exc))
+    from flows.retrain import retrain_flow
+
+    _print_retrain(_run(retrain_flow, config))
 
 
 @app.command()
@@ -115,6 +162,18 @@ def datasets() -> None:
                                ("wine", "table", "scikit-learn"), ("gunpoint", "sequences 150x1", "aeon (UCR)")]:
         table.add_row(name, kind, source)
     console.print(table)
+
+
+def _run(flow, *args) -> dict:
+    """Run a flow; a user error (bad data, bad registry, busy model) ends as one line and exit code 2."""
+    try:
+        return flow(*args)
+    except KerasflowError as exc:
+        _fail(str(exc))
+
+
+def _options_error(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
@@ -136,6 +195,8 @@ def _print_summary(result: dict) -> None:
     console.print(table)
     _print_variants(result["export"])
     console.print(f"family: [bold]{result['family']}[/bold]")
+    if result.get("registered"):
+        console.print(f"registered: [bold]{result['registered']}[/bold]" + (" (champion)" if result["champion"] else ""))
     console.print(f"run folder: [bold]{result['run_dir']}[/bold]")
     console.print(f"report: {result['report']}")
 
@@ -155,9 +216,17 @@ def _print_variants(export: dict) -> None:
     console.print(f"export folder: [bold]{export['directory']}[/bold]")
 
 
-def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+def _print_retrain(result: dict) -> None:
+    decision = result["decision"]
+    table = Table("model", decision["metric"], title=f"Holdout: {result['champion_before']} vs challenger ({result['mode']})")
+    table.add_row(f"champion {result['champion_before']}", f"{decision['champion_score']:.4f}")
+    table.add_row(f"challenger {result['version']}", f"{decision['challenger_score']:.4f}")
+    console.print(table)
+    console.print(f"drift: {result['drift']}")
+    colour = "green" if result["promoted"] else "yellow"
+    console.print(f"[bold {colour}]{'promoted' if result['promoted'] else 'rejected'}[/bold {colour}]: {result['reason']}")
+    console.print(f"champion: [bold]{result['champion']}[/bold]")
+    console.print(f"report: {result['report']}")
 
 
 def main() -> None:

@@ -7,11 +7,14 @@ objects never enter Prefect results: steps pass paths and small records.
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
+    create_image_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -24,7 +27,7 @@ from pipelines.config import TrainConfig
 from pipelines.errors import KerasflowError, ValidationFailed
 from pipelines.export import ExportOptions, ExportResult
 from pipelines.model_card import variant_table
-from pipelines.search import TrialRecord
+from pipelines.search import SearchResult, TrialRecord
 from pipelines.train import RunResult, export_summary, reexport_run, summary, train
 
 
@@ -61,18 +64,22 @@ def _flow_run_name() -> str:
 def train_flow(config: TrainConfig) -> dict:
     """Validate, search, fine-tune, evaluate and export a Keras model for `config`'s data."""
     logger = get_run_logger()
-    progress = _SearchProgress(config.budget_minutes)
+    tag_this_run(["kerasflow", "train", f"model:{config.model_name}"])
+    progress = SearchProgress(config.budget_minutes)
     try:
         result = train(config, run_step=run_as_task, on_trial_end=progress.on_trial_end)
     except ValidationFailed as failure:
         create_markdown_artifact(failure.report, key="validation-report", description="Why the run stopped")
         raise
     publish(result)
+    if result.registered:
+        tag_this_run([f"version:{result.registered.version}"])
+        logger.info("Registered %s (%s)", result.registered.ref, result.registered.record["decision"]["reason"])
     logger.info("Run folder: %s", result.run_dir)
     return summary(result)
 
 
-class _SearchProgress:
+class SearchProgress:
     """A progress artifact (share of the budget spent) and one log line per finished trial."""
 
     def __init__(self, budget_minutes: float):
@@ -108,9 +115,29 @@ def publish(result: RunResult) -> None:
     """The run's story for the Prefect UI: the report, the table of trials and the TFLite variants."""
     create_markdown_artifact(result.report_path.read_text(), key="train-report",
                              description=f"kerasflow report for {result.config.model_name}")
-    rows = [{**asdict(t), "hyperparameters": str(t.hyperparameters)} for t in result.search.trials]
-    create_table_artifact(rows, key="search-trials", description="Every search trial")
+    publish_trials(result.search)
     publish_export(result.export)
+    publish_image(result.run_dir / "confusion_matrix.png", "confusion-matrix", "Fine-tuned model on the test split")
+
+
+def publish_image(path: Path, key: str, description: str) -> None:
+    """An image artifact the UI shows inline: the PNG travels as a data URL, no file server needed."""
+    encoded = base64.b64encode(Path(path).read_bytes()).decode()
+    create_image_artifact(f"data:image/png;base64,{encoded}", key=key, description=f"{description} — {path}")
+
+
+def publish_trials(search: SearchResult) -> None:
+    rows = [{**asdict(t), "hyperparameters": str(t.hyperparameters)} for t in search.trials]
+    create_table_artifact(rows, key="search-trials", description="Every search trial")
+
+
+def tag_this_run(tags: list[str]) -> None:
+    """Add tags to the current flow run, so runs filter by model, mode, version and outcome in the UI."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run.get_id())
+        client.update_flow_run(run.id, tags=list(dict.fromkeys([*run.tags, *tags])))
 
 
 def publish_export(export: ExportResult) -> None:

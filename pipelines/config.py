@@ -26,6 +26,8 @@ class TrainConfig(BaseModel):
     test_data: Path | None = Field(None, description="A held-out test set in the same format as data.")
     name: str | None = Field(None, description="Model name; the run folder is runs/<name>/<timestamp>.")
     runs_root: Path = Field(Path("runs"), description="Folder that holds all run folders.")
+    registry: Path | None = Field(None, description="Model registry root to register the trained model in "
+                                  "(champion if the model has none); None: do not register.")
     run_dir: Path | None = Field(None, description="Reuse this run folder: resumes an interrupted search.")
     budget_minutes: float = Field(5.0, gt=0, description="Wall-clock budget of the search.")
     tuner: Tuner = "hyperband"
@@ -61,3 +63,42 @@ class TrainConfig(BaseModel):
         if self.name:
             return self.name
         return self.dataset or Path(self.data).stem  # type: ignore[arg-type]
+
+
+RetrainMode = Literal["finetune", "search", "auto"]
+
+
+class RetrainConfig(BaseModel):
+    """A retrain of a registered model on new data; every threshold of the promotion rule is here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Registered model name; its champion is the one to beat.")
+    data: Path | None = Field(None, description="New data, in the format the champion was trained on.")
+    dataset: Literal["digits", "breast_cancer", "wine", "gunpoint"] | None = Field(
+        None, description="A bundled demo dataset instead of data.")
+    test_data: Path | None = Field(None, description="A fresh holdout; else one is split off the new data.")
+    mode: RetrainMode = Field("auto", description="finetune: warm-start the champion (stops on drift); search: new "
+                              "architecture search; auto: fine-tune, or search when the data drifted.")
+    registry: Path = Field(Path("registry"), description="Model registry root.")
+    runs_root: Path = Field(Path("runs"), description="Where retrain run folders go: RUNS_ROOT/NAME/retrain-...")
+    metric: Literal["accuracy", "macro_f1", "balanced_accuracy"] = Field(
+        "macro_f1", description="Holdout metric the challenger must improve.")
+    min_improvement: float = Field(0.005, ge=-1, le=1, description="Smallest gain over the champion that promotes "
+                                   "(0.005 = half a point; negative accepts a slightly worse challenger).")
+    max_recall_drop: float = Field(0.05, ge=0, le=1, description="Largest recall any class may lose.")
+    psi_threshold: float = Field(0.2, gt=0, description="PSI at or above which a column has drifted (with p < alpha).")
+    drift_alpha: float = Field(0.01, gt=0, lt=1, description="p-value below which a shift is not sampling noise.")
+    replay_fraction: float = Field(0.5, ge=0, description="Fine-tune: replayed earlier samples per new training sample.")
+    learning_rate_factor: float = Field(0.1, gt=0, le=1, description="Fine-tune learning rate = champion's x this.")
+    finetune_epochs: int = Field(20, ge=1, description="Most epochs of the warm-start fine-tune.")
+    budget_minutes: float | None = Field(None, gt=0, description="Search budget (default: the champion's).")
+    max_trials: int | None = Field(None, ge=1, description="Search trials (default: the champion's).")
+    max_epochs: int | None = Field(None, ge=1, description="Epochs per search trial (default: the champion's).")
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "RetrainConfig":
+        if (self.data is None) == (self.dataset is None):
+            raise ValueError("give exactly one of data (a path) or dataset (a bundled demo)")
+        return self

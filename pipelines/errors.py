@@ -27,3 +27,19 @@ class SearchFailed(KerasflowError):
 
 class ExportError(KerasflowError):
     """A model cannot be exported as asked: a bad option, an incomplete run folder, a non-builtin op."""
+
+
+class RegistryError(KerasflowError):
+    """The model registry is missing something asked for, or a file in it is not what kerasflow wrote."""
+
+
+class RegistryBusy(RegistryError):
+    """Another process is changing the same model (a retrain, a promotion); nothing was done."""
+
+
+class DriftDetected(KerasflowError):
+    """New data moved too far from the champion's training data for a fine-tune; the report says where."""
+
+    def __init__(self, report: str):
+        super().__init__(report)
+        self.report = report

@@ -33,7 +33,11 @@ class Evaluation:
 
 def evaluate_predictions(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> Evaluation:
     """Macro and per-class scores of the argmax predictions."""
-    y_pred = np.argmax(probabilities, axis=1)
+    return evaluate_labels(y_true, np.argmax(probabilities, axis=1), class_names)
+
+
+def evaluate_labels(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> Evaluation:
+    """Macro and per-class scores of predicted class indices."""
     labels = list(range(len(class_names)))
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
@@ -57,6 +61,20 @@ def evaluate_predictions(y_true: np.ndarray, probabilities: np.ndarray, class_na
 
 def evaluate_model(model, x: np.ndarray, y: np.ndarray, class_names: list[str]) -> Evaluation:
     return evaluate_predictions(y, model.predict(x, verbose=0), class_names)
+
+
+def evaluate_by_name(model, x: np.ndarray, true_names: np.ndarray, model_classes: list[str],
+                     class_names: list[str]) -> Evaluation:
+    """Score a model whose outputs are `model_classes` against labels indexed by `class_names`.
+
+    A champion and a challenger trained on different data may order (or
+    know) different classes; mapping both to one list of names keeps their
+    scores comparable on the same holdout.
+    """
+    index = {name: i for i, name in enumerate(class_names)}
+    predicted = np.asarray(model_classes, dtype=object)[np.argmax(model.predict(x, verbose=0), axis=1)]
+    return evaluate_labels(np.asarray([index[n] for n in true_names]), np.asarray([index[n] for n in predicted]),
+                           class_names)
 
 
 def plot_confusion_matrix(evaluation: Evaluation, path: Path) -> Path:

@@ -64,3 +64,35 @@ def build_from_hyperparameters(prep: Preprocessing, values: dict) -> keras.Model
 def save_history(result: FineTuneResult, path: Path) -> Path:
     path.write_text(json.dumps(result.history))
     return path
+
+
+def warm_start(
+    champion_path: Path,
+    inputs: ModelInputs,
+    output_path: Path,
+    *,
+    learning_rate: float,
+    replay: tuple[np.ndarray, np.ndarray] | None,
+    max_epochs: int,
+    batch_size: int,
+    seed: int,
+) -> FineTuneResult:
+    """Continue training the champion on new data (plus replayed earlier samples) at a lower learning rate.
+
+    Unlike `fine_tune`, the new validation split stays held out: it decides
+    when to stop, and the weights of the best epoch are kept.
+    """
+    keras.utils.set_random_seed(seed)
+    model = keras.models.load_model(champion_path)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = inputs.x_train, inputs.y_train
+    if replay is not None and len(replay[0]):
+        x, y = np.concatenate([x, replay[0]]), np.concatenate([y, replay[1]])
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=4, restore_best_weights=True)
+    started = time.monotonic()
+    history = model.fit(x, y, validation_data=(inputs.x_val, inputs.y_val), epochs=max_epochs, batch_size=batch_size,
+                        callbacks=[stop], shuffle=True, verbose=0)
+    model.save(output_path)
+    curves = {k: [float(v) for v in values] for k, values in history.history.items()}
+    return FineTuneResult(output_path, curves, len(curves["loss"]), time.monotonic() - started)

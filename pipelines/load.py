@@ -9,6 +9,7 @@ train/val/test split that the rest of the pipeline uses. Every problem is a
 from __future__ import annotations
 
 import collections
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -51,6 +52,27 @@ class Dataset:
     def take(self, index: np.ndarray) -> "Dataset":
         features = self.features.iloc[index] if isinstance(self.features, pd.DataFrame) else self.features[index]
         return Dataset(self.kind, features, self.labels[index], self.source, list(self.notes))
+
+    def concat(self, other: "Dataset") -> "Dataset":
+        if isinstance(self.features, pd.DataFrame):
+            features = pd.concat([self.features, other.features], ignore_index=True)
+        else:
+            features = np.concatenate([self.features, other.features])
+        return Dataset(self.kind, features, np.concatenate([self.labels, other.labels]), self.source,
+                       list(dict.fromkeys([*self.notes, *other.notes])))
+
+    def fingerprint(self) -> dict:
+        """sha256 of features and labels, row count and label counts: enough to tell two datasets apart."""
+        digest = hashlib.sha256()
+        if isinstance(self.features, pd.DataFrame):
+            digest.update(",".join(map(str, self.features.columns)).encode())
+            digest.update(pd.util.hash_pandas_object(self.features, index=False).to_numpy().tobytes())
+        else:
+            digest.update(np.ascontiguousarray(self.features, dtype=np.float32).tobytes())
+        digest.update("\n".join(map(str, self.labels)).encode())
+        counts = collections.Counter(map(str, self.labels))
+        return {"sha256": digest.hexdigest(), "rows": len(self), "labels": dict(sorted(counts.items())),
+                "source": self.source, "kind": self.kind}
 
 
 @dataclass

@@ -116,3 +116,39 @@ def model_inputs(splits: Splits, prep: Preprocessing) -> ModelInputs:
 
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = map(pair, (splits.train, splits.val, splits.test))
     return ModelInputs(x_train, y_train, x_val, y_val, x_test, y_test)
+
+
+REPLAY_ROWS = 2000
+
+
+@dataclass
+class Replay:
+    """A seeded sample of the model inputs a version learnt from, mixed into the next fine-tune.
+
+    Labels are kept as class names so the sample stays meaningful whatever
+    class order the next model uses.
+    """
+
+    x: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def from_arrays(cls, x: np.ndarray, y: np.ndarray, class_names: list[str], seed: int) -> "Replay":
+        picked = np.sort(np.random.default_rng(seed).choice(len(x), min(REPLAY_ROWS, len(x)), replace=False))
+        return cls(x[picked], np.asarray(class_names, dtype=object)[y[picked]])
+
+    def sample(self, rows: int, class_names: list[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to `rows` samples as (x, y indexing `class_names`); classes the model does not know are left out."""
+        known = np.isin(self.labels, class_names)
+        index = np.flatnonzero(known)
+        index = np.random.default_rng(seed).choice(index, min(rows, len(index)), replace=False)
+        return self.x[index], encode_labels(self.labels[index], class_names)
+
+    def save(self, path: Path) -> Path:
+        np.savez_compressed(path, x=self.x, labels=self.labels.astype(str))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> "Replay":
+        with np.load(path) as saved:
+            return cls(saved["x"], saved["labels"].astype(object))

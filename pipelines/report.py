@@ -11,6 +11,7 @@ from pipelines.model_card import variant_table
 
 if TYPE_CHECKING:
     from pipelines.export import ExportResult
+    from pipelines.retrain import RetrainResult
     from pipelines.train import RunResult
 
 
@@ -66,11 +67,7 @@ def render_report(result: "RunResult") -> str:
         "![learning curves](learning_curves.png)",
         "",
         *export_section(result.export),
-        "## Step seconds",
-        "| step | seconds |",
-        "|---|---|",
-        *[f"| {name} | {secs:.1f} |" for name, secs in result.step_seconds.items()],
-        "",
+        *step_seconds_section(result.step_seconds),
     ]
     return "\n".join(lines)
 
@@ -103,6 +100,11 @@ def replace_export_section(report_path: Path, export: "ExportResult") -> None:
     report_path.write_text(updated if count else text.rstrip("\n") + "\n\n" + section)
 
 
+def step_seconds_section(seconds: dict[str, float]) -> list[str]:
+    return ["## Step seconds", "| step | seconds |", "|---|---|",
+            *[f"| {name} | {secs:.1f} |" for name, secs in seconds.items()], ""]
+
+
 def _score_row(name: str, e) -> str:
     return (f"| {name} | {e.accuracy:.4f} | {e.balanced_accuracy:.4f} | {e.macro_precision:.4f} | "
             f"{e.macro_recall:.4f} | {e.macro_f1:.4f} |")
@@ -110,3 +112,64 @@ def _score_row(name: str, e) -> str:
 
 def _count(values) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(Counter(values).items()))
+
+
+def write_retrain_report(result: "RetrainResult", path: Path) -> Path:
+    path.write_text(render_retrain_report(result))
+    return path
+
+
+def render_retrain_report(result: "RetrainResult") -> str:
+    """Champion vs challenger, drift and the decision, for the run folder, the registry and the Prefect UI."""
+    decision, challenger = result.decision, result.challenger
+    champion_eval, challenger_eval = result.champion_evaluation, result.challenger_evaluation
+    verdict = "**promoted**" if decision.promote else "**rejected** (champion kept)"
+    registered = (f"Registered as **{result.version.ref}**; champion now **{result.config.name}@{result.champion_now}**"
+                  if result.version else "Registration follows this report.")
+    lines = [
+        f"# kerasflow retrain: {result.config.name}",
+        "",
+        "## Decision",
+        f"- Challenger {verdict}: {decision.reason}",
+        f"- {registered}",
+        f"- Champion before: {result.champion}; challenger mode **{result.mode}** ({result.mode_reason})",
+        f"- Run folder: `{result.run_dir}`",
+        "",
+        f"## Champion vs challenger on the same fresh holdout ({champion_eval.n_test} rows of the new data)",
+        "| model | accuracy | balanced acc. | macro precision | macro recall | macro F1 |",
+        "|---|---|---|---|---|---|",
+        _score_row(f"champion {result.champion}", champion_eval),
+        _score_row(f"challenger ({result.mode})", challenger_eval),
+        "",
+        "### Recall per class",
+        "| class | support | champion | challenger | drop |",
+        "|---|---|---|---|---|",
+        *[f"| {name} | {scores['support']} | {scores['recall']:.3f} | "
+          f"{challenger_eval.per_class[name]['recall']:.3f} | "
+          f"{decision.recall_drops.get(name, 0.0):+.3f}{' **over limit**' if decision.recall_drops.get(name, 0) > decision.max_recall_drop else ''} |"
+          for name, scores in champion_eval.per_class.items()],
+        "",
+        f"Rule: promote when {decision.metric} improves by at least {decision.min_improvement:+.4f} and no class "
+        f"with holdout rows loses more than {decision.max_recall_drop:.3f} recall.",
+        "",
+        "![challenger confusion matrix](confusion_matrix.png)",
+        "",
+        "## Drift against the champion's training data",
+        result.drift.to_markdown(),
+        "",
+        "## Validation against the champion's suite",
+        result.validation.to_markdown(),
+        "",
+        "## Challenger",
+        f"- New data split: {', '.join(f'{k} {v}' for k, v in result.split_sizes.items())}; "
+        f"fingerprint `{challenger.trained_on.get('sha256', '')[:16]}`",
+        f"- Family {challenger.hyperparameters.get('family')}, {challenger.epochs} epochs"
+        + (f", {challenger.replay_rows} replayed earlier samples" if challenger.replay_rows else ""),
+        *([f"- Search: {len(challenger.search.trials)} trials"
+           + (f" ({challenger.search.resumed_trials} resumed from an interrupted run)"
+              if challenger.search.resumed_trials else "")] if challenger.search else []),
+        "",
+        *export_section(challenger.export),
+        *step_seconds_section(result.step_seconds),
+    ]
+    return "\n".join(lines)

@@ -16,14 +16,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from data_checks import save_suite
+import numpy as np
+
+from data_checks import profile_frame, save_suite
+from data_checks.drift import write_reference
 from pipelines import evaluate as evaluate_step
 from pipelines.config import TrainConfig
 from pipelines.export import ExportData, ExportOptions, ExportResult, export_model, reexport
 from pipelines.finetune import FineTuneResult, fine_tune, save_history
-from pipelines.load import Splits, load_dataset, split_dataset
+from pipelines.load import Dataset, Splits, load_dataset, split_dataset
 from pipelines.model_card import CardFacts
-from pipelines.preprocess import fit_preprocessing, model_inputs
+from pipelines.preprocess import Preprocessing, Replay, fit_preprocessing, model_inputs
+from pipelines.registry import ModelVersion, Registry, run_files, version_record
 from pipelines.report import replace_export_section, write_report
 from pipelines.search import SearchOptions, SearchResult, TrialHook, run_search
 from pipelines.validate import Validation, validate_splits
@@ -33,6 +37,21 @@ StepRunner = Callable[..., Any]
 
 def call_directly(name: str, function: Callable, *args, **kwargs):
     return function(*args, **kwargs)
+
+
+class Steps:
+    """Runs each named step through `runner` (directly, or as a Prefect task) and times it."""
+
+    def __init__(self, runner: StepRunner = call_directly):
+        self.runner = runner
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, function: Callable, *args, **kwargs):
+        started = time.monotonic()
+        try:
+            return self.runner(name, function, *args, **kwargs)
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0) + time.monotonic() - started, 2)
 
 
 @dataclass
@@ -49,41 +68,49 @@ class RunResult:
     evaluation: evaluate_step.Evaluation
     search_evaluation: evaluate_step.Evaluation
     export: ExportResult
+    prep: Preprocessing
+    data_summary: dict = field(default_factory=dict)
     step_seconds: dict[str, float] = field(default_factory=dict)
     report_path: Path | None = None
+    registered: ModelVersion | None = None
 
 
 def train(config: TrainConfig, run_step: StepRunner = call_directly, on_trial_end: TrialHook | None = None) -> RunResult:
     """Run every step; bad data stops the run before any run folder is written."""
-    seconds: dict[str, float] = {}
+    steps = Steps(run_step)
+    data, given_test = steps("load", load_dataset, config)
+    splits: Splits = steps("split", split_dataset, data, given_test, test_fraction=config.test_fraction,
+                           val_fraction=config.val_fraction, seed=config.seed)
+    validation = steps("validate", validate_splits, splits, config.model_name)
+    result = train_on_splits(config, splits, validation, steps, on_trial_end)
+    if config.registry is not None:
+        result.registered = steps("register", register_trained, result)
+    return result
 
-    def step(name, function, *args, **kwargs):
-        started = time.monotonic()
-        result = run_step(name, function, *args, **kwargs)
-        seconds[name] = round(time.monotonic() - started, 2)
-        return result
 
-    data, given_test = step("load", load_dataset, config)
-    splits: Splits = step("split", split_dataset, data, given_test, test_fraction=config.test_fraction,
-                          val_fraction=config.val_fraction, seed=config.seed)
-    validation = step("validate", validate_splits, splits, config.model_name)
+def train_on_splits(config: TrainConfig, splits: Splits, validation: Validation, steps: Steps,
+                    on_trial_end: TrialHook | None = None) -> RunResult:
+    """Everything after validation, in `config.run_dir` or a new run folder (removed if nothing is worth resuming)."""
     run_dir, created = open_run_dir(config)
     try:
-        return _train_in(run_dir, config, splits, validation, step, on_trial_end, seconds)
+        return _train_in(run_dir, config, splits, validation, steps, on_trial_end)
     except BaseException:
         if created and not (run_dir / "search").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth resuming yet
+            shutil.rmtree(run_dir, ignore_errors=True)
         else:
-            _write_status(run_dir, config, "failed", seconds)
+            write_status(run_dir, config, "failed", steps.seconds)
         raise
 
 
-def _train_in(run_dir, config, splits, validation, step, on_trial_end, seconds) -> RunResult:
-    _write_status(run_dir, config, "running", seconds)
+def _train_in(run_dir, config, splits, validation, step: Steps, on_trial_end) -> RunResult:
+    write_status(run_dir, config, "running", step.seconds)
     save_suite(validation.suite, run_dir / "expectations.json")
     prep = step("preprocess", fit_preprocessing, splits)
     inputs = model_inputs(splits, prep)
     prep.save(run_dir / "preprocessing.json")
+    trained_on = save_training_memory(splits.train.concat(splits.val), np.concatenate([inputs.x_train, inputs.x_val]),
+                                      np.concatenate([inputs.y_train, inputs.y_val]), prep.class_names, run_dir,
+                                      config.seed)
     export_data = ExportData.from_inputs(inputs, seed=config.seed)
     export_data.save(run_dir / "export_inputs.npz")
     options = search_options(config)
@@ -99,15 +126,42 @@ def _train_in(run_dir, config, splits, validation, step, on_trial_end, seconds) 
     evaluation.save(run_dir / "metrics.json", search_best=search_evaluation.headline())
     evaluate_step.plot_confusion_matrix(evaluation, run_dir / "confusion_matrix.png")
     evaluate_step.plot_learning_curves(tuned.history, run_dir / "learning_curves.png")
-    facts = card_facts(config, splits, search, evaluation)
+    facts = card_facts(config, splits, search.best_hyperparameters["family"], evaluation)
     facts.save(run_dir / "card.json")
     exported = step("export", export_model, tuned.model_path, prep, export_data, run_dir / "export",
                     export_options(config), facts)
-    result = RunResult(run_dir, config, splits.sizes(), _notes(splits), validation, search, tuned,
-                       evaluation, search_evaluation, exported, seconds)
+    result = RunResult(run_dir, config, splits.sizes(), data_notes(splits), validation, search, tuned,
+                       evaluation, search_evaluation, exported, prep, trained_on, step.seconds)
     result.report_path = write_report(result, run_dir / "report.md")
-    _write_status(run_dir, config, "completed", seconds)
+    write_status(run_dir, config, "completed", step.seconds)
     return result
+
+
+def save_training_memory(seen: Dataset, x: np.ndarray, y: np.ndarray, class_names: list[str], run_dir: Path,
+                         seed: int) -> dict:
+    """What a later retrain needs from the data a model learnt from: its profile (drift) and a sample (replay).
+
+    `seen` is the raw data (for the profile), `x`/`y` the model inputs learnt
+    from (for replay). Returns the fingerprint of `seen`.
+    """
+    write_reference(profile_frame(seen.kind, seen.features, seen.labels), run_dir / "reference.parquet")
+    Replay.from_arrays(x, y, class_names, seed).save(run_dir / "replay.npz")
+    return seen.fingerprint()
+
+
+def register_trained(result: RunResult) -> ModelVersion:
+    """Register a trained run; it becomes champion only if the model has none (retrain decides after that)."""
+    registry = Registry(result.config.registry)
+    name = result.config.model_name
+    with registry.lock(name, "kerasflow train"):
+        champion = registry.champion(name, verify=False)
+        reason = (f"first version of {name!r}" if champion is None else
+                  f"trained outside a retrain while {champion.version} is champion; `kerasflow retrain` compares "
+                  f"and promotes, or `kerasflow models promote {name}@VERSION`")
+        record = version_record(result.config, "train", None, result.run_dir, result.evaluation,
+                                result.search.best_hyperparameters, result.data_summary,
+                                {"promoted": champion is None, "reason": reason})
+        return registry.register(name, run_files(result.run_dir), record, promote=champion is None)
 
 
 def reexport_run(run_dir: Path, options: ExportOptions) -> ExportResult:
@@ -137,11 +191,11 @@ def export_options(config: TrainConfig) -> ExportOptions:
                          tolerance=config.quantization_tolerance)
 
 
-def card_facts(config: TrainConfig, splits: Splits, search: SearchResult, evaluation) -> CardFacts:
+def card_facts(config: TrainConfig, splits: Splits, family: str, evaluation) -> CardFacts:
     return CardFacts(model_name=config.model_name, source=str(config.dataset or config.data),
-                     family=search.best_hyperparameters["family"], split_sizes=splits.sizes(),
+                     family=family, split_sizes=splits.sizes(),
                      test_metrics=evaluation.headline(), per_class=evaluation.per_class,
-                     trained_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), data_notes=_notes(splits))
+                     trained_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), data_notes=data_notes(splits))
 
 
 def open_run_dir(config: TrainConfig) -> tuple[Path, bool]:
@@ -156,11 +210,11 @@ def open_run_dir(config: TrainConfig) -> tuple[Path, bool]:
     return run_dir, True
 
 
-def _notes(splits: Splits) -> list[str]:
+def data_notes(splits: Splits) -> list[str]:
     return list(dict.fromkeys([*splits.train.notes, *splits.test.notes]))
 
 
-def _write_status(run_dir: Path, config: TrainConfig, status: str, seconds: dict[str, float]) -> None:
+def write_status(run_dir: Path, config, status: str, seconds: dict[str, float]) -> None:
     payload = {"status": status, "updated": datetime.now(timezone.utc).isoformat(),
                "config": json.loads(config.model_dump_json()), "step_seconds": seconds}
     (run_dir / "run.json").write_text(json.dumps(payload, indent=2))
@@ -170,7 +224,9 @@ def summary(result: RunResult) -> dict:
     """A small JSON-able result for flows and the CLI; models stay on disk."""
     return {"run_dir": str(result.run_dir), "family": result.search.best_hyperparameters["family"],
             "test": result.evaluation.headline(), "export": export_summary(result.export),
-            "report": str(result.report_path)}
+            "report": str(result.report_path),
+            "registered": result.registered.ref if result.registered else None,
+            "champion": bool(result.registered and result.registered.record["decision"]["promoted"])}
 
 
 def export_summary(export: ExportResult) -> dict:

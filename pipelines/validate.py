@@ -1,4 +1,4 @@
-"""Validate step: build the GX suite from the training split, check every split against it."""
+"""Validate step: GX suites on every split, built from the training split or taken from the champion."""
 
 from __future__ import annotations
 
@@ -20,17 +20,31 @@ class Validation:
         return "\n\n".join(report.to_markdown() for report in self.reports)
 
 
-def validate_splits(splits: Splits, suite_name: str) -> Validation:
-    """Fail before any training if a split breaks the suite built from the training split."""
-    suite = data_checks.build_suite(_profile(splits.train), suite_name)
+def validate_splits(splits: Splits, suite_name: str, classes: list[str] | None = None) -> Validation:
+    """Fail before any training if a split breaks the suite built from the training split.
+
+    `classes` widens the suite's label set beyond the training split's, for a
+    fine-tuned model that still knows classes this data lacks.
+    """
+    suite = data_checks.build_suite(_profile(splits.train), suite_name, classes)
+    return _check(splits, suite, suite_name, "", "Data validation failed; nothing was trained.")
+
+
+def validate_against(splits: Splits, suite, suite_source: str) -> Validation:
+    """Check every split of new data against an existing suite (the champion's); fail before any training."""
+    return _check(splits, suite, suite_source, "new ",
+                  f"New data failed the expectations of {suite_source}; nothing was trained or promoted.")
+
+
+def _check(splits: Splits, suite, suite_name: str, prefix: str, failure: str) -> Validation:
     reports = []
     for part, dataset in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         report = data_checks.validate_frame(_profile(dataset), suite)
-        report.suite_name = f"{suite_name} on {part} ({len(dataset)} rows, {dataset.source})"
+        report.suite_name = f"{suite_name} on {prefix}{part} ({len(dataset)} rows, {dataset.source})"
         reports.append(report)
     validation = Validation(suite, reports)
     if not all(report.success for report in reports):
-        raise ValidationFailed("Data validation failed; nothing was trained.\n\n" + validation.to_markdown())
+        raise ValidationFailed(f"{failure}\n\n{validation.to_markdown()}")
     return validation
 
 

@@ -87,3 +87,36 @@ def sequences_npz(tmp_path):
     path = tmp_path / "sequences.npz"
     np.savez(path, x=np.array(x, dtype=object), y=y)
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_champion(tmp_path_factory):
+    """A registry whose model 'tab' has one champion, trained on a small table (copied per test)."""
+    from pipelines.train import train
+
+    root = tmp_path_factory.mktemp("champion")
+    make_table(90, seed=0).to_csv(root / "old.csv", index=False)
+    train(fast_config(data=root / "old.csv", target="label", runs_root=root / "runs", registry=root / "registry",
+                      name="tab"))
+    return root / "registry"
+
+
+@pytest.fixture
+def registry_root(trained_champion, tmp_path):
+    import shutil
+
+    return shutil.copytree(trained_champion, tmp_path / "registry")
+
+
+async def run_and_artifact_keys(name_prefix: str):
+    """The latest flow run whose name starts with `name_prefix`, and its artifact keys, via the Prefect client."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=50)
+        run = next(r for r in runs if r.name.startswith(name_prefix))
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+        return run, {a.key for a in artifacts}

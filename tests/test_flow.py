@@ -11,12 +11,13 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.train import train_flow
 from pipelines.errors import ValidationFailed
-from tests.conftest import fast_config, make_table
+from tests.conftest import fast_config, make_table, run_and_artifact_keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]
 RUN_FILES = {"run.json", "expectations.json", "search", "search_summary.csv", "search_best.keras", "finetuned.keras",
              "history.json", "metrics.json", "confusion_matrix.png", "learning_curves.png", "export", "report.md",
-             "preprocessing.json", "export_inputs.npz", "card.json", "search_frontier.png"}
+             "preprocessing.json", "export_inputs.npz", "card.json", "search_frontier.png", "reference.parquet",
+             "replay.npz"}
 EXPORT_FILES = {"model.keras", "saved_model", "labels.json", "preprocessing.json", "model_spec.json", "MODEL_CARD.md",
                 "model_float32.tflite", "model_float16.tflite", "model_dynamic.tflite", "model_int8.tflite"}
 
@@ -49,26 +50,9 @@ def test_table_flow_end_to_end_with_artifacts(table_csv, tmp_path):
     run_dir = _check_run_folder(summary, 3)
     assert run_dir.parent == tmp_path / "runs" / "tiny-table"
     assert "Skipped cnn: tables have no spatial" in (run_dir / "report.md").read_text()
-    keys = asyncio.run(_artifact_keys())
-    assert {"train-report", "search-trials", "search-progress", "tflite-variants"} <= keys
-
-
-async def _artifact_keys() -> set[str]:
-    """Keys of the tiny-table run's artifacts, read back through the Prefect REST API.
-
-    The body is sent by hand: this server version rejects the nulls that
-    `PrefectClient.read_artifacts` sends for unused filters.
-    """
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.sorting import FlowRunSort
-
-    async with get_client() as client:
-        runs = await client.read_flow_runs(limit=20, sort=FlowRunSort.START_TIME_DESC)
-        run = next(r for r in runs if r.name.startswith("train-tiny-table-random"))
-        assert run.state.is_completed()
-        response = await client._client.post("/artifacts/filter", json={
-            "artifacts": {"flow_run_id": {"any_": [str(run.id)]}}, "limit": 50, "offset": 0})
-        return {artifact["key"] for artifact in response.json()}
+    run, keys = asyncio.run(run_and_artifact_keys("train-tiny-table-random"))
+    assert run.state.is_completed() and {"kerasflow", "train", "model:tiny-table"} <= set(run.tags)
+    assert {"train-report", "search-trials", "search-progress", "tflite-variants", "confusion-matrix"} <= keys
 
 
 def test_image_flow_under_a_mobile_budget_then_reexport_from_the_cli(image_folder, tmp_path):

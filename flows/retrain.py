@@ -1,0 +1,79 @@
+"""The retraining flow: what the nightly deployment runs, and `kerasflow retrain`.
+
+Steps come from `pipelines.retrain`; this module adds the Prefect side:
+tasks with retries for transient errors only, a run name with the model and
+the champion it challenges, tags to filter on, and artifacts that tell the
+run's story in the UI (report, drift table, trials, confusion matrix).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from flows.train import SearchProgress, publish_export, publish_image, publish_trials, run_as_task, tag_this_run
+from pipelines.config import RetrainConfig
+from pipelines.errors import DriftDetected, KerasflowError, ValidationFailed
+from pipelines.registry import Registry
+from pipelines.retrain import RetrainResult, retrain
+from pipelines.train import export_summary
+
+
+def _config() -> RetrainConfig:
+    config = flow_run.parameters["config"]
+    return config if isinstance(config, RetrainConfig) else RetrainConfig.model_validate(config)
+
+
+def _retrain_run_name() -> str:
+    """e.g. retrain-digits-from-v0003-auto-20261122-020000: the model and the champion it challenges."""
+    config = _config()
+    try:
+        champion = Registry(config.registry).champion(config.name, verify=False)
+        against = champion.version if champion else "none"
+    except KerasflowError:
+        against = "unreadable-registry"
+    return f"retrain-{config.name}-from-{against}-{config.mode}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+@flow(name="kerasflow-retrain", flow_run_name=_retrain_run_name, log_prints=True)
+def retrain_flow(config: RetrainConfig) -> dict:
+    """Check new data against the champion, build a challenger, promote it only if it wins on a fresh holdout."""
+    logger = get_run_logger()
+    tag_this_run(["kerasflow", "retrain", f"model:{config.name}", f"mode:{config.mode}"])
+    progress = SearchProgress(config.budget_minutes or 5.0)
+    try:
+        result = retrain(config, run_step=run_as_task, on_trial_end=progress.on_trial_end)
+    except (ValidationFailed, DriftDetected) as stopped:
+        create_markdown_artifact(stopped.report, key="retrain-stopped",
+                                 description=f"Why the retrain of {config.name} stopped; nothing was promoted")
+        raise
+    publish_retrain(result)
+    tag_this_run(["promoted" if result.decision.promote else "rejected", f"version:{result.version.version}"])
+    logger.info("%s: %s", result.version.ref, result.decision.reason)
+    return retrain_summary(result)
+
+
+def publish_retrain(result: RetrainResult) -> None:
+    """Report, drift table, trials (search mode), TFLite variants and the challenger's confusion matrix."""
+    create_markdown_artifact(result.report_path.read_text(), key="retrain-report",
+                             description=f"{result.config.name}: champion vs challenger, drift, decision")
+    create_table_artifact(result.drift.to_rows(), key="drift", description="Per-column drift against the "
+                          "champion's training data")
+    if result.challenger.search is not None:
+        publish_trials(result.challenger.search)
+    publish_export(result.challenger.export)
+    publish_image(result.run_dir / "confusion_matrix.png", "confusion-matrix",
+                  f"Challenger on the holdout ({'promoted' if result.decision.promote else 'rejected'})")
+
+
+def retrain_summary(result: RetrainResult) -> dict:
+    return {"run_dir": str(result.run_dir), "mode": result.mode, "mode_reason": result.mode_reason,
+            "champion_before": result.champion, "version": result.version.ref,
+            "promoted": result.decision.promote, "reason": result.decision.reason,
+            "champion": f"{result.config.name}@{result.champion_now}", "decision": asdict(result.decision),
+            "drift": result.drift.summary(), "drifted": [c.column for c in result.drift.drifted],
+            "export": export_summary(result.challenger.export), "report": str(result.report_path)}
