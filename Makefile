@@ -1,12 +1,15 @@
 # kerasflow: `make run` trains on a bundled dataset, `make test` runs the tests.
 # Both create .venv from requirements.lock first (Python 3.11).
 
+# Prefect's telemetry needs the network, and on a fresh database it races the migrations ("database is locked").
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench serve ui lock clean
+.PHONY: install run test test-fast bench bench-table serve ui lock clean
 
 install: $(STAMP)
 
@@ -30,6 +33,9 @@ bench: install  ## digits vs sklearn baselines, Prefect+GX overhead, TFLite size
 	$(BIN)/python bench/digits.py
 	$(BIN)/python bench/mobile.py
 	$(BIN)/python bench/retrain.py
+
+bench-table: install  ## five datasets vs sklearn baselines and published results; trials/hour with 1 vs 2 workers
+	$(BIN)/python bench/table.py
 
 serve: install  ## the nightly retraining deployments of deployments/prefect.yaml, served from this process
 	$(BIN)/python deployments/serve.py

@@ -32,6 +32,8 @@ Tuner = Enum("Tuner", {name: name for name in ("hyperband", "bayesian", "random"
 Objective = Enum("Objective", {name: name for name in ("val_accuracy", "val_macro_f1")}, type=str)
 Family = Enum("Family", {name: name for name in ("dense", "cnn", "lstm")}, type=str)
 Dataset = Enum("Dataset", {name: name for name in BUNDLED_DATASETS}, type=str)
+Switch = Enum("Switch", {name: name for name in ("auto", "on", "off")}, type=str)
+StrategyChoice = Enum("StrategyChoice", {name: name for name in ("default", "mirrored")}, type=str)
 Quantize = Enum("Quantize", {name: name for name in VARIANTS}, type=str)
 
 QUANTIZE_HELP = ("TFLite variant to export (repeatable; default all): float32, float16 (half-size weights), "
@@ -65,6 +67,16 @@ def train(
     quantization_tolerance: Annotated[float, typer.Option(help=TOLERANCE_HELP)] = 0.01,
     max_model_kb: Annotated[Optional[float], typer.Option(help="Mobile budget: architectures whose int8 TFLite model is larger (KiB) are not trained.")] = None,
     max_latency_ms: Annotated[Optional[float], typer.Option(help="Mobile budget: architectures whose int8 batch-1 latency (this CPU, one thread) is slower are not trained.")] = None,
+    workers: Annotated[int, typer.Option(help="Search workers training trials in parallel: keras-tuner's chief oracle "
+                                              "here, workers as Dask tasks. Each gets its own GPU when GPUs exist, "
+                                              "else an equal share of the CPU threads.")] = 1,
+    scheduler_address: Annotated[Optional[str], typer.Option(help="Run the workers on this Dask scheduler's workers "
+                                                                  "(tcp://host:8786; other machines need the run "
+                                                                  "folder on a shared filesystem). Default: a local "
+                                                                  "Dask cluster.")] = None,
+    mixed_precision: Annotated[Switch, typer.Option(help="float16 compute, float32 weights and outputs; auto: on with a GPU.")] = Switch.auto,
+    xla: Annotated[Switch, typer.Option(help="XLA compilation; auto leaves it to Keras.")] = Switch.auto,
+    strategy: Annotated[StrategyChoice, typer.Option(help="mirrored: spread each trial over all GPUs of this machine (needs 2+).")] = StrategyChoice.default,
     registry: Annotated[Path, typer.Option(help=REGISTRY_HELP)] = Path("registry"),
     register: Annotated[bool, typer.Option(help="Register the model in --registry: champion if NAME has none yet, "
                                                 "else a candidate for `kerasflow models promote`.")] = True,
@@ -78,7 +90,9 @@ def train(
             finetune_epochs=finetune_epochs, families=[f.value for f in family] if family else None,
             batch_size=batch_size, image_size=_parse_size(image_size), seed=seed,
             int8_io=int8_io, quantization_tolerance=quantization_tolerance, max_model_kb=max_model_kb,
-            max_latency_ms=max_latency_ms, registry=registry if register else None,
+            max_latency_ms=max_latency_ms, registry=registry if register else None, workers=workers,
+            scheduler_address=scheduler_address, mixed_precision=mixed_precision.value, xla=xla.value,
+            strategy=strategy.value,
             **({"quantize": [q.value for q in quantize]} if quantize else {}),
         )
     except ValidationError as exc:

@@ -15,7 +15,15 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.train import SearchProgress, publish_export, publish_image, publish_trials, run_as_task, tag_this_run
+from flows.train import (
+    SearchProgress,
+    prefect_dask_workers,
+    publish_export,
+    publish_image,
+    publish_trials,
+    run_as_task,
+    tag_this_run,
+)
 from pipelines.config import RetrainConfig
 from pipelines.errors import DriftDetected, KerasflowError, ValidationFailed
 from pipelines.registry import Registry
@@ -46,7 +54,8 @@ def retrain_flow(config: RetrainConfig) -> dict:
     tag_this_run(["kerasflow", "retrain", f"model:{config.name}", f"mode:{config.mode}"])
     progress = SearchProgress(config.budget_minutes or 5.0)
     try:
-        result = retrain(config, run_step=run_as_task, on_trial_end=progress.on_trial_end)
+        result = retrain(config, run_step=run_as_task, on_trial_end=progress.on_trial_end,
+                         launch=prefect_dask_workers)
     except (ValidationFailed, DriftDetected) as stopped:
         create_markdown_artifact(stopped.report, key="retrain-stopped",
                                  description=f"Why the retrain of {config.name} stopped; nothing was promoted")

@@ -8,9 +8,11 @@ objects never enter Prefect results: steps pass paths and small records.
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Iterator
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
@@ -27,6 +29,14 @@ from pipelines.config import TrainConfig
 from pipelines.errors import KerasflowError, ValidationFailed
 from pipelines.export import ExportOptions, ExportResult
 from pipelines.model_card import variant_table
+from pipelines.parallel import (
+    CONNECT_TIMEOUT,
+    WorkerHandle,
+    WorkerSpec,
+    local_cluster_options,
+    search_worker,
+    unreachable_scheduler_is_an_error,
+)
 from pipelines.search import SearchResult, TrialRecord
 from pipelines.train import RunResult, export_summary, reexport_run, summary, train
 
@@ -67,7 +77,7 @@ def train_flow(config: TrainConfig) -> dict:
     tag_this_run(["kerasflow", "train", f"model:{config.model_name}"])
     progress = SearchProgress(config.budget_minutes)
     try:
-        result = train(config, run_step=run_as_task, on_trial_end=progress.on_trial_end)
+        result = train(config, run_step=run_as_task, on_trial_end=progress.on_trial_end, launch=prefect_dask_workers)
     except ValidationFailed as failure:
         create_markdown_artifact(failure.report, key="validation-report", description="Why the run stopped")
         raise
@@ -77,6 +87,31 @@ def train_flow(config: TrainConfig) -> dict:
         logger.info("Registered %s (%s)", result.registered.ref, result.registered.record["decision"]["reason"])
     logger.info("Run folder: %s", result.run_dir)
     return summary(result)
+
+
+@contextlib.contextmanager
+def prefect_dask_workers(specs: list[WorkerSpec], address: str | None = None) -> Iterator[list[WorkerHandle]]:
+    """Parallel search workers as Prefect tasks on prefect-dask's task runner, one Dask worker process each.
+
+    Each worker is a task run in the UI with its own logs. Without `address`
+    the runner starts a local Dask cluster for the search and closes it after.
+    """
+    from prefect_dask import DaskTaskRunner
+
+    runner = (DaskTaskRunner(address=address, client_kwargs={"timeout": CONNECT_TIMEOUT}) if address else
+              DaskTaskRunner(cluster_kwargs=local_cluster_options(len(specs))))
+    worker = task(search_worker, name="search-worker", task_run_name="search-{spec.tuner_id}",
+                  cache_policy=NO_CACHE, persist_result=False, log_prints=False)
+    with runner:
+        with unreachable_scheduler_is_an_error(address) if address else contextlib.nullcontext():
+            submitted = [runner.submit(worker, parameters={"spec": spec}) for spec in specs]
+        yield [WorkerHandle(spec, future.wrapped_future, unwrap=_state_result)
+               for spec, future in zip(specs, submitted)]
+
+
+def _state_result(state):
+    """The worker's report; raises the worker's error if its task run failed."""
+    return state.result()
 
 
 class SearchProgress:

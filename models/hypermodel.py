@@ -39,10 +39,11 @@ def families_for(kind: str, requested: list[str] | None = None) -> tuple[list[st
 class KerasflowHyperModel(kt.HyperModel):
     """Builds a compiled classifier for `prep` (a `pipelines.preprocess.Preprocessing`)."""
 
-    def __init__(self, prep, families: list[str], **kwargs):
+    def __init__(self, prep, families: list[str], jit_compile: bool | str = "auto", **kwargs):
         super().__init__(**kwargs)
         self.prep = prep
         self.families = list(families)
+        self.jit_compile = jit_compile
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         family = hp.Choice("family", self.families)
@@ -51,20 +52,24 @@ class KerasflowHyperModel(kt.HyperModel):
         with hp.conditional_scope("family", family):
             x = getattr(self, f"_{family}")(hp, x)
         x = keras.layers.Dropout(hp.Float("dropout", 0.0, 0.5, step=0.1))(x)
-        outputs = keras.layers.Dense(len(self.prep.class_names), activation="softmax", name="probabilities")(x)
+        # float32 softmax even under mixed precision: float16 probabilities underflow.
+        outputs = keras.layers.Dense(len(self.prep.class_names), activation="softmax", name="probabilities",
+                                     dtype="float32")(x)
         model = keras.Model(inputs, outputs, name=f"kerasflow_{family}")
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
+            jit_compile=self.jit_compile,
         )
         return model
 
     def _preprocessing(self, inputs):
         if self.prep.kind == "table":
-            return TabularEncoder(self.prep.mean, self.prep.variance, self.prep.cardinalities, name="encode")(inputs)
+            return TabularEncoder(self.prep.mean, self.prep.variance, self.prep.cardinalities, name="encode",
+                                  dtype="float32")(inputs)
         return keras.layers.Normalization(axis=-1, mean=self.prep.mean, variance=self.prep.variance,
-                                          name="normalize")(inputs)
+                                          name="normalize", dtype="float32")(inputs)
 
     def _feature_count(self) -> int:
         return math.prod(self.prep.input_shape)

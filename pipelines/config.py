@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Tuner = Literal["hyperband", "bayesian", "random"]
 Objective = Literal["val_accuracy", "val_macro_f1"]
 Variant = Literal["float32", "float16", "dynamic", "int8"]
+Switch = Literal["auto", "on", "off"]
+Strategy = Literal["default", "mirrored"]
 BUNDLED_DATASETS = ("digits", "breast_cancer", "wine", "gunpoint")
 
 
@@ -51,11 +53,21 @@ class TrainConfig(BaseModel):
     max_model_kb: float | None = Field(None, gt=0, description="Mobile budget: largest int8 TFLite model, KiB.")
     max_latency_ms: float | None = Field(None, gt=0, description="Mobile budget: slowest batch-1 int8 latency, ms "
                                          "(measured on the training machine's CPU, one thread).")
+    workers: int = Field(1, ge=1, le=64, description="Search workers training trials in parallel (keras-tuner "
+                         "chief + workers, placed by Dask); each gets a GPU of its own, or a share of the CPU threads.")
+    scheduler_address: str | None = Field(None, description="Dask scheduler (tcp://host:8786) whose workers run the "
+                                          "search; None: a local Dask cluster with one process per worker.")
+    mixed_precision: Switch = Field("auto", description="float16 compute with float32 weights and outputs "
+                                    "(auto: on with a GPU).")
+    xla: Switch = Field("auto", description="XLA compilation (auto: Keras decides; on/off force it).")
+    strategy: Strategy = Field("default", description="mirrored: spread each trial over all GPUs of the machine.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "TrainConfig":
         if (self.data is None) == (self.dataset is None):
             raise ValueError("give exactly one of data (a path) or dataset (a bundled demo)")
+        if self.scheduler_address and self.workers < 2:
+            raise ValueError("scheduler_address places parallel search workers: give workers >= 2 too")
         return self
 
     @property

@@ -17,6 +17,7 @@ import keras_tuner as kt
 import numpy as np
 
 from models import KerasflowHyperModel
+from pipelines.devices import DeviceSetup, fit_inputs, float32_policy, strategy_scope
 from pipelines.preprocess import ModelInputs, Preprocessing
 
 
@@ -37,10 +38,13 @@ def fine_tune(
     max_epochs: int,
     batch_size: int,
     seed: int,
+    devices: DeviceSetup | None = None,
 ) -> FineTuneResult:
-    """Train the chosen architecture from scratch on train+val; save it to `output_path`."""
+    """Train the chosen architecture from scratch on train+val; save it to `output_path` (always float32)."""
     keras.utils.set_random_seed(seed)
-    model = build_from_hyperparameters(prep, hyperparameters)
+    jit = devices.jit_compile if devices else "auto"
+    with strategy_scope(devices):
+        model = build_from_hyperparameters(prep, hyperparameters, jit_compile=jit)
     x = np.concatenate([inputs.x_train, inputs.x_val])
     y = np.concatenate([inputs.y_train, inputs.y_val])
     callbacks = [
@@ -48,17 +52,32 @@ def fine_tune(
         keras.callbacks.EarlyStopping(monitor="loss", patience=6, restore_best_weights=True),
     ]
     started = time.monotonic()
-    history = model.fit(x, y, epochs=max_epochs, batch_size=batch_size, callbacks=callbacks, shuffle=True, verbose=0)
-    model.save(output_path)
+    history = model.fit(**fit_inputs(x, y, batch_size, devices, shuffle=True, seed=seed), epochs=max_epochs,
+                        callbacks=callbacks, shuffle=True, verbose=0)
+    as_float32(model, prep, hyperparameters).save(output_path)
     curves = {k: [float(v) for v in values] for k, values in history.history.items()}
     return FineTuneResult(output_path, curves, len(curves["loss"]), time.monotonic() - started)
 
 
-def build_from_hyperparameters(prep: Preprocessing, values: dict) -> keras.Model:
+def build_from_hyperparameters(prep: Preprocessing, values: dict, jit_compile: bool | str = "auto") -> keras.Model:
     """keras-tuner takes values already in `hp.values` over each hyperparameter's default."""
     hp = kt.HyperParameters()
     hp.values.update(values)
-    return KerasflowHyperModel(prep, [values["family"]]).build(hp)
+    return KerasflowHyperModel(prep, [values["family"]], jit_compile=jit_compile).build(hp)
+
+
+def as_float32(model: keras.Model, prep: Preprocessing, values: dict) -> keras.Model:
+    """`model` itself if it computes in float32; else the same architecture in float32 with its weights.
+
+    Mixed precision keeps float32 master weights, so the copy is exact; the
+    saved model then exports to TFLite without float16 casts in the graph.
+    """
+    if keras.mixed_precision.global_policy().name == "float32":
+        return model
+    with float32_policy():
+        clean = build_from_hyperparameters(prep, values)
+    clean.set_weights(model.get_weights())
+    return clean
 
 
 def save_history(result: FineTuneResult, path: Path) -> Path:

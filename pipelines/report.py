@@ -41,6 +41,8 @@ def render_report(result: "RunResult") -> str:
         f"{len(search.trials)} trials in {search.seconds:.0f} s"
         + (f" ({search.resumed_trials} resumed from an earlier run)" if search.resumed_trials else "")
         + (" — stopped by the budget" if search.budget_spent else ""),
+        f"- Devices: {result.devices}",
+        *_worker_lines(search),
         f"- Families searched: {', '.join(search.families)}",
         *[f"- Skipped {family}: {why}" for family, why in search.skipped_families.items()],
         f"- Trials by status: {_count(t.status for t in search.trials)}; by family: {_count(t.family for t in search.trials)}",
@@ -70,6 +72,14 @@ def render_report(result: "RunResult") -> str:
         *step_seconds_section(result.step_seconds),
     ]
     return "\n".join(lines)
+
+
+def _worker_lines(search) -> list[str]:
+    if not search.workers:
+        return []
+    return [f"- {len(search.workers)} parallel workers (keras-tuner chief oracle + Dask): "
+            + "; ".join(f"{w.tuner_id} on {w.host} pid {w.pid}, {len(w.trials)} trials, {w.devices}"
+                        for w in search.workers)]
 
 
 def export_section(export: "ExportResult") -> list[str]:

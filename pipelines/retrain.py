@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -47,6 +48,9 @@ from pipelines.train import (
     write_status,
 )
 from pipelines.validate import Validation, validate_against, validate_splits
+
+if TYPE_CHECKING:
+    from pipelines.parallel import Launcher
 
 
 @dataclass
@@ -100,8 +104,11 @@ class RetrainResult:
 
 
 def retrain(config: RetrainConfig, run_step: StepRunner = call_directly,
-            on_trial_end: TrialHook | None = None) -> RetrainResult:
-    """Retrain `config.name` on new data; the champion changes only if the challenger wins on the holdout."""
+            on_trial_end: TrialHook | None = None, launch: "Launcher | None" = None) -> RetrainResult:
+    """Retrain `config.name` on new data; the champion changes only if the challenger wins on the holdout.
+
+    A search challenger uses the champion's `workers`, placed by `launch` (see `pipelines.train.train`).
+    """
     registry = Registry(config.registry)
     steps = Steps(run_step)
     with registry.lock(config.name, f"kerasflow retrain --mode {config.mode}"):
@@ -119,7 +126,7 @@ def retrain(config: RetrainConfig, run_step: StepRunner = call_directly,
             if mode == "finetune":
                 challenger = finetune_challenger(champion, splits, data_config, config, steps)
             else:
-                challenger = search_challenger(champion, splits, data_config, steps, on_trial_end)
+                challenger = search_challenger(champion, splits, data_config, steps, on_trial_end, launch)
         except Exception:
             if run_dir.exists():
                 write_status(run_dir, config, "failed", steps.seconds)
@@ -223,10 +230,10 @@ def finetune_challenger(champion: Champion, splits: Splits, data_config: TrainCo
 
 
 def search_challenger(champion: Champion, splits: Splits, data_config: TrainConfig, steps: Steps,
-                      on_trial_end: TrialHook | None) -> Challenger:
+                      on_trial_end: TrialHook | None, launch: "Launcher | None" = None) -> Challenger:
     """A fresh search, fine-tune and export on the new data, in a resumable run folder."""
     validation = validate_splits(splits, data_config.model_name)
-    run = train_on_splits(data_config, splits, validation, steps, on_trial_end)
+    run = train_on_splits(data_config, splits, validation, steps, on_trial_end, launch)
     return Challenger("search", run.run_dir, run.finetune.model_path, run.prep, run.search.best_hyperparameters,
                       run.export, run.data_summary, run.finetune.epochs, search=run.search)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import keras
 import keras_tuner as kt
@@ -20,9 +20,14 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from models import KerasflowHyperModel, families_for
+from pipelines.devices import (DeviceOptions, DeviceSetup, distribution_strategy, fit_inputs, float32_policy,
+                               validation_inputs)
 from pipelines.errors import SearchFailed
 from pipelines.preprocess import ModelInputs, Preprocessing
 from pipelines.tflite import int8_footprint
+
+if TYPE_CHECKING:
+    from pipelines.parallel import Launcher
 
 TUNERS = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization, "random": kt.RandomSearch}
 MAX_CONSECUTIVE_FAILURES = 5
@@ -43,6 +48,9 @@ class SearchOptions:
     seed: int = 42
     max_model_kb: float | None = None
     max_latency_ms: float | None = None
+    workers: int = 1
+    scheduler_address: str | None = None
+    devices: DeviceOptions = field(default_factory=DeviceOptions)
 
     @property
     def mobile_budget(self) -> bool:
@@ -86,6 +94,7 @@ class SearchResult:
     budget_spent: bool
     resumed_trials: int = 0
     mobile_budget: str = ""
+    workers: list = field(default_factory=list)
 
     @property
     def trial_table(self) -> pd.DataFrame:
@@ -102,30 +111,32 @@ def run_search(
     directory: Path,
     options: SearchOptions,
     on_trial_end: TrialHook | None = None,
+    launch: "Launcher | None" = None,
+    devices: DeviceSetup | None = None,
 ) -> SearchResult:
-    """Search the families that fit `prep.kind`; resume if `directory` holds an earlier search."""
+    """Search the families that fit `prep.kind`; resume if `directory` holds an earlier search.
+
+    With `options.workers` > 1 this process only serves the oracle and
+    `launch` (default: a local Dask cluster) places the workers that train.
+    """
     families, skipped = families_for(prep.kind, options.families)
     keras.utils.set_random_seed(options.seed)
     directory.mkdir(parents=True, exist_ok=True)
-    timings = _Timings(directory / "trial_seconds.json")
-    footprints = _Footprints(directory / "trial_footprints.json", options, prep.input_shape,
-                             inputs.x_train[:FOOTPRINT_SAMPLES])
-    deadline = time.time() + options.budget_minutes * 60 - timings.total()
-    hypermodel = _SearchHyperModel(prep, families, footprints)
-    tuner = _make_tuner(hypermodel, directory, options, deadline, timings, on_trial_end)
+    # Parallel workers spend trial-seconds side by side: the wall clock spent is about their sum / workers.
+    spent = _Timings(directory).total() / options.workers
+    deadline = time.time() + options.budget_minutes * 60 - spent
+    tuner = searching_tuner(prep, families, directory, options, deadline, inputs.x_train, on_trial_end, devices)
     resumed = len(tuner.oracle.trials)
     started = time.monotonic()
-    callbacks = [_FailOnNaN(), _StopAtDeadline(deadline)]
-    if options.objective == "val_macro_f1":
-        callbacks.insert(0, _MacroF1(inputs.x_val, inputs.y_val))
-    try:
-        tuner.search(
-            inputs.x_train, inputs.y_train, validation_data=(inputs.x_val, inputs.y_val),
-            epochs=options.max_epochs, batch_size=options.batch_size, callbacks=callbacks, verbose=0,
-        )
-    except RuntimeError as exc:  # keras-tuner gives up after too many consecutive failures
-        if "consecutive" not in str(exc):
-            raise
+    workers = []
+    if options.workers > 1:
+        from pipelines.parallel import search_in_parallel
+
+        workers = search_in_parallel(tuner, inputs, prep, families, directory, options, deadline, launch, on_trial_end)
+    else:
+        run_trials(tuner, inputs, options, deadline, devices)
+    tuner.oracle.save()  # keras-tuner saves before it clears the last ongoing trial; a resume would rerun it
+    timings, footprints = _Timings(directory), tuner.hypermodel.footprints.reload()
     trials = [_record(t, timings, footprints) for t in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)]
     completed = tuner.oracle.get_best_trials(1)
     if not completed or completed[0].score is None or not np.isfinite(completed[0].score):
@@ -135,7 +146,8 @@ def run_search(
     if footprints.over_budget(best.trial_id):
         raise SearchFailed(_nothing_fits(trials, options))
     best_model_path = directory.parent / "search_best.keras"
-    tuner.get_best_models(1)[0].save(best_model_path)
+    with float32_policy():
+        tuner.get_best_models(1)[0].save(best_model_path)
     return SearchResult(
         objective=options.objective,
         best_trial_id=best.trial_id,
@@ -150,7 +162,34 @@ def run_search(
         budget_spent=time.time() >= deadline,
         resumed_trials=resumed,
         mobile_budget=options.budget_text(),
+        workers=workers,
     )
+
+
+def searching_tuner(prep: Preprocessing, families: list[str], directory: Path, options: SearchOptions,
+                    deadline: float, x_train: np.ndarray, on_trial_end: TrialHook | None = None,
+                    devices: DeviceSetup | None = None, worker: str | None = None):
+    """The budgeted tuner over `directory`; a `worker` keeps its timings and footprints in files of its own."""
+    footprints = _Footprints(directory, options, prep.input_shape, x_train[:FOOTPRINT_SAMPLES], worker)
+    hypermodel = _SearchHyperModel(prep, families, footprints, devices.jit_compile if devices else "auto")
+    return _make_tuner(hypermodel, directory, options, deadline, _Timings(directory, worker), on_trial_end, devices)
+
+
+def run_trials(tuner, inputs: ModelInputs, options: SearchOptions, deadline: float,
+               devices: DeviceSetup | None = None) -> None:
+    """The tuner's search loop: trains trials until the oracle stops (budget, trials, or too many failures)."""
+    callbacks = [_FailOnNaN(), _StopAtDeadline(deadline)]
+    if options.objective == "val_macro_f1":
+        callbacks.insert(0, _MacroF1(inputs.x_val, inputs.y_val))
+    try:
+        tuner.search(
+            **fit_inputs(inputs.x_train, inputs.y_train, options.batch_size, devices, shuffle=True, seed=options.seed),
+            validation_data=validation_inputs(inputs.x_val, inputs.y_val, options.batch_size, devices),
+            epochs=options.max_epochs, callbacks=callbacks, verbose=0,
+        )
+    except RuntimeError as exc:  # keras-tuner gives up after too many consecutive failures
+        if "consecutive" not in str(exc):
+            raise
 
 
 def _nothing_fits(trials: list[TrialRecord], options: SearchOptions) -> str:
@@ -163,12 +202,15 @@ def _nothing_fits(trials: list[TrialRecord], options: SearchOptions) -> str:
             f"{fastest.int8_kb:.1f} KiB). Raise --max-model-kb / --max-latency-ms, or search other families.")
 
 
-def _make_tuner(hypermodel, directory, options, deadline, timings, on_trial_end):
+def _make_tuner(hypermodel, directory, options, deadline, timings, on_trial_end, devices):
     objective = kt.Objective(options.objective, direction="max")
     common = dict(
         hypermodel=hypermodel, objective=objective, directory=str(directory.parent),
         project_name=directory.name, overwrite=False, seed=options.seed,
         max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILURES,
+        distribution_strategy=distribution_strategy(devices) if devices else None,
+        # In parallel, a trial whose worker died goes back to the queue once (see pipelines.parallel).
+        max_retries_per_trial=1 if options.workers > 1 else 0,
     )
     if options.tuner == "hyperband":
         # Brackets repeat until the wall-clock budget, not after one pass.
@@ -186,6 +228,8 @@ def _budgeted(base: type) -> type:
         def __init__(self, *args, deadline: float, timings: "_Timings", hook: TrialHook | None, **kwargs):
             super().__init__(*args, **kwargs)
             self._timings, self._hook, self._started = timings, hook, {}
+            if self._is_worker():  # the chief's oracle applies the deadline
+                return
             populate = self.oracle.populate_space
 
             def populate_until_deadline(trial_id):
@@ -217,8 +261,9 @@ class _SearchHyperModel(KerasflowHyperModel):
     accuracy, and still telling the oracle that smaller is better.
     """
 
-    def __init__(self, prep: Preprocessing, families: list[str], footprints: "_Footprints"):
-        super().__init__(prep, families)
+    def __init__(self, prep: Preprocessing, families: list[str], footprints: "_Footprints",
+                 jit_compile: bool | str = "auto"):
+        super().__init__(prep, families, jit_compile=jit_compile)
         self.footprints = footprints
         self.trial_id: str | None = None
 
@@ -232,11 +277,17 @@ class _SearchHyperModel(KerasflowHyperModel):
 class _Footprints:
     """Parameters of every trial's model and, under a mobile budget, its int8 size and latency."""
 
-    def __init__(self, path: Path, options: SearchOptions, input_shape: list[int], representative: np.ndarray):
-        self.path, self.options = path, options
+    def __init__(self, directory: Path, options: SearchOptions, input_shape: list[int], representative: np.ndarray,
+                 worker: str | None = None):
+        self.directory, self.options = directory, options
+        self.path = _own_file(directory, "trial_footprints", worker)
         self.input_shape, self.representative = input_shape, representative
-        self.by_trial: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
+        self.by_trial: dict[str, dict] = _merged(directory, "trial_footprints")
         self._by_architecture: dict[str, dict] = {}
+
+    def reload(self) -> "_Footprints":
+        self.by_trial = _merged(self.directory, "trial_footprints")
+        return self
 
     def measure(self, trial_id: str | None, model, hp) -> dict:
         entry = {"params": int(model.count_params())}
@@ -250,7 +301,8 @@ class _Footprints:
             entry["penalty"] = self._penalty(entry["int8_kb"], entry["latency_ms"])
         if trial_id is not None:
             self.by_trial[trial_id] = entry
-            self.path.write_text(json.dumps(self.by_trial))
+            mine = json.loads(self.path.read_text()) if self.path.exists() else {}
+            self.path.write_text(json.dumps({**mine, trial_id: entry}))
         return entry
 
     def _penalty(self, int8_kb: float, latency_ms: float) -> float | None:
@@ -269,18 +321,33 @@ def _architecture_key(hp) -> str:
 
 
 class _Timings:
-    """Seconds per trial, kept beside the tuner state so a resumed search knows what was spent."""
+    """Seconds per trial, kept beside the tuner state so a resumed search knows what was spent.
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.seconds = json.loads(path.read_text()) if path.exists() else {}
+    Each parallel worker writes a file of its own; reading merges them all.
+    """
+
+    def __init__(self, directory: Path, worker: str | None = None):
+        self.path = _own_file(directory, "trial_seconds", worker)
+        self.seconds = _merged(directory, "trial_seconds")
+        self._mine = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def record(self, trial_id: str, seconds: float) -> None:
-        self.seconds[trial_id] = round(seconds, 2)
-        self.path.write_text(json.dumps(self.seconds))
+        self.seconds[trial_id] = self._mine[trial_id] = round(seconds, 2)
+        self.path.write_text(json.dumps(self._mine))
 
     def total(self) -> float:
         return float(sum(self.seconds.values()))
+
+
+def _own_file(directory: Path, stem: str, worker: str | None) -> Path:
+    return directory / (f"{stem}.{worker}.json" if worker else f"{stem}.json")
+
+
+def _merged(directory: Path, stem: str) -> dict:
+    merged: dict = {}
+    for path in sorted(directory.glob(f"{stem}*.json")):
+        merged.update(json.loads(path.read_text()))
+    return merged
 
 
 def _record(trial, timings: _Timings, footprints: _Footprints) -> TrialRecord:

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from data_checks import profile_frame, save_suite
 from data_checks.drift import write_reference
 from pipelines import evaluate as evaluate_step
 from pipelines.config import TrainConfig
+from pipelines.devices import DeviceOptions, DeviceSetup, using
 from pipelines.export import ExportData, ExportOptions, ExportResult, export_model, reexport
 from pipelines.finetune import FineTuneResult, fine_tune, save_history
 from pipelines.load import Dataset, Splits, load_dataset, split_dataset
@@ -30,6 +31,9 @@ from pipelines.preprocess import Preprocessing, Replay, fit_preprocessing, model
 from pipelines.registry import ModelVersion, Registry, run_files, version_record
 from pipelines.report import replace_export_section, write_report
 from pipelines.search import SearchOptions, SearchResult, TrialHook, run_search
+
+if TYPE_CHECKING:
+    from pipelines.parallel import Launcher
 from pipelines.validate import Validation, validate_splits
 
 StepRunner = Callable[..., Any]
@@ -73,27 +77,33 @@ class RunResult:
     step_seconds: dict[str, float] = field(default_factory=dict)
     report_path: Path | None = None
     registered: ModelVersion | None = None
+    devices: str = ""
 
 
-def train(config: TrainConfig, run_step: StepRunner = call_directly, on_trial_end: TrialHook | None = None) -> RunResult:
-    """Run every step; bad data stops the run before any run folder is written."""
+def train(config: TrainConfig, run_step: StepRunner = call_directly, on_trial_end: TrialHook | None = None,
+          launch: "Launcher | None" = None) -> RunResult:
+    """Run every step; bad data stops the run before any run folder is written.
+
+    `launch` places parallel search workers (`config.workers` > 1); default: `pipelines.parallel.dask_workers`.
+    """
     steps = Steps(run_step)
     data, given_test = steps("load", load_dataset, config)
     splits: Splits = steps("split", split_dataset, data, given_test, test_fraction=config.test_fraction,
                            val_fraction=config.val_fraction, seed=config.seed)
     validation = steps("validate", validate_splits, splits, config.model_name)
-    result = train_on_splits(config, splits, validation, steps, on_trial_end)
+    result = train_on_splits(config, splits, validation, steps, on_trial_end, launch)
     if config.registry is not None:
         result.registered = steps("register", register_trained, result)
     return result
 
 
 def train_on_splits(config: TrainConfig, splits: Splits, validation: Validation, steps: Steps,
-                    on_trial_end: TrialHook | None = None) -> RunResult:
+                    on_trial_end: TrialHook | None = None, launch: "Launcher | None" = None) -> RunResult:
     """Everything after validation, in `config.run_dir` or a new run folder (removed if nothing is worth resuming)."""
     run_dir, created = open_run_dir(config)
     try:
-        return _train_in(run_dir, config, splits, validation, steps, on_trial_end)
+        with using(device_options(config)) as devices:
+            return _train_in(run_dir, config, splits, validation, steps, on_trial_end, launch, devices)
     except BaseException:
         if created and not (run_dir / "search").exists():
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -102,7 +112,8 @@ def train_on_splits(config: TrainConfig, splits: Splits, validation: Validation,
         raise
 
 
-def _train_in(run_dir, config, splits, validation, step: Steps, on_trial_end) -> RunResult:
+def _train_in(run_dir, config, splits, validation, step: Steps, on_trial_end, launch,
+              devices: DeviceSetup) -> RunResult:
     write_status(run_dir, config, "running", step.seconds)
     save_suite(validation.suite, run_dir / "expectations.json")
     prep = step("preprocess", fit_preprocessing, splits)
@@ -114,12 +125,13 @@ def _train_in(run_dir, config, splits, validation, step: Steps, on_trial_end) ->
     export_data = ExportData.from_inputs(inputs, seed=config.seed)
     export_data.save(run_dir / "export_inputs.npz")
     options = search_options(config)
-    search = step("search", run_search, inputs, prep, run_dir / "search", options, on_trial_end)
+    search = step("search", run_search, inputs, prep, run_dir / "search", options, on_trial_end, launch, devices)
     search.trial_table.to_csv(run_dir / "search_summary.csv", index=False)
     evaluate_step.plot_search_frontier(search.trials, run_dir / "search_frontier.png", search.objective,
                                        options.max_model_kb, search.best_trial_id)
     tuned = step("fine_tune", fine_tune, inputs, prep, search.best_hyperparameters, run_dir / "finetuned.keras",
-                 max_epochs=config.finetune_epochs, batch_size=config.batch_size, seed=config.seed)
+                 max_epochs=config.finetune_epochs, batch_size=config.batch_size, seed=config.seed,
+                 devices=devices)
     save_history(tuned, run_dir / "history.json")
     evaluation, search_evaluation = step("evaluate", evaluate_both, tuned.model_path, search.best_model_path,
                                          inputs.x_test, inputs.y_test, prep.class_names)
@@ -131,7 +143,8 @@ def _train_in(run_dir, config, splits, validation, step: Steps, on_trial_end) ->
     exported = step("export", export_model, tuned.model_path, prep, export_data, run_dir / "export",
                     export_options(config), facts)
     result = RunResult(run_dir, config, splits.sizes(), data_notes(splits), validation, search, tuned,
-                       evaluation, search_evaluation, exported, prep, trained_on, step.seconds)
+                       evaluation, search_evaluation, exported, prep, trained_on, step.seconds,
+                       devices=devices.describe())
     result.report_path = write_report(result, run_dir / "report.md")
     write_status(run_dir, config, "completed", step.seconds)
     return result
@@ -183,7 +196,12 @@ def search_options(config: TrainConfig) -> SearchOptions:
     return SearchOptions(tuner=config.tuner, objective=config.objective, budget_minutes=config.budget_minutes,
                          max_trials=config.max_trials, max_epochs=config.max_epochs, batch_size=config.batch_size,
                          families=config.families, seed=config.seed, max_model_kb=config.max_model_kb,
-                         max_latency_ms=config.max_latency_ms)
+                         max_latency_ms=config.max_latency_ms, workers=config.workers,
+                         scheduler_address=config.scheduler_address, devices=device_options(config))
+
+
+def device_options(config: TrainConfig) -> DeviceOptions:
+    return DeviceOptions(mixed_precision=config.mixed_precision, xla=config.xla, strategy=config.strategy)
 
 
 def export_options(config: TrainConfig) -> ExportOptions:

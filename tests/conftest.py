@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+# Prefect's telemetry heartbeat races the first migrations of a fresh database ("database is locked").
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import numpy as np
 import pandas as pd
@@ -66,6 +68,17 @@ def image_folder(tmp_path):
         for i, image in enumerate(digits.images[digits.target == digit][:10]):
             Image.fromarray((image * 255 / 16).astype(np.uint8), mode="L").save(folder / f"{i}.png")
     return root
+
+
+@pytest.fixture
+def image_inputs(image_folder):
+    """Model inputs and preprocessing of `image_folder`, split 60/20/20."""
+    from pipelines.load import load_path, split_dataset
+    from pipelines.preprocess import fit_preprocessing, model_inputs
+
+    splits = split_dataset(load_path(image_folder, None), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    prep = fit_preprocessing(splits)
+    return model_inputs(splits, prep), prep
 
 
 def make_sequences(n: int = 40, seed: int = 0, ragged: bool = True):

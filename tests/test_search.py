@@ -4,16 +4,7 @@ import pytest
 
 import models.hypermodel
 from pipelines.errors import SearchFailed
-from pipelines.load import load_path, split_dataset
-from pipelines.preprocess import fit_preprocessing, model_inputs
 from pipelines.search import SearchOptions, run_search
-
-
-@pytest.fixture
-def image_inputs(image_folder):
-    splits = split_dataset(load_path(image_folder, None), None, test_fraction=0.2, val_fraction=0.2, seed=0)
-    prep = fit_preprocessing(splits)
-    return model_inputs(splits, prep), prep
 
 
 def _options(**overrides):
