@@ -51,9 +51,9 @@ BASELINES = {
 }
 
 
-def config_for(name: str, budget_minutes: float, workdir: Path) -> TrainConfig:
+def config_for(name: str, budget_minutes: float, workdir: Path, **overrides) -> TrainConfig:
     common = dict(budget_minutes=budget_minutes, runs_root=workdir / "runs", name=f"bench-{name}",
-                  quantize=["float32", "int8"])
+                  quantize=["float32", "int8"], **overrides)
     if name in UCR:
         train_path, test_path = ucr_files(name, workdir)
         return TrainConfig(data=train_path, test_data=test_path, **common)
@@ -90,8 +90,8 @@ def baseline_scores(config: TrainConfig) -> dict[str, float]:
             for name, make in BASELINES.items()}
 
 
-def kerasflow_row(name: str, budget_minutes: float, workdir: Path) -> dict:
-    config = config_for(name, budget_minutes, workdir)
+def kerasflow_row(name: str, budget_minutes: float, workdir: Path, **overrides) -> dict:
+    config = config_for(name, budget_minutes, workdir, **overrides)
     started = time.monotonic()
     result = train(config)
     seconds = time.monotonic() - started

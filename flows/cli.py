@@ -67,6 +67,7 @@ def train(
     quantization_tolerance: Annotated[float, typer.Option(help=TOLERANCE_HELP)] = 0.01,
     max_model_kb: Annotated[Optional[float], typer.Option(help="Mobile budget: architectures whose int8 TFLite model is larger (KiB) are not trained.")] = None,
     max_latency_ms: Annotated[Optional[float], typer.Option(help="Mobile budget: architectures whose int8 batch-1 latency (this CPU, one thread) is slower are not trained.")] = None,
+    min_trial_steps: Annotated[int, typer.Option(help="Small training sets: smaller batches (an eighth of the rows, at least 8) and more epochs per trial (up to 5x --max-epochs) until a trial takes this many optimiser steps; 0: off.")] = 250,
     workers: Annotated[int, typer.Option(help="Search workers training trials in parallel: keras-tuner's chief oracle "
                                               "here, workers as Dask tasks. Each gets its own GPU when GPUs exist, "
                                               "else an equal share of the CPU threads.")] = 1,
@@ -91,6 +92,7 @@ def train(
             batch_size=batch_size, image_size=_parse_size(image_size), seed=seed,
             int8_io=int8_io, quantization_tolerance=quantization_tolerance, max_model_kb=max_model_kb,
             max_latency_ms=max_latency_ms, registry=registry if register else None, workers=workers,
+            min_trial_steps=min_trial_steps,
             scheduler_address=scheduler_address, mixed_precision=mixed_precision.value, xla=xla.value,
             strategy=strategy.value,
             **({"quantize": [q.value for q in quantize]} if quantize else {}),

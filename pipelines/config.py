@@ -53,6 +53,9 @@ class TrainConfig(BaseModel):
     max_model_kb: float | None = Field(None, gt=0, description="Mobile budget: largest int8 TFLite model, KiB.")
     max_latency_ms: float | None = Field(None, gt=0, description="Mobile budget: slowest batch-1 int8 latency, ms "
                                          "(measured on the training machine's CPU, one thread).")
+    min_trial_steps: int = Field(250, ge=0, description="Small training sets: batches shrink to an eighth of the "
+                                 "rows (not below 8) and trials get more epochs (up to 5x max_epochs) until one "
+                                 "trial takes this many optimiser steps; 0 turns this off.")
     workers: int = Field(1, ge=1, le=64, description="Search workers training trials in parallel (keras-tuner "
                          "chief + workers, placed by Dask); each gets a GPU of its own, or a share of the CPU threads.")
     scheduler_address: str | None = Field(None, description="Dask scheduler (tcp://host:8786) whose workers run the "

@@ -8,8 +8,9 @@ memory, a build error) is recorded with its message and the search goes on.
 from __future__ import annotations
 
 import json
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -34,6 +35,7 @@ MAX_CONSECUTIVE_FAILURES = 5
 HYPERBAND_ITERATIONS = 1000
 OVER_BUDGET = "OVER_BUDGET"
 FOOTPRINT_SAMPLES = 32
+SMALL_BATCH = 8
 
 
 @dataclass
@@ -48,6 +50,7 @@ class SearchOptions:
     seed: int = 42
     max_model_kb: float | None = None
     max_latency_ms: float | None = None
+    min_trial_steps: int = 0
     workers: int = 1
     scheduler_address: str | None = None
     devices: DeviceOptions = field(default_factory=DeviceOptions)
@@ -164,6 +167,26 @@ def run_search(
         mobile_budget=options.budget_text(),
         workers=workers,
     )
+
+
+def fit_to_data(options: SearchOptions, n_train: int) -> tuple[SearchOptions, str]:
+    """Smaller batches and more epochs for a small training set, so each trial takes enough optimiser steps.
+
+    Forty rows in batches of 32 give hyperband's first rounds (2-3 epochs) a
+    handful of updates: every family looks alike and the search picks at
+    random. Returns the options to use and a note for the report ("" if unchanged).
+    """
+    if not options.min_trial_steps:
+        return options, ""
+    batch = min(options.batch_size, max(SMALL_BATCH, n_train // SMALL_BATCH))
+    steps_per_epoch = math.ceil(n_train / batch)
+    epochs = min(max(options.max_epochs, math.ceil(options.min_trial_steps / steps_per_epoch)), 5 * options.max_epochs)
+    if (batch, epochs) == (options.batch_size, options.max_epochs):
+        return options, ""
+    note = (f"small training set ({n_train} rows): batch size {batch} (asked {options.batch_size}) and up to "
+            f"{epochs} epochs per trial (asked {options.max_epochs}), so a trial takes about "
+            f"{steps_per_epoch * epochs} optimiser steps")
+    return replace(options, batch_size=batch, max_epochs=epochs), note
 
 
 def searching_tuner(prep: Preprocessing, families: list[str], directory: Path, options: SearchOptions,

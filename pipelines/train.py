@@ -30,7 +30,7 @@ from pipelines.model_card import CardFacts
 from pipelines.preprocess import Preprocessing, Replay, fit_preprocessing, model_inputs
 from pipelines.registry import ModelVersion, Registry, run_files, version_record
 from pipelines.report import replace_export_section, write_report
-from pipelines.search import SearchOptions, SearchResult, TrialHook, run_search
+from pipelines.search import SearchOptions, SearchResult, TrialHook, fit_to_data, run_search
 
 if TYPE_CHECKING:
     from pipelines.parallel import Launcher
@@ -124,13 +124,13 @@ def _train_in(run_dir, config, splits, validation, step: Steps, on_trial_end, la
                                       config.seed)
     export_data = ExportData.from_inputs(inputs, seed=config.seed)
     export_data.save(run_dir / "export_inputs.npz")
-    options = search_options(config)
+    options, schedule_note = fit_to_data(search_options(config), len(inputs.x_train))
     search = step("search", run_search, inputs, prep, run_dir / "search", options, on_trial_end, launch, devices)
     search.trial_table.to_csv(run_dir / "search_summary.csv", index=False)
     evaluate_step.plot_search_frontier(search.trials, run_dir / "search_frontier.png", search.objective,
                                        options.max_model_kb, search.best_trial_id)
     tuned = step("fine_tune", fine_tune, inputs, prep, search.best_hyperparameters, run_dir / "finetuned.keras",
-                 max_epochs=config.finetune_epochs, batch_size=config.batch_size, seed=config.seed,
+                 max_epochs=config.finetune_epochs, batch_size=options.batch_size, seed=config.seed,
                  devices=devices)
     save_history(tuned, run_dir / "history.json")
     evaluation, search_evaluation = step("evaluate", evaluate_both, tuned.model_path, search.best_model_path,
@@ -142,7 +142,8 @@ def _train_in(run_dir, config, splits, validation, step: Steps, on_trial_end, la
     facts.save(run_dir / "card.json")
     exported = step("export", export_model, tuned.model_path, prep, export_data, run_dir / "export",
                     export_options(config), facts)
-    result = RunResult(run_dir, config, splits.sizes(), data_notes(splits), validation, search, tuned,
+    notes = data_notes(splits) + ([schedule_note] if schedule_note else [])
+    result = RunResult(run_dir, config, splits.sizes(), notes, validation, search, tuned,
                        evaluation, search_evaluation, exported, prep, trained_on, step.seconds,
                        devices=devices.describe())
     result.report_path = write_report(result, run_dir / "report.md")
@@ -196,7 +197,8 @@ def search_options(config: TrainConfig) -> SearchOptions:
     return SearchOptions(tuner=config.tuner, objective=config.objective, budget_minutes=config.budget_minutes,
                          max_trials=config.max_trials, max_epochs=config.max_epochs, batch_size=config.batch_size,
                          families=config.families, seed=config.seed, max_model_kb=config.max_model_kb,
-                         max_latency_ms=config.max_latency_ms, workers=config.workers,
+                         max_latency_ms=config.max_latency_ms, min_trial_steps=config.min_trial_steps,
+                         workers=config.workers,
                          scheduler_address=config.scheduler_address, devices=device_options(config))
 
 

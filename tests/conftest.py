@@ -29,7 +29,8 @@ def prefect_server():
 
 def fast_config(**overrides) -> TrainConfig:
     """Tiny budgets: a couple of trials of 1–2 epochs."""
-    options = dict(budget_minutes=0.25, tuner="random", max_trials=2, max_epochs=2, finetune_epochs=2, batch_size=16)
+    options = dict(budget_minutes=0.25, tuner="random", max_trials=2, max_epochs=2, finetune_epochs=2, batch_size=16,
+                   min_trial_steps=0)
     options.update(overrides)
     return TrainConfig(**options)
 

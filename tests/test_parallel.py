@@ -113,9 +113,11 @@ def test_cli_explains_and_checks_the_parallel_and_gpu_options(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_an_unreachable_scheduler_is_named_in_one_clear_error(image_inputs, tmp_path):
+def test_an_unreachable_scheduler_is_named_in_one_clear_error(image_inputs, tmp_path, monkeypatch):
+    import pipelines.parallel
     from pipelines.errors import SearchFailed
 
+    monkeypatch.setattr(pipelines.parallel, "CONNECT_TIMEOUT", "3s")
     inputs, prep = image_inputs
-    with pytest.raises(SearchFailed, match=r"cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
+    with pytest.raises(SearchFailed, match=r"cannot reach the Dask scheduler at 'tcp://127.0.0.1:9' within 3s"):
         run_search(inputs, prep, tmp_path / "search", _options(scheduler_address="tcp://127.0.0.1:9"))

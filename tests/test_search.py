@@ -92,3 +92,15 @@ def test_without_a_mobile_budget_trials_record_parameters_only(image_inputs, tmp
     inputs, prep = image_inputs
     result = run_search(inputs, prep, tmp_path / "search", _options(max_trials=2, families=["dense"]))
     assert all(t.params > 0 and t.int8_kb is None for t in result.trials)
+
+
+def test_small_training_sets_get_smaller_batches_and_more_epochs():
+    from pipelines.search import fit_to_data
+
+    asked = _options(batch_size=32, max_epochs=20, min_trial_steps=250)
+    small, note = fit_to_data(asked, 42)  # GunPoint's training rows
+    assert (small.batch_size, small.max_epochs) == (8, 42) and "small training set (42 rows)" in note
+    tiny, _ = fit_to_data(asked, 10)
+    assert tiny.max_epochs == 100, "never more than 5x the asked epochs"
+    assert fit_to_data(asked, 1222) == (asked, ""), "digits-sized data keeps what was asked"
+    assert fit_to_data(_options(batch_size=32, max_epochs=20), 42)[0].batch_size == 32, "min_trial_steps=0: off"
