@@ -114,7 +114,7 @@ def search_in_parallel(tuner, inputs: ModelInputs, prep: Preprocessing, families
     try:
         with (launch or dask_workers)(specs, options.scheduler_address) as handles:
             _supervise(tuner, handles, deadline, on_trial_end)
-            failures = {h.spec.tuner_id: h.failure() for h in handles if h.failure()}
+            failures = {h.spec.tuner_id: why for h in handles if (why := h.failure())}
             if len(failures) == len(handles) and not tuner.oracle.get_best_trials(1):
                 raise SearchFailed("every search worker failed: " +
                                    "; ".join(f"{worker}: {why}" for worker, why in failures.items()))
@@ -136,9 +136,7 @@ def search_worker(spec: WorkerSpec) -> WorkerReport:
         tuner = searching_tuner(prep, spec.families, directory, spec.options, spec.deadline, inputs.x_train,
                                 devices=setup, worker=spec.tuner_id)
         run_trials(tuner, inputs, spec.options, spec.deadline, setup)
-    mine = json.loads((directory / f"trial_seconds.{spec.tuner_id}.json").read_text()) \
-        if (directory / f"trial_seconds.{spec.tuner_id}.json").exists() else {}
-    return WorkerReport(spec.tuner_id, socket.gethostname(), os.getpid(), sorted(mine),
+    return WorkerReport(spec.tuner_id, socket.gethostname(), os.getpid(), sorted(tuner.timings.own),
                         round(time.monotonic() - started, 2), setup.describe())
 
 

@@ -250,7 +250,7 @@ def _budgeted(base: type) -> type:
     class Budgeted(base):
         def __init__(self, *args, deadline: float, timings: "_Timings", hook: TrialHook | None, **kwargs):
             super().__init__(*args, **kwargs)
-            self._timings, self._hook, self._started = timings, hook, {}
+            self.timings, self._hook, self._started = timings, hook, {}
             if self._is_worker():  # the chief's oracle applies the deadline
                 return
             populate = self.oracle.populate_space
@@ -268,10 +268,10 @@ def _budgeted(base: type) -> type:
             super().on_trial_begin(trial)
 
         def on_trial_end(self, trial):
-            self._timings.record(trial.trial_id, time.monotonic() - self._started.pop(trial.trial_id, time.monotonic()))
+            self.timings.record(trial.trial_id, time.monotonic() - self._started.pop(trial.trial_id, time.monotonic()))
             super().on_trial_end(trial)
             if self._hook:
-                self._hook(_record(trial, self._timings, self.hypermodel.footprints), len(self.oracle.trials))
+                self._hook(_record(trial, self.timings, self.hypermodel.footprints), len(self.oracle.trials))
 
     Budgeted.__name__ = f"Budgeted{base.__name__}"
     return Budgeted
@@ -352,11 +352,11 @@ class _Timings:
     def __init__(self, directory: Path, worker: str | None = None):
         self.path = _own_file(directory, "trial_seconds", worker)
         self.seconds = _merged(directory, "trial_seconds")
-        self._mine = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.own = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def record(self, trial_id: str, seconds: float) -> None:
-        self.seconds[trial_id] = self._mine[trial_id] = round(seconds, 2)
-        self.path.write_text(json.dumps(self._mine))
+        self.seconds[trial_id] = self.own[trial_id] = round(seconds, 2)
+        self.path.write_text(json.dumps(self.own))
 
     def total(self) -> float:
         return float(sum(self.seconds.values()))
