@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench bench-table serve ui lock clean
+.PHONY: install run test test-fast test-unit bench bench-table serve ui lock clean
 
 install: $(STAMP)
 
@@ -26,8 +26,11 @@ run: install  ## full flow on the bundled digits images, on Prefect's embedded l
 test: install  ## the whole suite, end-to-end flows included
 	$(BIN)/python -m pytest -q --timeout 900
 
-test-fast: install  ## everything but the end-to-end flow runs
-	$(BIN)/python -m pytest -q -m "not e2e"
+test-fast: install  ## unit, data and model layers: everything but the end-to-end flow runs
+	$(BIN)/python -m pytest -q -m "not e2e" tests/unit tests/data tests/model
+
+test-unit: install  ## the unit layer alone (seconds): structure, options, rules, renderers
+	$(BIN)/python -m pytest -q tests/unit
 
 bench: install  ## digits vs sklearn baselines, Prefect+GX overhead, TFLite size/accuracy/latency, retraining
 	$(BIN)/python bench/digits.py

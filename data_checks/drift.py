@@ -34,6 +34,8 @@ EPSILON = 1e-4  # keeps log() finite for bins one side leaves empty
 
 @dataclass
 class ColumnDrift:
+    """One column's drift test: the statistic, its p-value, PSI, whether it drifted and what moved."""
+
     column: str
     kind: str  # "numeric", "categorical" or "label"
     test: str
@@ -46,6 +48,14 @@ class ColumnDrift:
 
 @dataclass
 class DriftReport:
+    """Drift of new data against a reference profile.
+
+    Attributes:
+        columns: one `ColumnDrift` per shared column (the label included).
+        reference_rows, current_rows: rows on each side; psi_threshold, alpha: the thresholds applied.
+        notes: columns that could not be tested.
+    """
+
     columns: list[ColumnDrift]
     reference_rows: int
     current_rows: int

@@ -8,17 +8,31 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, get_args
 
 import typer
 from pydantic import ValidationError
 from rich.table import Table
 
 from flows.models_cli import models_app
-from flows.output import console, fail as _fail
-from pipelines.config import BUNDLED_DATASETS, RetrainConfig, TrainConfig
+from flows.output import console, fail
+from pipelines.config import (
+    BundledDataset,
+    ExportOptions,
+    Family,
+    HoldoutMetric,
+    Objective,
+    Options,
+    RetrainConfig,
+    RetrainMode,
+    Strategy,
+    Switch,
+    TrainConfig,
+    Tuner,
+    Variant,
+)
 from pipelines.errors import KerasflowError
-from pipelines.tflite import VARIANTS
+from pipelines.registry import Registry
 
 app = typer.Typer(
     help="kerasflow: point it at data, get a searched, tuned, checked Keras model and a TFLite export.",
@@ -28,77 +42,74 @@ app = typer.Typer(
 
 app.add_typer(models_app, name="models")
 
-Tuner = Enum("Tuner", {name: name for name in ("hyperband", "bayesian", "random")}, type=str)
-Objective = Enum("Objective", {name: name for name in ("val_accuracy", "val_macro_f1")}, type=str)
-Family = Enum("Family", {name: name for name in ("dense", "cnn", "lstm")}, type=str)
-Dataset = Enum("Dataset", {name: name for name in BUNDLED_DATASETS}, type=str)
-Switch = Enum("Switch", {name: name for name in ("auto", "on", "off")}, type=str)
-StrategyChoice = Enum("StrategyChoice", {name: name for name in ("default", "mirrored")}, type=str)
-Quantize = Enum("Quantize", {name: name for name in VARIANTS}, type=str)
 
-QUANTIZE_HELP = ("TFLite variant to export (repeatable; default all): float32, float16 (half-size weights), "
-                 "dynamic (int8 weights), int8 (weights and activations, calibrated on training samples).")
-INT8_IO_HELP = "Give the int8 variant int8 input/output tensors too (scale and zero-point in model_spec.json)."
-REGISTRY_HELP = "Model registry root: REGISTRY/NAME/versions/vNNNN and the champion pointer."
-TOLERANCE_HELP = "Largest accuracy drop of a TFLite variant vs Keras that may still be recommended (0.01 = 1 point)."
+def choices(name: str, literal) -> type[Enum]:
+    """A typer choice list from a config Literal, so the CLI lists exactly what the config accepts."""
+    return Enum(name, {value: value for value in get_args(literal)}, type=str)
+
+
+def option(model: type[Options], field: str, *flags: str, more: str = "", **kwargs):
+    """A typer option whose help is the config field's description: options are declared once, in the config."""
+    return typer.Option(*flags, help=" ".join(filter(None, [model.help(field), more])), **kwargs)
+
+
+TunerChoice = choices("Tuner", Tuner)
+ObjectiveChoice = choices("Objective", Objective)
+FamilyChoice = choices("Family", Family)
+DatasetChoice = choices("Dataset", BundledDataset)
+SwitchChoice = choices("Switch", Switch)
+StrategyChoice = choices("Strategy", Strategy)
+QuantizeChoice = choices("Quantize", Variant)
+ModeChoice = choices("Mode", RetrainMode)
+MetricChoice = choices("Metric", HoldoutMetric)
+T, R, E = TrainConfig, RetrainConfig, ExportOptions
 
 
 @app.command()
 def train(
-    data: Annotated[Optional[Path], typer.Option(help="CSV/Parquet table, folder of images (one subfolder per class), or .npz with x [N,T,F] and y [N].")] = None,
-    dataset: Annotated[Optional[Dataset], typer.Option(help="A bundled demo instead of --data.")] = None,
-    target: Annotated[Optional[str], typer.Option(help="Label column of a table.")] = None,
-    test_data: Annotated[Optional[Path], typer.Option(help="Your own held-out test set, same format as --data.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Model name (default: dataset or file name).")] = None,
-    runs_root: Annotated[Path, typer.Option(help="Where run folders go: RUNS_ROOT/NAME/TIMESTAMP.")] = Path("runs"),
-    run_dir: Annotated[Optional[Path], typer.Option(help="Use this run folder; an interrupted search there resumes.")] = None,
-    budget_minutes: Annotated[float, typer.Option(help="Wall-clock budget of the architecture search.")] = 5.0,
-    tuner: Annotated[Tuner, typer.Option(help="keras-tuner algorithm.")] = Tuner.hyperband,
-    objective: Annotated[Objective, typer.Option(help="What the search maximises on the validation split.")] = Objective.val_accuracy,
-    max_trials: Annotated[int, typer.Option(help="Most trials (bayesian, random).")] = 100,
-    max_epochs: Annotated[int, typer.Option(help="Most epochs per search trial.")] = 20,
-    finetune_epochs: Annotated[int, typer.Option(help="Most epochs of the final fine-tuning.")] = 40,
-    family: Annotated[Optional[list[Family]], typer.Option(help="Only search these families (repeatable).")] = None,
-    batch_size: Annotated[int, typer.Option()] = 32,
-    image_size: Annotated[Optional[str], typer.Option(help="Resize images to HxW, e.g. 32x32.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the split and the search.")] = 42,
-    quantize: Annotated[Optional[list[Quantize]], typer.Option(help=QUANTIZE_HELP)] = None,
-    int8_io: Annotated[bool, typer.Option("--int8-io", help=INT8_IO_HELP)] = False,
-    quantization_tolerance: Annotated[float, typer.Option(help=TOLERANCE_HELP)] = 0.01,
-    max_model_kb: Annotated[Optional[float], typer.Option(help="Mobile budget: architectures whose int8 TFLite model is larger (KiB) are not trained.")] = None,
-    max_latency_ms: Annotated[Optional[float], typer.Option(help="Mobile budget: architectures whose int8 batch-1 latency (this CPU, one thread) is slower are not trained.")] = None,
-    min_trial_steps: Annotated[int, typer.Option(help="Small training sets: smaller batches (an eighth of the rows, at least 8) and more epochs per trial (up to 5x --max-epochs) until a trial takes this many optimiser steps; 0: off.")] = 250,
-    workers: Annotated[int, typer.Option(help="Search workers training trials in parallel: keras-tuner's chief oracle "
-                                              "here, workers as Dask tasks. Each gets its own GPU when GPUs exist, "
-                                              "else an equal share of the CPU threads.")] = 1,
-    scheduler_address: Annotated[Optional[str], typer.Option(help="Run the workers on this Dask scheduler's workers "
-                                                                  "(tcp://host:8786; other machines need the run "
-                                                                  "folder on a shared filesystem). Default: a local "
-                                                                  "Dask cluster.")] = None,
-    mixed_precision: Annotated[Switch, typer.Option(help="float16 compute, float32 weights and outputs; auto: on with a GPU.")] = Switch.auto,
-    xla: Annotated[Switch, typer.Option(help="XLA compilation; auto leaves it to Keras.")] = Switch.auto,
-    strategy: Annotated[StrategyChoice, typer.Option(help="mirrored: spread each trial over all GPUs of this machine (needs 2+).")] = StrategyChoice.default,
-    registry: Annotated[Path, typer.Option(help=REGISTRY_HELP)] = Path("registry"),
+    data: Annotated[Optional[Path], option(T, "data")] = T.default("data"),
+    dataset: Annotated[Optional[DatasetChoice], option(T, "dataset")] = T.default("dataset"),
+    target: Annotated[Optional[str], option(T, "target")] = T.default("target"),
+    test_data: Annotated[Optional[Path], option(T, "test_data")] = T.default("test_data"),
+    name: Annotated[Optional[str], option(T, "name")] = T.default("name"),
+    runs_root: Annotated[Path, option(T, "runs_root")] = T.default("runs_root"),
+    run_dir: Annotated[Optional[Path], option(T, "run_dir")] = T.default("run_dir"),
+    budget_minutes: Annotated[float, option(T, "budget_minutes")] = T.default("budget_minutes"),
+    tuner: Annotated[TunerChoice, option(T, "tuner")] = T.default("tuner"),
+    objective: Annotated[ObjectiveChoice, option(T, "objective")] = T.default("objective"),
+    max_trials: Annotated[int, option(T, "max_trials")] = T.default("max_trials"),
+    max_epochs: Annotated[int, option(T, "max_epochs")] = T.default("max_epochs"),
+    finetune_epochs: Annotated[int, option(T, "finetune_epochs")] = T.default("finetune_epochs"),
+    family: Annotated[Optional[list[FamilyChoice]], option(T, "families", more="Repeatable.")] = T.default("families"),
+    batch_size: Annotated[int, option(T, "batch_size")] = T.default("batch_size"),
+    image_size: Annotated[Optional[str], option(T, "image_size")] = None,
+    seed: Annotated[int, option(T, "seed")] = T.default("seed"),
+    quantize: Annotated[Optional[list[QuantizeChoice]], option(T, "quantize")] = None,
+    int8_io: Annotated[bool, option(T, "int8_io", "--int8-io")] = T.default("int8_io"),
+    quantization_tolerance: Annotated[float, option(T, "quantization_tolerance")] = T.default("quantization_tolerance"),
+    max_model_kb: Annotated[Optional[float], option(T, "max_model_kb")] = T.default("max_model_kb"),
+    max_latency_ms: Annotated[Optional[float], option(T, "max_latency_ms")] = T.default("max_latency_ms"),
+    min_trial_steps: Annotated[int, option(T, "min_trial_steps")] = T.default("min_trial_steps"),
+    workers: Annotated[int, option(T, "workers")] = T.default("workers"),
+    scheduler_address: Annotated[Optional[str], option(T, "scheduler_address")] = T.default("scheduler_address"),
+    mixed_precision: Annotated[SwitchChoice, option(T, "mixed_precision")] = T.default("mixed_precision"),
+    xla: Annotated[SwitchChoice, option(T, "xla")] = T.default("xla"),
+    strategy: Annotated[StrategyChoice, option(T, "strategy")] = T.default("strategy"),
+    registry: Annotated[Path, option(R, "registry")] = R.default("registry"),
     register: Annotated[bool, typer.Option(help="Register the model in --registry: champion if NAME has none yet, "
                                                 "else a candidate for `kerasflow models promote`.")] = True,
 ) -> None:
     """Validate the data, search dense/CNN/LSTM models, fine-tune, evaluate and export one."""
-    try:
-        config = TrainConfig(
-            data=data, dataset=dataset.value if dataset else None, target=target, test_data=test_data, name=name,
-            runs_root=runs_root, run_dir=run_dir, budget_minutes=budget_minutes, tuner=tuner.value,
-            objective=objective.value, max_trials=max_trials, max_epochs=max_epochs,
-            finetune_epochs=finetune_epochs, families=[f.value for f in family] if family else None,
-            batch_size=batch_size, image_size=_parse_size(image_size), seed=seed,
-            int8_io=int8_io, quantization_tolerance=quantization_tolerance, max_model_kb=max_model_kb,
-            max_latency_ms=max_latency_ms, registry=registry if register else None, workers=workers,
-            min_trial_steps=min_trial_steps,
-            scheduler_address=scheduler_address, mixed_precision=mixed_precision.value, xla=xla.value,
-            strategy=strategy.value,
-            **({"quantize": [q.value for q in quantize]} if quantize else {}),
-        )
-    except ValidationError as exc:
-        _fail(_options_error(exc))
+    config = _config(
+        TrainConfig, data=data, dataset=_value(dataset), target=target, test_data=test_data, name=name,
+        runs_root=runs_root, run_dir=run_dir, budget_minutes=budget_minutes, tuner=_value(tuner),
+        objective=_value(objective), max_trials=max_trials, max_epochs=max_epochs, finetune_epochs=finetune_epochs,
+        families=_values(family), batch_size=batch_size, image_size=_parse_size(image_size), seed=seed,
+        int8_io=int8_io, quantization_tolerance=quantization_tolerance, max_model_kb=max_model_kb,
+        max_latency_ms=max_latency_ms, registry=registry if register else None, workers=workers,
+        min_trial_steps=min_trial_steps, scheduler_address=scheduler_address,
+        mixed_precision=_value(mixed_precision), xla=_value(xla), strategy=_value(strategy),
+        **({"quantize": _values(quantize)} if quantize else {}))
     from flows.train import train_flow
 
     _print_summary(_run(train_flow, config))
@@ -106,48 +117,56 @@ def train(
 
 @app.command()
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run folder, e.g. runs/digits/20261122T101500Z.")],
-    quantize: Annotated[Optional[list[Quantize]], typer.Option(help=QUANTIZE_HELP)] = None,
-    int8_io: Annotated[bool, typer.Option("--int8-io", help=INT8_IO_HELP)] = False,
-    tolerance: Annotated[float, typer.Option(help=TOLERANCE_HELP)] = 0.01,
+    target: Annotated[str, typer.Argument(help="A finished run folder (train or retrain), e.g. "
+                                               "runs/digits/20261122T101500Z, or a registered model: NAME@VERSION "
+                                               "(NAME alone: its champion).")],
+    quantize: Annotated[Optional[list[QuantizeChoice]], option(E, "quantize")] = None,
+    int8_io: Annotated[bool, option(E, "int8_io", "--int8-io")] = E.default("int8_io"),
+    quantization_tolerance: Annotated[float, option(E, "quantization_tolerance", "--quantization-tolerance",
+                                                    "--tolerance")] = E.default("quantization_tolerance"),
+    registry: Annotated[Path, option(R, "registry")] = R.default("registry"),
+    out: Annotated[Optional[Path], typer.Option(help="Registered model only: where the export goes (default "
+                                                     "RUNS_ROOT/NAME/export-VERSION); the version folder is "
+                                                     "never written.")] = None,
+    runs_root: Annotated[Path, option(T, "runs_root")] = T.default("runs_root"),
 ) -> None:
-    """Re-export a run's model as TFLite variants (parity, size, latency, model card) without retraining.
+    """Re-export a model as TFLite variants (parity, size, latency, model card) without retraining.
 
-    The run's export/ folder is replaced only when every asked variant converted with builtin ops and was
+    A run folder's export/ is replaced only when every asked variant converted with builtin ops and was
     checked on the test split; on any error the previous export stays as it was.
     """
-    from flows.train import export_flow
+    options = _config(ExportOptions, int8_io=int8_io, quantization_tolerance=quantization_tolerance,
+                      **({"quantize": _values(quantize)} if quantize else {}))
+    from flows.export import export_flow, export_version_flow
 
-    _print_variants(_run(export_flow, str(run_dir), [q.value for q in quantize] if quantize else None, int8_io,
-                         tolerance))
-
-
-Mode = Enum("Mode", {name: name for name in ("auto", "finetune", "search")}, type=str)
-Metric = Enum("Metric", {name: name for name in ("macro_f1", "accuracy", "balanced_accuracy")}, type=str)
+    if _is_run_folder(target, registry):
+        summary = _run(export_flow, target, options)
+    else:
+        summary = _run(export_version_flow, target, str(registry), str(out) if out else None, str(runs_root), options)
+    _print_variants(summary)
 
 
 @app.command()
 def retrain(
-    name: Annotated[str, typer.Argument(help="Registered model name; its champion is the model to beat.")],
-    data: Annotated[Optional[Path], typer.Option(help="New data, same format (and target column) as the champion's.")] = None,
-    dataset: Annotated[Optional[Dataset], typer.Option(help="A bundled demo instead of --data.")] = None,
-    test_data: Annotated[Optional[Path], typer.Option(help="A fresh holdout; else the test split of the new data.")] = None,
-    mode: Annotated[Mode, typer.Option(help="finetune: warm-start the champion (stops if the data drifted); search: a fresh "
-                                            "architecture search; auto: fine-tune, or search when the data drifted.")] = Mode.auto,
-    registry: Annotated[Path, typer.Option(help=REGISTRY_HELP)] = Path("registry"),
-    runs_root: Annotated[Path, typer.Option(help="Where the retrain run folder goes.")] = Path("runs"),
-    metric: Annotated[Metric, typer.Option(help="Holdout metric the challenger must improve.")] = Metric.macro_f1,
-    min_improvement: Annotated[float, typer.Option(help="Smallest gain on --metric that promotes (0.005 = half a point; negative accepts a slightly worse model).")] = 0.005,
-    max_recall_drop: Annotated[float, typer.Option(help="Largest recall any class may lose; more keeps the champion.")] = 0.05,
-    psi_threshold: Annotated[float, typer.Option(help="PSI at or above which a column drifted (when also p < --drift-alpha).")] = 0.2,
-    drift_alpha: Annotated[float, typer.Option(help="p-value (KS for numbers, chi-square for categories and labels) below which a shift is real.")] = 0.01,
-    replay_fraction: Annotated[float, typer.Option(help="Fine-tune: earlier training samples replayed per new sample (0: none).")] = 0.5,
-    finetune_epochs: Annotated[int, typer.Option(help="Fine-tune: most epochs (early stopping on the new validation split).")] = 20,
-    learning_rate_factor: Annotated[float, typer.Option(help="Fine-tune: learning rate = the champion's x this.")] = 0.1,
-    budget_minutes: Annotated[Optional[float], typer.Option(help="Search: budget (default: the champion's).")] = None,
-    max_trials: Annotated[Optional[int], typer.Option(help="Search: most trials (default: the champion's).")] = None,
-    max_epochs: Annotated[Optional[int], typer.Option(help="Search: most epochs per trial (default: the champion's).")] = None,
-    seed: Annotated[int, typer.Option()] = 42,
+    name: Annotated[str, typer.Argument(help=R.help("name"))],
+    data: Annotated[Optional[Path], option(R, "data")] = R.default("data"),
+    dataset: Annotated[Optional[DatasetChoice], option(R, "dataset")] = R.default("dataset"),
+    test_data: Annotated[Optional[Path], option(R, "test_data")] = R.default("test_data"),
+    mode: Annotated[ModeChoice, option(R, "mode")] = R.default("mode"),
+    registry: Annotated[Path, option(R, "registry")] = R.default("registry"),
+    runs_root: Annotated[Path, option(R, "runs_root")] = R.default("runs_root"),
+    metric: Annotated[MetricChoice, option(R, "metric")] = R.default("metric"),
+    min_improvement: Annotated[float, option(R, "min_improvement")] = R.default("min_improvement"),
+    max_recall_drop: Annotated[float, option(R, "max_recall_drop")] = R.default("max_recall_drop"),
+    psi_threshold: Annotated[float, option(R, "psi_threshold")] = R.default("psi_threshold"),
+    drift_alpha: Annotated[float, option(R, "drift_alpha")] = R.default("drift_alpha"),
+    replay_fraction: Annotated[float, option(R, "replay_fraction")] = R.default("replay_fraction"),
+    finetune_epochs: Annotated[int, option(R, "finetune_epochs")] = R.default("finetune_epochs"),
+    learning_rate_factor: Annotated[float, option(R, "learning_rate_factor")] = R.default("learning_rate_factor"),
+    budget_minutes: Annotated[Optional[float], option(R, "budget_minutes")] = R.default("budget_minutes"),
+    max_trials: Annotated[Optional[int], option(R, "max_trials")] = R.default("max_trials"),
+    max_epochs: Annotated[Optional[int], option(R, "max_epochs")] = R.default("max_epochs"),
+    seed: Annotated[int, option(R, "seed")] = R.default("seed"),
 ) -> None:
     """Retrain a registered model on new data; promote the challenger only if it beats the champion.
 
@@ -155,16 +174,12 @@ def retrain(
     challenger is fine-tuned from the champion (or searched afresh); both are scored on the same fresh holdout.
     The registry changes last, atomically; a rejected challenger is registered with the reason.
     """
-    try:
-        config = RetrainConfig(
-            name=name, data=data, dataset=dataset.value if dataset else None, test_data=test_data, mode=mode.value,
-            registry=registry, runs_root=runs_root, metric=metric.value, min_improvement=min_improvement,
-            max_recall_drop=max_recall_drop, psi_threshold=psi_threshold, drift_alpha=drift_alpha,
-            replay_fraction=replay_fraction, finetune_epochs=finetune_epochs,
-            learning_rate_factor=learning_rate_factor, budget_minutes=budget_minutes,
-            max_trials=max_trials, max_epochs=max_epochs, seed=seed)
-    except ValidationError as exc:
-        _fail(_options_error(exc))
+    config = _config(
+        RetrainConfig, name=name, data=data, dataset=_value(dataset), test_data=test_data, mode=_value(mode),
+        registry=registry, runs_root=runs_root, metric=_value(metric), min_improvement=min_improvement,
+        max_recall_drop=max_recall_drop, psi_threshold=psi_threshold, drift_alpha=drift_alpha,
+        replay_fraction=replay_fraction, finetune_epochs=finetune_epochs, learning_rate_factor=learning_rate_factor,
+        budget_minutes=budget_minutes, max_trials=max_trials, max_epochs=max_epochs, seed=seed)
     from flows.retrain import retrain_flow
 
     _print_retrain(_run(retrain_flow, config))
@@ -185,11 +200,38 @@ def _run(flow, *args) -> dict:
     try:
         return flow(*args)
     except KerasflowError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
-def _options_error(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
+def _config(model: type[Options], **values):
+    """Validated options, or one line naming each bad option and exit code 2, before any work."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors()))
+    except KerasflowError as exc:
+        fail(str(exc))
+
+
+def _value(choice: Enum | str | None):
+    return choice.value if isinstance(choice, Enum) else choice
+
+
+def _values(chosen: list | None) -> list | None:
+    return [_value(c) for c in chosen] if chosen else None
+
+
+def _is_run_folder(target: str, registry: Path) -> bool:
+    """A path (existing, or with a separator) is a run folder; NAME@VERSION or a registered NAME is a version."""
+    if "@" in target:
+        return False
+    path = Path(target)
+    if path.is_dir() or len(path.parts) > 1:
+        return True
+    try:
+        return target not in Registry(registry).models()
+    except KerasflowError:
+        return True
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
@@ -198,7 +240,7 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     try:
         height, width = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        _fail(f"--image-size {text!r}: expected HEIGHTxWIDTH, e.g. 32x32")
+        fail(f"--image-size {text!r}: expected HEIGHTxWIDTH, e.g. 32x32")
     return height, width
 
 

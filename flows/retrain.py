@@ -9,13 +9,12 @@ run's story in the UI (report, drift table, trials, confusion matrix).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.train import (
+from flows.prefect_kit import (
     SearchProgress,
     prefect_dask_workers,
     publish_export,
@@ -27,8 +26,8 @@ from flows.train import (
 from pipelines.config import RetrainConfig
 from pipelines.errors import DriftDetected, KerasflowError, ValidationFailed
 from pipelines.registry import Registry
-from pipelines.retrain import RetrainResult, retrain
-from pipelines.train import export_summary
+from pipelines.results import RetrainResult
+from pipelines.retrain import retrain
 
 
 def _config() -> RetrainConfig:
@@ -63,7 +62,7 @@ def retrain_flow(config: RetrainConfig) -> dict:
     publish_retrain(result)
     tag_this_run(["promoted" if result.decision.promote else "rejected", f"version:{result.version.version}"])
     logger.info("%s: %s", result.version.ref, result.decision.reason)
-    return retrain_summary(result)
+    return result.summary()
 
 
 def publish_retrain(result: RetrainResult) -> None:
@@ -74,15 +73,6 @@ def publish_retrain(result: RetrainResult) -> None:
                           "champion's training data")
     if result.challenger.search is not None:
         publish_trials(result.challenger.search)
-    publish_export(result.challenger.export)
+    publish_export(result.challenger.candidate.export)
     publish_image(result.run_dir / "confusion_matrix.png", "confusion-matrix",
                   f"Challenger on the holdout ({'promoted' if result.decision.promote else 'rejected'})")
-
-
-def retrain_summary(result: RetrainResult) -> dict:
-    return {"run_dir": str(result.run_dir), "mode": result.mode, "mode_reason": result.mode_reason,
-            "champion_before": result.champion, "version": result.version.ref,
-            "promoted": result.decision.promote, "reason": result.decision.reason,
-            "champion": f"{result.config.name}@{result.champion_now}", "decision": asdict(result.decision),
-            "drift": result.drift.summary(), "drifted": [c.column for c in result.drift.drifted],
-            "export": export_summary(result.challenger.export), "report": str(result.report_path)}

@@ -1,76 +1,147 @@
-"""Options of a training run, validated once at the edge (CLI or flow)."""
+"""Options of a run, each declared once, validated at the edge (CLI, flow parameters, Python).
+
+The option groups are the steps' own option types: `DeviceOptions` (where
+training runs), `SearchOptions` (the architecture search, which runs on those
+devices) and `ExportOptions` (the TFLite variants). `TrainConfig` is all of
+them plus the data and the run folder, so a training run's options stay one
+flat record (the flow's parameters, `run.json`, a version's `config`). The
+CLI reads every default and help text from these fields (`flows/cli.py`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from data_checks.drift import ALPHA, PSI_THRESHOLD
+from pipelines.errors import ExportError
+from pipelines.tflite import VARIANTS
 
 Tuner = Literal["hyperband", "bayesian", "random"]
 Objective = Literal["val_accuracy", "val_macro_f1"]
-Variant = Literal["float32", "float16", "dynamic", "int8"]
+Family = Literal["dense", "cnn", "lstm"]
+Variant = Literal[VARIANTS]
 Switch = Literal["auto", "on", "off"]
 Strategy = Literal["default", "mirrored"]
-BUNDLED_DATASETS = ("digits", "breast_cancer", "wine", "gunpoint")
+BundledDataset = Literal["digits", "breast_cancer", "wine", "gunpoint"]
+BUNDLED_DATASETS: tuple[str, ...] = get_args(BundledDataset)
+RetrainMode = Literal["auto", "finetune", "search"]
+HoldoutMetric = Literal["macro_f1", "accuracy", "balanced_accuracy"]
 
 
-class TrainConfig(BaseModel):
-    """Everything a training run needs to know; shown as the flow's parameters."""
+class Options(BaseModel):
+    """Base of every option group: unknown names are errors; defaults and help are read from the fields."""
 
     model_config = ConfigDict(extra="forbid")
 
-    data: Path | None = Field(None, description="CSV/Parquet table, image folder, or .npz of sequences.")
-    dataset: Literal["digits", "breast_cancer", "wine", "gunpoint"] | None = Field(
-        None, description="A bundled demo dataset instead of --data."
-    )
-    target: str | None = Field(None, description="Label column of a table.")
-    test_data: Path | None = Field(None, description="A held-out test set in the same format as data.")
-    name: str | None = Field(None, description="Model name; the run folder is runs/<name>/<timestamp>.")
-    runs_root: Path = Field(Path("runs"), description="Folder that holds all run folders.")
-    registry: Path | None = Field(None, description="Model registry root to register the trained model in "
-                                  "(champion if the model has none); None: do not register.")
-    run_dir: Path | None = Field(None, description="Reuse this run folder: resumes an interrupted search.")
-    budget_minutes: float = Field(5.0, gt=0, description="Wall-clock budget of the search.")
-    tuner: Tuner = "hyperband"
-    objective: Objective = "val_accuracy"
-    max_trials: int = Field(100, ge=1, description="Upper bound on trials (bayesian/random).")
-    max_epochs: int = Field(20, ge=1, description="Most epochs a search trial trains.")
-    finetune_epochs: int = Field(40, ge=1, description="Most epochs of the final fine-tuning.")
-    families: list[Literal["dense", "cnn", "lstm"]] | None = Field(
-        None, description="Restrict the search to these families (default: all that fit the input)."
-    )
-    batch_size: int = Field(32, ge=1)
-    image_size: tuple[int, int] | None = Field(None, description="Resize images to (height, width).")
-    test_fraction: float = Field(0.2, gt=0, lt=0.5)
-    val_fraction: float = Field(0.15, gt=0, lt=0.5)
-    seed: int = 42
-    quantize: list[Variant] = Field(["float32", "float16", "dynamic", "int8"],
-                                    min_length=1, description="TFLite variants to export.")
-    int8_io: bool = Field(False, description="int8 input and output tensors in the int8 variant (else float I/O).")
-    quantization_tolerance: float = Field(0.01, ge=0, le=1, description="Largest accuracy drop (0.01 = 1 point) "
-                                          "a TFLite variant may show against the Keras model and still be recommended.")
-    max_model_kb: float | None = Field(None, gt=0, description="Mobile budget: largest int8 TFLite model, KiB.")
-    max_latency_ms: float | None = Field(None, gt=0, description="Mobile budget: slowest batch-1 int8 latency, ms "
-                                         "(measured on the training machine's CPU, one thread).")
-    min_trial_steps: int = Field(250, ge=0, description="Small training sets: batches shrink to an eighth of the "
-                                 "rows (not below 8) and trials get more epochs (up to 5x max_epochs) until one "
-                                 "trial takes this many optimiser steps; 0 turns this off.")
-    workers: int = Field(1, ge=1, le=64, description="Search workers training trials in parallel (keras-tuner "
-                         "chief + workers, placed by Dask); each gets a GPU of its own, or a share of the CPU threads.")
-    scheduler_address: str | None = Field(None, description="Dask scheduler (tcp://host:8786) whose workers run the "
-                                          "search; None: a local Dask cluster with one process per worker.")
+    @classmethod
+    def default(cls, name: str) -> Any:
+        return cls.model_fields[name].get_default(call_default_factory=True)
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        return cls.model_fields[name].description or ""
+
+
+class DeviceOptions(Options):
+    """Where training runs; `auto` means on with a GPU, off without (`pipelines.devices`)."""
+
     mixed_precision: Switch = Field("auto", description="float16 compute with float32 weights and outputs "
                                     "(auto: on with a GPU).")
     xla: Switch = Field("auto", description="XLA compilation (auto: Keras decides; on/off force it).")
-    strategy: Strategy = Field("default", description="mirrored: spread each trial over all GPUs of the machine.")
+    strategy: Strategy = Field("default", description="mirrored: spread each trial over all GPUs of this machine "
+                               "(needs 2+).")
+    memory_growth: bool = Field(True, description="Let TensorFlow take GPU memory as it needs it, not all at once.")
+
+
+class SearchOptions(DeviceOptions):
+    """The architecture search: tuner, budget, space, mobile budget, parallel workers, and its devices."""
+
+    tuner: Tuner = Field("hyperband", description="keras-tuner algorithm.")
+    objective: Objective = Field("val_accuracy", description="What the search maximises on the validation split.")
+    budget_minutes: float = Field(5.0, gt=0, description="Wall-clock budget of the architecture search.")
+    max_trials: int = Field(100, ge=1, description="Most trials (bayesian, random).")
+    max_epochs: int = Field(20, ge=1, description="Most epochs per search trial.")
+    batch_size: int = Field(32, ge=1, description="Training batch size.")
+    families: list[Family] | None = Field(None, description="Only search these families (default: all that fit "
+                                          "the input).")
+    seed: int = Field(42, description="Seed of the split and the search.")
+    max_model_kb: float | None = Field(None, gt=0, description="Mobile budget: architectures whose int8 TFLite "
+                                       "model is larger (KiB) are not trained.")
+    max_latency_ms: float | None = Field(None, gt=0, description="Mobile budget: architectures whose int8 batch-1 "
+                                         "latency (this CPU, one thread) is slower (ms) are not trained.")
+    min_trial_steps: int = Field(250, ge=0, description="Small training sets: smaller batches (an eighth of the "
+                                 "rows, at least 8) and more epochs per trial (up to 5x max epochs) until a trial "
+                                 "takes this many optimiser steps; 0: off.")
+    workers: int = Field(1, ge=1, le=64, description="Search workers training trials in parallel: keras-tuner's "
+                         "chief oracle here, workers as Dask tasks. Each gets its own GPU when GPUs exist, else an "
+                         "equal share of the CPU threads.")
+    scheduler_address: str | None = Field(None, description="Run the workers on this Dask scheduler's workers "
+                                          "(tcp://host:8786; other machines need the run folder on a shared "
+                                          "filesystem). Default: a local Dask cluster.")
+
+    @model_validator(mode="after")
+    def _workers_for_a_scheduler(self):
+        if self.scheduler_address and self.workers < 2:
+            raise ValueError("scheduler_address places parallel search workers: give workers >= 2 too")
+        return self
+
+    @property
+    def mobile_budget(self) -> bool:
+        return self.max_model_kb is not None or self.max_latency_ms is not None
+
+    def budget_text(self) -> str:
+        limits = [f"int8 model <= {self.max_model_kb:g} KiB" if self.max_model_kb is not None else "",
+                  f"batch-1 int8 latency <= {self.max_latency_ms:g} ms" if self.max_latency_ms is not None else ""]
+        return " and ".join(limit for limit in limits if limit)
+
+
+class ExportOptions(Options):
+    """Which TFLite variants to write and how strict their parity check is."""
+
+    quantize: list[Variant] = Field(list(VARIANTS), min_length=1, description=(
+        "TFLite variant to export (repeatable; default all): float32, float16 (half-size weights), dynamic (int8 "
+        "weights), int8 (weights and activations, calibrated on training samples)."))
+    int8_io: bool = Field(False, description="Give the int8 variant int8 input/output tensors too (scale and "
+                          "zero-point in model_spec.json).")
+    quantization_tolerance: float = Field(0.01, ge=0, le=1, description="Largest accuracy drop of a TFLite variant "
+                                          "vs Keras that may still be recommended (0.01 = 1 point).")
+    latency_runs: int = Field(100, ge=1, description="Timed batch-1 calls per model for the latency columns.")
+
+    @field_validator("quantize", mode="before")
+    @classmethod
+    def _known_variants(cls, value):
+        unknown = [v for v in value or [] if v not in VARIANTS]
+        if unknown or not value:
+            raise ExportError(f"unknown quantize mode {', '.join(map(repr, unknown)) or '(none given)'}; "
+                              f"choose from {', '.join(VARIANTS)}")
+        return [v for v in VARIANTS if v in value]
+
+
+class TrainConfig(SearchOptions, ExportOptions):
+    """Everything a training run needs to know; shown as the flow's parameters."""
+
+    data: Path | None = Field(None, description="CSV/Parquet table, folder of images (one subfolder per class), "
+                              "or .npz with x [N,T,F] and y [N].")
+    dataset: BundledDataset | None = Field(None, description="A bundled demo instead of --data.")
+    target: str | None = Field(None, description="Label column of a table.")
+    test_data: Path | None = Field(None, description="Your own held-out test set, same format as --data.")
+    name: str | None = Field(None, description="Model name (default: dataset or file name).")
+    runs_root: Path = Field(Path("runs"), description="Where run folders go: RUNS_ROOT/NAME/TIMESTAMP.")
+    registry: Path | None = Field(None, description="Model registry root: REGISTRY/NAME/versions/vNNNN and the "
+                                  "champion pointer; None: do not register.")
+    run_dir: Path | None = Field(None, description="Use this run folder; an interrupted search there resumes.")
+    finetune_epochs: int = Field(40, ge=1, description="Most epochs of the final fine-tuning.")
+    image_size: tuple[int, int] | None = Field(None, description="Resize images to HxW, e.g. 32x32.")
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="Share of the rows held out for the test split.")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of the rest the search validates on.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "TrainConfig":
         if (self.data is None) == (self.dataset is None):
             raise ValueError("give exactly one of data (a path) or dataset (a bundled demo)")
-        if self.scheduler_address and self.workers < 2:
-            raise ValueError("scheduler_address places parallel search workers: give workers >= 2 too")
         return self
 
     @property
@@ -80,37 +151,37 @@ class TrainConfig(BaseModel):
         return self.dataset or Path(self.data).stem  # type: ignore[arg-type]
 
 
-RetrainMode = Literal["finetune", "search", "auto"]
-
-
-class RetrainConfig(BaseModel):
+class RetrainConfig(Options):
     """A retrain of a registered model on new data; every threshold of the promotion rule is here."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(description="Registered model name; its champion is the one to beat.")
-    data: Path | None = Field(None, description="New data, in the format the champion was trained on.")
-    dataset: Literal["digits", "breast_cancer", "wine", "gunpoint"] | None = Field(
-        None, description="A bundled demo dataset instead of data.")
-    test_data: Path | None = Field(None, description="A fresh holdout; else one is split off the new data.")
-    mode: RetrainMode = Field("auto", description="finetune: warm-start the champion (stops on drift); search: new "
-                              "architecture search; auto: fine-tune, or search when the data drifted.")
-    registry: Path = Field(Path("registry"), description="Model registry root.")
-    runs_root: Path = Field(Path("runs"), description="Where retrain run folders go: RUNS_ROOT/NAME/retrain-...")
-    metric: Literal["accuracy", "macro_f1", "balanced_accuracy"] = Field(
-        "macro_f1", description="Holdout metric the challenger must improve.")
-    min_improvement: float = Field(0.005, ge=-1, le=1, description="Smallest gain over the champion that promotes "
-                                   "(0.005 = half a point; negative accepts a slightly worse challenger).")
-    max_recall_drop: float = Field(0.05, ge=0, le=1, description="Largest recall any class may lose.")
-    psi_threshold: float = Field(0.2, gt=0, description="PSI at or above which a column has drifted (with p < alpha).")
-    drift_alpha: float = Field(0.01, gt=0, lt=1, description="p-value below which a shift is not sampling noise.")
-    replay_fraction: float = Field(0.5, ge=0, description="Fine-tune: replayed earlier samples per new training sample.")
-    learning_rate_factor: float = Field(0.1, gt=0, le=1, description="Fine-tune learning rate = champion's x this.")
-    finetune_epochs: int = Field(20, ge=1, description="Most epochs of the warm-start fine-tune.")
-    budget_minutes: float | None = Field(None, gt=0, description="Search budget (default: the champion's).")
-    max_trials: int | None = Field(None, ge=1, description="Search trials (default: the champion's).")
-    max_epochs: int | None = Field(None, ge=1, description="Epochs per search trial (default: the champion's).")
-    seed: int = 42
+    name: str = Field(description="Registered model name; its champion is the model to beat.")
+    data: Path | None = Field(None, description="New data, same format (and target column) as the champion's.")
+    dataset: BundledDataset | None = Field(None, description="A bundled demo instead of --data.")
+    test_data: Path | None = Field(None, description="A fresh holdout; else the test split of the new data.")
+    mode: RetrainMode = Field("auto", description="finetune: warm-start the champion (stops if the data drifted); "
+                              "search: a fresh architecture search; auto: fine-tune, or search when the data drifted.")
+    registry: Path = Field(Path("registry"), description="Model registry root: REGISTRY/NAME/versions/vNNNN and "
+                           "the champion pointer.")
+    runs_root: Path = Field(Path("runs"), description="Where the retrain run folder goes: RUNS_ROOT/NAME/retrain-...")
+    metric: HoldoutMetric = Field("macro_f1", description="Holdout metric the challenger must improve.")
+    min_improvement: float = Field(0.005, ge=-1, le=1, description="Smallest gain on --metric that promotes "
+                                   "(0.005 = half a point; negative accepts a slightly worse model).")
+    max_recall_drop: float = Field(0.05, ge=0, le=1, description="Largest recall any class may lose; more keeps "
+                                   "the champion.")
+    psi_threshold: float = Field(PSI_THRESHOLD, gt=0, description="PSI at or above which a column drifted (when also "
+                                 "p < --drift-alpha).")
+    drift_alpha: float = Field(ALPHA, gt=0, lt=1, description="p-value (KS for numbers, chi-square for categories "
+                               "and labels) below which a shift is real.")
+    replay_fraction: float = Field(0.5, ge=0, description="Fine-tune: earlier training samples replayed per new "
+                                   "sample (0: none).")
+    learning_rate_factor: float = Field(0.1, gt=0, le=1, description="Fine-tune: learning rate = the champion's "
+                                        "x this.")
+    finetune_epochs: int = Field(20, ge=1, description="Fine-tune: most epochs (early stopping on the new "
+                                 "validation split).")
+    budget_minutes: float | None = Field(None, gt=0, description="Search: budget (default: the champion's).")
+    max_trials: int | None = Field(None, ge=1, description="Search: most trials (default: the champion's).")
+    max_epochs: int | None = Field(None, ge=1, description="Search: most epochs per trial (default: the champion's).")
+    seed: int = Field(42, description="Seed of the split, the replay sample and the training.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "RetrainConfig":

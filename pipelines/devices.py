@@ -12,33 +12,26 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-Switch = Literal["auto", "on", "off"]
-Strategy = Literal["default", "mirrored"]
-
-
-@dataclass
-class DeviceOptions:
-    """What the user asked for; `auto` means on with a GPU, off without."""
-
-    mixed_precision: Switch = "auto"
-    xla: Switch = "auto"
-    strategy: Strategy = "default"
-    memory_growth: bool = True
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> "DeviceOptions":
-        return cls(**(values or {}))
+from pipelines.config import DeviceOptions, Strategy, Switch
 
 
 @dataclass
 class DeviceSetup:
-    """What this process ended up with; shown in logs and the report."""
+    """What this process ended up with; shown in logs and the report.
+
+    Attributes:
+        gpus: names of the GPUs this process trains on (empty: CPU).
+        mixed_precision: whether layers compute in float16.
+        jit_compile: passed to `Model.compile` (`"auto"` leaves XLA to Keras).
+        strategy: the distribution strategy in use after any fallback.
+        cpu_threads: intra-op threads of a CPU search worker (None: TensorFlow's default).
+        notes: what was asked but could not be done, for the report.
+    """
 
     gpus: list[str]
     mixed_precision: bool

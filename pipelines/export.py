@@ -17,124 +17,51 @@ import hashlib
 import json
 import shutil
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
 from pipelines import model_card
+from pipelines.config import ExportOptions
 from pipelines.errors import ExportError
-from pipelines.preprocess import ModelInputs, Preprocessing
-from pipelines.tflite import (
-    VARIANTS,
-    LiteModel,
-    TensorSpec,
-    check_builtin_ops,
-    convert,
-    keras_latency,
-    tflite_latency,
-    write_saved_model,
-)
-
-REPRESENTATIVE_SAMPLES = 200
-DEFAULT_TOLERANCE = 0.01
-# What a run folder must hold to be re-exported without retraining (written by pipelines.train).
-REEXPORT_FILES = ("finetuned.keras", "preprocessing.json", "export_inputs.npz", "card.json")
+from pipelines.export_records import ExportData, ExportResult, KerasReference, VariantReport
+from pipelines.preprocess import Preprocessing
+from pipelines.tflite import LiteModel, check_builtin_ops, convert, keras_latency, tflite_latency, write_saved_model
 
 
 @dataclass
-class ExportOptions:
-    """Which variants to write and how strict the parity check is."""
+class ExportSource:
+    """The files a model is exported from: the model, its preprocessing, its check samples and its card facts.
 
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
-    int8_io: bool = False
-    tolerance: float = DEFAULT_TOLERANCE
-    latency_runs: int = 100
+    A run folder keeps them as `pipelines.runs.finish_candidate` wrote them; a
+    registry version keeps copies (`pipelines.registry.RUN_FILES`).
+    """
 
-    def __post_init__(self):
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if unknown or not self.variants:
-            raise ExportError(f"unknown quantize mode {', '.join(map(repr, unknown)) or '(none given)'}; "
-                              f"choose from {', '.join(VARIANTS)}")
-        self.variants = [v for v in VARIANTS if v in self.variants]
-
-
-@dataclass
-class ExportData:
-    """The samples an export is checked and calibrated on, kept in the run folder for re-exports."""
-
-    x_test: np.ndarray
-    y_test: np.ndarray
-    x_representative: np.ndarray
-    feature_min: np.ndarray
-    feature_max: np.ndarray
+    model: Path
+    preprocessing: Path
+    export_inputs: Path
+    card: Path
 
     @classmethod
-    def from_inputs(cls, inputs: ModelInputs, seed: int = 0) -> "ExportData":
-        """Representative samples are drawn from the training split only."""
-        rng = np.random.default_rng(seed)
-        picked = rng.choice(len(inputs.x_train), min(REPRESENTATIVE_SAMPLES, len(inputs.x_train)), replace=False)
-        per_feature = inputs.x_train.reshape(-1, inputs.x_train.shape[-1])
-        return cls(inputs.x_test, inputs.y_test, inputs.x_train[np.sort(picked)],
-                   np.nanmin(per_feature, axis=0), np.nanmax(per_feature, axis=0))
-
-    def save(self, path: Path) -> Path:
-        np.savez_compressed(path, **asdict(self))
-        return path
+    def run_folder(cls, run_dir: Path) -> "ExportSource":
+        run_dir = Path(run_dir)
+        return cls(run_dir / "finetuned.keras", run_dir / "preprocessing.json", run_dir / "export_inputs.npz",
+                   run_dir / "card.json")
 
     @classmethod
-    def load(cls, path: Path) -> "ExportData":
-        with np.load(path) as saved:
-            return cls(**{name: saved[name] for name in cls.__dataclass_fields__})
+    def version_folder(cls, path: Path) -> "ExportSource":
+        path = Path(path)
+        return cls(path / "export" / "model.keras", path / "export" / "preprocessing.json",
+                   path / "export_inputs.npz", path / "card.json")
+
+    def missing(self) -> list[str]:
+        return [p.name for p in (self.model, self.preprocessing, self.export_inputs, self.card) if not p.exists()]
 
 
-@dataclass
-class VariantReport:
-    """One TFLite variant: file, tensors, parity on the test split, latency, verdict."""
-
-    variant: str
-    file: str
-    bytes: int
-    sha256: str
-    operators: list[str]
-    input: TensorSpec
-    output: TensorSpec
-    accuracy: float
-    macro_f1: float
-    accuracy_drop: float
-    label_agreement: float
-    max_probability_difference: float
-    latency_median_ms: float
-    latency_p95_ms: float
-    within_tolerance: bool
-    recommended: bool = False
-
-
-@dataclass
-class KerasReference:
-    accuracy: float
-    macro_f1: float
-    latency_median_ms: float
-    latency_p95_ms: float
-    bytes: int
-
-
-@dataclass
-class ExportResult:
-    directory: Path
-    files: dict[str, str]
-    keras: KerasReference
-    variants: list[VariantReport]
-    tolerance: float
-    int8_io: bool
-
-    @property
-    def recommended(self) -> VariantReport | None:
-        return next((v for v in self.variants if v.recommended), None)
-
-    def variant(self, name: str) -> VariantReport:
-        return next(v for v in self.variants if v.variant == name)
+# What a run folder must hold to be re-exported without retraining.
+REEXPORT_FILES = tuple(p.name for p in vars(ExportSource.run_folder(Path("."))).values())
 
 
 def export_model(model_path: Path, prep: Preprocessing, data: ExportData, export_dir: Path,
@@ -152,9 +79,9 @@ def export_model(model_path: Path, prep: Preprocessing, data: ExportData, export
         keras_probabilities = model.predict(data.x_test, verbose=0)
         reference = _keras_reference(model, keras_probabilities, data, staging / "model.keras", options)
         variants = [_export_variant(staging, variant, keras_probabilities, reference, data, options)
-                    for variant in options.variants]
+                    for variant in options.quantize]
         _recommend(variants)
-        result = ExportResult(export_dir, {}, reference, variants, options.tolerance, options.int8_io)
+        result = ExportResult(export_dir, {}, reference, variants, options.quantization_tolerance, options.int8_io)
         (staging / "labels.json").write_text(json.dumps(prep.class_names, indent=2))
         prep.save(staging / "preprocessing.json")
         model_card.write_spec(result, prep, data, staging / "model_spec.json")
@@ -168,19 +95,23 @@ def export_model(model_path: Path, prep: Preprocessing, data: ExportData, export
 
 
 def reexport(run_dir: Path, options: ExportOptions | None = None) -> ExportResult:
-    """Export again from a finished run folder, e.g. with other quantize modes; no retraining."""
+    """Export a finished run folder again (e.g. other quantize modes) into its `export/`; no retraining."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ExportError(f"run folder {run_dir} does not exist")
-    missing = [name for name in REEXPORT_FILES if not (run_dir / name).exists()]
-    if missing:
-        raise ExportError(f"run folder {run_dir} is incomplete, missing {', '.join(missing)}: only a run that "
-                          "finished fine-tuning can be re-exported")
-    options = options or ExportOptions()
-    prep = _read(run_dir / "preprocessing.json", Preprocessing.load)
-    data = _read(run_dir / "export_inputs.npz", ExportData.load)
-    facts = _read(run_dir / "card.json", model_card.CardFacts.load)
-    return export_model(run_dir / "finetuned.keras", prep, data, run_dir / "export", options, facts)
+    source = ExportSource.run_folder(run_dir)
+    if source.missing():
+        raise ExportError(f"run folder {run_dir} is incomplete, missing {', '.join(source.missing())}: only a run "
+                          "that finished fine-tuning can be re-exported")
+    return export_from(source, run_dir / "export", options)
+
+
+def export_from(source: ExportSource, export_dir: Path, options: ExportOptions | None = None) -> ExportResult:
+    """Export the model of `source` to `export_dir`, checked on the samples it was trained with."""
+    prep = _read(source.preprocessing, Preprocessing.load)
+    data = _read(source.export_inputs, ExportData.load)
+    facts = _read(source.card, model_card.CardFacts.load)
+    return export_model(source.model, prep, data, export_dir, options, facts)
 
 
 def _read(path: Path, loader):
@@ -225,7 +156,7 @@ def _export_variant(staging: Path, variant: str, keras_probabilities: np.ndarray
         label_agreement=float(np.mean(np.argmax(probabilities, axis=1) == np.argmax(keras_probabilities, axis=1))),
         max_probability_difference=float(np.max(np.abs(probabilities - keras_probabilities))),
         latency_median_ms=latency.median_ms, latency_p95_ms=latency.p95_ms,
-        within_tolerance=drop <= options.tolerance + 1e-9,
+        within_tolerance=drop <= options.quantization_tolerance + 1e-9,
     )
 
 

@@ -23,6 +23,14 @@ from pipelines.preprocess import ModelInputs, Preprocessing
 
 @dataclass
 class FineTuneResult:
+    """A finished training of one architecture.
+
+    Attributes:
+        model_path: the saved float32 Keras model.
+        history: Keras history (loss, accuracy, learning rate, and val_* when validated) per epoch.
+        epochs: epochs trained; seconds: wall time of the training.
+    """
+
     model_path: Path
     history: dict[str, list[float]]
     epochs: int

@@ -77,7 +77,11 @@ class Dataset:
 
 @dataclass
 class Splits:
-    """Train/val/test parts; test is never seen by search or fine-tuning."""
+    """Train/val/test parts; test is never seen by search or fine-tuning.
+
+    Attributes:
+        train, val, test: the parts as `Dataset`s; class_names: every class of the training data, sorted.
+    """
 
     train: Dataset
     val: Dataset

@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipelines.export import ExportData, ExportResult
-    from pipelines.preprocess import Preprocessing
+from pipelines.export_records import ExportData, ExportResult
+from pipelines.preprocess import Preprocessing
 
 NORMALISATION = {
     "image": "per-channel standardisation (x - mean) / sqrt(variance) with training statistics; feed raw pixel values",
@@ -27,7 +25,13 @@ INTENDED_USE = ("On-device classification of inputs like the training data, in t
 
 @dataclass
 class CardFacts:
-    """Facts about the run that the model card states; saved in the run folder for re-exports."""
+    """Facts about the run that the model card states; saved as `card.json` for re-exports.
+
+    Attributes:
+        model_name, source, family: what was trained on what, with which architecture family.
+        split_sizes: rows per split; test_metrics: the headline scores; per_class: precision/recall/F1/support.
+        trained_at: UTC time of training; data_notes: what loading changed (resizing, padding, ...).
+    """
 
     model_name: str
     source: str
@@ -47,7 +51,7 @@ class CardFacts:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def input_layout(prep: "Preprocessing") -> str:
+def input_layout(prep: Preprocessing) -> str:
     if prep.kind == "table":
         columns = [*prep.numeric_columns, *(f"{c} (category code)" for c in prep.categorical_columns)]
         return "one row: " + ", ".join(columns)
@@ -56,7 +60,7 @@ def input_layout(prep: "Preprocessing") -> str:
     return "one sequence: time steps x features, padded or truncated to the training length"
 
 
-def spec(result: "ExportResult", prep: "Preprocessing", data: "ExportData") -> dict:
+def spec(result: ExportResult, prep: Preprocessing, data: ExportData) -> dict:
     """JSON-able description of the model's input and output and of every variant's tensors."""
     return {
         "labels": prep.class_names,
@@ -86,12 +90,12 @@ def _tensor(t) -> dict:
     return tensor
 
 
-def write_spec(result: "ExportResult", prep: "Preprocessing", data: "ExportData", path: Path) -> Path:
+def write_spec(result: ExportResult, prep: Preprocessing, data: ExportData, path: Path) -> Path:
     path.write_text(json.dumps(spec(result, prep, data), indent=2))
     return path
 
 
-def variant_table(result: "ExportResult") -> list[str]:
+def variant_table(result: ExportResult) -> list[str]:
     """Markdown rows: Keras, then each TFLite variant; shared by the model card and report.md."""
     k = result.keras
     rows = [
@@ -110,7 +114,7 @@ def variant_table(result: "ExportResult") -> list[str]:
     return rows
 
 
-def write_card(result: "ExportResult", prep: "Preprocessing", facts: CardFacts | None, path: Path) -> Path:
+def write_card(result: ExportResult, prep: Preprocessing, facts: CardFacts | None, path: Path) -> Path:
     path.write_text("\n".join(_card_lines(result, prep, facts)) + "\n")
     return path
 

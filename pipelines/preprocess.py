@@ -21,7 +21,14 @@ from pipelines.load import Dataset, Splits
 
 @dataclass
 class Preprocessing:
-    """JSON-serialisable description of the model's input and its adapted statistics."""
+    """JSON-serialisable description of the model's input and its adapted statistics.
+
+    Attributes:
+        kind: table, image or sequence; input_shape: one sample's shape; class_names: the output order.
+        mean, variance: per numeric column (tables) or per channel/feature (images, sequences).
+        numeric_columns, categorical_columns: the table's input columns, numbers first.
+        vocabularies: categorical column -> its values; a value's code is its index + 1 (0: unseen or missing).
+    """
 
     kind: str
     input_shape: list[int]
@@ -48,7 +55,11 @@ class Preprocessing:
 
 @dataclass
 class ModelInputs:
-    """float32 arrays the model takes, and integer labels indexing `class_names`."""
+    """float32 arrays the model takes, and integer labels indexing `class_names`.
+
+    Attributes:
+        x_train, y_train, x_val, y_val, x_test, y_test: each split's inputs and labels.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray

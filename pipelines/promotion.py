@@ -16,6 +16,15 @@ from pipelines.evaluate import Evaluation
 
 @dataclass
 class Decision:
+    """Promote or keep, and why.
+
+    Attributes:
+        promote: the challenger becomes champion; reason: the rule's verdict in words.
+        metric, champion_score, challenger_score: the holdout metric and both scores.
+        min_improvement, max_recall_drop: the thresholds applied.
+        recall_drops: class -> champion recall minus challenger recall (positive: the challenger lost recall).
+    """
+
     promote: bool
     reason: str
     metric: str

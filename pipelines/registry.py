@@ -34,7 +34,12 @@ CHAMPION_FILE = "champion.json"
 
 @dataclass
 class ModelVersion:
-    """One registered version: its folder and its `version.json` record."""
+    """One registered version: its folder and its `version.json` record.
+
+    Attributes:
+        name: the model name; version: vNNNN; path: the version folder.
+        record: version.json (metrics, data fingerprint, hyperparameters, config, code, decision, files + sha256).
+    """
 
     name: str
     version: str
@@ -222,8 +227,9 @@ class Registry:
 
 # What kerasflow keeps per version ------------------------------------------------------------
 
+# export_inputs.npz and card.json let a version be re-exported (`pipelines.reexport.reexport_version`).
 RUN_FILES = ("export", "expectations.json", "metrics.json", "confusion_matrix.png", "reference.parquet",
-             "replay.npz", "report.md", "retrain_report.md")
+             "replay.npz", "export_inputs.npz", "card.json", "report.md", "retrain_report.md")
 
 
 def run_files(run_dir: Path) -> dict[str, Path]:

@@ -5,22 +5,21 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from pipelines.export_records import ExportResult
 from pipelines.model_card import variant_table
+from pipelines.results import RetrainResult, RunResult
+from pipelines.search.records import SearchResult, TrialStatus
 
-if TYPE_CHECKING:
-    from pipelines.export import ExportResult
-    from pipelines.retrain import RetrainResult
-    from pipelines.train import RunResult
+REPORT_FILES = ("report.md", "retrain_report.md")
 
 
-def write_report(result: "RunResult", path: Path) -> Path:
+def write_report(result: RunResult, path: Path) -> Path:
     path.write_text(render_report(result))
     return path
 
 
-def render_report(result: "RunResult") -> str:
+def render_report(result: RunResult) -> str:
     search, evaluation = result.search, result.evaluation
     best = search.best_hyperparameters
     lines = [
@@ -49,7 +48,7 @@ def render_report(result: "RunResult") -> str:
         f"- Best trial {search.best_trial_id}: {best['family']}, {search.objective} {search.best_val_score:.4f}",
         f"- Best hyperparameters: `{best}`",
         *([f"- Mobile budget: {search.mobile_budget}; architectures over it were not trained "
-           f"({sum(t.status == 'OVER_BUDGET' for t in search.trials)} trials)"] if search.mobile_budget else []),
+           f"({sum(t.status == TrialStatus.OVER_BUDGET for t in search.trials)} trials)"] if search.mobile_budget else []),
         "",
         "![search frontier](search_frontier.png)",
         "",
@@ -74,7 +73,7 @@ def render_report(result: "RunResult") -> str:
     return "\n".join(lines)
 
 
-def _worker_lines(search) -> list[str]:
+def _worker_lines(search: SearchResult) -> list[str]:
     if not search.workers:
         return []
     return [f"- {len(search.workers)} parallel workers (keras-tuner chief oracle + Dask): "
@@ -82,7 +81,7 @@ def _worker_lines(search) -> list[str]:
                         for w in search.workers)]
 
 
-def export_section(export: "ExportResult") -> list[str]:
+def export_section(export: ExportResult) -> list[str]:
     """The export table; `kerasflow export` rewrites just this section of an existing report."""
     recommended = export.recommended
     return [
@@ -100,7 +99,7 @@ def export_section(export: "ExportResult") -> list[str]:
     ]
 
 
-def replace_export_section(report_path: Path, export: "ExportResult") -> None:
+def replace_export_section(report_path: Path, export: ExportResult) -> None:
     """After a re-export, swap the report's Export section for the new one (nothing else changes)."""
     if not report_path.exists():
         return
@@ -124,14 +123,15 @@ def _count(values) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(Counter(values).items()))
 
 
-def write_retrain_report(result: "RetrainResult", path: Path) -> Path:
+def write_retrain_report(result: RetrainResult, path: Path) -> Path:
     path.write_text(render_retrain_report(result))
     return path
 
 
-def render_retrain_report(result: "RetrainResult") -> str:
+def render_retrain_report(result: RetrainResult) -> str:
     """Champion vs challenger, drift and the decision, for the run folder, the registry and the Prefect UI."""
     decision, challenger = result.decision, result.challenger
+    model = challenger.candidate
     champion_eval, challenger_eval = result.champion_evaluation, result.challenger_evaluation
     verdict = "**promoted**" if decision.promote else "**rejected** (champion kept)"
     registered = (f"Registered as **{result.version.ref}**; champion now **{result.config.name}@{result.champion_now}**"
@@ -172,14 +172,14 @@ def render_retrain_report(result: "RetrainResult") -> str:
         "",
         "## Challenger",
         f"- New data split: {', '.join(f'{k} {v}' for k, v in result.split_sizes.items())}; "
-        f"fingerprint `{challenger.trained_on.get('sha256', '')[:16]}`",
-        f"- Family {challenger.hyperparameters.get('family')}, {challenger.epochs} epochs"
+        f"fingerprint `{model.trained_on.get('sha256', '')[:16]}`",
+        f"- Family {model.family}, {model.training.epochs} epochs"
         + (f", {challenger.replay_rows} replayed earlier samples" if challenger.replay_rows else ""),
         *([f"- Search: {len(challenger.search.trials)} trials"
            + (f" ({challenger.search.resumed_trials} resumed from an interrupted run)"
               if challenger.search.resumed_trials else "")] if challenger.search else []),
         "",
-        *export_section(challenger.export),
+        *export_section(model.export),
         *step_seconds_section(result.step_seconds),
     ]
     return "\n".join(lines)

@@ -15,47 +15,42 @@ interrupted search resumes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 import pandas as pd
 
-from data_checks import load_suite, profile_frame, save_suite
+from data_checks import load_suite, profile_frame
 from data_checks.drift import DriftReport, compare_profiles, read_reference
 from pipelines import evaluate as evaluate_step
-from pipelines.config import RetrainConfig, TrainConfig
+from pipelines.config import RetrainConfig, RetrainMode, TrainConfig
 from pipelines.errors import DriftDetected, RegistryError
 from pipelines.evaluate import Evaluation
-from pipelines.export import ExportData, ExportResult, export_model
-from pipelines.finetune import save_history, warm_start
+from pipelines.finetune import warm_start
 from pipelines.load import Dataset, Splits, load_dataset, split_dataset
 from pipelines.preprocess import Preprocessing, Replay, encode_features, model_inputs
-from pipelines.promotion import Decision, decide
+from pipelines.promotion import decide
 from pipelines.registry import ModelVersion, Registry, run_files, version_record
 from pipelines.report import write_retrain_report
-from pipelines.search import SearchResult, TrialHook
-from pipelines.train import (
-    StepRunner,
-    Steps,
-    call_directly,
-    card_facts,
-    export_options,
-    save_training_memory,
-    train_on_splits,
-    write_status,
-)
-from pipelines.validate import Validation, validate_against, validate_splits
-
-if TYPE_CHECKING:
-    from pipelines.parallel import Launcher
+from pipelines.results import Challenger, RetrainResult
+from pipelines.runs import RunStatus, Step, StepRunner, Steps, call_directly, finish_candidate, write_status
+from pipelines.search.parallel import Launcher
+from pipelines.search.records import TrialHook
+from pipelines.train import train_on_splits
+from pipelines.validate import validate_against, validate_splits
 
 
 @dataclass
 class Champion:
-    """The registered model to beat, with what a retrain needs from its version folder."""
+    """The registered model to beat, with what a retrain needs from its version folder.
+
+    Attributes:
+        version: the registry version; prep: its preprocessing; suite: its great-expectations suite.
+        reference: profile of its training data (drift); replay: a sample of its inputs (None if not kept).
+        config: the options it was trained with.
+    """
 
     version: ModelVersion
     prep: Preprocessing
@@ -68,43 +63,13 @@ class Champion:
     def model_path(self) -> Path:
         return self.version.file("export/model.keras")
 
-
-@dataclass
-class Challenger:
-    mode: str
-    run_dir: Path
-    model_path: Path
-    prep: Preprocessing
-    hyperparameters: dict
-    export: ExportResult
-    trained_on: dict
-    epochs: int
-    replay_rows: int = 0
-    search: SearchResult | None = None
-
-
-@dataclass
-class RetrainResult:
-    config: RetrainConfig
-    champion: str
-    mode: str
-    mode_reason: str
-    run_dir: Path
-    validation: Validation
-    drift: DriftReport
-    challenger: Challenger
-    champion_evaluation: Evaluation
-    challenger_evaluation: Evaluation
-    decision: Decision
-    split_sizes: dict[str, int]
-    version: ModelVersion | None = None
-    champion_now: str = ""
-    step_seconds: dict[str, float] = field(default_factory=dict)
-    report_path: Path | None = None
+    @property
+    def family(self) -> str:
+        return self.version.record.get("family") or self.version.record["hyperparameters"]["family"]
 
 
 def retrain(config: RetrainConfig, run_step: StepRunner = call_directly,
-            on_trial_end: TrialHook | None = None, launch: "Launcher | None" = None) -> RetrainResult:
+            on_trial_end: TrialHook | None = None, launch: Launcher | None = None) -> RetrainResult:
     """Retrain `config.name` on new data; the champion changes only if the challenger wins on the holdout.
 
     A search challenger uses the champion's `workers`, placed by `launch` (see `pipelines.train.train`).
@@ -112,13 +77,13 @@ def retrain(config: RetrainConfig, run_step: StepRunner = call_directly,
     registry = Registry(config.registry)
     steps = Steps(run_step)
     with registry.lock(config.name, f"kerasflow retrain --mode {config.mode}"):
-        champion = steps("champion", load_champion, registry, config.name)
+        champion = steps(Step.CHAMPION, load_champion, registry, config.name)
         data_config = new_data_config(champion.config, config)
-        data, given_test = steps("load", load_dataset, data_config)
-        splits: Splits = steps("split", split_dataset, data, given_test, test_fraction=data_config.test_fraction,
+        data, given_test = steps(Step.LOAD, load_dataset, data_config)
+        splits: Splits = steps(Step.SPLIT, split_dataset, data, given_test, test_fraction=data_config.test_fraction,
                                val_fraction=data_config.val_fraction, seed=config.seed)
-        validation = steps("validate", validate_against, splits, champion.suite, f"suite of {champion.version.ref}")
-        drift = steps("drift", check_drift, champion, splits, config)
+        validation = steps(Step.VALIDATE, validate_against, splits, champion.suite, f"suite of {champion.version.ref}")
+        drift = steps(Step.DRIFT, check_drift, champion, splits, config)
         mode, mode_reason = choose_mode(config.mode, drift, champion.version.ref)
         run_dir = retrain_dir(config, champion, data.fingerprint()["sha256"], mode)
         data_config = data_config.model_copy(update={"run_dir": run_dir})
@@ -129,9 +94,9 @@ def retrain(config: RetrainConfig, run_step: StepRunner = call_directly,
                 challenger = search_challenger(champion, splits, data_config, steps, on_trial_end, launch)
         except Exception:
             if run_dir.exists():
-                write_status(run_dir, config, "failed", steps.seconds)
+                write_status(run_dir, config, RunStatus.FAILED, steps.seconds)
             raise
-        champion_eval, challenger_eval = steps("compare", score_on_holdout, champion, challenger, splits.test)
+        champion_eval, challenger_eval = steps(Step.COMPARE, score_on_holdout, champion, challenger, splits.test)
         decision = decide(champion_eval, challenger_eval, metric=config.metric,
                           min_improvement=config.min_improvement, max_recall_drop=config.max_recall_drop)
         result = RetrainResult(config, champion.version.ref, mode, mode_reason, run_dir, validation, drift,
@@ -140,9 +105,9 @@ def retrain(config: RetrainConfig, run_step: StepRunner = call_directly,
         challenger_eval.save(run_dir / "metrics.json", champion=champion_eval.headline())
         evaluate_step.plot_confusion_matrix(challenger_eval, run_dir / "confusion_matrix.png")
         write_retrain_report(result, run_dir / "retrain_report.md")
-        result.version = steps("register", register_challenger, registry, result, data_config)
+        result.version = steps(Step.REGISTER, register_challenger, registry, result, data_config)
         result.champion_now = registry.champion(config.name, verify=False).version
-    write_status(run_dir, config, "completed", steps.seconds)
+    write_status(run_dir, config, RunStatus.COMPLETED, steps.seconds)
     result.report_path = write_retrain_report(result, run_dir / "retrain_report.md")
     return result
 
@@ -179,7 +144,7 @@ def check_drift(champion: Champion, splits: Splits, config: RetrainConfig) -> Dr
                             psi_threshold=config.psi_threshold, alpha=config.drift_alpha)
 
 
-def choose_mode(requested: str, drift: DriftReport, champion: str) -> tuple[str, str]:
+def choose_mode(requested: RetrainMode, drift: DriftReport, champion: str) -> tuple[RetrainMode, str]:
     """finetune stops on drift; auto switches to a fresh search; search always searches."""
     if requested == "search":
         return "search", "asked for a fresh search"
@@ -198,44 +163,36 @@ def retrain_dir(config: RetrainConfig, champion: Champion, fingerprint: str, mod
 
 def finetune_challenger(champion: Champion, splits: Splits, data_config: TrainConfig, config: RetrainConfig,
                         steps: Steps) -> Challenger:
-    """Warm-start the champion on the new data plus replayed earlier samples, and export it."""
+    """Warm-start the champion on the new data plus replayed earlier samples, then finish it like any model."""
     run_dir = data_config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_status(run_dir, config, "running", steps.seconds)
+    write_status(run_dir, config, RunStatus.RUNNING, steps.seconds)
     prep = champion.prep
     validation = validate_splits(splits, config.name, classes=prep.class_names)
-    save_suite(validation.suite, run_dir / "expectations.json")
     inputs = model_inputs(splits, prep)
     replay = None
     if champion.replay is not None and config.replay_fraction > 0:
         replay = champion.replay.sample(int(config.replay_fraction * len(inputs.x_train)), prep.class_names,
                                         config.seed)
-    learning_rate = champion.version.record["hyperparameters"].get("learning_rate", 1e-3) * config.learning_rate_factor
-    tuned = steps("fine_tune", warm_start, champion.model_path, inputs, run_dir / "finetuned.keras",
+    hyperparameters = champion.version.record["hyperparameters"]
+    learning_rate = hyperparameters.get("learning_rate", 1e-3) * config.learning_rate_factor
+    tuned = steps(Step.FINE_TUNE, warm_start, champion.model_path, inputs, run_dir / "finetuned.keras",
                   learning_rate=learning_rate, replay=replay, max_epochs=config.finetune_epochs,
                   batch_size=data_config.batch_size, seed=config.seed)
-    save_history(tuned, run_dir / "history.json")
     learnt_x = [inputs.x_train, inputs.x_val, *([replay[0]] if replay else [])]
     learnt_y = [inputs.y_train, inputs.y_val, *([replay[1]] if replay else [])]
-    trained_on = save_training_memory(splits.train.concat(splits.val), np.concatenate(learnt_x),
-                                      np.concatenate(learnt_y), prep.class_names, run_dir, config.seed)
-    evaluation = evaluate_step.evaluate_model(keras.models.load_model(tuned.model_path), inputs.x_test, inputs.y_test,
-                                              prep.class_names)
-    family = champion.version.record.get("family") or champion.version.record["hyperparameters"]["family"]
-    facts = card_facts(data_config, splits, family, evaluation)
-    exported = steps("export", export_model, tuned.model_path, prep, ExportData.from_inputs(inputs, seed=config.seed),
-                     run_dir / "export", export_options(data_config), facts)
-    return Challenger("finetune", run_dir, tuned.model_path, prep, champion.version.record["hyperparameters"],
-                      exported, trained_on, tuned.epochs, len(replay[0]) if replay else 0)
+    candidate = finish_candidate(run_dir, data_config, splits, validation.suite, inputs, prep, tuned,
+                                 {**hyperparameters, "family": champion.family}, steps,
+                                 learnt=(np.concatenate(learnt_x), np.concatenate(learnt_y)))
+    return Challenger("finetune", candidate, len(replay[0]) if replay else 0)
 
 
 def search_challenger(champion: Champion, splits: Splits, data_config: TrainConfig, steps: Steps,
-                      on_trial_end: TrialHook | None, launch: "Launcher | None" = None) -> Challenger:
+                      on_trial_end: TrialHook | None, launch: Launcher | None = None) -> Challenger:
     """A fresh search, fine-tune and export on the new data, in a resumable run folder."""
     validation = validate_splits(splits, data_config.model_name)
     run = train_on_splits(data_config, splits, validation, steps, on_trial_end, launch)
-    return Challenger("search", run.run_dir, run.finetune.model_path, run.prep, run.search.best_hyperparameters,
-                      run.export, run.data_summary, run.finetune.epochs, search=run.search)
+    return Challenger("search", run.candidate, search=run.search)
 
 
 def score_on_holdout(champion: Champion, challenger: Challenger, holdout: Dataset) -> tuple[Evaluation, Evaluation]:
@@ -247,16 +204,17 @@ def score_on_holdout(champion: Champion, challenger: Challenger, holdout: Datase
         return evaluate_step.evaluate_by_name(model, encode_features(holdout, prep), holdout.labels,
                                               prep.class_names, classes)
 
-    return score(champion.model_path, champion.prep), score(challenger.model_path, challenger.prep)
+    return score(champion.model_path, champion.prep), score(challenger.candidate.model_path, challenger.candidate.prep)
 
 
 def register_challenger(registry: Registry, result: RetrainResult, data_config: TrainConfig) -> ModelVersion:
     """Record the challenger as a new version, champion or not; the pointer moves only on promotion."""
     challenger, decision = result.challenger, result.decision
+    model = challenger.candidate
     parent = result.champion.partition("@")[2]
-    record = version_record(data_config, challenger.mode, parent, challenger.run_dir, result.challenger_evaluation,
-                            challenger.hyperparameters, challenger.trained_on,
+    record = version_record(data_config, challenger.mode, parent, model.run_dir, result.challenger_evaluation,
+                            model.hyperparameters, model.trained_on,
                             {**decision.to_dict(), "compared_with": result.champion,
                              "holdout_rows": result.challenger_evaluation.n_test})
     record["drift"] = {"summary": result.drift.summary(), "drifted": [c.column for c in result.drift.drifted]}
-    return registry.register(result.config.name, run_files(challenger.run_dir), record, promote=decision.promote)
+    return registry.register(result.config.name, run_files(model.run_dir), record, promote=decision.promote)

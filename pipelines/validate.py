@@ -11,7 +11,12 @@ from pipelines.load import Dataset, Splits
 
 @dataclass
 class Validation:
-    """The suite (saved later beside the model) and one report per checked split."""
+    """The suite (saved later beside the model) and one report per checked split.
+
+    Attributes:
+        suite: the great-expectations suite the splits were checked against.
+        reports: one `ValidationReport` per split (train, val, test).
+    """
 
     suite: object
     reports: list[data_checks.ValidationReport]

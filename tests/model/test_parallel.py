@@ -1,9 +1,8 @@
 """Parallel search: keras-tuner's chief oracle here, two workers on a real local Dask cluster.
 
-Also the flow: the workers become Prefect task runs through prefect-dask.
+The flow side (workers as Prefect task runs through prefect-dask) is in tests/flows/test_parallel_flow.py.
 """
 
-import asyncio
 import json
 import os
 import signal
@@ -12,7 +11,6 @@ import dask
 import pytest
 
 from pipelines.search import SearchOptions, run_search
-from tests.conftest import fast_config, run_and_artifact_keys
 
 
 def _options(**overrides):
@@ -66,35 +64,6 @@ def test_a_worker_killed_mid_search_does_not_hang_it_and_its_trial_is_retried(im
         [(t.trial_id, t.status, t.message) for t in result.trials]
 
 
-@pytest.mark.e2e
-@pytest.mark.timeout(400)
-@pytest.mark.usefixtures("prefect_server")
-def test_flow_places_two_search_workers_as_prefect_tasks_on_dask(table_csv, tmp_path):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    from flows.train import train_flow
-
-    config = fast_config(data=table_csv, target="label", runs_root=tmp_path / "runs", name="parallel", workers=2,
-                         max_trials=4, budget_minutes=3, quantize=["float32"])
-    summary = train_flow(config)
-
-    run, _ = asyncio.run(run_and_artifact_keys("train-parallel"))
-
-    async def task_names():
-        async with get_client() as client:
-            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
-            return {t.name: t.state.type.value for t in tasks}
-
-    tasks = asyncio.run(task_names())
-    assert tasks.get("search-worker1") == "COMPLETED" and tasks.get("search-worker2") == "COMPLETED", tasks
-    report = (tmp_path / "runs" / "parallel").glob("*/report.md")
-    text = next(report).read_text()
-    assert "2 parallel workers" in text and "worker1" in text and "worker2" in text
-    trials = json.loads(next((tmp_path / "runs" / "parallel").glob("*/search/oracle.json")).read_text())
-    assert summary["test"]["accuracy"] > 0 and trials["ongoing_trials"] == {}
-
-
 def test_cli_explains_and_checks_the_parallel_and_gpu_options(tmp_path):
     from typer.testing import CliRunner
 
@@ -114,10 +83,10 @@ def test_cli_explains_and_checks_the_parallel_and_gpu_options(tmp_path):
 
 @pytest.mark.timeout(120)
 def test_an_unreachable_scheduler_is_named_in_one_clear_error(image_inputs, tmp_path, monkeypatch):
-    import pipelines.parallel
+    import pipelines.search.parallel
     from pipelines.errors import SearchFailed
 
-    monkeypatch.setattr(pipelines.parallel, "CONNECT_TIMEOUT", "3s")
+    monkeypatch.setattr(pipelines.search.parallel, "CONNECT_TIMEOUT", "3s")
     inputs, prep = image_inputs
     with pytest.raises(SearchFailed, match=r"cannot reach the Dask scheduler at 'tcp://127.0.0.1:9' within 3s"):
         run_search(inputs, prep, tmp_path / "search", _options(scheduler_address="tcp://127.0.0.1:9"))

@@ -103,4 +103,5 @@ def test_small_training_sets_get_smaller_batches_and_more_epochs():
     tiny, _ = fit_to_data(asked, 10)
     assert tiny.max_epochs == 100, "never more than 5x the asked epochs"
     assert fit_to_data(asked, 1222) == (asked, ""), "digits-sized data keeps what was asked"
-    assert fit_to_data(_options(batch_size=32, max_epochs=20), 42)[0].batch_size == 32, "min_trial_steps=0: off"
+    assert fit_to_data(_options(batch_size=32, max_epochs=20, min_trial_steps=0), 42)[0].batch_size == 32, \
+        "min_trial_steps=0: off"

@@ -34,13 +34,14 @@ from typing import Callable, ContextManager, Iterator
 
 import grpc
 import numpy as np
-from keras_tuner.src import protos
-from keras_tuner.src.distribute.oracle_chief import OracleServicer
-from keras_tuner.src.engine.trial import TrialStatus
 
+from pipelines.config import SearchOptions
 from pipelines.devices import configure
 from pipelines.errors import SearchFailed
 from pipelines.preprocess import ModelInputs, Preprocessing
+from pipelines.search.keras_tuner_bridge import KT_STATUS, add_oracle_service
+from pipelines.search.records import TrialHook, WorkerReport
+from pipelines.search.tuner import run_trials, searching_tuner
 
 INPUTS_FILE = "worker_inputs.npz"
 PREPROCESSING_FILE = "worker_preprocessing.json"
@@ -59,18 +60,8 @@ class WorkerSpec:
     oracle: str
     directory: str
     families: list[str]
-    options: object  # pipelines.search.SearchOptions
+    options: SearchOptions
     deadline: float
-
-
-@dataclass
-class WorkerReport:
-    tuner_id: str
-    host: str
-    pid: int
-    trials: list[str]
-    seconds: float
-    devices: str
 
 
 @dataclass
@@ -104,7 +95,8 @@ Launcher = Callable[[list[WorkerSpec], "str | None"], ContextManager[list[Worker
 
 
 def search_in_parallel(tuner, inputs: ModelInputs, prep: Preprocessing, families: list[str], directory: Path,
-                       options, deadline: float, launch: Launcher | None = None, on_trial_end=None) -> list[WorkerReport]:
+                       options: SearchOptions, deadline: float, launch: Launcher | None = None,
+                       on_trial_end: TrialHook | None = None) -> list[WorkerReport]:
     """Serve `tuner`'s oracle, run `options.workers` workers through `launch`, return when all are done."""
     _share_inputs(directory, inputs, prep)
     tuner.oracle.verbose = 0  # the chief's console display; progress goes through `on_trial_end`
@@ -125,10 +117,8 @@ def search_in_parallel(tuner, inputs: ModelInputs, prep: Preprocessing, families
 
 def search_worker(spec: WorkerSpec) -> WorkerReport:
     """One keras-tuner worker: asks the chief for trials and trains them until it says stop."""
-    from pipelines.search import run_trials, searching_tuner
-
     started = time.monotonic()
-    setup = configure(spec.options.devices, worker=spec.index, workers=spec.workers)
+    setup = configure(spec.options, worker=spec.index, workers=spec.workers)
     directory = Path(spec.directory)
     inputs, prep = _read_inputs(directory)
     _write_worker_status(directory, spec, setup.describe())
@@ -136,7 +126,7 @@ def search_worker(spec: WorkerSpec) -> WorkerReport:
         tuner = searching_tuner(prep, spec.families, directory, spec.options, spec.deadline, inputs.x_train,
                                 devices=setup, worker=spec.tuner_id)
         run_trials(tuner, inputs, spec.options, spec.deadline, setup)
-    return WorkerReport(spec.tuner_id, socket.gethostname(), os.getpid(), sorted(tuner.timings.own),
+    return WorkerReport(spec.tuner_id, socket.gethostname(), os.getpid(), tuner.ledger.own_trials(),
                         round(time.monotonic() - started, 2), setup.describe())
 
 
@@ -182,7 +172,7 @@ def _supervise(tuner, handles: list[WorkerHandle], deadline: float, on_trial_end
             failure = handle.failure()
             if failure and handle.spec.tuner_id not in released:
                 released.add(handle.spec.tuner_id)
-                _release(oracle, handle.spec.tuner_id, TrialStatus.INVALID,
+                _release(oracle, handle.spec.tuner_id, KT_STATUS.INVALID,
                          f"worker {handle.spec.tuner_id} stopped mid-trial ({failure}); trial queued for a retry")
         if all(handle.done() for handle in handles):
             break
@@ -192,7 +182,7 @@ def _supervise(tuner, handles: list[WorkerHandle], deadline: float, on_trial_end
             break
         time.sleep(POLL_SECONDS)
     for tuner_id in list(oracle.ongoing_trials):
-        _release(oracle, tuner_id, TrialStatus.FAILED, f"no worker left to finish it (last held by {tuner_id})")
+        _release(oracle, tuner_id, KT_STATUS.FAILED, f"no worker left to finish it (last held by {tuner_id})")
     _report_finished(tuner, reported, on_trial_end)
 
 
@@ -205,25 +195,23 @@ def _release(oracle, tuner_id: str, status: str, message: str) -> None:
     oracle.end_trial(trial)
 
 
-def _report_finished(tuner, reported: set[str], on_trial_end) -> None:
+def _report_finished(tuner, reported: set[str], on_trial_end: TrialHook | None) -> None:
     if on_trial_end is None:
         return
-    from pipelines.search import _record, _Timings
-
     finished = [t for t in list(tuner.oracle.trials.values())
-                if t.status in (TrialStatus.COMPLETED, TrialStatus.FAILED) and t.trial_id not in reported]
+                if t.status in (KT_STATUS.COMPLETED, KT_STATUS.FAILED) and t.trial_id not in reported]
     if not finished:
         return
-    timings, footprints = _Timings(Path(tuner.project_dir)), tuner.hypermodel.footprints.reload()
-    for trial in sorted(finished, key=lambda t: t.trial_id):
-        reported.add(trial.trial_id)
-        on_trial_end(_record(trial, timings, footprints), len(tuner.oracle.trials))
+    ledger = tuner.ledger.reload()
+    for record in ledger.records(finished):
+        reported.add(record.trial_id)
+        on_trial_end(record, len(tuner.oracle.trials))
 
 
 def _serve_oracle(oracle, scheduler_address: str | None) -> tuple[grpc.Server, str]:
     """Serve `oracle` on a free port: loopback for a local cluster, all interfaces for remote workers."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
+    add_oracle_service(server, oracle)
     if scheduler_address is None:
         port = server.add_insecure_port("127.0.0.1:0")
         host = "127.0.0.1"

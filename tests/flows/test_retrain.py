@@ -1,6 +1,7 @@
 """Scheduled retraining end to end on a real Prefect server: decisions, drift, faults, deployments, the UI."""
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from pipelines.registry import Registry, checksums
 from tests.conftest import make_table, run_and_artifact_keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KERASFLOW = str(Path(sys.executable).with_name("kerasflow"))
 
 
@@ -67,6 +68,39 @@ def test_finetune_retrain_promotes_and_tells_its_story_in_the_ui(registry_root, 
     assert run.state.is_completed()
     assert {"kerasflow", "retrain", "model:tab", "mode:finetune", "promoted", "version:v0002"} <= set(run.tags)
     assert {"retrain-report", "drift", "tflite-variants", "confusion-matrix"} <= keys
+
+
+def test_a_finetune_challenger_re_exports_from_its_run_folder_and_from_its_version(registry_root, tmp_path):
+    summary = retrain_flow(_config(registry_root, _new_table(tmp_path), tmp_path, mode="finetune",
+                                   min_improvement=-1.0, max_recall_drop=1.0))
+    run_dir = Path(summary["run_dir"])
+    version = Registry(registry_root).version("tab", "v0002")
+    frozen = checksums(version.path)
+
+    from_run = CliRunner().invoke(app, ["export", str(run_dir), "--quantize", "float32", "--quantize", "int8"])
+    assert from_run.exit_code == 0, from_run.output
+    spec = json.loads((run_dir / "export" / "model_spec.json").read_text())
+    assert set(spec["variants"]) == {"float32", "int8"}
+    assert spec["variants"]["float32"]["label_agreement"] == 1.0
+    assert spec["variants"]["float32"]["max_probability_difference"] < 1e-4
+    report = (run_dir / "retrain_report.md").read_text()
+    assert "model_int8.tflite" in report and "model_dynamic.tflite" not in report, "Export section rewritten"
+
+    out = tmp_path / "v0002-export"
+    from_version = CliRunner().invoke(app, ["export", "tab@v0002", "--registry", str(registry_root), "--out",
+                                            str(out), "--quantize", "float32"])
+    assert from_version.exit_code == 0, from_version.output
+    again = json.loads((out / "model_spec.json").read_text())["variants"]["float32"]
+    assert again["label_agreement"] == 1.0 and again["max_probability_difference"] < 1e-4
+    assert again["accuracy"] == spec["variants"]["float32"]["accuracy"], "same model, same test split"
+    assert checksums(version.path) == frozen, "a registered version never changes"
+
+    champion = CliRunner().invoke(app, ["export", "tab", "--registry", str(registry_root), "--runs-root",
+                                        str(tmp_path / "runs"), "--quantize", "dynamic"])
+    assert champion.exit_code == 0, champion.output
+    assert (tmp_path / "runs" / "tab" / "export-v0002" / "model_dynamic.tflite").exists()
+    unknown = CliRunner().invoke(app, ["export", "tab@v0042", "--registry", str(registry_root)])
+    assert unknown.exit_code == 2 and "tab@v0042: no such version" in unknown.output
 
 
 def test_a_challenger_that_is_not_better_is_recorded_and_the_champion_kept(registry_root, tmp_path):

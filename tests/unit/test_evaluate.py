@@ -5,14 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.evaluate import (
-    evaluate_predictions,
-    pareto_frontier,
-    plot_confusion_matrix,
-    plot_learning_curves,
-    plot_search_frontier,
-)
+from pipelines.evaluate import evaluate_predictions, plot_confusion_matrix, plot_learning_curves
 from pipelines.search import TrialRecord
+from pipelines.search.frontier import pareto_frontier, plot_search_frontier
 
 
 def test_metrics_macro_and_per_class(tmp_path):

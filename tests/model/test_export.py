@@ -5,13 +5,15 @@ import json
 import pytest
 
 from pipelines.errors import ExportError
-from pipelines.export import REEXPORT_FILES, ExportData, ExportOptions, export_model, reexport
+from pipelines.config import ExportOptions
+from pipelines.export import REEXPORT_FILES, export_model, reexport
+from pipelines.export_records import ExportData
 from pipelines.finetune import build_from_hyperparameters
 from pipelines.load import load_path, split_dataset
 from pipelines.model_card import CardFacts
 from pipelines.preprocess import fit_preprocessing, model_inputs
 from pipelines.tflite import VARIANTS, LiteModel, check_builtin_ops, operators
-from pipelines.train import reexport_run
+from pipelines.reexport import reexport_run
 
 FAST = dict(latency_runs=10)
 
@@ -112,9 +114,9 @@ def _export_state(export_dir):
 def test_reexport_is_idempotent_and_updates_the_report(table_csv, tmp_path):
     run_dir = _run_folder(tmp_path, table_csv)
     (run_dir / "report.md").write_text("# run\n\n## Export\nold table\n\n## Step seconds\n| a | 1 |\n")
-    first = reexport_run(run_dir, ExportOptions(variants=["int8", "float32"], **FAST))
+    first = reexport_run(run_dir, ExportOptions(quantize=["int8", "float32"], **FAST))
     files_first, spec_first = _export_state(run_dir / "export")
-    second = reexport_run(run_dir, ExportOptions(variants=["float32", "int8"], **FAST))
+    second = reexport_run(run_dir, ExportOptions(quantize=["float32", "int8"], **FAST))
     files_second, spec_second = _export_state(run_dir / "export")
     assert sorted(files_first) == ["model_float32.tflite", "model_int8.tflite"]
     assert files_first == files_second
@@ -129,10 +131,10 @@ def test_reexport_is_idempotent_and_updates_the_report(table_csv, tmp_path):
 
 def test_bad_reexport_requests_change_nothing(table_csv, tmp_path):
     run_dir = _run_folder(tmp_path, table_csv)
-    reexport(run_dir, ExportOptions(variants=["float32"], **FAST))
+    reexport(run_dir, ExportOptions(quantize=["float32"], **FAST))
     before = _export_state(run_dir / "export")
     with pytest.raises(ExportError, match="unknown quantize mode 'int4'"):
-        reexport(run_dir, ExportOptions(variants=["int4"]))
+        reexport(run_dir, ExportOptions(quantize=["int4"]))
     with pytest.raises(ExportError, match="does not exist"):
         reexport(tmp_path / "nowhere")
     (run_dir / "export_inputs.npz").write_bytes(b"not an npz")
@@ -148,10 +150,10 @@ def test_bad_reexport_requests_change_nothing(table_csv, tmp_path):
 
 def test_a_failed_export_leaves_the_previous_export_whole(table_csv, tmp_path):
     prep, data = _trained(table_csv, "label", "dense", tmp_path, epochs=1)
-    export_model(tmp_path / "finetuned.keras", prep, data, tmp_path / "export", ExportOptions(variants=["float32"], **FAST))
+    export_model(tmp_path / "finetuned.keras", prep, data, tmp_path / "export", ExportOptions(quantize=["float32"], **FAST))
     before = sorted(p.name for p in (tmp_path / "export").iterdir())
     broken = ExportData(data.x_test[:, :2], data.y_test, data.x_representative, data.feature_min, data.feature_max)
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="incompatible with the layer"):
         export_model(tmp_path / "finetuned.keras", prep, broken, tmp_path / "export", ExportOptions(**FAST))
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

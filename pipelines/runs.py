@@ -1,0 +1,166 @@
+"""The run kernel: named steps, run folders, and the one function that finishes a trained model.
+
+Train (`pipelines.train`) and both retrain paths (`pipelines.retrain`) use
+it, so every run folder holds the same files whatever made its model:
+
+    run.json            status, options and step seconds
+    expectations.json   the great-expectations suite the data passed
+    preprocessing.json  statistics and vocabularies inside the model
+    export_inputs.npz   test and calibration samples (re-export)
+    card.json           facts for the model card (re-export)
+    reference.parquet   profile of the data learnt from (drift, next retrain)
+    replay.npz          a sample of the inputs learnt from (replay, next retrain)
+    finetuned.keras, history.json, learning_curves.png, metrics.json, confusion_matrix.png, export/
+
+Each step goes through `Steps`: called directly by default (tests,
+benchmarks, Python), or as a Prefect task when a flow passes its runner.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import BaseModel
+
+from data_checks import profile_frame, save_suite
+from data_checks.drift import write_reference
+from pipelines import evaluate as evaluate_step
+from pipelines.config import TrainConfig
+from pipelines.evaluate import Evaluation
+from pipelines.export import export_model
+from pipelines.export_records import ExportData
+from pipelines.finetune import FineTuneResult, save_history
+from pipelines.load import Dataset, Splits
+from pipelines.model_card import CardFacts
+from pipelines.preprocess import ModelInputs, Preprocessing, Replay
+from pipelines.results import Candidate
+
+
+class Step(StrEnum):
+    """Names of the pipeline steps: task names in the Prefect UI, keys of `step_seconds`."""
+
+    CHAMPION = "champion"
+    LOAD = "load"
+    SPLIT = "split"
+    VALIDATE = "validate"
+    DRIFT = "drift"
+    PREPROCESS = "preprocess"
+    SEARCH = "search"
+    FINE_TUNE = "fine_tune"
+    EVALUATE = "evaluate"
+    EXPORT = "export"
+    COMPARE = "compare"
+    REGISTER = "register"
+
+
+class RunStatus(StrEnum):
+    """`status` in run.json."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+StepRunner = Callable[..., Any]
+
+
+def call_directly(name: Step, function: Callable, *args, **kwargs):
+    return function(*args, **kwargs)
+
+
+class Steps:
+    """Runs each named step through `runner` (directly, or as a Prefect task) and times it."""
+
+    def __init__(self, runner: StepRunner = call_directly):
+        self.runner = runner
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: Step, function: Callable, *args, **kwargs):
+        started = time.monotonic()
+        try:
+            return self.runner(name, function, *args, **kwargs)
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0) + time.monotonic() - started, 2)
+
+
+def new_run_dir(runs_root: Path, name: str) -> Path:
+    """A new RUNS_ROOT/NAME/<UTC timestamp> folder."""
+    run_dir = runs_root / name / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def write_status(run_dir: Path, config: BaseModel, status: RunStatus, seconds: dict[str, float]) -> None:
+    payload = {"status": status, "updated": datetime.now(timezone.utc).isoformat(),
+               "config": json.loads(config.model_dump_json()), "step_seconds": seconds}
+    (run_dir / "run.json").write_text(json.dumps(payload, indent=2))
+
+
+def data_notes(splits: Splits) -> list[str]:
+    return list(dict.fromkeys([*splits.train.notes, *splits.test.notes]))
+
+
+def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, inputs: ModelInputs,
+                     prep: Preprocessing, trained: FineTuneResult, hyperparameters: dict, steps: Steps, *,
+                     learnt: tuple[np.ndarray, np.ndarray] | None = None,
+                     search_best: Path | None = None) -> Candidate:
+    """Score a trained model on the test split, keep what re-export and the next retrain need, and export it.
+
+    `suite` is the great-expectations suite the data passed; `learnt` is what
+    the model learnt from as model inputs (default: train + val);
+    `search_best`, the search's best checkpoint, is scored beside it.
+    """
+    save_suite(suite, run_dir / "expectations.json")
+    save_history(trained, run_dir / "history.json")
+    evaluate_step.plot_learning_curves(trained.history, run_dir / "learning_curves.png")
+    prep.save(run_dir / "preprocessing.json")
+    export_data = ExportData.from_inputs(inputs, seed=config.seed)
+    export_data.save(run_dir / "export_inputs.npz")
+    x, y = learnt or (np.concatenate([inputs.x_train, inputs.x_val]), np.concatenate([inputs.y_train, inputs.y_val]))
+    trained_on = save_training_memory(splits.train.concat(splits.val), x, y, prep.class_names, run_dir, config.seed)
+    models = [trained.model_path, *([search_best] if search_best else [])]
+    evaluation, *others = steps(Step.EVALUATE, evaluate_models, models, inputs.x_test, inputs.y_test, prep.class_names)
+    search_evaluation = others[0] if others else None
+    evaluation.save(run_dir / "metrics.json",
+                    **({"search_best": search_evaluation.headline()} if search_evaluation else {}))
+    evaluate_step.plot_confusion_matrix(evaluation, run_dir / "confusion_matrix.png")
+    facts = card_facts(config, splits, hyperparameters["family"], evaluation)
+    facts.save(run_dir / "card.json")
+    exported = steps(Step.EXPORT, export_model, trained.model_path, prep, export_data, run_dir / "export", config,
+                     facts)
+    return Candidate(run_dir, trained.model_path, prep, hyperparameters, trained, evaluation, exported, trained_on,
+                     search_evaluation)
+
+
+def save_training_memory(seen: Dataset, x: np.ndarray, y: np.ndarray, class_names: list[str], run_dir: Path,
+                         seed: int) -> dict:
+    """What a later retrain needs from the data a model learnt from: its profile (drift) and a sample (replay).
+
+    `seen` is the raw data (for the profile), `x`/`y` the model inputs learnt
+    from (for replay). Returns the fingerprint of `seen`.
+    """
+    write_reference(profile_frame(seen.kind, seen.features, seen.labels), run_dir / "reference.parquet")
+    Replay.from_arrays(x, y, class_names, seed).save(run_dir / "replay.npz")
+    return seen.fingerprint()
+
+
+def evaluate_models(model_paths: list[Path], x_test, y_test, class_names: list[str]) -> list[Evaluation]:
+    """Test scores of each saved model, in order."""
+    import keras
+
+    return [evaluate_step.evaluate_model(keras.models.load_model(p), x_test, y_test, class_names)
+            for p in model_paths]
+
+
+def card_facts(config: TrainConfig, splits: Splits, family: str, evaluation: Evaluation) -> CardFacts:
+    return CardFacts(model_name=config.model_name, source=str(config.dataset or config.data),
+                     family=family, split_sizes=splits.sizes(),
+                     test_metrics=evaluation.headline(), per_class=evaluation.per_class,
+                     trained_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                     data_notes=data_notes(splits))

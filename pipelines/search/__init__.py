@@ -1,0 +1,17 @@
+"""Search step: keras-tuner over dense, CNN and LSTM families under a wall-clock budget.
+
+    records.py            TrialRecord, TrialStatus, SearchResult, WorkerReport
+    ledger.py             seconds and footprints per trial; the one trial -> record conversion
+    keras_tuner_bridge.py every keras-tuner internal kerasflow still needs
+    tuner.py              the budgeted tuner and its search loop
+    parallel.py           keras-tuner's chief oracle here, workers placed by Dask
+    run.py                run_search, fit_to_data
+    frontier.py           the score-vs-size picture of a search
+"""
+
+from pipelines.config import SearchOptions
+from pipelines.search.records import SearchResult, TrialHook, TrialRecord, TrialStatus, WorkerReport
+from pipelines.search.run import fit_to_data, run_search
+
+__all__ = ["SearchOptions", "SearchResult", "TrialHook", "TrialRecord", "TrialStatus", "WorkerReport",
+           "fit_to_data", "run_search"]

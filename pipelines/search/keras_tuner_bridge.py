@@ -1,0 +1,87 @@
+"""The one module that relies on keras-tuner beyond its top-level API.
+
+Everything else in kerasflow uses `keras_tuner` as documented: `kt.Tuner`,
+the built-in tuners and oracles, `kt.engine.trial.TrialStatus`. What is
+left is here, each piece checked by `tests/unit/test_keras_tuner_bridge.py`,
+which fails loudly when a keras-tuner release changes it:
+
+- the gRPC service of keras-tuner's distributed mode (`keras_tuner.src`
+  only: there is no public name for it);
+- an oracle with a wall-clock deadline, by overriding `populate_space`, the
+  method keras-tuner documents for oracle subclasses;
+- the built-in tuners rebuilt around such an oracle: `Hyperband`,
+  `RandomSearch` and `BayesianOptimization` are `kt.Tuner`s that build their
+  own oracle in `__init__` (Hyperband also sets each trial's epochs and warm
+  start), so a subclass that hands `kt.Tuner.__init__` another oracle keeps
+  everything else;
+- telling "too many consecutive failed trials" (a plain `RuntimeError`) from
+  other errors, by the oracle's own record of how trials ended.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import keras_tuner as kt
+from keras_tuner.src import protos
+from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+KT_STATUS = kt.engine.trial.TrialStatus
+BUILTIN = {
+    "hyperband": (kt.Hyperband, kt.oracles.HyperbandOracle),
+    "bayesian": (kt.BayesianOptimization, kt.oracles.BayesianOptimizationOracle),
+    "random": (kt.RandomSearch, kt.oracles.RandomSearchOracle),
+}
+# Members each built-in tuner adds to kt.Tuner; anything else would be lost by `tuner_taking_an_oracle`.
+BUILTIN_TUNER_MEMBERS = {"hyperband": {"__init__", "run_trial", "_build_hypermodel"},
+                         "bayesian": {"__init__"}, "random": {"__init__"}}
+
+
+@functools.cache
+def deadline_oracle(name: str) -> type:
+    """The built-in oracle of tuner `name`, made to create no trial once `deadline` (time.time()) has passed."""
+    base = BUILTIN[name][1]
+
+    class DeadlineOracle(base):
+        def __init__(self, *args, deadline: float, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.deadline = deadline
+
+        def populate_space(self, trial_id):
+            if time.time() >= self.deadline:
+                return {"status": KT_STATUS.STOPPED, "values": None}
+            return super().populate_space(trial_id)
+
+    DeadlineOracle.__name__ = DeadlineOracle.__qualname__ = f"Deadline{base.__name__}"
+    return DeadlineOracle
+
+
+@functools.cache
+def tuner_taking_an_oracle(name: str) -> type:
+    """The built-in tuner `name`, taking its oracle as an argument like `kt.Tuner` does."""
+    base = BUILTIN[name][0]
+
+    def __init__(self, oracle, hypermodel=None, **kwargs):
+        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+    return type(base.__name__, (base,), {"__init__": __init__, "__module__": __name__,
+                                         "__doc__": f"`kt.{base.__name__}` with the oracle given."})
+
+
+def add_oracle_service(server, oracle) -> None:
+    """Serve `oracle` on a grpc `server` the way keras-tuner's chief does, for its workers."""
+    protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
+
+
+def stopped_for_failures(oracle) -> bool:
+    """True when the last `max_consecutive_failed_trials` trials the oracle ended all failed.
+
+    keras-tuner then ends the search with a bare `RuntimeError`; this tells it
+    apart from any other `RuntimeError` without reading its message.
+    """
+    limit = getattr(oracle, "max_consecutive_failed_trials", None)
+    ended = getattr(oracle, "end_order", None)
+    if not limit or not ended or len(ended) < limit:
+        return False
+    return all(oracle.trials[trial_id].status == KT_STATUS.FAILED for trial_id in ended[-limit:])

@@ -1,0 +1,154 @@
+"""What kerasflow keeps about trials beside keras-tuner's own state: seconds, footprints, and trial records.
+
+Both files live in the search folder, so a resumed search knows what was
+spent; a parallel worker writes files of its own (`trial_seconds.<id>.json`)
+and reading merges them all. `TrialLedger.record` is the one place a
+keras-tuner trial becomes a `TrialRecord`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.config import SearchOptions
+from pipelines.search.keras_tuner_bridge import KT_STATUS
+from pipelines.search.records import TrialRecord, TrialStatus
+from pipelines.tflite import int8_footprint
+
+TIMINGS = "trial_seconds"
+FOOTPRINTS = "trial_footprints"
+
+
+class Timings:
+    """Seconds per trial; `own` are the ones this process (or worker) recorded."""
+
+    def __init__(self, directory: Path, worker: str | None = None):
+        self.directory = directory
+        self.path = _own_file(directory, TIMINGS, worker)
+        self.seconds = merged(directory, TIMINGS)
+        self.own = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def record(self, trial_id: str, seconds: float) -> None:
+        self.seconds[trial_id] = self.own[trial_id] = round(seconds, 2)
+        self.path.write_text(json.dumps(self.own))
+
+    def reload(self) -> "Timings":
+        self.seconds = merged(self.directory, TIMINGS)
+        return self
+
+    def total(self) -> float:
+        return float(sum(self.seconds.values()))
+
+
+class Footprints:
+    """Parameters of every trial's model and, under a mobile budget, its int8 size and latency."""
+
+    def __init__(self, directory: Path, options: SearchOptions, input_shape: list[int], representative: np.ndarray,
+                 worker: str | None = None):
+        self.directory, self.options = directory, options
+        self.path = _own_file(directory, FOOTPRINTS, worker)
+        self.input_shape, self.representative = input_shape, representative
+        self.by_trial: dict[str, dict] = merged(directory, FOOTPRINTS)
+        self._by_architecture: dict[str, dict] = {}
+
+    def reload(self) -> "Footprints":
+        self.by_trial = merged(self.directory, FOOTPRINTS)
+        return self
+
+    def measure(self, trial_id: str | None, model, hp) -> dict:
+        entry = {"params": int(model.count_params())}
+        if self.options.mobile_budget:
+            key = _architecture_key(hp)
+            if key not in self._by_architecture:  # hyperband resumes the same architecture in later rounds
+                footprint = int8_footprint(model, self.input_shape, self.representative)
+                self._by_architecture[key] = {"int8_kb": round(footprint.int8_kb, 2),
+                                              "latency_ms": round(footprint.latency_ms, 4)}
+            entry.update(self._by_architecture[key])
+            entry["penalty"] = self._penalty(entry["int8_kb"], entry["latency_ms"])
+        if trial_id is not None:
+            self.by_trial[trial_id] = entry
+            mine = json.loads(self.path.read_text()) if self.path.exists() else {}
+            self.path.write_text(json.dumps({**mine, trial_id: entry}))
+        return entry
+
+    def _penalty(self, int8_kb: float, latency_ms: float) -> float | None:
+        ratios = [int8_kb / self.options.max_model_kb if self.options.max_model_kb else 0.0,
+                  latency_ms / self.options.max_latency_ms if self.options.max_latency_ms else 0.0]
+        return -max(ratios) if max(ratios) > 1 else None
+
+    def over_budget(self, trial_id: str) -> bool:
+        return self.by_trial.get(trial_id, {}).get("penalty") is not None
+
+
+class TrialLedger:
+    """Timings and footprints of one search folder, and the records they make with keras-tuner's trials."""
+
+    def __init__(self, directory: Path, options: SearchOptions, input_shape: list[int], representative: np.ndarray,
+                 worker: str | None = None):
+        self.options = options
+        self.timings = Timings(directory, worker)
+        self.footprints = Footprints(directory, options, input_shape, representative, worker)
+
+    def reload(self) -> "TrialLedger":
+        """Read what every worker has written since."""
+        self.timings.reload()
+        self.footprints.reload()
+        return self
+
+    def own_trials(self) -> list[str]:
+        """Ids of the trials this process (or worker) timed."""
+        return sorted(self.timings.own)
+
+    def record(self, trial) -> TrialRecord:
+        """The record of one keras-tuner trial."""
+        footprint = self.footprints.by_trial.get(trial.trial_id, {})
+        over = footprint.get("penalty") is not None
+        message = (trial.message or "").strip().splitlines()
+        return TrialRecord(
+            trial_id=trial.trial_id,
+            status=TrialStatus.OVER_BUDGET if over else TrialStatus(str(trial.status)),
+            family=str(trial.hyperparameters.values.get("family", "")),
+            val_score=None if over or trial.score is None else float(trial.score),
+            seconds=self.timings.seconds.get(trial.trial_id),
+            epochs=best_epochs(trial) if trial.status == KT_STATUS.COMPLETED and not over else None,
+            hyperparameters=model_hyperparameters(trial),
+            message=f"not trained: over the mobile budget ({self.options.budget_text()})" if over
+            else message[-1] if message else "",
+            params=footprint.get("params"),
+            int8_kb=footprint.get("int8_kb"),
+            latency_ms=footprint.get("latency_ms"),
+        )
+
+    def records(self, trials) -> list[TrialRecord]:
+        """Records of `trials`, by trial id."""
+        return [self.record(t) for t in sorted(trials, key=lambda t: t.trial_id)]
+
+
+def model_hyperparameters(trial) -> dict:
+    """The trial's architecture and optimiser values, without keras-tuner's `tuner/` bookkeeping."""
+    return {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+
+
+def best_epochs(trial) -> int:
+    return int(trial.best_step) + 1 if trial.best_step is not None else 1
+
+
+def merged(directory: Path, stem: str) -> dict:
+    """One dict from the file of every process that wrote `stem` files in `directory`."""
+    result: dict = {}
+    for path in sorted(directory.glob(f"{stem}*.json")):
+        result.update(json.loads(path.read_text()))
+    return result
+
+
+def _own_file(directory: Path, stem: str, worker: str | None) -> Path:
+    return directory / (f"{stem}.{worker}.json" if worker else f"{stem}.json")
+
+
+def _architecture_key(hp) -> str:
+    """Hyperparameters that shape the inference graph; the optimiser's and dropout's do not."""
+    skip = ("learning_rate", "dropout")
+    return json.dumps({k: v for k, v in sorted(hp.values.items()) if not k.startswith("tuner/") and k not in skip})

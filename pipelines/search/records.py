@@ -1,0 +1,116 @@
+"""What a search leaves behind: one record per trial, the workers' reports and the search result."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+
+class TrialStatus(StrEnum):
+    """Status of a trial record: keras-tuner's trial statuses, plus `OVER_BUDGET` (not trained: too big or slow)."""
+
+    RUNNING = "RUNNING"
+    IDLE = "IDLE"
+    INVALID = "INVALID"
+    STOPPED = "STOPPED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    OVER_BUDGET = "OVER_BUDGET"
+
+
+@dataclass
+class TrialRecord:
+    """One row of search_summary.csv.
+
+    Attributes:
+        trial_id: keras-tuner's trial id.
+        status: a `TrialStatus` value.
+        family: architecture family (dense, cnn, lstm).
+        val_score: the objective on the validation split; None if not trained or failed.
+        seconds: wall time of the trial.
+        epochs: epochs to the best score (completed trials only).
+        hyperparameters: the architecture and optimiser values, without keras-tuner's `tuner/` keys.
+        message: why a trial failed or was not trained.
+        params: parameter count of the trial's model.
+        int8_kb: int8 TFLite size of the architecture (under a mobile budget only).
+        latency_ms: batch-1 int8 latency of the architecture (under a mobile budget only).
+    """
+
+    trial_id: str
+    status: str
+    family: str
+    val_score: float | None
+    seconds: float | None
+    epochs: int | None
+    hyperparameters: dict
+    message: str = ""
+    params: int | None = None
+    int8_kb: float | None = None
+    latency_ms: float | None = None
+
+
+TrialHook = Callable[[TrialRecord, int], None]
+"""Called after every finished trial with its record and the number of trials so far."""
+
+
+@dataclass
+class WorkerReport:
+    """One parallel search worker: where it ran and which trials it trained.
+
+    Attributes:
+        tuner_id: keras-tuner's worker id (worker1, worker2, ...).
+        host: the machine's host name.
+        pid: the worker's process id.
+        trials: ids of the trials this worker trained.
+        seconds: the worker's wall time.
+        devices: `DeviceSetup.describe()` of the worker.
+    """
+
+    tuner_id: str
+    host: str
+    pid: int
+    trials: list[str]
+    seconds: float
+    devices: str
+
+
+@dataclass
+class SearchResult:
+    """The outcome of an architecture search.
+
+    Attributes:
+        objective: what was maximised (val_accuracy or val_macro_f1).
+        best_trial_id, best_val_score, best_hyperparameters, best_epochs: the chosen trial.
+        best_model_path: the chosen trial's model, saved in float32 (`search_best.keras`).
+        trials: a record per trial, by trial id.
+        families: the families searched; skipped_families: the others, with why.
+        seconds: wall time of this search call; budget_spent: it stopped at the deadline.
+        resumed_trials: trials found from an interrupted earlier search.
+        mobile_budget: the mobile budget in words ("" without one).
+        workers: one report per parallel worker (empty in a one-process search).
+    """
+
+    objective: str
+    best_trial_id: str
+    best_val_score: float
+    best_hyperparameters: dict
+    best_epochs: int
+    best_model_path: Path
+    trials: list[TrialRecord]
+    families: list[str]
+    skipped_families: dict[str, str]
+    seconds: float
+    budget_spent: bool
+    resumed_trials: int = 0
+    mobile_budget: str = ""
+    workers: list[WorkerReport] = field(default_factory=list)
+
+    @property
+    def trial_table(self) -> pd.DataFrame:
+        rows = [{**asdict(t), "hyperparameters": json.dumps(t.hyperparameters)} for t in self.trials]
+        return pd.DataFrame(rows, columns=list(TrialRecord.__dataclass_fields__))

@@ -1,0 +1,116 @@
+"""Search step: keras-tuner over the families that fit the input, under a wall-clock budget.
+
+`run_search` resumes a search found in its folder; with more than one
+worker it serves the oracle and lets `pipelines.search.parallel` place the
+workers. `fit_to_data` adapts batch size and epochs to a small training set.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from models import families_for
+from pipelines.config import SearchOptions
+from pipelines.devices import DeviceSetup, float32_policy
+from pipelines.errors import SearchFailed
+from pipelines.preprocess import ModelInputs, Preprocessing
+from pipelines.search.ledger import Timings, best_epochs, model_hyperparameters
+from pipelines.search.parallel import Launcher, search_in_parallel
+from pipelines.search.records import SearchResult, TrialHook, TrialRecord
+from pipelines.search.tuner import run_trials, searching_tuner
+
+SMALL_BATCH = 8
+
+
+def run_search(
+    inputs: ModelInputs,
+    prep: Preprocessing,
+    directory: Path,
+    options: SearchOptions,
+    on_trial_end: TrialHook | None = None,
+    launch: Launcher | None = None,
+    devices: DeviceSetup | None = None,
+) -> SearchResult:
+    """Search the families that fit `prep.kind`; resume if `directory` holds an earlier search.
+
+    With `options.workers` > 1 this process only serves the oracle and
+    `launch` (default: a local Dask cluster) places the workers that train.
+    """
+    families, skipped = families_for(prep.kind, options.families)
+    keras.utils.set_random_seed(options.seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    # Parallel workers spend trial-seconds side by side: the wall clock spent is about their sum / workers.
+    spent = Timings(directory).total() / options.workers
+    deadline = time.time() + options.budget_minutes * 60 - spent
+    tuner = searching_tuner(prep, families, directory, options, deadline, inputs.x_train, on_trial_end, devices)
+    resumed = len(tuner.oracle.trials)
+    started = time.monotonic()
+    workers = []
+    if options.workers > 1:
+        workers = search_in_parallel(tuner, inputs, prep, families, directory, options, deadline, launch, on_trial_end)
+    else:
+        run_trials(tuner, inputs, options, deadline, devices)
+    tuner.oracle.save()  # keras-tuner saves before it clears the last ongoing trial; a resume would rerun it
+    ledger = tuner.ledger.reload()
+    trials = ledger.records(tuner.oracle.trials.values())
+    completed = tuner.oracle.get_best_trials(1)
+    if not completed or completed[0].score is None or not np.isfinite(completed[0].score):
+        reasons = "; ".join(f"trial {t.trial_id} ({t.family}): {t.status} {t.message}" for t in trials[:5])
+        raise SearchFailed(f"no search trial produced a usable model. {reasons or 'No trial ran: is the budget too small?'}")
+    best = completed[0]
+    if ledger.footprints.over_budget(best.trial_id):
+        raise SearchFailed(_nothing_fits(trials, options))
+    best_model_path = directory.parent / "search_best.keras"
+    with float32_policy():
+        tuner.get_best_models(1)[0].save(best_model_path)
+    return SearchResult(
+        objective=options.objective,
+        best_trial_id=best.trial_id,
+        best_val_score=float(best.score),
+        best_hyperparameters=model_hyperparameters(best),
+        best_epochs=best_epochs(best),
+        best_model_path=best_model_path,
+        trials=trials,
+        families=families,
+        skipped_families=skipped,
+        seconds=time.monotonic() - started,
+        budget_spent=time.time() >= deadline,
+        resumed_trials=resumed,
+        mobile_budget=options.budget_text(),
+        workers=workers,
+    )
+
+
+def fit_to_data(options: SearchOptions, n_train: int) -> tuple[SearchOptions, str]:
+    """Smaller batches and more epochs for a small training set, so each trial takes enough optimiser steps.
+
+    Forty rows in batches of 32 give hyperband's first rounds (2-3 epochs) a
+    handful of updates: every family looks alike and the search picks at
+    random. Returns the options to use and a note for the report ("" if unchanged).
+    """
+    if not options.min_trial_steps:
+        return options, ""
+    batch = min(options.batch_size, max(SMALL_BATCH, n_train // SMALL_BATCH))
+    steps_per_epoch = math.ceil(n_train / batch)
+    epochs = min(max(options.max_epochs, math.ceil(options.min_trial_steps / steps_per_epoch)), 5 * options.max_epochs)
+    if (batch, epochs) == (options.batch_size, options.max_epochs):
+        return options, ""
+    note = (f"small training set ({n_train} rows): batch size {batch} (asked {options.batch_size}) and up to "
+            f"{epochs} epochs per trial (asked {options.max_epochs}), so a trial takes about "
+            f"{steps_per_epoch * epochs} optimiser steps")
+    return options.model_copy(update={"batch_size": batch, "max_epochs": epochs}), note
+
+
+def _nothing_fits(trials: list[TrialRecord], options: SearchOptions) -> str:
+    measured = [t for t in trials if t.int8_kb is not None]
+    smallest = min(measured, key=lambda t: t.int8_kb)
+    fastest = min(measured, key=lambda t: t.latency_ms)
+    return (f"no architecture met the mobile budget ({options.budget_text()}) in {len(measured)} trials. "
+            f"Smallest int8 model found: {smallest.int8_kb:.1f} KiB (trial {smallest.trial_id}, {smallest.family}, "
+            f"{smallest.latency_ms:.3f} ms); fastest: {fastest.latency_ms:.3f} ms (trial {fastest.trial_id}, "
+            f"{fastest.int8_kb:.1f} KiB). Raise --max-model-kb / --max-latency-ms, or search other families.")

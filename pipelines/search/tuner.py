@@ -1,0 +1,145 @@
+"""The budgeted tuner: keras-tuner over kerasflow's space, a deadline, a mobile-budget gate and a trial ledger.
+
+The tuner's state lives in the search folder, so building it again on the
+same folder resumes the search. A trial that fails (NaN loss, out of memory,
+a build error) is recorded with its message and the search goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+import numpy as np
+from sklearn.metrics import f1_score
+
+from models import KerasflowHyperModel
+from pipelines.config import SearchOptions
+from pipelines.devices import DeviceSetup, distribution_strategy, fit_inputs, validation_inputs
+from pipelines.preprocess import ModelInputs, Preprocessing
+from pipelines.search.keras_tuner_bridge import deadline_oracle, stopped_for_failures, tuner_taking_an_oracle
+from pipelines.search.ledger import TrialLedger
+from pipelines.search.records import TrialHook
+
+MAX_CONSECUTIVE_FAILURES = 5
+HYPERBAND_ITERATIONS = 1000
+FOOTPRINT_SAMPLES = 32
+
+
+def searching_tuner(prep: Preprocessing, families: list[str], directory: Path, options: SearchOptions,
+                    deadline: float, x_train: np.ndarray, on_trial_end: TrialHook | None = None,
+                    devices: DeviceSetup | None = None, worker: str | None = None):
+    """The budgeted tuner over `directory`; a `worker` keeps its timings and footprints in files of its own."""
+    ledger = TrialLedger(directory, options, prep.input_shape, x_train[:FOOTPRINT_SAMPLES], worker)
+    hypermodel = SearchHyperModel(prep, families, ledger, devices.jit_compile if devices else "auto")
+    oracle_options = dict(objective=kt.Objective(options.objective, direction="max"), seed=options.seed,
+                          max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILURES,
+                          # In parallel, a trial whose worker died goes back to the queue once (see .parallel).
+                          max_retries_per_trial=1 if options.workers > 1 else 0)
+    if options.tuner == "hyperband":
+        # Brackets repeat until the wall-clock budget, not after one pass.
+        oracle_options.update(max_epochs=options.max_epochs, factor=3, hyperband_iterations=HYPERBAND_ITERATIONS)
+    else:
+        oracle_options.update(max_trials=options.max_trials)
+    oracle = deadline_oracle(options.tuner)(deadline=deadline, **oracle_options)
+    return budgeted_tuner(options.tuner)(
+        oracle=oracle, hypermodel=hypermodel, ledger=ledger, hook=on_trial_end, directory=str(directory.parent),
+        project_name=directory.name, overwrite=False,
+        distribution_strategy=distribution_strategy(devices) if devices else None)
+
+
+def run_trials(tuner, inputs: ModelInputs, options: SearchOptions, deadline: float,
+               devices: DeviceSetup | None = None) -> None:
+    """The tuner's search loop: trains trials until the oracle stops (budget, trials, or too many failures)."""
+    callbacks = [FailOnNaN(), StopAtDeadline(deadline)]
+    if options.objective == "val_macro_f1":
+        callbacks.insert(0, MacroF1(inputs.x_val, inputs.y_val))
+    try:
+        tuner.search(
+            **fit_inputs(inputs.x_train, inputs.y_train, options.batch_size, devices, shuffle=True, seed=options.seed),
+            validation_data=validation_inputs(inputs.x_val, inputs.y_val, options.batch_size, devices),
+            epochs=options.max_epochs, callbacks=callbacks, verbose=0,
+        )
+    except RuntimeError:
+        if not stopped_for_failures(tuner.oracle):
+            raise
+
+
+def budgeted_tuner(name: str) -> type:
+    """keras-tuner's `name` tuner that times each trial and reports it to a hook."""
+    base = tuner_taking_an_oracle(name)
+
+    class Budgeted(base):
+        def __init__(self, *args, ledger: TrialLedger, hook: TrialHook | None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.ledger, self._hook, self._started = ledger, hook, {}
+
+        def on_trial_begin(self, trial):
+            self._started[trial.trial_id] = time.monotonic()
+            self.hypermodel.trial_id = trial.trial_id
+            super().on_trial_begin(trial)
+
+        def on_trial_end(self, trial):
+            started = self._started.pop(trial.trial_id, time.monotonic())
+            self.ledger.timings.record(trial.trial_id, time.monotonic() - started)
+            super().on_trial_end(trial)
+            if self._hook:
+                self._hook(self.ledger.record(trial), len(self.oracle.trials))
+
+    Budgeted.__name__ = Budgeted.__qualname__ = f"Budgeted{base.__name__}"
+    return Budgeted
+
+
+class SearchHyperModel(KerasflowHyperModel):
+    """The search space plus one gate before training: an architecture over the mobile budget is not trained.
+
+    Its score becomes minus how many times over the budget it is: below any real
+    accuracy, and still telling the oracle that smaller is better.
+    """
+
+    def __init__(self, prep: Preprocessing, families: list[str], ledger: TrialLedger,
+                 jit_compile: bool | str = "auto"):
+        super().__init__(prep, families, jit_compile=jit_compile)
+        self.ledger = ledger
+        self.trial_id: str | None = None
+
+    def fit(self, hp, model, *args, **kwargs):
+        penalty = self.ledger.footprints.measure(self.trial_id, model, hp).get("penalty")
+        if penalty is not None:
+            return penalty
+        return super().fit(hp, model, *args, **kwargs)
+
+
+class MacroF1(keras.callbacks.Callback):
+    """Adds `val_macro_f1` to the epoch logs so keras-tuner can use it as the objective."""
+
+    def __init__(self, x_val, y_val):
+        super().__init__()
+        self.x_val, self.y_val = x_val, y_val
+
+    def on_epoch_end(self, epoch, logs=None):
+        predicted = np.argmax(self.model.predict(self.x_val, verbose=0), axis=1)
+        logs["val_macro_f1"] = f1_score(self.y_val, predicted, average="macro", zero_division=0)
+
+
+class FailOnNaN(keras.callbacks.Callback):
+    """Turns a diverged trial into a recorded failure instead of a NaN score."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            raise kt.errors.FailedTrialError(f"loss became {loss} at epoch {epoch + 1}")
+
+
+class StopAtDeadline(keras.callbacks.Callback):
+    """Ends the running trial at the first epoch boundary past the budget."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.time() >= self.deadline:
+            self.model.stop_training = True

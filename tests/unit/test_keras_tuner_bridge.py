@@ -1,0 +1,84 @@
+"""Every keras-tuner internal kerasflow relies on: these fail loudly when a keras-tuner release changes one."""
+
+import time
+from concurrent import futures
+
+import grpc
+import keras
+import keras_tuner as kt
+import pytest
+
+from pipelines.search.keras_tuner_bridge import (
+    BUILTIN,
+    BUILTIN_TUNER_MEMBERS,
+    KT_STATUS,
+    add_oracle_service,
+    deadline_oracle,
+    stopped_for_failures,
+    tuner_taking_an_oracle,
+)
+from pipelines.search.records import TrialStatus
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_builtin_tuners_add_nothing_to_kt_tuner_but_what_we_keep(name):
+    tuner_class = BUILTIN[name][0]
+    added = {member for member, value in vars(tuner_class).items()
+             if callable(value) and (not member.startswith("__") or member == "__init__")}
+    assert added == BUILTIN_TUNER_MEMBERS[name], "a keras-tuner release changed the built-in tuner; re-check the bridge"
+    assert tuner_class.__mro__[1] is kt.Tuner
+    rebuilt = tuner_taking_an_oracle(name)
+    assert issubclass(rebuilt, tuner_class) and rebuilt.__init__ is not tuner_class.__init__
+
+
+def test_our_statuses_are_keras_tuners_plus_over_budget():
+    theirs = {value for key, value in vars(KT_STATUS).items() if key.isupper()}
+    assert theirs == {s.value for s in TrialStatus} - {"OVER_BUDGET"}
+
+
+class NeverTrains(kt.HyperModel):
+    def build(self, hp):
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(hp.Choice("units", [1, 2]))])
+        model.compile(loss="mse")
+        return model
+
+    def fit(self, hp, model, *args, **kwargs):
+        raise ValueError("this architecture cannot be trained")
+
+
+def test_the_deadline_oracle_stops_creating_trials_and_the_tuner_keeps_its_own_behaviour(tmp_path):
+    oracle = deadline_oracle("random")(objective=kt.Objective("score", "max"), max_trials=5, deadline=time.time() - 1)
+    tuner = tuner_taking_an_oracle("random")(oracle=oracle, hypermodel=NeverTrains(), directory=str(tmp_path),
+                                             project_name="p")
+    assert tuner.oracle is oracle and type(oracle).__mro__[1] is kt.oracles.RandomSearchOracle
+    assert oracle.create_trial("tuner0").status == KT_STATUS.STOPPED
+    oracle.deadline = time.time() + 60
+    assert oracle.create_trial("tuner0").status == KT_STATUS.RUNNING
+
+
+def test_too_many_consecutive_failures_is_told_apart_from_other_runtime_errors(tmp_path):
+    oracle = deadline_oracle("random")(objective=kt.Objective("score", "max"), max_trials=10,
+                                       max_consecutive_failed_trials=2, deadline=time.time() + 300)
+    tuner = tuner_taking_an_oracle("random")(oracle=oracle, hypermodel=NeverTrains(), directory=str(tmp_path),
+                                             project_name="p")
+    assert not stopped_for_failures(tuner.oracle)
+    with pytest.raises(RuntimeError):
+        tuner.search(x=[[0.0]], y=[0.0], epochs=1, verbose=0)
+    assert stopped_for_failures(tuner.oracle)
+
+
+def test_the_oracle_is_served_over_keras_tuners_grpc_service():
+    oracle = deadline_oracle("random")(objective=kt.Objective("score", "max"), max_trials=1, deadline=time.time() + 60)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    add_oracle_service(server, oracle)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        from keras_tuner.src import protos
+
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = protos.get_service_grpc().OracleStub(channel)
+            space = stub.GetSpace(protos.get_service().GetSpaceRequest(), timeout=10)
+        assert space.hyperparameters is not None
+    finally:
+        server.stop(grace=None)

@@ -1,0 +1,95 @@
+"""Each option is declared once: the config models hold every default and help text, the CLI reads them."""
+
+from typing import get_args
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from flows.cli import app
+from pipelines.config import (
+    DeviceOptions,
+    ExportOptions,
+    Family,
+    RetrainConfig,
+    SearchOptions,
+    TrainConfig,
+    Tuner,
+)
+from pipelines.errors import ExportError
+from pipelines.runs import Step
+from pipelines.search.keras_tuner_bridge import BUILTIN
+from pipelines.tflite import VARIANTS
+
+# CLI parameters whose field has another name or lives in another model: (command, parameter) -> (model, field).
+ELSEWHERE = {("train", "family"): (TrainConfig, "families"), ("train", "registry"): (RetrainConfig, "registry"),
+             ("export", "registry"): (RetrainConfig, "registry"), ("export", "runs_root"): (TrainConfig, "runs_root")}
+
+
+def _command(name: str):
+    return typer.main.get_command(app).commands[name]
+
+
+@pytest.mark.parametrize("command, model", [("train", TrainConfig), ("retrain", RetrainConfig),
+                                            ("export", ExportOptions)])
+def test_cli_defaults_and_help_come_from_the_config(command, model):
+    checked = 0
+    for param in _command(command).params:
+        owner, field = ELSEWHERE.get((command, param.name), (model, param.name))
+        if field not in owner.model_fields:
+            continue
+        checked += 1
+        assert owner.help(field) and owner.help(field) in (param.help or ""), (command, param.name)
+        default = owner.default(field)
+        if param.name in ("quantize", "image_size"):  # the config's default applies when the option is left out
+            assert param.default is None
+        elif not param.required:
+            value = param.default.value if hasattr(param.default, "value") else param.default
+            value = [v.value if hasattr(v, "value") else v for v in value] if isinstance(value, list) else value
+            assert value == default, (command, param.name)
+    assert checked >= {"train": 29, "retrain": 19, "export": 5}[command]
+
+
+def test_train_config_is_made_of_the_step_option_groups():
+    assert issubclass(TrainConfig, SearchOptions) and issubclass(TrainConfig, ExportOptions)
+    assert issubclass(SearchOptions, DeviceOptions)
+    assert set(SearchOptions.model_fields) | set(ExportOptions.model_fields) <= set(TrainConfig.model_fields)
+
+
+def test_choices_are_the_ones_the_code_knows():
+    import models.hypermodel
+
+    assert get_args(Family) == models.hypermodel.FAMILIES
+    assert set(get_args(Tuner)) == set(BUILTIN)
+    assert ExportOptions.default("quantize") == list(VARIANTS)
+
+
+def test_unknown_variants_are_an_export_error_and_variants_keep_one_order():
+    with pytest.raises(ExportError, match="unknown quantize mode 'int4'"):
+        ExportOptions(quantize=["int4"])
+    assert ExportOptions(quantize=["int8", "float32"]).quantize == ["float32", "int8"]
+
+
+def test_scheduler_address_needs_workers_in_every_option_group():
+    with pytest.raises(ValueError, match="give workers >= 2"):
+        SearchOptions(scheduler_address="tcp://127.0.0.1:8786")
+    assert SearchOptions(scheduler_address="tcp://127.0.0.1:8786", workers=2).workers == 2
+
+
+def test_step_names_are_the_task_names_flows_retry_on():
+    from flows.prefect_kit import TASK_OPTIONS
+
+    assert set(TASK_OPTIONS) <= set(Step) and {Step.LOAD, Step.EXPORT} <= set(TASK_OPTIONS)
+    assert TASK_OPTIONS.get("load") is TASK_OPTIONS[Step.LOAD], "a plain step name finds its options"
+
+
+def test_export_help_names_both_kinds_of_target():
+    result = CliRunner().invoke(app, ["export", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    for words in ("run folder", "NAME@VERSION", "--quantization-tolerance", "--tolerance", "--out"):
+        assert words in result.output
+
+
+def test_a_bad_export_option_is_one_line_and_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["export", str(tmp_path), "--quantization-tolerance", "2"])
+    assert result.exit_code == 2 and "quantization_tolerance" in result.output
