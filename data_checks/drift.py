@@ -17,7 +17,7 @@ a column that starts arriving empty drifts too.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +91,13 @@ class DriftReport:
         ])
 
     def to_rows(self) -> list[dict]:
-        return [asdict(c) for c in self.columns]
+        """One row per column, drifted ones first, the verdict leftmost and numbers rounded for people."""
+        rows = []
+        for c in sorted(self.columns, key=lambda c: (not c.drifted, -c.psi)):
+            rows.append({"drifted": "yes" if c.drifted else "no", "column": c.column, "PSI": round(c.psi, 3),
+                         "p-value": float(f"{c.p_value:.2g}"), "test": c.test, "statistic": round(c.statistic, 3),
+                         "kind": c.kind, "change": c.change})
+        return rows
 
 
 def write_reference(profile: pd.DataFrame, path: Path) -> Path:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from flows.models_cli import models_app
-from flows.output import console, fail
+from flows.output import console, fail, quiet_user_errors_on_console
 from pipelines.config import (
     BundledDataset,
     ExportOptions,
@@ -32,6 +32,7 @@ from pipelines.config import (
     Variant,
 )
 from pipelines.errors import KerasflowError
+from pipelines.load import check_source
 from pipelines.registry import Registry
 
 app = typer.Typer(
@@ -48,9 +49,30 @@ def choices(name: str, literal) -> type[Enum]:
     return Enum(name, {value: value for value in get_args(literal)}, type=str)
 
 
-def option(model: type[Options], field: str, *flags: str, more: str = "", **kwargs):
+def _panels(**groups: str) -> dict[str, str]:
+    return {field: panel for panel, fields in groups.items() for field in fields.split()}
+
+
+# Which --help panel each option is listed in, per config model.
+PANELS = {
+    TrainConfig: _panels(
+        Data="data dataset target test_data image_size",
+        Run="name runs_root run_dir seed",
+        Search="budget_minutes tuner objective max_trials max_epochs finetune_epochs families batch_size min_trial_steps",
+        **{"Mobile budget and export": "max_model_kb max_latency_ms quantize int8_io quantization_tolerance",
+           "Scale-out and devices": "workers scheduler_address mixed_precision xla strategy"}),
+    RetrainConfig: _panels(
+        Data="data dataset test_data", Challenger="mode replay_fraction finetune_epochs learning_rate_factor "
+        "budget_minutes max_trials max_epochs seed", Promotion="metric min_improvement max_recall_drop",
+        Drift="psi_threshold drift_alpha", Registry="registry runs_root"),
+    ExportOptions: _panels(Variants="quantize int8_io quantization_tolerance"),
+}
+
+
+def option(model: type[Options], field: str, *flags: str, more: str = "", panel: str | None = None, **kwargs):
     """A typer option whose help is the config field's description: options are declared once, in the config."""
-    return typer.Option(*flags, help=" ".join(filter(None, [model.help(field), more])), **kwargs)
+    return typer.Option(*flags, help=" ".join(filter(None, [model.help(field), more])),
+                        rich_help_panel=panel or PANELS.get(model, {}).get(field), **kwargs)
 
 
 TunerChoice = choices("Tuner", Tuner)
@@ -95,9 +117,10 @@ def train(
     mixed_precision: Annotated[SwitchChoice, option(T, "mixed_precision")] = T.default("mixed_precision"),
     xla: Annotated[SwitchChoice, option(T, "xla")] = T.default("xla"),
     strategy: Annotated[StrategyChoice, option(T, "strategy")] = T.default("strategy"),
-    registry: Annotated[Path, option(R, "registry")] = R.default("registry"),
+    registry: Annotated[Path, option(R, "registry", panel="Registry")] = R.default("registry"),
     register: Annotated[bool, typer.Option(help="Register the model in --registry: champion if NAME has none yet, "
-                                                "else a candidate for `kerasflow models promote`.")] = True,
+                                                "else a candidate for `kerasflow models promote`.",
+                                           rich_help_panel="Registry")] = True,
 ) -> None:
     """Validate the data, search dense/CNN/LSTM models, fine-tune, evaluate and export one."""
     config = _config(
@@ -110,6 +133,9 @@ def train(
         min_trial_steps=min_trial_steps, scheduler_address=scheduler_address,
         mixed_precision=_value(mixed_precision), xla=_value(xla), strategy=_value(strategy),
         **({"quantize": _values(quantize)} if quantize else {}))
+    for path in (config.data, config.test_data):
+        if path is not None:
+            _check(check_source, path, config.target)
     from flows.train import train_flow
 
     _print_summary(_run(train_flow, config))
@@ -180,9 +206,72 @@ def retrain(
         max_recall_drop=max_recall_drop, psi_threshold=psi_threshold, drift_alpha=drift_alpha,
         replay_fraction=replay_fraction, finetune_epochs=finetune_epochs, learning_rate_factor=learning_rate_factor,
         budget_minutes=budget_minutes, max_trials=max_trials, max_epochs=max_epochs, seed=seed)
+    champion = _check(Registry(config.registry).required_champion, config.name, False)
+    for path in (config.data, config.test_data):
+        if path is not None:
+            _check(check_source, path, champion.record.get("config", {}).get("target"))
     from flows.retrain import retrain_flow
 
     _print_retrain(_run(retrain_flow, config))
+
+
+@app.command()
+def schedule(
+    name: Annotated[Optional[str], typer.Argument(help="Registered model to retrain on a schedule (its champion "
+                                                       "is the model to beat).")] = None,
+    data: Annotated[Optional[Path], option(R, "data", panel="Retrain")] = R.default("data"),
+    dataset: Annotated[Optional[DatasetChoice], option(R, "dataset", panel="Retrain")] = R.default("dataset"),
+    mode: Annotated[ModeChoice, option(R, "mode", panel="Retrain")] = R.default("mode"),
+    registry: Annotated[Path, option(R, "registry", panel="Retrain")] = R.default("registry"),
+    runs_root: Annotated[Path, option(R, "runs_root", panel="Retrain")] = R.default("runs_root"),
+    cron: Annotated[Optional[str], typer.Option(help="When to retrain, as cron: '0 2 * * *' is 02:00 every night.",
+                                                rich_help_panel="When")] = None,
+    interval: Annotated[Optional[float], typer.Option(help="Or every this many seconds.",
+                                                      rich_help_panel="When")] = None,
+    timezone: Annotated[str, typer.Option(help="Time zone of --cron.", rich_help_panel="When")] = "UTC",
+    pool: Annotated[str, typer.Option(help="Prefect process work pool (created if missing); run `prefect worker "
+                                           "start --pool POOL` to execute the runs.",
+                                      rich_help_panel="Where")] = "kerasflow",
+    serve: Annotated[bool, typer.Option("--serve", help="Run the schedule from this process instead (no pool, no "
+                                                        "worker; stops with Ctrl-C).", rich_help_panel="Where")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List every scheduled retrain and its next runs.")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove NAME's schedule.")] = False,
+) -> None:
+    """Retrain a registered model on a schedule: a Prefect deployment of kerasflow-retrain, on a server.
+
+    With PREFECT_API_URL pointing at a server (`make ui`), e.g.:
+    kerasflow schedule wine --data /data/wine/latest.csv --cron "0 2 * * *", then
+    prefect worker start --pool kerasflow. Each run checks the new data, builds a challenger and promotes it only
+    if it beats the champion.
+    """
+    from flows import schedule as schedules
+
+    if list_:
+        table = Table("deployment", "model", "schedule", "pool", "next runs", "paused", title="Scheduled retrains")
+        for item in _check(schedules.scheduled):
+            table.add_row(item.deployment, item.model, item.schedule, item.pool, "\n".join(item.next_runs) or "-",
+                          "yes" if item.paused else "no")
+        console.print(table)
+        return
+    if not name:
+        fail("give the model NAME to schedule (or --list)")
+    if remove:
+        removed = _check(schedules.unschedule, name)
+        console.print(f"schedule of {name}: {'removed' if removed else 'there was none'}")
+        return
+    config = _config(RetrainConfig, name=name, data=data, dataset=_value(dataset), mode=_value(mode),
+                     registry=registry, runs_root=runs_root)
+    deployment = _check(schedules.build, config, cron, interval, timezone)
+    if data is not None:
+        champion = _check(Registry(config.registry).required_champion, name, False)
+        _check(check_source, data, champion.record.get("config", {}).get("target"))
+    if serve:
+        console.print(f"serving [bold]{schedules.FLOW_NAME}/{deployment.name}[/bold]; Ctrl-C stops it")
+        schedules.serve_forever(deployment)
+        return
+    deployment_id = _check(schedules.apply_to_pool, deployment, pool)
+    console.print(f"scheduled [bold]{schedules.FLOW_NAME}/{deployment.name}[/bold] ({deployment_id}) on work pool "
+                  f"[bold]{pool}[/bold]; start a worker: prefect worker start --pool {pool}")
 
 
 @app.command()
@@ -197,8 +286,17 @@ def datasets() -> None:
 
 def _run(flow, *args) -> dict:
     """Run a flow; a user error (bad data, bad registry, busy model) ends as one line and exit code 2."""
+    quiet_user_errors_on_console()
     try:
         return flow(*args)
+    except KerasflowError as exc:
+        fail(str(exc))
+
+
+def _check(function, *args):
+    """A check that runs before any work (and before Prefect starts): a user error is one line and exit code 2."""
+    try:
+        return function(*args)
     except KerasflowError as exc:
         fail(str(exc))
 

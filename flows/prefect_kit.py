@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
+import re
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
 from prefect import get_run_logger, task
 from prefect.artifacts import (
-    create_image_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -29,6 +29,7 @@ from prefect.runtime import flow_run
 from pipelines.errors import KerasflowError
 from pipelines.export_records import ExportResult
 from pipelines.model_card import variant_table
+from pipelines.report import compact
 from pipelines.runs import Step
 from pipelines.search.parallel import (
     CONNECT_TIMEOUT,
@@ -91,41 +92,112 @@ def _state_result(state):
 
 
 class SearchProgress:
-    """A progress artifact (share of the budget spent) and one log line per finished trial."""
+    """Search progress where people look: a progress artifact (best so far, time left), a log line per trial,
+    and on a terminal a progress bar."""
 
-    def __init__(self, budget_minutes: float):
+    def __init__(self, budget_minutes: float, bar: bool | None = None):
         self.budget_seconds = budget_minutes * 60
         self.started = time.monotonic()
         self.artifact_id = None
+        self.best: TrialRecord | None = None
+        self._bar = self._task = None
+        if bar if bar is not None else _terminal():
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("[bold]search[/bold] {task.description}"), BarColumn(),
+                                 TimeElapsedColumn(), TextColumn("of {task.fields[budget]}"), transient=True)
+            self._task = self._bar.add_task("starting", total=self.budget_seconds,
+                                            budget=f"{budget_minutes:g} min")
+            self._bar.start()
 
     def on_trial_end(self, record: TrialRecord, n_trials: int) -> None:
         elapsed = time.monotonic() - self.started
-        share = min(100.0, 100 * elapsed / self.budget_seconds)
+        if record.val_score is not None and (self.best is None or record.val_score > self.best.val_score):
+            self.best = record
         score = "n/a" if record.val_score is None else f"{record.val_score:.4f}"
         get_run_logger().info("trial %s (%d so far): %s %s, score %s, %.1f s%s", record.trial_id, n_trials,
                               record.family, record.status, score, record.seconds or 0,
                               f" — {record.message}" if record.message else "")
-        description = f"Search: {n_trials} trials, last {record.family} {score}"
+        best = (f"best {self.best.val_score:.4f} ({self.best.family}, trial {self.best.trial_id})" if self.best
+                else "no score yet")
+        left = max(0.0, self.budget_seconds - elapsed) / 60
+        description = f"Search: {n_trials} trials, {best}; {left:.1f} of {self.budget_seconds / 60:g} min left"
+        share = min(100.0, 100 * elapsed / self.budget_seconds)
         if self.artifact_id is None:
             self.artifact_id = create_progress_artifact(share, key="search-progress", description=description)
         else:
             update_progress_artifact(self.artifact_id, share, description=description)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=min(elapsed, self.budget_seconds),
+                             description=f"{n_trials} trials, {best}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
 
-def publish_image(path: Path, key: str, description: str) -> None:
-    """An image artifact the UI shows inline: the PNG travels as a data URL, no file server needed."""
-    encoded = base64.b64encode(Path(path).read_bytes()).decode()
-    create_image_artifact(f"data:image/png;base64,{encoded}", key=key, description=f"{description} — {path}")
+def _terminal() -> bool:
+    from rich.console import Console
+
+    return Console(stderr=True).is_terminal
+
+
+def png_data_url(path: Path, max_width: int = 720) -> str:
+    """A PNG as a data URL, scaled down to `max_width` pixels so the artifact stays small."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.width > max_width:
+            image = image.resize((max_width, round(image.height * max_width / image.width)), Image.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
+
+
+def embed_images(markdown: str, folder: Path) -> str:
+    """Markdown whose relative PNG links become embedded images: the Prefect UI cannot reach the run folder."""
+    def embed(match: re.Match) -> str:
+        path = Path(folder) / match.group(2)
+        if not path.is_file():
+            return f"*({match.group(1)}: {match.group(2)} is missing)*"
+        return f"![{match.group(1)}]({png_data_url(path)})"
+
+    return IMAGE_LINK.sub(embed, markdown)
+
+
+def publish_markdown(path: Path, key: str, description: str) -> None:
+    """A report file as a markdown artifact, its pictures embedded."""
+    create_markdown_artifact(embed_images(Path(path).read_text(), Path(path).parent), key=key,
+                             description=description)
+
+
+def publish_picture(path: Path, key: str, title: str) -> None:
+    """One picture as a markdown artifact: shown inline, never printed as a data URL."""
+    create_markdown_artifact(f"### {title}\n\n![{title}]({png_data_url(path)})\n\n`{path}`", key=key,
+                             description=title)
 
 
 def publish_trials(search: SearchResult) -> None:
-    rows = [{**asdict(t), "hyperparameters": str(t.hyperparameters)} for t in search.trials]
-    create_table_artifact(rows, key="search-trials", description="Every search trial")
+    """Every trial, best first; scores rounded and hyperparameters compact, so the table fits a window."""
+    ranked = sorted(search.trials, key=lambda t: (t.val_score is None, -(t.val_score or 0), t.trial_id))
+    messages = any(t.message for t in ranked)
+    rows = [{"best": "★" if t.trial_id == search.best_trial_id else "", "trial": t.trial_id, "status": str(t.status),
+             "family": t.family, search.objective: None if t.val_score is None else round(t.val_score, 4),
+             "seconds": None if t.seconds is None else round(t.seconds, 1), "epochs": t.epochs, "params": t.params,
+             **({"int8 KiB": t.int8_kb, "latency ms": t.latency_ms} if search.mobile_budget else {}),
+             **({"message": t.message[:60]} if messages else {}),
+             "hyperparameters": compact(t.hyperparameters).partition(": ")[2]} for t in ranked]
+    create_table_artifact(rows, key="search-trials", description=f"Every search trial, best first "
+                          f"(★ trial {search.best_trial_id})")
 
 
 def publish_export(export: ExportResult) -> None:
     create_markdown_artifact("\n".join(["# TFLite variants", "", *variant_table(export)]), key="tflite-variants",
-                             description="Size, parity and batch-1 latency of every exported TFLite variant")
+                             description="Which TFLite variant to ship: size, parity and batch-1 latency")
 
 
 def tag_this_run(tags: list[str]) -> None:

@@ -18,7 +18,8 @@ from flows.prefect_kit import (
     SearchProgress,
     prefect_dask_workers,
     publish_export,
-    publish_image,
+    publish_markdown,
+    publish_picture,
     publish_trials,
     run_as_task,
     tag_this_run,
@@ -59,20 +60,29 @@ def retrain_flow(config: RetrainConfig) -> dict:
         create_markdown_artifact(stopped.report, key="retrain-stopped",
                                  description=f"Why the retrain of {config.name} stopped; nothing was promoted")
         raise
+    finally:
+        progress.close()
     publish_retrain(result)
-    tag_this_run(["promoted" if result.decision.promote else "rejected", f"version:{result.version.version}"])
-    logger.info("%s: %s", result.version.ref, result.decision.reason)
+    promoted = result.decision.promote
+    tag_this_run(["promoted" if promoted else "rejected", f"version:{result.version.version}",
+                  *(["champion"] if promoted else [])])
+    model = result.challenger.candidate
+    logger.info("Done: %s %s (holdout %s %.4f vs champion %.4f); challenger test accuracy %.4f, ship %s; "
+                "champion now %s@%s", result.version.ref, "promoted" if promoted else "rejected",
+                result.decision.metric, result.decision.challenger_score, result.decision.champion_score,
+                model.evaluation.accuracy, model.export.recommended.file if model.export.recommended else "no variant",
+                config.name, result.champion_now)
     return result.summary()
 
 
 def publish_retrain(result: RetrainResult) -> None:
     """Report, drift table, trials (search mode), TFLite variants and the challenger's confusion matrix."""
-    create_markdown_artifact(result.report_path.read_text(), key="retrain-report",
-                             description=f"{result.config.name}: champion vs challenger, drift, decision")
+    publish_markdown(result.report_path, "retrain-report",
+                     f"{result.config.name}: champion vs challenger, drift, decision")
     create_table_artifact(result.drift.to_rows(), key="drift", description="Per-column drift against the "
                           "champion's training data")
     if result.challenger.search is not None:
         publish_trials(result.challenger.search)
     publish_export(result.challenger.candidate.export)
-    publish_image(result.run_dir / "confusion_matrix.png", "confusion-matrix",
-                  f"Challenger on the holdout ({'promoted' if result.decision.promote else 'rejected'})")
+    publish_picture(result.run_dir / "confusion_matrix.png", "confusion-matrix",
+                    f"Challenger on the holdout ({'promoted' if result.decision.promote else 'rejected'})")

@@ -17,7 +17,8 @@ from flows.prefect_kit import (
     SearchProgress,
     prefect_dask_workers,
     publish_export,
-    publish_image,
+    publish_markdown,
+    publish_picture,
     publish_trials,
     run_as_task,
     tag_this_run,
@@ -45,18 +46,25 @@ def train_flow(config: TrainConfig) -> dict:
     except ValidationFailed as failure:
         create_markdown_artifact(failure.report, key="validation-report", description="Why the run stopped")
         raise
+    finally:
+        progress.close()
     publish(result)
+    summary = result.summary()
     if result.registered:
-        tag_this_run([f"version:{result.registered.version}"])
-        logger.info("Registered %s (%s)", result.registered.ref, result.registered.record["decision"]["reason"])
-    logger.info("Run folder: %s", result.run_dir)
-    return result.summary()
+        tag_this_run([f"version:{result.registered.version}", *(["champion"] if summary["champion"] else [])])
+    recommended = result.export.recommended
+    logger.info("Done: test accuracy %.4f, macro-F1 %.4f (%s); ship %s; %s; run folder %s",
+                result.evaluation.accuracy, result.evaluation.macro_f1, result.search.best_hyperparameters["family"],
+                f"{recommended.file} ({recommended.bytes / 1024:.1f} KiB)" if recommended else "no variant",
+                (f"registered {result.registered.ref}" + (" (champion)" if summary["champion"] else
+                                                          " (candidate; champion unchanged)"))
+                if result.registered else "not registered", result.run_dir)
+    return summary
 
 
 def publish(result: RunResult) -> None:
     """The run's story for the Prefect UI: the report, the table of trials and the TFLite variants."""
-    create_markdown_artifact(result.report_path.read_text(), key="train-report",
-                             description=f"kerasflow report for {result.config.model_name}")
+    publish_markdown(result.report_path, "train-report", f"kerasflow report for {result.config.model_name}")
     publish_trials(result.search)
     publish_export(result.export)
-    publish_image(result.run_dir / "confusion_matrix.png", "confusion-matrix", "Fine-tuned model on the test split")
+    publish_picture(result.run_dir / "confusion_matrix.png", "confusion-matrix", "Fine-tuned model on the test split")

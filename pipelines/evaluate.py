@@ -96,7 +96,7 @@ def plot_confusion_matrix(evaluation: Evaluation, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(size, size))
     display = metrics.ConfusionMatrixDisplay(np.asarray(evaluation.confusion_matrix), display_labels=evaluation.class_names)
     display.plot(ax=ax, colorbar=False, cmap="Blues", xticks_rotation=45)
-    ax.set_title(f"Test confusion matrix (accuracy {evaluation.accuracy:.3f}, n={evaluation.n_test})")
+    ax.set_title(f"Test confusion matrix\naccuracy {evaluation.accuracy:.3f}, n={evaluation.n_test}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

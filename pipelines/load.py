@@ -105,6 +105,32 @@ def load_dataset(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     return data, test
 
 
+def check_source(path: Path, target: str | None) -> None:
+    """What can be checked without reading the data: the path exists and a table has its target (header only).
+
+    Runs before anything starts (the CLI calls it before Prefect's server), so
+    the commonest mistakes cost a second, not a server start.
+    """
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+        if not target:
+            raise DataError(f"{path}: a table needs --target, the name of its label column")
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: the file is empty")
+        try:
+            if path.suffix.lower() in {".parquet", ".pq"}:
+                import pyarrow.parquet
+
+                columns = pyarrow.parquet.read_schema(path).names
+            else:
+                columns = pd.read_csv(path, nrows=0).columns
+        except Exception:  # unreadable: `load_table` reports it with the parser's own words
+            return
+        if target not in columns:
+            raise DataError(f"{path}: no column {target!r}; columns are {', '.join(map(str, columns))}")
+
+
 def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None = None) -> Dataset:
     """Load one path, choosing the loader by what the path is."""
     if not path.exists():

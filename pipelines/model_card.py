@@ -96,21 +96,21 @@ def write_spec(result: ExportResult, prep: Preprocessing, data: ExportData, path
 
 
 def variant_table(result: ExportResult) -> list[str]:
-    """Markdown rows: Keras, then each TFLite variant; shared by the model card and report.md."""
+    """Markdown rows: Keras, then each TFLite variant, the verdict first; shared by the model card and report.md."""
     k = result.keras
     rows = [
-        "| model | file | KiB | accuracy | macro-F1 | Δ accuracy | label agreement | max prob. diff | "
-        "batch-1 median ms | p95 ms | verdict |",
+        "| verdict | model | file | KiB | accuracy | Δ acc. (pt) | macro-F1 | agreement | max Δp | ms p50 | ms p95 |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| Keras | model.keras | {k.bytes / 1024:.1f} | {k.accuracy:.4f} | {k.macro_f1:.4f} | – | – | – | "
-        f"{k.latency_median_ms:.3f} | {k.latency_p95_ms:.3f} | reference |",
+        f"| reference | Keras | model.keras | {k.bytes / 1024:.1f} | {k.accuracy:.4f} | – | {k.macro_f1:.4f} | – | – | "
+        f"{k.latency_median_ms:.3f} | {k.latency_p95_ms:.3f} |",
     ]
     for v in result.variants:
         verdict = ("**recommended**" if v.recommended else "ok" if v.within_tolerance
-                   else f"⚠ drops more than {100 * result.tolerance:.1f} points")
-        rows.append(f"| {v.variant}{' (int8 I/O)' if v.input.quantized else ''} | {v.file} | {v.bytes / 1024:.1f} | "
-                    f"{v.accuracy:.4f} | {v.macro_f1:.4f} | {-100 * v.accuracy_drop + 0.0:+.2f} pt | {v.label_agreement:.4f} | "
-                    f"{v.max_probability_difference:.2e} | {v.latency_median_ms:.3f} | {v.latency_p95_ms:.3f} | {verdict} |")
+                   else f"⚠ too lossy (> {100 * result.tolerance:.1f} pt)")
+        rows.append(f"| {verdict} | {v.variant}{' (int8 I/O)' if v.input.quantized else ''} | {v.file} | "
+                    f"{v.bytes / 1024:.1f} | {v.accuracy:.4f} | {-100 * v.accuracy_drop + 0.0:+.2f} | "
+                    f"{v.macro_f1:.4f} | {v.label_agreement:.4f} | {v.max_probability_difference:.2e} | "
+                    f"{v.latency_median_ms:.3f} | {v.latency_p95_ms:.3f} |")
     return rows
 
 

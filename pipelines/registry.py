@@ -104,6 +104,15 @@ class Registry:
             self.verify(champion)
         return champion
 
+    def required_champion(self, name: str, verify: bool = True) -> ModelVersion:
+        """The champion, or a `RegistryError` that says how to get one."""
+        champion = self.champion(name, verify=verify)
+        if champion is None:
+            known = ", ".join(self.models()) or "none"
+            raise RegistryError(f"{name!r} has no champion in {self.root} (models there: {known}); train one first: "
+                                f"kerasflow train ... --name {name} --registry {self.root}")
+        return champion
+
     def history(self, name: str) -> list[str]:
         pointer = self._read_pointer(name)
         return list(pointer["history"]) if pointer else []

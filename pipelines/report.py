@@ -46,7 +46,7 @@ def render_report(result: RunResult) -> str:
         *[f"- Skipped {family}: {why}" for family, why in search.skipped_families.items()],
         f"- Trials by status: {_count(t.status for t in search.trials)}; by family: {_count(t.family for t in search.trials)}",
         f"- Best trial {search.best_trial_id}: {best['family']}, {search.objective} {search.best_val_score:.4f}",
-        f"- Best hyperparameters: `{best}`",
+        f"- Best hyperparameters: `{compact(best)}`",
         *([f"- Mobile budget: {search.mobile_budget}; architectures over it were not trained "
            f"({sum(t.status == TrialStatus.OVER_BUDGET for t in search.trials)} trials)"] if search.mobile_budget else []),
         "",
@@ -71,6 +71,20 @@ def render_report(result: RunResult) -> str:
         *step_seconds_section(result.step_seconds),
     ]
     return "\n".join(lines)
+
+
+def compact(values: dict) -> str:
+    """`cnn: blocks=2, filters=32, dropout=0.1, lr=0.00123`: the family once, its own prefix off each name."""
+    family = values.get("family", "")
+
+    def name(key: str) -> str:
+        return "lr" if key == "learning_rate" else key.removeprefix(f"{family}_")
+
+    def text(value) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    rest = ", ".join(f"{name(k)}={text(v)}" for k, v in values.items() if k != "family")
+    return f"{family}: {rest}" if family else rest
 
 
 def _worker_lines(search: SearchResult) -> list[str]:

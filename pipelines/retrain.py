@@ -114,11 +114,7 @@ def retrain(config: RetrainConfig, run_step: StepRunner = call_directly,
 
 def load_champion(registry: Registry, name: str) -> Champion:
     """The champion and its suite, drift reference, replay sample and training options; checksums first."""
-    version = registry.champion(name)
-    if version is None:
-        known = ", ".join(registry.models()) or "none"
-        raise RegistryError(f"{name!r} has no champion in {registry.root} (models there: {known}); train one first: "
-                            f"kerasflow train ... --name {name} --registry {registry.root}")
+    version = registry.required_champion(name)
     try:
         replay = Replay.load(version.file("replay.npz")) if version.file("replay.npz").exists() else None
         return Champion(version, Preprocessing.load(version.file("export/preprocessing.json")),

@@ -1,8 +1,15 @@
-"""Shared fixtures: tiny real datasets on disk and one Prefect server per test session."""
+"""Shared fixtures: tiny real datasets on disk and one real Prefect server per test session."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -18,13 +25,63 @@ from sklearn.datasets import load_digits
 from pipelines.config import TrainConfig
 
 
-@pytest.fixture(scope="session")
-def prefect_server():
-    """One real Prefect API (temporary server, sqlite) shared by every flow test."""
-    from prefect.testing.utilities import prefect_test_harness
+@dataclass
+class PrefectServer:
+    url: str
+    log: Path
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """One real `prefect server start` (sqlite, all services, a 2-second scheduler loop) for every flow test.
+
+    Not the ephemeral test harness: that runs no scheduler, and scheduled retraining is what users rely on.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    home = tmp_path_factory.mktemp("prefect-server")
+    log = home / "server.log"
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "false",
+           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    with open(log, "w") as output:
+        process = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                   env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        _wait_until_healthy(url, process, log)
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield PrefectServer(url, log)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_healthy(url: str, process, log: Path, timeout: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"prefect server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"prefect server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def fast_config(**overrides) -> TrainConfig:
@@ -134,3 +191,17 @@ async def run_and_artifact_keys(name_prefix: str):
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
         return run, {a.key for a in artifacts}
+
+
+async def run_artifacts(name_prefix: str) -> dict:
+    """key -> artifact of the latest flow run whose name starts with `name_prefix`, via the Prefect client."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=50)
+        run = next(r for r in runs if r.name.startswith(name_prefix))
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+        return {a.key: a for a in artifacts}

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.train import train_flow
 from pipelines.errors import ValidationFailed
-from tests.conftest import fast_config, make_table, run_and_artifact_keys
+from tests.conftest import fast_config, make_table, run_and_artifact_keys, run_artifacts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]
 RUN_FILES = {"run.json", "expectations.json", "search", "search_summary.csv", "search_best.keras", "finetuned.keras",
@@ -53,6 +54,23 @@ def test_table_flow_end_to_end_with_artifacts(table_csv, tmp_path):
     run, keys = asyncio.run(run_and_artifact_keys("train-tiny-table-random"))
     assert run.state.is_completed() and {"kerasflow", "train", "model:tiny-table"} <= set(run.tags)
     assert {"train-report", "search-trials", "search-progress", "tflite-variants", "confusion-matrix"} <= keys
+
+    artifacts = asyncio.run(run_artifacts("train-tiny-table-random"))
+    report = artifacts["train-report"].data
+    assert not re.search(r"!\[[^\]]*\]\((?!data:image/png;base64,)", report), "every picture is embedded"
+    assert report.count("](data:image/png;base64,") == 3, "frontier, confusion matrix, learning curves"
+    for key, artifact in artifacts.items():
+        text = artifact.data if isinstance(artifact.data, str) else json.dumps(artifact.data)
+        outside_images = re.sub(r"!\[[^\]]*\]\(data:image/png;base64,[A-Za-z0-9+/=]+\)", "", text)
+        assert "data:image" not in outside_images, f"{key} shows a data URL as text"
+        assert "data:image" not in (artifact.description or ""), key
+    assert artifacts["confusion-matrix"].type == "markdown"
+    trials = json.loads(artifacts["search-trials"].data)
+    assert list(trials[0])[:4] == ["best", "trial", "status", "family"] and trials[0]["best"] == "★"
+    assert all(len(str(row["val_accuracy"])) <= 6 for row in trials if row["val_accuracy"] is not None)
+    assert "{" not in trials[0]["hyperparameters"] and "lr=" in trials[0]["hyperparameters"]
+    assert artifacts["tflite-variants"].data.splitlines()[2].startswith("| verdict | model |")
+    assert "best " in artifacts["search-progress"].description and "min left" in artifacts["search-progress"].description
 
 
 def test_image_flow_under_a_mobile_budget_then_reexport_from_the_cli(image_folder, tmp_path):

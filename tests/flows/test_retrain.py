@@ -66,7 +66,8 @@ def test_finetune_retrain_promotes_and_tells_its_story_in_the_ui(registry_root, 
 
     run, keys = asyncio.run(run_and_artifact_keys("retrain-tab-from-v0001-finetune"))
     assert run.state.is_completed()
-    assert {"kerasflow", "retrain", "model:tab", "mode:finetune", "promoted", "version:v0002"} <= set(run.tags)
+    assert {"kerasflow", "retrain", "model:tab", "mode:finetune", "promoted", "version:v0002",
+            "champion"} <= set(run.tags)
     assert {"retrain-report", "drift", "tflite-variants", "confusion-matrix"} <= keys
 
 

@@ -1,0 +1,95 @@
+"""Scheduled retraining that really fires: the server's scheduler creates runs, a worker executes one.
+
+The session's Prefect server is a real `prefect server start` with its scheduler on a 2-second loop.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from pipelines.registry import Registry
+from tests.conftest import make_table
+
+pytestmark = [pytest.mark.e2e]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+SCHEDULER_ERRORS = ("Can't evaluate bulk DML statement", "Unexpected error in: SchedulerService",
+                    "Error in scheduler")
+
+
+def _states(deployment: str) -> list[str]:
+    """States of the flow runs of one retrain deployment, through the API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])))
+    return [run.state.type.value for run in runs if run.state]
+
+
+def _wait(condition, seconds: float, what: str, process=None):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the worker exited early ({process.returncode})")
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+
+
+@pytest.mark.timeout(600)
+def test_the_scheduler_creates_runs_and_a_worker_runs_one_to_a_registry_decision(prefect_server, registry_root,
+                                                                                   tmp_path):
+    from flows.schedule import scheduled
+
+    data = tmp_path / "new.csv"
+    make_table(90, seed=1).to_csv(data, index=False)
+    created = CliRunner().invoke(app, ["schedule", "tab", "--data", str(data), "--registry", str(registry_root),
+                                       "--runs-root", str(tmp_path / "runs"), "--mode", "finetune",
+                                       "--interval", "30"])
+    assert created.exit_code == 0, created.output
+    assert "kerasflow-retrain/retrain-tab" in created.output and "work pool kerasflow" in created.output
+
+    def upcoming():
+        return [s for s in scheduled() if s.deployment == "kerasflow-retrain/retrain-tab" and s.next_runs]
+
+    _wait(upcoming, 60, "the scheduler to create runs")
+    assert upcoming()[0].schedule == "every 30 s" and upcoming()[0].pool == "kerasflow"
+    listed = CliRunner().invoke(app, ["schedule", "--list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "retrain-tab" in listed.output and "every 30 s" in listed.output
+
+    env = {**os.environ, "PREFECT_API_URL": prefect_server.url}
+    with open(tmp_path / "worker.log", "w") as log:
+        worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "kerasflow", "--limit", "1"], env=env,
+                                  cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    registry = Registry(registry_root)
+    try:
+        _wait(lambda: len(registry.versions("tab")) >= 2, 420, "a scheduled retrain to register a version", worker)
+        _wait(lambda: "COMPLETED" in _states("retrain-tab"), 120, "the scheduled run to complete", worker)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(60)
+    challenger = registry.version("tab", "v0002")
+    assert challenger.record["mode"] == "finetune" and challenger.record["parent"] == "v0001"
+    assert challenger.record["decision"]["compared_with"] == "tab@v0001"
+    assert "reason" in challenger.record["decision"]
+
+    removed = CliRunner().invoke(app, ["schedule", "tab", "--remove"])
+    assert removed.exit_code == 0 and "removed" in removed.output
+    assert not [s for s in scheduled() if s.deployment == "kerasflow-retrain/retrain-tab"]
+    log = prefect_server.log.read_text()
+    assert not [line for line in log.splitlines() if any(error in line for error in SCHEDULER_ERRORS)], log[-3000:]
+
+
+def test_scheduling_a_model_without_a_champion_is_one_line(prefect_server, tmp_path):
+    result = CliRunner().invoke(app, ["schedule", "nobody", "--dataset", "wine", "--registry",
+                                      str(tmp_path / "registry"), "--cron", "0 2 * * *"])
+    assert result.exit_code == 2 and "'nobody' has no champion" in result.output
+    both = CliRunner().invoke(app, ["schedule", "nobody", "--dataset", "wine", "--cron", "0 2 * * *",
+                                    "--interval", "60"])
+    assert both.exit_code == 2 and "exactly one of --cron" in both.output
