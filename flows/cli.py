@@ -358,16 +358,16 @@ def _print_summary(result: dict) -> None:
 
 
 def _print_variants(export: dict) -> None:
-    table = Table("variant", "KiB", "accuracy", "macro-F1", "label agreement", "median ms", "p95 ms", "verdict",
+    table = Table("verdict", "variant", "KiB", "accuracy", "macro-F1", "agreement", "median ms", "p95 ms",
                   title="TFLite variants vs Keras (test split)")
     keras = export["keras"]
-    table.add_row("keras", f"{keras['bytes'] / 1024:.1f}", f"{keras['accuracy']:.4f}", f"{keras['macro_f1']:.4f}",
-                  "", f"{keras['latency_median_ms']:.3f}", f"{keras['latency_p95_ms']:.3f}", "reference")
+    table.add_row("reference", "keras", f"{keras['bytes'] / 1024:.1f}", f"{keras['accuracy']:.4f}",
+                  f"{keras['macro_f1']:.4f}", "", f"{keras['latency_median_ms']:.3f}", f"{keras['latency_p95_ms']:.3f}")
     for v in export["variants"]:
-        verdict = "recommended" if v["recommended"] else "ok" if v["within_tolerance"] else "too lossy"
-        table.add_row(v["variant"], f"{v['bytes'] / 1024:.1f}", f"{v['accuracy']:.4f}", f"{v['macro_f1']:.4f}",
-                      f"{v['label_agreement']:.4f}", f"{v['latency_median_ms']:.3f}", f"{v['latency_p95_ms']:.3f}",
-                      verdict)
+        verdict = "[bold]recommended[/bold]" if v["recommended"] else "ok" if v["within_tolerance"] else "too lossy"
+        table.add_row(verdict, v["variant"], f"{v['bytes'] / 1024:.1f}", f"{v['accuracy']:.4f}",
+                      f"{v['macro_f1']:.4f}", f"{v['label_agreement']:.4f}", f"{v['latency_median_ms']:.3f}",
+                      f"{v['latency_p95_ms']:.3f}")
     console.print(table)
     console.print(f"export folder: [bold]{export['directory']}[/bold]")
 

@@ -41,15 +41,20 @@ class UserErrorsWithoutTraceback(logging.Formatter):
             record.exc_info, record.exc_text = saved
 
 
-def quiet_user_errors_on_console() -> None:
-    """Give Prefect's console handlers the formatter above (the API handler keeps the traceback)."""
+def prefect_console_handlers() -> list[logging.Handler]:
+    """The handlers through which Prefect logs to the terminal."""
     from prefect.logging.configuration import setup_logging
     from prefect.logging.handlers import PrefectConsoleHandler
 
     setup_logging()
     loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
-    for logger in loggers:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter,
-                                                                             UserErrorsWithoutTraceback):
-                handler.setFormatter(UserErrorsWithoutTraceback(handler.formatter))
+    found = {id(h): h for logger in loggers for h in getattr(logger, "handlers", [])
+             if isinstance(h, PrefectConsoleHandler)}
+    return list(found.values())
+
+
+def quiet_user_errors_on_console() -> None:
+    """Give Prefect's console handlers the formatter above (the API handler keeps the traceback)."""
+    for handler in prefect_console_handlers():
+        if not isinstance(handler.formatter, UserErrorsWithoutTraceback):
+            handler.setFormatter(UserErrorsWithoutTraceback(handler.formatter))

@@ -26,6 +26,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from flows.output import prefect_console_handlers
 from pipelines.errors import KerasflowError
 from pipelines.export_records import ExportResult
 from pipelines.model_card import variant_table
@@ -100,12 +101,23 @@ class SearchProgress:
         self.started = time.monotonic()
         self.artifact_id = None
         self.best: TrialRecord | None = None
-        self._bar = self._task = None
+        self._bar = self._task = self._console = None
         if bar if bar is not None else _terminal():
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+            from rich.default_styles import DEFAULT_STYLES
+            from rich.theme import Theme
+
+            # Prefect's log lines must go through the bar's console, or the two overwrite each other; that
+            # console's theme lacks the progress styles.
+            consoles = [h.console for h in prefect_console_handlers()]
+            self._console = consoles[0] if consoles else None
+            if self._console is not None:
+                self._console.push_theme(Theme({name: style for name, style in DEFAULT_STYLES.items()
+                                                if name.startswith(("bar.", "progress."))}))
             self._bar = Progress(TextColumn("[bold]search[/bold] {task.description}"), BarColumn(),
-                                 TimeElapsedColumn(), TextColumn("of {task.fields[budget]}"), transient=True)
+                                 TimeElapsedColumn(), TextColumn("of {task.fields[budget]}"), transient=True,
+                                 **({"console": self._console} if self._console else {}))
             self._task = self._bar.add_task("starting", total=self.budget_seconds,
                                             budget=f"{budget_minutes:g} min")
             self._bar.start()
@@ -135,6 +147,8 @@ class SearchProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+            if self._console is not None:
+                self._console.pop_theme()
 
 
 def _terminal() -> bool:

@@ -93,3 +93,23 @@ def test_export_help_names_both_kinds_of_target():
 def test_a_bad_export_option_is_one_line_and_exit_2(tmp_path):
     result = CliRunner().invoke(app, ["export", str(tmp_path), "--quantization-tolerance", "2"])
     assert result.exit_code == 2 and "quantization_tolerance" in result.output
+
+
+def test_bad_input_is_refused_before_any_server_starts(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,label\n1,2,x\n")
+    for args, expected in ((["--data", str(table), "--target", "nope"], "no column 'nope'; columns are a, b, label"),
+                           (["--data", str(table)], "a table needs --target"),
+                           (["--data", str(tmp_path / "gone.csv"), "--target", "y"], "gone.csv: no such file")):
+        result = CliRunner().invoke(app, ["train", *args, "--runs-root", str(tmp_path / "runs")])
+        assert result.exit_code == 2 and expected in result.output, result.output
+        assert "temporary server" not in result.output and len(result.output.strip().splitlines()) <= 2
+    unknown = CliRunner().invoke(app, ["retrain", "nobody", "--dataset", "wine", "--registry", str(tmp_path / "r")])
+    assert unknown.exit_code == 2 and "'nobody' has no champion" in unknown.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_help_is_grouped_in_panels():
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    for panel in ("Data", "Search", "Mobile budget and export", "Scale-out and devices", "Registry"):
+        assert f"─ {panel} " in result.output, panel
