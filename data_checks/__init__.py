@@ -8,7 +8,8 @@ from data_checks.suite import (
     profile_frame,
     save_suite,
     validate_frame,
+    without_labels,
 )
 
 __all__ = ["LABEL_COLUMN", "ValidationReport", "build_suite", "load_suite", "profile_frame",
-           "save_suite", "validate_frame"]
+           "save_suite", "validate_frame", "without_labels"]

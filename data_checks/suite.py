@@ -106,6 +106,22 @@ def build_suite(frame: pd.DataFrame, name: str, classes: list[str] | None = None
     return suite
 
 
+def without_labels(suite):
+    """The same suite for data without labels (scoring new rows): label expectations dropped, column set without it."""
+    import great_expectations as gx
+
+    _pandas_asset()
+    kept = gx.ExpectationSuite(name=f"{suite.name} (features)", meta=dict(suite.meta or {}))
+    for expectation in suite.expectations:
+        kwargs = {k: v for k, v in expectation.configuration.kwargs.items() if k != "batch_id"}
+        if kwargs.get("column") == LABEL_COLUMN:
+            continue
+        if "column_set" in kwargs:
+            kwargs["column_set"] = [c for c in kwargs["column_set"] if c != LABEL_COLUMN]
+        kept.add_expectation(type(expectation)(**kwargs))
+    return kept
+
+
 def _range_with_margin(values: pd.Series) -> tuple[float, float] | None:
     finite = pd.to_numeric(values, errors="coerce").astype("float64")
     finite = finite[np.isfinite(finite)]

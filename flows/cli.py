@@ -136,9 +136,9 @@ def train(
     for path in (config.data, config.test_data):
         if path is not None:
             _check(check_source, path, config.target)
-    from flows.train import train_flow
+    from flows.api import run_training
 
-    _print_summary(_run(train_flow, config))
+    _print_summary(_run(lambda: run_training(config).summary))
 
 
 @app.command()
@@ -216,6 +216,50 @@ def retrain(
 
 
 @app.command()
+def predict(
+    source: Annotated[str, typer.Argument(help="The model: NAME (its champion), NAME@VERSION, or a run folder.")],
+    data: Annotated[Path, typer.Option(help="New data like the training data: a table (the label column may be "
+                                            "absent), a folder of images (subfolders too), or an .npz with x.")],
+    out: Annotated[Path, typer.Option(help="CSV to write: id (row number, file name or sample number), label, "
+                                           "and p_<class> per class, in the input's order.")] = Path("predictions.csv"),
+    variant: Annotated[Optional[str], typer.Option(help="Score with this exported TFLite variant (float32, float16, "
+                                                        "dynamic, int8) through the LiteRT interpreter, as the app "
+                                                        "will; default: the Keras model.")] = None,
+    keep: Annotated[Optional[str], typer.Option(help="Copy this input column (an ID) into the output.")] = None,
+    registry: Annotated[Path, option(R, "registry")] = R.default("registry"),
+) -> None:
+    """Score new data: checked against the model's expectations and training data first, then labelled.
+
+    Schema problems (a missing column, text in a numeric column) stop with one line; images are resized and
+    sequences padded or cut to the model's input, unseen categories encoded as unknown, and drift is reported
+    as a warning with its table.
+    """
+    from flows.api import load
+
+    if not data.exists():
+        fail(f"{data}: no such file or folder")
+    predictions = _check(lambda: load(source, registry).predict(data, variant, keep))
+    predictions.write_csv(out)
+    summary = predictions.summary()
+    table = Table("label", "rows", title=f"{summary['rows']} rows scored with {summary['model']} ({summary['variant']})")
+    for label, count in summary["labels"].items():
+        table.add_row(label, str(count))
+    console.print(table)
+    for note in summary["notes"]:
+        console.print(f"note: {note}", highlight=False)
+    if summary["drifted"]:
+        console.print(f"[bold yellow]warning:[/bold yellow] {summary['drift']}", highlight=False)
+        drift = Table("column", "PSI", "p-value", "change", title="Drift against the training data")
+        for row in predictions.drift.to_rows():
+            if row["drifted"] == "yes":
+                drift.add_row(row["column"], str(row["PSI"]), str(row["p-value"]), row["change"])
+        console.print(drift)
+    else:
+        console.print(f"drift: {summary['drift']}", highlight=False)
+    console.print(f"predictions: [bold]{out}[/bold]")
+
+
+@app.command()
 def schedule(
     name: Annotated[Optional[str], typer.Argument(help="Registered model to retrain on a schedule (its champion "
                                                        "is the model to beat).")] = None,
@@ -234,8 +278,14 @@ def schedule(
                                       rich_help_panel="Where")] = "kerasflow",
     serve: Annotated[bool, typer.Option("--serve", help="Run the schedule from this process instead (no pool, no "
                                                         "worker; stops with Ctrl-C).", rich_help_panel="Where")] = False,
-    list_: Annotated[bool, typer.Option("--list", help="List every scheduled retrain and its next runs.")] = False,
-    remove: Annotated[bool, typer.Option("--remove", help="Remove NAME's schedule.")] = False,
+    score: Annotated[bool, typer.Option("--predict", help="Schedule batch scoring of --data instead of a retrain: "
+                                                          "each run writes OUT_DIR/NAME-<time>.csv.",
+                                        rich_help_panel="Batch scoring")] = False,
+    out_dir: Annotated[Path, typer.Option(help="Where scheduled predictions go.",
+                                          rich_help_panel="Batch scoring")] = Path("predictions"),
+    list_: Annotated[bool, typer.Option("--list", help="List every scheduled retrain and scoring, and their next "
+                                                       "runs.")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove NAME's schedule (with --predict: its scoring).")] = False,
 ) -> None:
     """Retrain a registered model on a schedule: a Prefect deployment of kerasflow-retrain, on a server.
 
@@ -256,21 +306,26 @@ def schedule(
     if not name:
         fail("give the model NAME to schedule (or --list)")
     if remove:
-        removed = _check(schedules.unschedule, name)
+        removed = _check(schedules.unschedule, name, score)
         console.print(f"schedule of {name}: {'removed' if removed else 'there was none'}")
         return
     config = _config(RetrainConfig, name=name, data=data, dataset=_value(dataset), mode=_value(mode),
                      registry=registry, runs_root=runs_root)
-    deployment = _check(schedules.build, config, cron, interval, timezone)
-    if data is not None:
+    if score:
+        if data is None:
+            fail("--predict scores a file: give --data")
+        deployment = _check(schedules.build_scoring, config, out_dir, cron, interval, timezone)
+    else:
+        deployment = _check(schedules.build, config, cron, interval, timezone)
+    if data is not None and not score:
         champion = _check(Registry(config.registry).required_champion, name, False)
         _check(check_source, data, champion.record.get("config", {}).get("target"))
     if serve:
-        console.print(f"serving [bold]{schedules.FLOW_NAME}/{deployment.name}[/bold]; Ctrl-C stops it")
+        console.print(f"serving [bold]{deployment.name}[/bold]; Ctrl-C stops it")
         schedules.serve_forever(deployment)
         return
     deployment_id = _check(schedules.apply_to_pool, deployment, pool)
-    console.print(f"scheduled [bold]{schedules.FLOW_NAME}/{deployment.name}[/bold] ({deployment_id}) on work pool "
+    console.print(f"scheduled [bold]{deployment.flow_name}/{deployment.name}[/bold] ({deployment_id}) on work pool "
                   f"[bold]{pool}[/bold]; start a worker: prefect worker start --pool {pool}")
 
 
@@ -285,7 +340,7 @@ def datasets() -> None:
 
 
 def _run(flow, *args) -> dict:
-    """Run a flow; a user error (bad data, bad registry, busy model) ends as one line and exit code 2."""
+    """Run a flow (or the API); a user error (bad data, bad registry, busy model) ends as one line and exit code 2."""
     quiet_user_errors_on_console()
     try:
         return flow(*args)

@@ -58,6 +58,7 @@ def retry_unless_user_error(task, task_run, state) -> bool:
 TASK_OPTIONS = {
     Step.LOAD: {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": retry_unless_user_error},
     Step.EXPORT: {"retries": 1, "retry_delay_seconds": 5, "retry_condition_fn": retry_unless_user_error},
+    Step.PREDICT: {"retries": 1, "retry_delay_seconds": 5, "retry_condition_fn": retry_unless_user_error},
 }
 
 

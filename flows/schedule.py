@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from prefect import serve
 from prefect.client.orchestration import get_client
@@ -28,10 +29,11 @@ from pipelines.registry import Registry
 
 POOL = "kerasflow"
 FLOW_NAME = "kerasflow-retrain"
+SCORING_FLOW_NAME = "kerasflow-predict"
 
 
-def deployment_name(model: str) -> str:
-    return f"retrain-{model}"
+def deployment_name(model: str, scoring: bool = False) -> str:
+    return f"{'predict' if scoring else 'retrain'}-{model}"
 
 
 def absolute(config: RetrainConfig) -> RetrainConfig:
@@ -44,11 +46,8 @@ def absolute(config: RetrainConfig) -> RetrainConfig:
 def build(config: RetrainConfig, cron: str | None = None, interval_seconds: float | None = None,
           timezone: str = "UTC") -> RunnerDeployment:
     """The deployment that retrains `config.name` on its schedule (exactly one of cron and interval)."""
-    if (cron is None) == (interval_seconds is None):
-        raise KerasflowError("give exactly one of --cron (e.g. '0 2 * * *') or --interval (seconds)")
-    Registry(config.registry).required_champion(config.name, verify=False)
+    schedule = _schedule(config, cron, interval_seconds, timezone)
     config = absolute(config)
-    schedule = Cron(cron, timezone=timezone) if cron else Interval(timedelta(seconds=interval_seconds))
     return retrain_flow.to_deployment(
         name=deployment_name(config.name),
         description=f"Retrain {config.name} on {config.data or config.dataset} "
@@ -59,6 +58,32 @@ def build(config: RetrainConfig, cron: str | None = None, interval_seconds: floa
         concurrency_limit=1,
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
+
+
+def build_scoring(config: RetrainConfig, out_dir: Path, cron: str | None = None,
+                  interval_seconds: float | None = None, timezone: str = "UTC") -> RunnerDeployment:
+    """The deployment that scores `config.data` with the champion of `config.name` on its schedule."""
+    from flows.predict import predict_flow
+
+    schedule = _schedule(config, cron, interval_seconds, timezone)
+    config = absolute(config)
+    return predict_flow.to_deployment(
+        name=deployment_name(config.name, scoring=True),
+        description=f"Score {config.data} with the champion of {config.name} into {Path(out_dir).resolve()}.",
+        schedules=[schedule],
+        parameters={"source": config.name, "data": str(config.data), "out_dir": str(Path(out_dir).resolve()),
+                    "registry": str(config.registry)},
+        tags=["kerasflow", "predict", f"model:{config.name}"],
+        concurrency_limit=1,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+
+
+def _schedule(config: RetrainConfig, cron: str | None, interval_seconds: float | None, timezone: str):
+    if (cron is None) == (interval_seconds is None):
+        raise KerasflowError("give exactly one of --cron (e.g. '0 2 * * *') or --interval (seconds)")
+    Registry(config.registry).required_champion(config.name, verify=False)
+    return Cron(cron, timezone=timezone) if cron else Interval(timedelta(seconds=interval_seconds))
 
 
 def apply_to_pool(deployment: RunnerDeployment, pool: str = POOL) -> str:
@@ -107,8 +132,11 @@ def scheduled() -> list[Scheduled]:
 
     found = []
     with get_client(sync_client=True) as client:
-        deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])))
-        for d in sorted(deployments, key=lambda d: d.name):
+        flows = {f.id: f.name for f in client.read_flows(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME, SCORING_FLOW_NAME])))}
+        deployments = client.read_deployments(flow_filter=FlowFilter(
+            name=FlowFilterName(any_=[FLOW_NAME, SCORING_FLOW_NAME])))
+        for d in sorted(deployments, key=lambda d: (flows.get(d.flow_id, ""), d.name)):
             runs = client.read_flow_runs(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[d.id])),
                 flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[d.id]),
@@ -116,18 +144,19 @@ def scheduled() -> list[Scheduled]:
                                                   any_=[StateType.SCHEDULED]))),
                 sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=3)
             model = next((t.partition(":")[2] for t in d.tags if t.startswith("model:")), "")
-            found.append(Scheduled(f"{FLOW_NAME}/{d.name}", model, ", ".join(_describe(s.schedule) for s in d.schedules),
+            found.append(Scheduled(f"{flows.get(d.flow_id, FLOW_NAME)}/{d.name}", model, ", ".join(_describe(s.schedule) for s in d.schedules),
                                    d.work_pool_name or "(served)",
                                    [r.expected_start_time.strftime("%Y-%m-%d %H:%M:%S UTC") for r in runs
                                     if r.expected_start_time], bool(d.paused)))
     return found
 
 
-def unschedule(model: str) -> bool:
-    """Delete the schedule of `model`; False if it had none."""
+def unschedule(model: str, scoring: bool = False) -> bool:
+    """Delete the scheduled retrain (or scoring) of `model`; False if it had none."""
+    flow_name = SCORING_FLOW_NAME if scoring else FLOW_NAME
     with get_client(sync_client=True) as client:
         try:
-            deployment = client.read_deployment_by_name(f"{FLOW_NAME}/{deployment_name(model)}")
+            deployment = client.read_deployment_by_name(f"{flow_name}/{deployment_name(model, scoring)}")
         except ObjectNotFound:
             return False
         client.delete_deployment(deployment.id)

@@ -152,8 +152,8 @@ def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None
     )
 
 
-def load_table(path: Path, target: str) -> Dataset:
-    """Read a CSV or Parquet table; numeric and categorical columns are kept raw."""
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet file as a frame, or a `DataError` that says why not."""
     try:
         frame = pd.read_parquet(path) if path.suffix.lower() in {".parquet", ".pq"} else pd.read_csv(path)
     except pd.errors.EmptyDataError:
@@ -162,6 +162,12 @@ def load_table(path: Path, target: str) -> Dataset:
         raise DataError(f"{path}: cannot read the table: {exc}") from exc
     if frame.empty:
         raise DataError(f"{path}: the table has no rows")
+    return frame
+
+
+def load_table(path: Path, target: str) -> Dataset:
+    """Read a CSV or Parquet table; numeric and categorical columns are kept raw."""
+    frame = read_table(path)
     if target not in frame.columns:
         raise DataError(f"{path}: no column {target!r}; columns are {', '.join(map(str, frame.columns))}")
     if frame[target].isna().any():
@@ -171,12 +177,12 @@ def load_table(path: Path, target: str) -> Dataset:
     if features.shape[1] == 0:
         raise DataError(f"{path}: the table has no feature columns besides {target!r}")
     for column in features.columns:
-        _check_not_mixed(path, features[column])
+        check_not_mixed(path, features[column])
     labels = _label_strings(frame[target])
     return Dataset("table", features.reset_index(drop=True), labels, str(path))
 
 
-def _check_not_mixed(path: Path, column: pd.Series) -> None:
+def check_not_mixed(path: Path | str, column: pd.Series) -> None:
     """A column whose values are mostly numbers but partly text is a data error, not a category."""
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return
@@ -231,7 +237,7 @@ def load_image_folder(path: Path, image_size: tuple[int, int] | None = None) -> 
     height, width = image_size or sizes.most_common(1)[0][0]
     if len(sizes) > 1 or image_size:
         notes.append(f"images resized to {height}x{width} (found sizes {dict(list(sizes.most_common(5)))})")
-    arrays = [_to_array(im, mode, height, width) for im in images]
+    arrays = [image_array(im, mode, height, width) for im in images]
     features = np.stack(arrays).astype(np.float32)
     return Dataset("image", features, np.asarray(labels, dtype=object), str(path), notes)
 
@@ -240,7 +246,8 @@ def _channels_mode(image) -> str:
     return "L" if image.mode in {"L", "1", "I", "I;16", "F"} else "RGB"
 
 
-def _to_array(image, mode: str, height: int, width: int) -> np.ndarray:
+def image_array(image, mode: str, height: int, width: int) -> np.ndarray:
+    """One PIL image as float32 [height, width, channels] in `mode` ("L" or "RGB")."""
     image = image.convert(mode)
     if (image.height, image.width) != (height, width):
         image = image.resize((width, height))

@@ -55,6 +55,7 @@ class Step(StrEnum):
     FINE_TUNE = "fine_tune"
     EVALUATE = "evaluate"
     EXPORT = "export"
+    PREDICT = "predict"
     COMPARE = "compare"
     REGISTER = "register"
 

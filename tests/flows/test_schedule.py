@@ -93,3 +93,33 @@ def test_scheduling_a_model_without_a_champion_is_one_line(prefect_server, tmp_p
     both = CliRunner().invoke(app, ["schedule", "nobody", "--dataset", "wine", "--cron", "0 2 * * *",
                                     "--interval", "60"])
     assert both.exit_code == 2 and "exactly one of --cron" in both.output
+
+
+def test_batch_scoring_flow_writes_a_dated_file_and_a_summary_and_can_be_scheduled(prefect_server, registry_root,
+                                                                                    tmp_path):
+    import asyncio
+
+    import pandas as pd
+
+    from flows.predict import predict_flow
+    from tests.conftest import run_artifacts
+
+    data = tmp_path / "new.csv"
+    make_table(30, seed=5).drop(columns=["label"]).to_csv(data, index=False)
+    summary = predict_flow("tab", str(data), out_dir=str(tmp_path / "scored"), registry=str(registry_root))
+    written = pd.read_csv(summary["file"])
+    assert Path(summary["file"]).parent == tmp_path / "scored" and Path(summary["file"]).name.startswith("tab-v0001-")
+    assert len(written) == 30 == summary["rows"] and sum(summary["labels"].values()) == 30
+    artifacts = asyncio.run(run_artifacts("predict-tab"))
+    assert "30 rows scored into" in artifacts["predictions"].data and "| label | rows | share |" in \
+        artifacts["predictions"].data
+    assert {"drift", "predictions"} <= set(artifacts)
+
+    created = CliRunner().invoke(app, ["schedule", "tab", "--predict", "--data", str(data), "--out-dir",
+                                       str(tmp_path / "scored"), "--registry", str(registry_root), "--cron",
+                                       "0 3 * * *"])
+    assert created.exit_code == 0 and "kerasflow-predict/predict-tab" in created.output, created.output
+    listed = CliRunner().invoke(app, ["schedule", "--list"], env={"COLUMNS": "200"})
+    assert "kerasflow-predict/predict-tab" in listed.output and "cron 0 3 * * *" in listed.output
+    removed = CliRunner().invoke(app, ["schedule", "tab", "--predict", "--remove"])
+    assert removed.exit_code == 0 and "removed" in removed.output

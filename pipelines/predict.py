@@ -1,0 +1,288 @@
+"""Score new data with a trained model: the training checks, the same encoding, Keras or any exported TFLite variant.
+
+New data goes through what a training run's data went through, in the
+model's own terms: the columns, image size and sequence length it was
+trained on (`preprocessing.json`), its great-expectations suite and its
+drift reference. Schema problems (a missing column, text in a numeric
+column, a different number of sequence features) stop scoring with one line;
+what training tolerates is applied and said: images are resized to the
+model's size, sequences zero-padded or cut at the end to its length,
+categories never seen in training encoded as unknown (code 0), value-range
+expectations and drift become warnings.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_checks import LABEL_COLUMN, load_suite, profile_frame, validate_frame, without_labels
+from data_checks.drift import DriftReport, compare_profiles, read_reference
+from pipelines.errors import DataError, ExportError
+from pipelines.load import TABLE_SUFFIXES, Dataset, check_not_mixed, image_array, read_table
+from pipelines.preprocess import Preprocessing, encode_features
+from pipelines.registry import Registry
+
+KERAS = "keras"
+ID_NAMES = {"table": "row", "image": "file", "sequence": "sample"}
+IMAGE_FILES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class TrainedModel:
+    """A model ready to score, read from a run folder or a registry version.
+
+    Attributes:
+        ref: NAME@vNNNN, or the run folder.
+        model_path: the Keras model; export_dir: its TFLite variants.
+        prep: its preprocessing (input columns, shape, classes); target: the label column of a table.
+        suite_path, reference_path: its great-expectations suite and drift reference (None if absent).
+    """
+
+    ref: str
+    model_path: Path
+    export_dir: Path
+    prep: Preprocessing
+    target: str | None
+    suite_path: Path | None
+    reference_path: Path | None
+
+    @classmethod
+    def from_run_folder(cls, run_dir: Path) -> "TrainedModel":
+        run_dir = Path(run_dir)
+        config = json.loads((run_dir / "run.json").read_text()).get("config", {}) if (run_dir / "run.json").exists() else {}
+        return cls(str(run_dir), run_dir / "finetuned.keras", run_dir / "export",
+                   Preprocessing.load(run_dir / "preprocessing.json"), config.get("target"),
+                   _existing(run_dir / "expectations.json"), _existing(run_dir / "reference.parquet"))
+
+    @classmethod
+    def from_version(cls, version) -> "TrainedModel":
+        return cls(version.ref, version.file("export/model.keras"), version.file("export"),
+                   Preprocessing.load(version.file("export/preprocessing.json")),
+                   version.record.get("config", {}).get("target"), _existing(version.file("expectations.json")),
+                   _existing(version.file("reference.parquet")))
+
+    def variants(self) -> list[str]:
+        return sorted(p.stem.removeprefix("model_") for p in self.export_dir.glob("model_*.tflite"))
+
+
+def open_model(source: str | Path, registry: Path | str = "registry") -> TrainedModel:
+    """A run folder (train or retrain), or NAME[@vNNNN] in `registry` (checksums verified)."""
+    path = Path(source)
+    if path.is_dir():
+        if not (path / "finetuned.keras").exists() or not (path / "preprocessing.json").exists():
+            raise DataError(f"{path}: not a finished run folder (no finetuned.keras / preprocessing.json)")
+        return TrainedModel.from_run_folder(path)
+    store = Registry(registry)
+    version = store.resolve(str(source))
+    store.verify(version)
+    return TrainedModel.from_version(version)
+
+
+@dataclass
+class Predictions:
+    """Labels and probabilities for new data, in its own order, with what was checked.
+
+    Attributes:
+        ref: the model scored with; variant: keras or a TFLite variant.
+        ids: file names (images), sample numbers (sequences) or row numbers (tables); id_name says which.
+        labels: predicted class names; probabilities: [rows, classes] in `class_names` order.
+        notes: what scoring did to the data (resizing, padding, unseen categories, expectation warnings).
+        drift: the new data against the model's training data (None without a reference).
+        kept: a column copied through from the input (`keep`), or None.
+    """
+
+    ref: str
+    variant: str
+    ids: list[str]
+    labels: np.ndarray
+    probabilities: np.ndarray
+    class_names: list[str]
+    notes: list[str] = field(default_factory=list)
+    drift: DriftReport | None = None
+    kept: pd.Series | None = None
+    id_name: str = "row"
+
+    def to_frame(self) -> pd.DataFrame:
+        """[kept column], row / file / sample, label, p_<class> for each class."""
+        columns = {} if self.kept is None else {str(self.kept.name): self.kept.to_numpy()}
+        columns.setdefault(self.id_name, self.ids)
+        columns["label"] = self.labels
+        for i, name in enumerate(self.class_names):
+            columns[f"p_{name}"] = np.round(self.probabilities[:, i].astype(np.float64), 6)
+        return pd.DataFrame(columns)
+
+    def write_csv(self, path: Path) -> Path:
+        """Written beside the target and renamed into place: readers never see half a file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            self.to_frame().to_csv(temporary, index=False)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return path
+
+    def summary(self) -> dict:
+        counts = collections.Counter(self.labels.tolist())
+        return {"model": self.ref, "variant": self.variant, "rows": len(self.labels),
+                "labels": {name: counts.get(name, 0) for name in self.class_names},
+                "drift": self.drift.summary() if self.drift else "no drift reference",
+                "drifted": [c.column for c in self.drift.drifted] if self.drift else [], "notes": self.notes}
+
+
+def predict(model: TrainedModel, data, variant: str | None = None, keep: str | None = None) -> Predictions:
+    """Score `data` (a path, a DataFrame, or an array of samples) with `model` or its TFLite `variant`."""
+    dataset, ids, kept, notes = read_new_data(model, data, keep)
+    profile = profile_frame(dataset.kind, dataset.features, dataset.labels).drop(columns=[LABEL_COLUMN])
+    if model.suite_path is not None:
+        report = validate_frame(profile, without_labels(load_suite(model.suite_path)))
+        notes += [f"expectation warning: {line}" for line in report.failures]
+    drift = None
+    if model.reference_path is not None:
+        drift = compare_profiles(read_reference(model.reference_path).drop(columns=[LABEL_COLUMN], errors="ignore"),
+                                 profile)
+    x = encode_features(dataset, model.prep)
+    probabilities = _score(model, x, variant or KERAS)
+    labels = np.asarray(model.prep.class_names, dtype=object)[np.argmax(probabilities, axis=1)]
+    return Predictions(model.ref, variant or KERAS, ids, labels, probabilities, model.prep.class_names, notes, drift,
+                       kept, ID_NAMES[dataset.kind])
+
+
+def read_new_data(model: TrainedModel, data, keep: str | None = None):
+    """(unlabelled Dataset, ids, kept column, notes) in the model's input terms, or a `DataError` naming the problem."""
+    source = str(data) if isinstance(data, (str, Path)) else type(data).__name__
+    kind = model.prep.kind
+    if kind == "table":
+        frame = data if isinstance(data, pd.DataFrame) else _table_file(Path(data)) if isinstance(data, (str, Path)) \
+            else pd.DataFrame(np.asarray(data), columns=model.prep.numeric_columns + model.prep.categorical_columns)
+        features, kept, notes = _table(frame, model, source, keep)
+        return _unlabelled("table", features, source), [str(i) for i in range(len(features))], kept, notes
+    if keep:
+        raise DataError(f"--keep {keep!r}: only tables have columns to copy through")
+    if kind == "image":
+        images, ids, notes = _images(data, model.prep, source)
+        return _unlabelled("image", images, source), ids, None, notes
+    sequences, notes = _sequences(data, model.prep, source)
+    return _unlabelled("sequence", sequences, source), [str(i) for i in range(len(sequences))], None, notes
+
+
+def _table_file(path: Path) -> pd.DataFrame:
+    if not path.is_file() or path.suffix.lower() not in TABLE_SUFFIXES:
+        raise DataError(f"{path}: the model takes a table; give a .csv or .parquet file")
+    return read_table(path)
+
+
+def _table(frame: pd.DataFrame, model: TrainedModel, source: str, keep: str | None):
+    frame = frame.rename(columns=str).reset_index(drop=True)
+    prep, notes = model.prep, []
+    expected = [*prep.numeric_columns, *prep.categorical_columns]
+    missing = [c for c in expected if c not in frame.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {missing} that {model.ref} was trained on; "
+                        f"columns are {', '.join(map(str, frame.columns))}")
+    if keep is not None and keep not in frame.columns:
+        raise DataError(f"{source}: --keep {keep!r} is not a column; columns are {', '.join(map(str, frame.columns))}")
+    ignored = [c for c in frame.columns if c not in expected and c not in (model.target, keep)]
+    if ignored:
+        notes.append(f"columns the model does not use were ignored: {', '.join(ignored)}")
+    for column in prep.numeric_columns:
+        check_not_mixed(source, frame[column])
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    for column in prep.categorical_columns:
+        known = set(prep.vocabularies[column])
+        values = frame[column].dropna().astype(str)
+        unseen = values[~values.isin(known)]
+        if len(unseen):
+            notes.append(f"column {column!r}: {len(unseen)} rows with categories not seen in training "
+                         f"(e.g. {', '.join(map(repr, unseen.unique()[:3]))}) are encoded as unknown")
+    return frame[expected], (frame[keep] if keep else None), notes
+
+
+def _images(data, prep: Preprocessing, source: str) -> tuple[np.ndarray, list[str], list[str]]:
+    height, width, channels = prep.input_shape
+    if not isinstance(data, (str, Path)):
+        array = np.asarray(data, dtype=np.float32)
+        if array.shape[1:] != (height, width, channels):
+            raise DataError(f"{source}: images have shape {array.shape[1:]}; the model takes {(height, width, channels)}")
+        return array, [str(i) for i in range(len(array))], []
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(data)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: the model takes images; give a folder of image files")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_FILES
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if not files:
+        raise DataError(f"{folder}: no image files ({', '.join(sorted(IMAGE_FILES))}) in it or its subfolders")
+    arrays, resized, bad = [], 0, []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image.load()
+                resized += (image.height, image.width) != (height, width)
+                arrays.append(image_array(image, "L" if channels == 1 else "RGB", height, width))
+        except (UnidentifiedImageError, OSError) as exc:
+            bad.append(f"{file.relative_to(folder)} ({exc})")
+    if bad:
+        raise DataError(f"{folder}: {len(bad)} file(s) cannot be read as images: {'; '.join(bad[:3])}"
+                        + (f"; and {len(bad) - 3} more" if len(bad) > 3 else ""))
+    notes = [f"{resized} images resized to the model's {height}x{width}"] if resized else []
+    return np.stack(arrays), [str(f.relative_to(folder)) for f in files], notes
+
+
+def _sequences(data, prep: Preprocessing, source: str) -> tuple[np.ndarray, list[str]]:
+    length, features = prep.input_shape
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        if path.suffix.lower() != ".npz" or not path.is_file():
+            raise DataError(f"{path}: the model takes sequences; give an .npz file with x")
+        with np.load(path, allow_pickle=True) as archive:
+            if "x" not in archive.files:
+                raise DataError(f"{path}: no array 'x'; found {archive.files}")
+            data = archive["x"]
+    sequences = [np.asarray(s, dtype=np.float32) for s in data]
+    sequences = [s[:, None] if s.ndim == 1 else s for s in sequences]
+    wrong = [i for i, s in enumerate(sequences) if s.ndim != 2 or s.shape[1] != features]
+    if wrong:
+        raise DataError(f"{source}: sequences {wrong[:5]} do not have {features} feature(s) per step as the model's "
+                        "training data had")
+    out = np.zeros((len(sequences), length, features), dtype=np.float32)
+    padded = cut = 0
+    for i, s in enumerate(sequences):
+        out[i, :min(len(s), length)] = s[:length]
+        padded += len(s) < length
+        cut += len(s) > length
+    notes = ([f"{padded} sequences zero-padded at the end to the model's length {length}"] if padded else []) + \
+            ([f"{cut} sequences cut at the end to the model's length {length}"] if cut else [])
+    return out, notes
+
+
+def _score(model: TrainedModel, x: np.ndarray, variant: str) -> np.ndarray:
+    if variant == KERAS:
+        import keras
+
+        return keras.models.load_model(model.model_path).predict(x, verbose=0)
+    from pipelines.tflite import LiteModel
+
+    path = model.export_dir / f"model_{variant}.tflite"
+    if not path.is_file():
+        raise ExportError(f"{model.ref} has no TFLite variant {variant!r}; exported: "
+                          f"{', '.join(model.variants()) or 'none'} (or keras)")
+    return LiteModel(path.read_bytes()).predict(x)
+
+
+def _unlabelled(kind: str, features, source: str) -> Dataset:
+    return Dataset(kind, features, np.full(len(features), "", dtype=object), source)
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.exists() else None
