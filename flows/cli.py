@@ -287,17 +287,23 @@ def schedule(
                                                        "runs.")] = False,
     remove: Annotated[bool, typer.Option("--remove", help="Remove NAME's schedule (with --predict: its scoring).")] = False,
 ) -> None:
-    """Retrain a registered model on a schedule: a Prefect deployment of kerasflow-retrain, on a server.
+    """Retrain (or, with --predict, score with) a registered model on a schedule: a Prefect deployment on a server.
 
     With PREFECT_API_URL pointing at a server (`make ui`), e.g.:
     kerasflow schedule wine --data /data/wine/latest.csv --cron "0 2 * * *", then
     prefect worker start --pool kerasflow. Each run checks the new data, builds a challenger and promotes it only
     if it beats the champion.
     """
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        fail("schedules need a Prefect server, whose scheduler creates the runs (the embedded one has none): start "
+             "one (make ui) and set PREFECT_API_URL=http://127.0.0.1:4200/api")
     from flows import schedule as schedules
 
     if list_:
-        table = Table("deployment", "model", "schedule", "pool", "next runs", "paused", title="Scheduled retrains")
+        table = Table("deployment", "model", "schedule", "pool", "next runs", "paused",
+                      title="Scheduled retrains and scoring")
         for item in _check(schedules.scheduled):
             table.add_row(item.deployment, item.model, item.schedule, item.pool, "\n".join(item.next_runs) or "-",
                           "yes" if item.paused else "no")

@@ -11,6 +11,7 @@ custom ops does not load in a stock LiteRT runtime on a phone.
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -44,27 +45,75 @@ def write_saved_model(model, path: Path, input_shape: list[int]) -> Path:
 
 def convert(saved_model: Path, variant: str, representative: np.ndarray | None = None,
             int8_io: bool = False) -> bytes:
-    """Convert the SavedModel's `serve` endpoint to one variant, builtin ops only."""
+    """Convert the SavedModel's `serve` endpoint to one variant, builtin ops only.
+
+    The int8 variant (float I/O) keeps the in-model preprocessing (standardisation, imputation, one-hot) in
+    float and quantizes from its output on: quantizing the raw input tensor with one scale for every column
+    collapses columns of small range next to large ones (wine's hue next to its proline: 0.58 accuracy
+    against 0.97). With int8 I/O the input tensor itself is int8, so everything is quantized.
+    """
     import tensorflow as tf
 
     if variant not in VARIANTS:
         raise ExportError(f"unknown quantize mode {variant!r}; choose from {', '.join(VARIANTS)}")
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serve"])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter = _converter(saved_model)
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if variant == "int8":
-        if representative is None or not len(representative):
-            raise ExportError("int8 quantization needs representative training samples; none were given")
-        samples = np.asarray(representative, dtype=np.float32)
-        converter.representative_dataset = lambda: ([samples[i:i + 1]] for i in range(len(samples)))
+    if variant != "int8":
+        return strip_debug_names(converter.convert())
+    if representative is None or not len(representative):
+        raise ExportError("int8 quantization needs representative training samples; none were given")
+    samples = np.asarray(representative, dtype=np.float32)
+
+    def calibration():
+        return ([samples[i:i + 1]] for i in range(len(samples)))
+
+    converter.representative_dataset = calibration
+    if int8_io:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io:
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-    return strip_debug_names(converter.convert())
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        return strip_debug_names(converter.convert())
+    float_nodes = preprocessing_nodes(_converter(saved_model).convert())
+    if not float_nodes:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        return strip_debug_names(converter.convert())
+    # Selective quantization (TFLite's documented way): builtin float ops for the preprocessing, int8 after it.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=calibration,
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=float_nodes))
+    return strip_debug_names(debugger.get_nondebug_quantized_model())
+
+
+def _converter(saved_model: Path):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serve"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter
+
+
+# The in-model preprocessing layers (`models.hypermodel`): "encode" for tables, "normalize" for images and sequences.
+PREPROCESSING_NODE = re.compile(r"(^|/)(encode|normalize)(_\d+)?/")
+
+
+def preprocessing_nodes(tflite: bytes) -> list[str]:
+    """Output tensor names of the ops that belong to the in-model preprocessing layers (before names are stripped)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(tflite, 0)
+    graph = model.Subgraphs(0)
+    names = []
+    for i in range(graph.OperatorsLength()):
+        operator = graph.Operators(i)
+        for j in range(operator.OutputsLength()):
+            name = (graph.Tensors(operator.Outputs(j)).Name() or b"").decode()
+            if PREPROCESSING_NODE.search(name):
+                names.append(name)
+    return list(dict.fromkeys(names))
 
 
 def strip_debug_names(tflite: bytes) -> bytes:

@@ -113,3 +113,9 @@ def test_train_help_is_grouped_in_panels():
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     for panel in ("Data", "Search", "Mobile budget and export", "Scale-out and devices", "Registry"):
         assert f"─ {panel} " in result.output, panel
+
+
+def test_schedule_without_a_server_says_how_to_get_one(monkeypatch):
+    monkeypatch.setenv("PREFECT_API_URL", "")
+    result = CliRunner().invoke(app, ["schedule", "--list"])
+    assert result.exit_code == 2 and "schedules need a Prefect server" in result.output, result.output
