@@ -33,6 +33,16 @@ def _states(deployment: str) -> list[str]:
     return [run.state.type.value for run in runs if run.state]
 
 
+def _stop(worker: subprocess.Popen) -> None:
+    """The worker and the flow run it started (same process group): politely, then for sure."""
+    os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(30)
+
+
 def _wait(condition, seconds: float, what: str, process=None):
     deadline = time.monotonic() + seconds
     while not condition():
@@ -71,15 +81,14 @@ def test_the_scheduler_creates_runs_and_a_worker_runs_one_to_a_registry_decision
     try:
         _wait(lambda: len(registry.versions("tab")) >= 2, 420, "a scheduled retrain to register a version", worker)
         _wait(lambda: "COMPLETED" in _states("retrain-tab"), 120, "the scheduled run to complete", worker)
+        removed = CliRunner().invoke(app, ["schedule", "tab", "--remove"])  # no further runs
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(60)
+        _stop(worker)
     challenger = registry.version("tab", "v0002")
     assert challenger.record["mode"] == "finetune" and challenger.record["parent"] == "v0001"
     assert challenger.record["decision"]["compared_with"] == "tab@v0001"
     assert "reason" in challenger.record["decision"]
 
-    removed = CliRunner().invoke(app, ["schedule", "tab", "--remove"])
     assert removed.exit_code == 0 and "removed" in removed.output
     assert not [s for s in scheduled() if s.deployment == "kerasflow-retrain/retrain-tab"]
     log = prefect_server.log.read_text()
