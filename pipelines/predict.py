@@ -80,10 +80,7 @@ def open_model(source: str | Path, registry: Path | str = "registry") -> Trained
         if not (path / "finetuned.keras").exists() or not (path / "preprocessing.json").exists():
             raise DataError(f"{path}: not a finished run folder (no finetuned.keras / preprocessing.json)")
         return TrainedModel.from_run_folder(path)
-    store = Registry(registry)
-    version = store.resolve(str(source))
-    store.verify(version)
-    return TrainedModel.from_version(version)
+    return TrainedModel.from_version(Registry(registry).resolve(str(source), verify=True))
 
 
 @dataclass

@@ -29,8 +29,7 @@ def reexport_run(run_dir: Path, options: ExportOptions | None = None) -> ExportR
 def reexport_version(registry: Registry, ref: str, out_dir: Path | None = None, runs_root: Path = Path("runs"),
                      options: ExportOptions | None = None) -> ExportResult:
     """Export registered version `ref` (NAME@vNNNN, or NAME for its champion) into `out_dir`."""
-    version = registry.resolve(ref)
-    registry.verify(version)
+    version = registry.resolve(ref, verify=True)
     source = ExportSource.version_folder(version.path)
     if source.missing():
         raise ExportError(f"{version.ref}: its version folder lacks {', '.join(source.missing())} (registered by an "

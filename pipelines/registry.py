@@ -84,11 +84,15 @@ class Registry:
             raise RegistryError(f"{name}@{version}: no such version in {self.root} (versions: {known})")
         return self._read_version(name, path)
 
-    def resolve(self, ref: str) -> ModelVersion:
-        """`NAME@VERSION`, or `NAME` for its champion."""
+    def resolve(self, ref: str, verify: bool = False) -> ModelVersion:
+        """`NAME@VERSION`, or `NAME` for its champion (whose checksums are always verified); `verify` checks a
+        named version's too."""
         name, _, version = ref.partition("@")
         if version:
-            return self.version(name, version)
+            found = self.version(name, version)
+            if verify:
+                self.verify(found)
+            return found
         champion = self.champion(name)
         if champion is None:
             raise RegistryError(f"{name}: no champion in {self.root}; give NAME@VERSION")

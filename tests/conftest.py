@@ -181,21 +181,17 @@ def registry_root(trained_champion, tmp_path):
 
 async def run_and_artifact_keys(name_prefix: str):
     """The latest flow run whose name starts with `name_prefix`, and its artifact keys, via the Prefect client."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-    from prefect.client.schemas.sorting import FlowRunSort
-
-    async with get_client() as client:
-        runs = await client.read_flow_runs(flow_run_filter=_named(name_prefix), sort=FlowRunSort.START_TIME_DESC,
-                                           limit=50)
-        run = next(r for r in runs if r.name.startswith(name_prefix))
-        artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
-        return run, {a.key for a in artifacts}
+    run, artifacts = await run_and_artifacts(name_prefix)
+    return run, set(artifacts)
 
 
 async def run_artifacts(name_prefix: str) -> dict:
-    """key -> artifact of the latest flow run whose name starts with `name_prefix`, via the Prefect client."""
+    """key -> artifact of the latest flow run whose name starts with `name_prefix`."""
+    return (await run_and_artifacts(name_prefix))[1]
+
+
+async def run_and_artifacts(name_prefix: str):
+    """The latest flow run whose name starts with `name_prefix`, and its artifacts by key, via the Prefect client."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
     from prefect.client.schemas.sorting import FlowRunSort
@@ -206,7 +202,7 @@ async def run_artifacts(name_prefix: str) -> dict:
         run = next(r for r in runs if r.name.startswith(name_prefix))
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
-        return {a.key: a for a in artifacts}
+        return run, {a.key: a for a in artifacts}
 
 
 def _named(prefix: str):
