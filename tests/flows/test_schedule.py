@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.schedule import scheduled  # imported here, not first inside CliRunner: prefect's runner binds its streams
 from pipelines.registry import Registry
 from tests.conftest import make_table
 
@@ -55,8 +56,6 @@ def _wait(condition, seconds: float, what: str, process=None):
 @pytest.mark.timeout(600)
 def test_the_scheduler_creates_runs_and_a_worker_runs_one_to_a_registry_decision(prefect_server, registry_root,
                                                                                    tmp_path):
-    from flows.schedule import scheduled
-
     data = tmp_path / "new.csv"
     make_table(90, seed=1).to_csv(data, index=False)
     created = CliRunner().invoke(app, ["schedule", "tab", "--data", str(data), "--registry", str(registry_root),

@@ -116,6 +116,9 @@ def test_train_help_is_grouped_in_panels():
 
 
 def test_schedule_without_a_server_says_how_to_get_one(monkeypatch):
-    monkeypatch.setenv("PREFECT_API_URL", "")
-    result = CliRunner().invoke(app, ["schedule", "--list"])
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):  # a server fixture of the session may be active
+        result = CliRunner().invoke(app, ["schedule", "--list"])
     assert result.exit_code == 2 and "schedules need a Prefect server" in result.output, result.output
