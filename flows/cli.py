@@ -12,7 +12,7 @@ from typing import Annotated, Optional, get_args
 
 import typer
 from pydantic import ValidationError
-from rich.table import Table
+from rich.table import Column, Table
 
 from flows.models_cli import models_app
 from flows.output import console, fail, quiet_user_errors_on_console
@@ -419,8 +419,9 @@ def _print_summary(result: dict) -> None:
 
 
 def _print_variants(export: dict) -> None:
-    table = Table("verdict", "variant", "KiB", "accuracy", "macro-F1", "agreement", "median ms", "p95 ms",
+    table = Table("variant", "KiB", "accuracy", "macro-F1", "agreement", "median ms", "p95 ms",
                   title="TFLite variants vs Keras (test split)")
+    table.columns.insert(0, Column("verdict", no_wrap=True, min_width=11))
     keras = export["keras"]
     table.add_row("reference", "keras", f"{keras['bytes'] / 1024:.1f}", f"{keras['accuracy']:.4f}",
                   f"{keras['macro_f1']:.4f}", "", f"{keras['latency_median_ms']:.3f}", f"{keras['latency_p95_ms']:.3f}")
