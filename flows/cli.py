@@ -206,10 +206,7 @@ def retrain(
         max_recall_drop=max_recall_drop, psi_threshold=psi_threshold, drift_alpha=drift_alpha,
         replay_fraction=replay_fraction, finetune_epochs=finetune_epochs, learning_rate_factor=learning_rate_factor,
         budget_minutes=budget_minutes, max_trials=max_trials, max_epochs=max_epochs, seed=seed)
-    champion = _check(Registry(config.registry).required_champion, config.name, False)
-    for path in (config.data, config.test_data):
-        if path is not None:
-            _check(check_source, path, champion.record.get("config", {}).get("target"))
+    _check_new_data(config, config.data, config.test_data)
     from flows.retrain import retrain_flow
 
     _print_retrain(_run(retrain_flow, config))
@@ -323,9 +320,8 @@ def schedule(
         deployment = _check(schedules.build_scoring, config, out_dir, cron, interval, timezone)
     else:
         deployment = _check(schedules.build, config, cron, interval, timezone)
-    if data is not None and not score:
-        champion = _check(Registry(config.registry).required_champion, name, False)
-        _check(check_source, data, champion.record.get("config", {}).get("target"))
+    if not score:
+        _check_new_data(config, data)
     if serve:
         console.print(f"serving [bold]{deployment.name}[/bold]; Ctrl-C stops it")
         schedules.serve_forever(deployment)
@@ -360,6 +356,14 @@ def _check(function, *args):
         return function(*args)
     except KerasflowError as exc:
         fail(str(exc))
+
+
+def _check_new_data(config: RetrainConfig, *paths: Path | None) -> None:
+    """The model has a champion, and each given path exists with the champion's target column (tables)."""
+    champion = _check(Registry(config.registry).required_champion, config.name, False)
+    for path in paths:
+        if path is not None:
+            _check(check_source, path, champion.record.get("config", {}).get("target"))
 
 
 def _config(model: type[Options], **values):

@@ -267,14 +267,19 @@ def load_sequences(path: Path) -> Dataset:
     return sequences_dataset(archive["x"], archive["y"], str(path))
 
 
+def as_series(x) -> list[np.ndarray]:
+    """Each sequence as float32 [time, features]; a 1-D sequence is one feature."""
+    sequences = [np.asarray(s, dtype=np.float32) for s in x]
+    return [s[:, None] if s.ndim == 1 else s for s in sequences]
+
+
 def sequences_dataset(x: np.ndarray, y: np.ndarray, source: str) -> Dataset:
     """Check, pad and stack sequences into float32 [N, T, F]."""
     if len(x) == 0:
         raise DataError(f"{source}: no sequences")
     if len(x) != len(y):
         raise DataError(f"{source}: x has {len(x)} sequences but y has {len(y)} labels")
-    sequences = [np.asarray(s, dtype=np.float32) for s in x]
-    sequences = [s[:, None] if s.ndim == 1 else s for s in sequences]
+    sequences = as_series(x)
     bad_rank = [i for i, s in enumerate(sequences) if s.ndim != 2]
     if bad_rank:
         raise DataError(f"{source}: sequences {bad_rank[:5]} are not [time, features] arrays")

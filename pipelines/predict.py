@@ -26,13 +26,20 @@ import pandas as pd
 from data_checks import LABEL_COLUMN, load_suite, profile_frame, validate_frame, without_labels
 from data_checks.drift import DriftReport, compare_profiles, read_reference
 from pipelines.errors import DataError, ExportError
-from pipelines.load import TABLE_SUFFIXES, Dataset, check_not_mixed, image_array, read_table
+from pipelines.load import (
+    IMAGE_SUFFIXES,
+    TABLE_SUFFIXES,
+    Dataset,
+    as_series,
+    check_not_mixed,
+    image_array,
+    read_table,
+)
 from pipelines.preprocess import Preprocessing, encode_features
 from pipelines.registry import Registry
 
 KERAS = "keras"
 ID_NAMES = {"table": "row", "image": "file", "sequence": "sample"}
-IMAGE_FILES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 @dataclass
@@ -216,10 +223,10 @@ def _images(data, prep: Preprocessing, source: str) -> tuple[np.ndarray, list[st
     folder = Path(data)
     if not folder.is_dir():
         raise DataError(f"{folder}: the model takes images; give a folder of image files")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_FILES
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if not files:
-        raise DataError(f"{folder}: no image files ({', '.join(sorted(IMAGE_FILES))}) in it or its subfolders")
+        raise DataError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in it or its subfolders")
     arrays, resized, bad = [], 0, []
     for file in files:
         try:
@@ -246,8 +253,7 @@ def _sequences(data, prep: Preprocessing, source: str) -> tuple[np.ndarray, list
             if "x" not in archive.files:
                 raise DataError(f"{path}: no array 'x'; found {archive.files}")
             data = archive["x"]
-    sequences = [np.asarray(s, dtype=np.float32) for s in data]
-    sequences = [s[:, None] if s.ndim == 1 else s for s in sequences]
+    sequences = as_series(data)
     wrong = [i for i, s in enumerate(sequences) if s.ndim != 2 or s.shape[1] != features]
     if wrong:
         raise DataError(f"{source}: sequences {wrong[:5]} do not have {features} feature(s) per step as the model's "
