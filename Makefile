@@ -37,7 +37,7 @@ bench: install  ## digits vs sklearn baselines, Prefect+GX overhead, TFLite size
 	$(BIN)/python bench/mobile.py
 	$(BIN)/python bench/retrain.py
 
-bench-table: install  ## five datasets vs sklearn baselines and published results; trials/hour with 1 vs 2 workers
+bench-table: install  ## six datasets vs SVC, HGB, LogReg and MiniRocket on the same splits (10-min budget each)
 	$(BIN)/python bench/table.py
 
 serve: install  ## the nightly retraining deployments of deployments/prefect.yaml, served from this process

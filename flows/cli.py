@@ -18,6 +18,7 @@ from flows.models_cli import models_app
 from flows.output import console, fail, quiet_user_errors_on_console
 from pipelines.config import (
     BundledDataset,
+    ClassWeight,
     ExportOptions,
     Family,
     HoldoutMetric,
@@ -58,7 +59,8 @@ PANELS = {
     TrainConfig: _panels(
         Data="data dataset target test_data image_size",
         Run="name runs_root run_dir seed",
-        Search="budget_minutes tuner objective max_trials max_epochs finetune_epochs families batch_size min_trial_steps",
+        Search="budget_minutes tuner objective max_trials max_epochs finetune_epochs families batch_size min_trial_steps "
+               "class_weight ensemble_size",
         **{"Mobile budget and export": "max_model_kb max_latency_ms quantize int8_io quantization_tolerance",
            "Scale-out and devices": "workers scheduler_address mixed_precision xla strategy"}),
     RetrainConfig: _panels(
@@ -83,6 +85,7 @@ SwitchChoice = choices("Switch", Switch)
 StrategyChoice = choices("Strategy", Strategy)
 QuantizeChoice = choices("Quantize", Variant)
 ModeChoice = choices("Mode", RetrainMode)
+ClassWeightChoice = choices("ClassWeight", ClassWeight)
 MetricChoice = choices("Metric", HoldoutMetric)
 T, R, E = TrainConfig, RetrainConfig, ExportOptions
 
@@ -112,6 +115,8 @@ def train(
     max_model_kb: Annotated[Optional[float], option(T, "max_model_kb")] = T.default("max_model_kb"),
     max_latency_ms: Annotated[Optional[float], option(T, "max_latency_ms")] = T.default("max_latency_ms"),
     min_trial_steps: Annotated[int, option(T, "min_trial_steps")] = T.default("min_trial_steps"),
+    class_weight: Annotated[ClassWeightChoice, option(T, "class_weight")] = T.default("class_weight"),
+    ensemble_size: Annotated[int, option(T, "ensemble_size")] = T.default("ensemble_size"),
     workers: Annotated[int, option(T, "workers")] = T.default("workers"),
     scheduler_address: Annotated[Optional[str], option(T, "scheduler_address")] = T.default("scheduler_address"),
     mixed_precision: Annotated[SwitchChoice, option(T, "mixed_precision")] = T.default("mixed_precision"),
@@ -122,7 +127,7 @@ def train(
                                                 "else a candidate for `kerasflow models promote`.",
                                            rich_help_panel="Registry")] = True,
 ) -> None:
-    """Validate the data, search dense/CNN/LSTM models, fine-tune, evaluate and export one."""
+    """Validate the data, search dense/CNN/LSTM/MiniRocket models (and ensembles), fine-tune, evaluate and export one."""
     config = _config(
         TrainConfig, data=data, dataset=_value(dataset), target=target, test_data=test_data, name=name,
         runs_root=runs_root, run_dir=run_dir, budget_minutes=budget_minutes, tuner=_value(tuner),
@@ -131,6 +136,7 @@ def train(
         int8_io=int8_io, quantization_tolerance=quantization_tolerance, max_model_kb=max_model_kb,
         max_latency_ms=max_latency_ms, registry=registry if register else None, workers=workers,
         min_trial_steps=min_trial_steps, scheduler_address=scheduler_address,
+        class_weight=_value(class_weight), ensemble_size=ensemble_size,
         mixed_precision=_value(mixed_precision), xla=_value(xla), strategy=_value(strategy),
         **({"quantize": _values(quantize)} if quantize else {}))
     for path in (config.data, config.test_data):

@@ -54,7 +54,7 @@ def train_flow(config: TrainConfig) -> dict:
         tag_this_run([f"version:{result.registered.version}", *(["champion"] if summary["champion"] else [])])
     recommended = result.export.recommended
     logger.info("Done: test accuracy %.4f, macro-F1 %.4f (%s); ship %s; %s; run folder %s",
-                result.evaluation.accuracy, result.evaluation.macro_f1, result.search.best_hyperparameters["family"],
+                result.evaluation.accuracy, result.evaluation.macro_f1, summary["family"],
                 f"{recommended.file} ({recommended.bytes / 1024:.1f} KiB)" if recommended else "no variant",
                 (f"registered {result.registered.ref}" + (" (champion)" if summary["champion"] else
                                                           " (candidate; champion unchanged)"))

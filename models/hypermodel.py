@@ -1,7 +1,17 @@
 """One conditional keras-tuner space whose top choice is the architecture family.
 
-Sizes follow the input: the number of conv blocks is bounded by how often
-the input can be halved, dense widths by the feature count, and long
+Families: `dense` (from softmax regression, with no hidden layer, to residual
+MLP blocks with batch normalisation), `cnn` (images: plain, residual or
+depthwise-separable blocks; sequences: plain, FCN, ResNet-1D or
+Inception-style blocks ending in global average pooling, so series of
+several hundred steps are not pooled away), `lstm` and `rocket` (MiniRocket
+features with a closed-form ridge head, `models.rocket`). Images get
+augmentation as hyperparameters; augmentation layers are identity at
+inference and the export traces the model with `training=False`, so they are
+absent from the exported graph.
+
+Sizes follow the input: the number of image conv blocks is bounded by how
+often the input can be halved, dense widths by the feature count, and long
 sequences are average-pooled before the LSTM so it stays small once
 unrolled. LSTMs are built with `unroll=True` on a fixed sequence length:
 that is what converts to TFLite with builtin ops only.
@@ -13,20 +23,33 @@ import math
 
 import keras
 import keras_tuner as kt
+import numpy as np
+from sklearn.metrics import f1_score
 
 from models.layers import TabularEncoder
+from models.rocket import MIN_LENGTH, MiniRocket, fit_dilations, fit_ridge_head
 
-FAMILIES = ("dense", "cnn", "lstm")
+FAMILIES = ("dense", "cnn", "lstm", "rocket")
+CHEAPEST_FIRST = ("rocket", "dense", "cnn", "lstm")  # seconds per trial on a small set, fewest first
+CLOSED_FORM_FAMILIES = ("rocket",)
 MAX_LSTM_STEPS = 64
+IMAGE_BLOCKS = ("plain", "residual", "separable")
+SEQUENCE_BLOCKS = ("resnet", "inception", "fcn", "plain")  # the first is the default
+SEQUENCE_KERNELS = (8, 5, 3)  # FCN's and ResNet's kernel lengths (Wang et al. 2017)
 SKIPPED_FOR_TABLES = {
     "cnn": "tables have no spatial or temporal axis for convolutions to slide along",
     "lstm": "tables have no time axis; rows are independent samples",
+    "rocket": "MiniRocket's kernels slide along a time axis; tables have none",
 }
+SKIPPED_FOR_IMAGES = {"rocket": "MiniRocket's kernels slide along one time axis; images have two"}
 
 
-def families_for(kind: str, requested: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """Families that fit this input kind, and why each other one is skipped."""
-    skipped = dict(SKIPPED_FOR_TABLES) if kind == "table" else {}
+def families_for(kind: str, requested: list[str] | None = None,
+                 input_shape: list[int] | tuple[int, ...] | None = None) -> tuple[list[str], dict[str, str]]:
+    """Families that fit this input kind (and shape), and why each other one is skipped."""
+    skipped = {"table": dict(SKIPPED_FOR_TABLES), "image": dict(SKIPPED_FOR_IMAGES)}.get(kind, {})
+    if kind == "sequence" and input_shape is not None and input_shape[0] < MIN_LENGTH:
+        skipped["rocket"] = f"MiniRocket needs at least {MIN_LENGTH} time steps; these sequences have {input_shape[0]}"
     fitting = [f for f in FAMILIES if f not in skipped]
     if requested:
         skipped.update({f: "not requested" for f in fitting if f not in requested})
@@ -36,24 +59,40 @@ def families_for(kind: str, requested: list[str] | None = None) -> tuple[list[st
     return fitting, skipped
 
 
-class KerasflowHyperModel(kt.HyperModel):
-    """Builds a compiled classifier for `prep` (a `pipelines.preprocess.Preprocessing`)."""
+def cheapest_first(families: list[str]) -> list[str]:
+    """The order a search tries each family's default architecture in, before sampling at random."""
+    return sorted(families, key=CHEAPEST_FIRST.index)
 
-    def __init__(self, prep, families: list[str], jit_compile: bool | str = "auto", **kwargs):
+
+class KerasflowHyperModel(kt.HyperModel):
+    """Builds a compiled classifier for `prep` (a `pipelines.preprocess.Preprocessing`).
+
+    `x_fit` (model inputs of the training rows) is what data-fitted layers
+    (MiniRocket's biases) are fitted on; without it they are built empty, to
+    receive saved weights.
+    """
+
+    def __init__(self, prep, families: list[str], jit_compile: bool | str = "auto", x_fit: np.ndarray | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.prep = prep
         self.families = list(families)
         self.jit_compile = jit_compile
+        self.x_fit = x_fit
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         family = hp.Choice("family", self.families)
         inputs = keras.Input(shape=tuple(self.prep.input_shape), name="features")
         x = self._preprocessing(inputs)
+        if self.prep.kind == "image":
+            x = self._augmentation(hp, x)
         with hp.conditional_scope("family", family):
             x = getattr(self, f"_{family}")(hp, x)
+            l2 = hp.Choice("l2", [0.0, 1e-4, 1e-3, 1e-2]) if family == "dense" else 0.0
         x = keras.layers.Dropout(hp.Float("dropout", 0.0, 0.5, step=0.1))(x)
         # float32 softmax even under mixed precision: float16 probabilities underflow.
         outputs = keras.layers.Dense(len(self.prep.class_names), activation="softmax", name="probabilities",
+                                     kernel_regularizer=keras.regularizers.L2(l2) if l2 else None,
                                      dtype="float32")(x)
         model = keras.Model(inputs, outputs, name=f"kerasflow_{family}")
         model.compile(
@@ -64,6 +103,20 @@ class KerasflowHyperModel(kt.HyperModel):
         )
         return model
 
+    def fit(self, hp, model, x=None, y=None, validation_data=None, class_weight=None, **kwargs):
+        """Keras training, except for a closed-form family: its head is solved, and metrics come back as a dict."""
+        if hp.get("family") not in CLOSED_FORM_FAMILIES:
+            return super().fit(hp, model, x=x, y=y, validation_data=validation_data, class_weight=class_weight,
+                               **kwargs)
+        metrics = fit_ridge_head(model, np.asarray(x), np.asarray(y), class_weight)
+        if validation_data is not None:
+            x_val, y_val = validation_data
+            scores = model.evaluate(x_val, y_val, verbose=0, return_dict=True)
+            metrics.update({f"val_{name}": float(value) for name, value in scores.items()})
+            predicted = np.argmax(model.predict(x_val, verbose=0), axis=1)
+            metrics["val_macro_f1"] = float(f1_score(y_val, predicted, average="macro", zero_division=0))
+        return metrics
+
     def _preprocessing(self, inputs):
         if self.prep.kind == "table":
             return TabularEncoder(self.prep.mean, self.prep.variance, self.prep.cardinalities, name="encode",
@@ -71,33 +124,106 @@ class KerasflowHyperModel(kt.HyperModel):
         return keras.layers.Normalization(axis=-1, mean=self.prep.mean, variance=self.prep.variance,
                                           name="normalize", dtype="float32")(inputs)
 
+    def _augmentation(self, hp, x):
+        """Random flips, rotations, zooms, shifts and contrast while training; identity at inference."""
+        if not hp.Boolean("augment"):
+            return x
+        with hp.conditional_scope("augment", [True]):
+            layers = []
+            if hp.Boolean("augment_flip"):
+                layers.append(keras.layers.RandomFlip("horizontal"))
+            rotation = hp.Choice("augment_rotation", [0.0, 0.03, 0.08])
+            zoom = hp.Choice("augment_zoom", [0.0, 0.1])
+            translation = hp.Choice("augment_translation", [0.0, 0.1])
+            contrast = hp.Choice("augment_contrast", [0.0, 0.1])
+        fill = dict(fill_mode="constant")
+        layers += ([keras.layers.RandomRotation(rotation, **fill)] if rotation else []) + \
+                  ([keras.layers.RandomZoom(zoom, **fill)] if zoom else []) + \
+                  ([keras.layers.RandomTranslation(translation, translation, **fill)] if translation else []) + \
+                  ([keras.layers.RandomContrast(contrast)] if contrast else [])
+        for layer in layers:
+            x = layer(x)
+        return x
+
     def _feature_count(self) -> int:
         return math.prod(self.prep.input_shape)
 
     def _dense(self, hp, x):
+        """Zero hidden layers is softmax regression; more are MLP blocks, optionally residual and batch-normalised."""
         x = keras.layers.Flatten()(x)
+        layers = hp.Int("dense_layers", 0, 3)
+        if not layers:
+            return x
         widest = max(64, min(512, 4 * self._feature_count()))
-        widths = [w for w in (32, 64, 128, 256, 512) if w <= widest]
-        for i in range(hp.Int("dense_layers", 1, 3)):
-            x = keras.layers.Dense(hp.Choice(f"dense_units_{i}", widths), activation="relu")(x)
+        units = hp.Choice("dense_units", [w for w in (32, 64, 128, 256, 512) if w <= widest])
+        norm = hp.Boolean("dense_batchnorm")
+        residual = hp.Boolean("dense_residual") if layers > 1 else False
+        for i in range(layers):
+            y = keras.layers.Dense(units, use_bias=not norm)(x)
+            if norm:
+                y = keras.layers.BatchNormalization()(y)
+            y = keras.layers.Activation("relu")(y)
+            x = keras.layers.Add()([x, y]) if residual and i > 0 else y
         return x
 
     def _cnn(self, hp, x):
         spatial = self.prep.input_shape[:-1]
-        conv, pool, global_pool = (
-            (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.GlobalAveragePooling2D)
-            if len(spatial) == 2 else
-            (keras.layers.Conv1D, keras.layers.MaxPooling1D, keras.layers.GlobalAveragePooling1D)
-        )
+        if len(spatial) == 2:
+            return self._image_cnn(hp, x, spatial)
+        return self._sequence_cnn(hp, x, spatial[0])
+
+    def _image_cnn(self, hp, x, spatial):
         max_blocks = max(1, min(4, int(math.log2(max(min(spatial), 2) / 2))))
+        block = hp.Choice("cnn_block", IMAGE_BLOCKS)
         filters = hp.Choice("cnn_filters", [16, 32, 64] if min(spatial) <= 32 else [32, 64, 128])
-        kernel = hp.Choice("cnn_kernel", [3] if len(spatial) == 2 else [3, 5, 7])
         for i in range(hp.Int("cnn_blocks", 1, max_blocks)):
-            x = conv(filters * 2**i, kernel, padding="same", activation="relu")(x)
-            x = keras.layers.BatchNormalization()(x)
-            x = pool(2, padding="same")(x)
-        x = global_pool()(x) if hp.Boolean("cnn_global_pool") else keras.layers.Flatten()(x)
+            width = filters * 2**i
+            if block == "separable":
+                x = _conv_bn(x, keras.layers.SeparableConv2D, width, 3)
+            elif block == "residual":
+                shortcut = keras.layers.Conv2D(width, 1, use_bias=False)(x) if x.shape[-1] != width else x
+                y = _conv_bn(x, keras.layers.Conv2D, width, 3)
+                y = _conv_bn(y, keras.layers.Conv2D, width, 3, activation=None)
+                x = keras.layers.Activation("relu")(keras.layers.Add()([shortcut, y]))
+            else:
+                x = _conv_bn(x, keras.layers.Conv2D, width, 3)
+            x = keras.layers.MaxPooling2D(2, padding="same")(x)
+        x = keras.layers.GlobalAveragePooling2D()(x) if hp.Boolean("cnn_global_pool") else keras.layers.Flatten()(x)
         return keras.layers.Dense(hp.Choice("cnn_dense_units", [64, 128]), activation="relu")(x)
+
+    def _sequence_cnn(self, hp, x, steps):
+        block = hp.Choice("cnn_block", SEQUENCE_BLOCKS)
+        filters = hp.Choice("cnn_filters", [16, 32, 64])
+        if block == "plain":
+            max_blocks = max(1, min(4, int(math.log2(max(steps, 2) / 2))))
+            kernel = hp.Choice("cnn_kernel", [3, 5, 7])
+            for i in range(hp.Int("cnn_blocks", 1, max_blocks)):
+                x = _conv_bn(x, keras.layers.Conv1D, filters * 2**i, kernel)
+                x = keras.layers.MaxPooling1D(2, padding="same")(x)
+            return keras.layers.GlobalAveragePooling1D()(x)
+        if block == "fcn":  # Wang et al. 2017: three conv blocks, no pooling, global average pooling
+            for width, kernel in zip((filters, 2 * filters, filters), SEQUENCE_KERNELS):
+                x = _conv_bn(x, keras.layers.Conv1D, width, kernel)
+        elif block == "resnet":  # three residual blocks of three convolutions
+            for width in (filters, 2 * filters, 2 * filters):
+                shortcut = keras.layers.BatchNormalization()(keras.layers.Conv1D(width, 1, use_bias=False)(x)) \
+                    if x.shape[-1] != width else x
+                y = x
+                for j, kernel in enumerate(SEQUENCE_KERNELS):
+                    y = _conv_bn(y, keras.layers.Conv1D, width, kernel, activation="relu" if j < 2 else None)
+                x = keras.layers.Activation("relu")(keras.layers.Add()([shortcut, y]))
+        else:  # InceptionTime-style modules, a residual shortcut every three
+            longest = max(3, min(40, steps // 4))
+            sizes = sorted({max(3, longest // 4), max(3, longest // 2), longest})
+            shortcut = x
+            for i in range(hp.Int("inception_modules", 3, 6, step=3)):
+                x = _inception_module(x, filters, sizes)
+                if i % 3 == 2:
+                    projected = keras.layers.BatchNormalization()(
+                        keras.layers.Conv1D(x.shape[-1], 1, use_bias=False)(shortcut))
+                    x = keras.layers.Activation("relu")(keras.layers.Add()([projected, x]))
+                    shortcut = x
+        return keras.layers.GlobalAveragePooling1D()(x)
 
     def _lstm(self, hp, x):
         shape = self.prep.input_shape
@@ -111,3 +237,29 @@ class KerasflowHyperModel(kt.HyperModel):
         for i in range(n_layers):
             x = keras.layers.LSTM(units, unroll=True, return_sequences=i < n_layers - 1)(x)
         return x
+
+    def _rocket(self, hp, x):
+        """MiniRocket features (fixed, fitted on `x_fit`); the head on top is fitted in closed form (`fit_closed_form`)."""
+        seed = hp.Int("rocket_seed", 0, 9)
+        if self.x_fit is None:
+            layer = MiniRocket(*fit_dilations(self.prep.input_shape[0]), name="rocket")
+        else:
+            std = np.sqrt(np.maximum(np.asarray(self.prep.variance, dtype=np.float32), 1e-12))
+            normalized = (np.asarray(self.x_fit, dtype=np.float32) - np.asarray(self.prep.mean, np.float32)) / std
+            layer = MiniRocket.fitted(normalized, seed=seed, name="rocket")
+        return layer(x)
+
+
+def _conv_bn(x, conv, width: int, kernel: int, activation: str | None = "relu"):
+    x = conv(width, kernel, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    return keras.layers.Activation(activation)(x) if activation else x
+
+
+def _inception_module(x, filters: int, sizes: list[int]):
+    bottleneck = keras.layers.Conv1D(filters, 1, padding="same", use_bias=False)(x) if x.shape[-1] > 1 else x
+    branches = [keras.layers.Conv1D(filters, k, padding="same", use_bias=False)(bottleneck) for k in sizes]
+    pooled = keras.layers.MaxPooling1D(3, strides=1, padding="same")(x)
+    branches.append(keras.layers.Conv1D(filters, 1, padding="same", use_bias=False)(pooled))
+    x = keras.layers.Concatenate()(branches)
+    return keras.layers.Activation("relu")(keras.layers.BatchNormalization()(x))

@@ -21,7 +21,8 @@ from pipelines.tflite import VARIANTS
 
 Tuner = Literal["hyperband", "bayesian", "random"]
 Objective = Literal["val_accuracy", "val_macro_f1"]
-Family = Literal["dense", "cnn", "lstm"]
+Family = Literal["dense", "cnn", "lstm", "rocket"]
+ClassWeight = Literal["auto", "balanced", "none"]
 Variant = Literal[VARIANTS]
 Switch = Literal["auto", "on", "off"]
 Strategy = Literal["default", "mirrored"]
@@ -75,6 +76,12 @@ class SearchOptions(DeviceOptions):
     min_trial_steps: int = Field(250, ge=0, description="Small training sets: smaller batches (an eighth of the "
                                  "rows, at least 8) and more epochs per trial (up to 5x max epochs) until a trial "
                                  "takes this many optimiser steps; 0: off.")
+    class_weight: ClassWeight = Field("auto", description="Weight classes inversely to their counts (sklearn's "
+                                      "balanced rule): auto does when the largest class has 3x+ the rows of the "
+                                      "smallest; balanced always; none never.")
+    ensemble_size: int = Field(5, ge=1, le=10, description="Average up to this many of the best distinct trials "
+                               "into one model when that scores better on held-out rows than the best single "
+                               "trial; 1: never ensemble. Under a mobile budget the whole ensemble must fit.")
     workers: int = Field(1, ge=1, le=64, description="Search workers training trials in parallel: keras-tuner's "
                          "chief oracle here, workers as Dask tasks. Each gets its own GPU when GPUs exist, else an "
                          "equal share of the CPU threads.")

@@ -2,7 +2,9 @@
 
 Validation data was spent choosing the architecture, so the final model
 learns from it too; early stopping and learning-rate reduction watch the
-training loss, and the test split stays untouched for evaluation.
+training loss, and the test split stays untouched for evaluation. An
+ensemble's members are trained one by one, then averaged into one model; a
+closed-form family (MiniRocket) solves its head instead of running epochs.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from models import KerasflowHyperModel
+from models import CLOSED_FORM_FAMILIES, ENSEMBLE, KerasflowHyperModel, average, member_hyperparameters
 from pipelines.devices import DeviceSetup, fit_inputs, float32_policy, strategy_scope
+from pipelines.imbalance import class_weights
 from pipelines.preprocess import ModelInputs, Preprocessing
 
 
@@ -46,29 +49,53 @@ def fine_tune(
     max_epochs: int,
     batch_size: int,
     seed: int,
+    class_weight: str = "auto",
     devices: DeviceSetup | None = None,
 ) -> FineTuneResult:
-    """Train the chosen architecture from scratch on train+val; save it to `output_path` (always float32)."""
+    """Train the chosen architecture (or each member of an ensemble) from scratch on train+val; save it to
+    `output_path` (always float32)."""
     keras.utils.set_random_seed(seed)
-    jit = devices.jit_compile if devices else "auto"
-    with strategy_scope(devices):
-        model = build_from_hyperparameters(prep, hyperparameters, jit_compile=jit)
     x = np.concatenate([inputs.x_train, inputs.x_val])
     y = np.concatenate([inputs.y_train, inputs.y_val])
+    started = time.monotonic()
+    trained = [_train_one(prep, values, x, y, max_epochs, batch_size, seed, class_weight, devices)
+               for values in member_hyperparameters(hyperparameters)]
+    models = [model for model, _ in trained]
+    model = models[0] if len(models) == 1 else average(models)
+    as_float32(model, prep, hyperparameters).save(output_path)
+    # An ensemble's curves are those of its first member trained by epochs (a closed-form member has one point).
+    curves = next((c for _, c in trained if len(c["loss"]) > 1), trained[0][1])
+    return FineTuneResult(output_path, curves, len(curves["loss"]), time.monotonic() - started)
+
+
+def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, max_epochs: int, batch_size: int,
+               seed: int, class_weight: str, devices: DeviceSetup | None) -> tuple[keras.Model, dict]:
+    hp = kt.HyperParameters()
+    hp.values.update(values)
+    hypermodel = KerasflowHyperModel(prep, [values["family"]], jit_compile=devices.jit_compile if devices else "auto",
+                                     x_fit=x)
+    with strategy_scope(devices):
+        model = hypermodel.build(hp)
+    weights = class_weights(y, class_weight)
+    if values["family"] in CLOSED_FORM_FAMILIES:
+        metrics = hypermodel.fit(hp, model, x, y, class_weight=weights)
+        return model, {"loss": [metrics["loss"]], "accuracy": [metrics["accuracy"]]}
     callbacks = [
         keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=3, min_lr=1e-6),
         keras.callbacks.EarlyStopping(monitor="loss", patience=6, restore_best_weights=True),
     ]
-    started = time.monotonic()
-    history = model.fit(**fit_inputs(x, y, batch_size, devices, shuffle=True, seed=seed), epochs=max_epochs,
-                        callbacks=callbacks, shuffle=True, verbose=0)
-    as_float32(model, prep, hyperparameters).save(output_path)
-    curves = {k: [float(v) for v in values] for k, values in history.history.items()}
-    return FineTuneResult(output_path, curves, len(curves["loss"]), time.monotonic() - started)
+    history = hypermodel.fit(hp, model, **fit_inputs(x, y, batch_size, devices, shuffle=True, seed=seed),
+                             epochs=max_epochs, callbacks=callbacks, class_weight=weights, verbose=0)
+    return model, {k: [float(v) for v in values] for k, values in history.history.items()}
 
 
 def build_from_hyperparameters(prep: Preprocessing, values: dict, jit_compile: bool | str = "auto") -> keras.Model:
-    """keras-tuner takes values already in `hp.values` over each hyperparameter's default."""
+    """An untrained model of `values` (an ensemble's: its members averaged); data-fitted layers are left empty.
+
+    keras-tuner takes values already in `hp.values` over each hyperparameter's default.
+    """
+    if values.get("family") == ENSEMBLE:
+        return average([build_from_hyperparameters(prep, member, jit_compile) for member in values["members"]])
     hp = kt.HyperParameters()
     hp.values.update(values)
     return KerasflowHyperModel(prep, [values["family"]], jit_compile=jit_compile).build(hp)

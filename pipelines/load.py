@@ -25,6 +25,8 @@ Kind = Literal["table", "image", "sequence"]
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MIN_ROWS_PER_CLASS = 3  # one each for train, val and test
+LENGTH_RULE = "zero-pad or cut at the end to the training length"
+TRAINING_LENGTH = "the training length"  # how `fit_length`'s notes name the length they fit to
 
 
 @dataclass
@@ -33,7 +35,8 @@ class Dataset:
 
     `features` is a DataFrame for tables, float32 [N, H, W, C] for images and
     float32 [N, T, F] for sequences. `labels` holds strings so that label
-    files read back the same whatever the source's dtype.
+    files read back the same whatever the source's dtype. `lengths` holds
+    each sequence's own time length before padding or cutting (sequences only).
     """
 
     kind: Kind
@@ -41,6 +44,7 @@ class Dataset:
     labels: np.ndarray
     source: str
     notes: list[str] = field(default_factory=list)
+    lengths: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -51,15 +55,26 @@ class Dataset:
 
     def take(self, index: np.ndarray) -> "Dataset":
         features = self.features.iloc[index] if isinstance(self.features, pd.DataFrame) else self.features[index]
-        return Dataset(self.kind, features, self.labels[index], self.source, list(self.notes))
+        lengths = None if self.lengths is None else self.lengths[index]
+        return Dataset(self.kind, features, self.labels[index], self.source, list(self.notes), lengths)
 
     def concat(self, other: "Dataset") -> "Dataset":
         if isinstance(self.features, pd.DataFrame):
             features = pd.concat([self.features, other.features], ignore_index=True)
         else:
             features = np.concatenate([self.features, other.features])
+        both = self.lengths is not None and other.lengths is not None
+        lengths = np.concatenate([self.lengths, other.lengths]) if both else None
         return Dataset(self.kind, features, np.concatenate([self.labels, other.labels]), self.source,
-                       list(dict.fromkeys([*self.notes, *other.notes])))
+                       list(dict.fromkeys([*self.notes, *other.notes])), lengths)
+
+    def with_length(self, length: int) -> "Dataset":
+        """These sequences under `LENGTH_RULE` at `length`; notes about the old length give way to the new ones."""
+        own = self.lengths if self.lengths is not None else np.full(len(self), self.features.shape[1])
+        features, notes = fit_length([s[:n] for s, n in zip(self.features, own)], length)
+        stale = length_notes(own, self.features.shape[1], "length")
+        return Dataset(self.kind, features, self.labels, self.source,
+                       [n for n in self.notes if n not in stale] + notes, np.asarray(own))
 
     def fingerprint(self) -> dict:
         """sha256 of features and labels, row count and label counts: enough to tell two datasets apart."""
@@ -101,7 +116,7 @@ def load_dataset(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     if config.test_data is not None:
         size = data.features.shape[1:3] if data.kind == "image" else None
         test = load_path(Path(config.test_data), config.target, size)
-        _check_same_kind(data, test)
+        test = _matched_test(data, test)
     return data, test
 
 
@@ -274,7 +289,7 @@ def as_series(x) -> list[np.ndarray]:
 
 
 def sequences_dataset(x: np.ndarray, y: np.ndarray, source: str) -> Dataset:
-    """Check, pad and stack sequences into float32 [N, T, F]."""
+    """Check, pad and stack sequences into float32 [N, T, F]; T is the longest sequence."""
     if len(x) == 0:
         raise DataError(f"{source}: no sequences")
     if len(x) != len(y):
@@ -291,15 +306,29 @@ def sequences_dataset(x: np.ndarray, y: np.ndarray, source: str) -> Dataset:
             f"{source}: sequences must all have the same number of features; most have {expected}, "
             f"but sequences {bad[:5]} have {sorted({sequences[i].shape[1] for i in bad})}"
         )
-    lengths = [len(s) for s in sequences]
-    length = max(lengths)
-    notes = []
-    if min(lengths) != length:
-        notes.append(f"{sum(n < length for n in lengths)} ragged sequences zero-padded at the end to length {length}")
-    padded = np.zeros((len(sequences), length, sequences[0].shape[1]), dtype=np.float32)
+    lengths = np.asarray([len(s) for s in sequences])
+    padded, notes = fit_length(sequences, int(lengths.max()), "length")
+    return Dataset("sequence", padded, _label_strings(np.asarray(y)), source, notes, lengths)
+
+
+def fit_length(sequences: list[np.ndarray], length: int, to: str = TRAINING_LENGTH) -> tuple[np.ndarray, list[str]]:
+    """`LENGTH_RULE`: each [T_i, F] sequence as [length, F], zero-padded or cut at the end; notes say how many.
+
+    `to` names the length in the notes ("the training length", "the model's length").
+    """
+    features = sequences[0].shape[1] if sequences else 0
+    fitted = np.zeros((len(sequences), length, features), dtype=np.float32)
     for i, s in enumerate(sequences):
-        padded[i, : len(s)] = s
-    return Dataset("sequence", padded, _label_strings(np.asarray(y)), source, notes)
+        fitted[i, : min(len(s), length)] = s[:length]
+    return fitted, length_notes([len(s) for s in sequences], length, to)
+
+
+def length_notes(lengths, length: int, to: str = TRAINING_LENGTH) -> list[str]:
+    """What `fit_length` says about sequences of `lengths` fitted to `length`."""
+    padded = sum(int(n) < length for n in lengths)
+    cut = sum(int(n) > length for n in lengths)
+    return ([f"{padded} sequences zero-padded at the end to {to} {length}"] if padded else []) + \
+           ([f"{cut} sequences cut at the end to {to} {length}"] if cut else [])
 
 
 def load_bundled(name: str) -> tuple[Dataset, Dataset | None]:
@@ -325,20 +354,32 @@ def load_bundled(name: str) -> tuple[Dataset, Dataset | None]:
     raise DataError(f"unknown bundled dataset {name!r}")
 
 
-def _check_same_kind(data: Dataset, test: Dataset) -> None:
+def _matched_test(data: Dataset, test: Dataset) -> Dataset:
+    """The test set checked against the training data; test sequences of another length follow `LENGTH_RULE`."""
     if data.kind != test.kind:
         raise DataError(f"{test.source}: test data is {test.kind} data but training data is {data.kind} data")
+    if data.kind == "sequence":
+        features, test_features = data.features.shape[2], test.features.shape[2]
+        if test_features != features:
+            raise DataError(f"{test.source}: test sequences have {test_features} feature(s) per step, "
+                            f"training sequences {features}")
+        length = data.features.shape[1]
+        return test if test.features.shape[1] == length else test.with_length(length)
     if data.kind != "table" and data.features.shape[1:] != test.features.shape[1:]:
         raise DataError(
             f"{test.source}: test samples have shape {test.features.shape[1:]}, "
             f"training samples {data.features.shape[1:]}"
         )
+    return test
 
 
 def split_dataset(
     data: Dataset, test: Dataset | None, *, test_fraction: float, val_fraction: float, seed: int
 ) -> Splits:
-    """Stratified split with a seed; a given test set replaces the test fraction."""
+    """Stratified split with a seed; a given test set replaces the test fraction.
+
+    Given test sequences of another length follow `LENGTH_RULE`; another feature count is a `DataError`.
+    """
     counts = collections.Counter(data.labels.tolist())
     if len(counts) < 2:
         raise DataError(f"{data.source}: the labels have one class ({next(iter(counts))!r}); need at least 2")
@@ -350,6 +391,7 @@ def split_dataset(
             "each class needs rows for train, validation and test"
         )
     if test is not None:
+        test = _matched_test(data, test)
         unseen = sorted(set(test.labels.tolist()) - set(counts))
         if unseen:
             raise DataError(f"{test.source}: test labels {unseen} never appear in the training data")

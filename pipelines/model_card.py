@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipelines.export_records import ExportData, ExportResult
+from pipelines.load import LENGTH_RULE
 from pipelines.preprocess import Preprocessing
 
 NORMALISATION = {
@@ -57,7 +58,13 @@ def input_layout(prep: Preprocessing) -> str:
         return "one row: " + ", ".join(columns)
     if prep.kind == "image":
         return "one image: height x width x channels"
-    return "one sequence: time steps x features, padded or truncated to the training length"
+    return f"one sequence: time steps x features; {LENGTH_RULE}"
+
+
+def sequence_input(prep: Preprocessing) -> dict:
+    """A sequence model's length, feature count and `LENGTH_RULE`, so that an app fits its inputs the same way."""
+    length, features = prep.input_shape
+    return {"length": length, "features": features, "rule": LENGTH_RULE}
 
 
 def spec(result: ExportResult, prep: Preprocessing, data: ExportData) -> dict:
@@ -72,6 +79,7 @@ def spec(result: ExportResult, prep: Preprocessing, data: ExportData) -> dict:
                                      "per": "column" if prep.kind == "table" else "channel/feature (last axis)"},
             "normalisation_inside_model": NORMALISATION[prep.kind],
             "vocabularies": prep.vocabularies,
+            **({"sequence": sequence_input(prep)} if prep.kind == "sequence" else {}),
         },
         "output": {"shape": [-1, len(prep.class_names)], "meaning": "softmax probabilities in labels.json order"},
         "keras": asdict(result.keras),

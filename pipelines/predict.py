@@ -32,6 +32,7 @@ from pipelines.load import (
     Dataset,
     as_series,
     check_not_mixed,
+    fit_length,
     image_array,
     read_table,
 )
@@ -40,6 +41,7 @@ from pipelines.registry import Registry
 
 KERAS = "keras"
 ID_NAMES = {"table": "row", "image": "file", "sequence": "sample"}
+MODEL_LENGTH = "the model's length"  # how sequence notes name the length they are fitted to
 
 
 @dataclass
@@ -258,15 +260,9 @@ def _sequences(data, prep: Preprocessing, source: str) -> tuple[np.ndarray, list
     if wrong:
         raise DataError(f"{source}: sequences {wrong[:5]} do not have {features} feature(s) per step as the model's "
                         "training data had")
-    out = np.zeros((len(sequences), length, features), dtype=np.float32)
-    padded = cut = 0
-    for i, s in enumerate(sequences):
-        out[i, :min(len(s), length)] = s[:length]
-        padded += len(s) < length
-        cut += len(s) > length
-    notes = ([f"{padded} sequences zero-padded at the end to the model's length {length}"] if padded else []) + \
-            ([f"{cut} sequences cut at the end to the model's length {length}"] if cut else [])
-    return out, notes
+    if not sequences:
+        raise DataError(f"{source}: no sequences to score")
+    return fit_length(sequences, length, MODEL_LENGTH)
 
 
 def _score(model: TrainedModel, x: np.ndarray, variant: str) -> np.ndarray:

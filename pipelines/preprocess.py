@@ -103,7 +103,12 @@ def _fit_table(frame: pd.DataFrame, class_names: list[str]) -> Preprocessing:
 
 
 def encode_features(dataset: Dataset, prep: Preprocessing) -> np.ndarray:
-    """Raw features as the model's float32 input (tables: numbers, then category codes)."""
+    """Raw features as the model's float32 input (tables: numbers, then category codes).
+
+    Sequences of another length follow `pipelines.load.LENGTH_RULE` at the model's length (a retrain's new data).
+    """
+    if dataset.kind == "sequence" and dataset.features.shape[1] != prep.input_shape[0]:
+        dataset = dataset.with_length(prep.input_shape[0])
     if dataset.kind != "table":
         return np.asarray(dataset.features, dtype=np.float32)
     frame = dataset.features

@@ -6,10 +6,12 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from models import member_hyperparameters
 from pipelines.export_records import ExportResult
 from pipelines.model_card import variant_table
 from pipelines.results import RetrainResult, RunResult
 from pipelines.search.records import SearchResult, TrialStatus
+from pipelines.search.selection import FOLDS, SMALL_VALIDATION_ROWS, TIE_BREAK
 
 REPORT_FILES = ("report.md", "retrain_report.md")
 
@@ -22,6 +24,7 @@ def write_report(result: RunResult, path: Path) -> Path:
 def render_report(result: RunResult) -> str:
     search, evaluation = result.search, result.evaluation
     best = search.best_hyperparameters
+    best_single = member_hyperparameters(best)[0]
     lines = [
         f"# kerasflow run: {result.config.model_name}",
         "",
@@ -45,8 +48,13 @@ def render_report(result: RunResult) -> str:
         f"- Families searched: {', '.join(search.families)}",
         *[f"- Skipped {family}: {why}" for family, why in search.skipped_families.items()],
         f"- Trials by status: {_count(t.status for t in search.trials)}; by family: {_count(t.family for t in search.trials)}",
-        f"- Best trial {search.best_trial_id}: {best['family']}, {search.objective} {search.best_val_score:.4f}",
-        f"- Best hyperparameters: `{compact(best)}`",
+        _selection_line(search),
+        f"- Best trial {search.best_trial_id}: {best_single['family']}, {search.objective} {search.best_val_score:.4f}",
+        *[f"- {'Best hyperparameters' if i == 0 else f'Member {i + 1}'}: `{compact(values)}`"
+          for i, values in enumerate(member_hyperparameters(best))],
+        *([f"- Ensemble: trials {', '.join(search.ensemble.members)} averaged into one model; held-out score "
+           f"{search.ensemble.score:.4f} against {search.ensemble.single_score:.4f} for the best trial alone"]
+          if search.ensemble else []),
         *([f"- Mobile budget: {search.mobile_budget}; architectures over it were not trained "
            f"({sum(t.status == TrialStatus.OVER_BUDGET for t in search.trials)} trials)"] if search.mobile_budget else []),
         "",
@@ -71,6 +79,14 @@ def render_report(result: RunResult) -> str:
         *step_seconds_section(result.step_seconds),
     ]
     return "\n".join(lines)
+
+
+def _selection_line(search) -> str:
+    if search.cross_validated:
+        return (f"- Selection: {FOLDS}-fold cross-validation on train+val (validation split under "
+                f"{SMALL_VALIDATION_ROWS} rows); score = out-of-fold {search.objective.removeprefix('val_')} "
+                f"- {TIE_BREAK} x out-of-fold log loss (breaks ties)")
+    return f"- Selection: {search.objective} on the validation split"
 
 
 def compact(values: dict) -> str:

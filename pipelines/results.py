@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from data_checks.drift import DriftReport
+from models import describe
 from pipelines.config import RetrainConfig, TrainConfig
 from pipelines.evaluate import Evaluation
 from pipelines.export_records import ExportResult
@@ -51,7 +52,8 @@ class Candidate:
 
     @property
     def family(self) -> str:
-        return self.hyperparameters["family"]
+        """The family, or "ensemble of N (families)"."""
+        return describe(self.hyperparameters)
 
 
 @dataclass
@@ -110,7 +112,7 @@ class RunResult:
 
     def summary(self) -> dict:
         """The flow's return value and what the CLI prints."""
-        return {"run_dir": str(self.run_dir), "family": self.search.best_hyperparameters["family"],
+        return {"run_dir": str(self.run_dir), "family": describe(self.search.best_hyperparameters),
                 "test": self.evaluation.headline(), "export": self.export.summary(),
                 "report": str(self.report_path),
                 "registered": self.registered.ref if self.registered else None,

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from data_checks import profile_frame, save_suite
 from data_checks.drift import write_reference
+from models import describe
 from pipelines import evaluate as evaluate_step
 from pipelines.config import TrainConfig
 from pipelines.evaluate import Evaluation
@@ -104,7 +105,9 @@ def write_status(run_dir: Path, config: BaseModel, status: RunStatus, seconds: d
 
 
 def data_notes(splits: Splits) -> list[str]:
-    return list(dict.fromkeys([*splits.train.notes, *splits.test.notes]))
+    """The training data's notes, then the test set's own (a --test-data file's), marked as such."""
+    own = [f"test set: {note}" for note in splits.test.notes if note not in splits.train.notes]
+    return list(dict.fromkeys([*splits.train.notes, *own]))
 
 
 def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, inputs: ModelInputs,
@@ -131,7 +134,7 @@ def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, 
     evaluation.save(run_dir / "metrics.json",
                     **({"search_best": search_evaluation.headline()} if search_evaluation else {}))
     evaluate_step.plot_confusion_matrix(evaluation, run_dir / "confusion_matrix.png")
-    facts = card_facts(config, splits, hyperparameters["family"], evaluation)
+    facts = card_facts(config, splits, describe(hyperparameters), evaluation)
     facts.save(run_dir / "card.json")
     exported = steps(Step.EXPORT, export_model, trained.model_path, prep, export_data, run_dir / "export", config,
                      facts)

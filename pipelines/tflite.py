@@ -96,8 +96,9 @@ def _converter(saved_model: Path):
     return converter
 
 
-# The in-model preprocessing layers (`models.hypermodel`): "encode" for tables, "normalize" for images and sequences.
-PREPROCESSING_NODE = re.compile(r"(^|/)(encode|normalize)(_\d+)?/")
+# Layers kept in float in the int8 variant: the in-model preprocessing ("encode" for tables, "normalize" for images
+# and sequences) and MiniRocket's fixed features ("rocket"), whose thresholds on a quantized convolution would flip.
+PREPROCESSING_NODE = re.compile(r"(^|/)(encode|normalize|rocket)(_\d+)?/")
 
 
 def preprocessing_nodes(tflite: bytes) -> list[str]:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from pipelines.config import TrainConfig
 from pipelines.devices import DeviceSetup, using
 from pipelines.finetune import fine_tune
+from pipelines.imbalance import imbalance_note
 from pipelines.load import Splits, load_dataset, split_dataset
 from pipelines.preprocess import fit_preprocessing, model_inputs
 from pipelines.registry import ModelVersion, Registry, run_files, version_record
@@ -80,10 +83,11 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                          search.best_trial_id)
     tuned = steps(Step.FINE_TUNE, fine_tune, inputs, prep, search.best_hyperparameters, run_dir / "finetuned.keras",
                   max_epochs=config.finetune_epochs, batch_size=options.batch_size, seed=config.seed,
-                  devices=devices)
+                  class_weight=config.class_weight, devices=devices)
     model = finish_candidate(run_dir, config, splits, validation.suite, inputs, prep, tuned,
                              search.best_hyperparameters, steps, search_best=search.best_model_path)
-    notes = data_notes(splits) + ([schedule_note] if schedule_note else [])
+    imbalance = imbalance_note(np.concatenate([inputs.y_train, inputs.y_val]), prep.class_names, config.class_weight)
+    notes = data_notes(splits) + [note for note in (schedule_note, imbalance) if note]
     result = RunResult(config, splits.sizes(), notes, validation, search, model, steps.seconds,
                        devices=devices.describe())
     result.report_path = write_report(result, run_dir / "report.md")

@@ -1,6 +1,8 @@
-"""Search step: keras-tuner over dense, CNN and LSTM families under a wall-clock budget.
+"""Search step: keras-tuner over dense, CNN, LSTM and MiniRocket families under a wall-clock budget.
 
-    records.py            TrialRecord, TrialStatus, SearchResult, WorkerReport
+    records.py            TrialRecord, TrialStatus, EnsembleChoice, SearchResult, WorkerReport
+    selection.py          k-fold scoring of trials when the validation split is small; the tie-broken score
+    ensemble.py           greedy selection of trials to average
     ledger.py             seconds and footprints per trial; the one trial -> record conversion
     keras_tuner_bridge.py every keras-tuner internal kerasflow still needs
     tuner.py              the budgeted tuner and its search loop

@@ -8,7 +8,10 @@ which fails loudly when a keras-tuner release changes it:
 - the gRPC service of keras-tuner's distributed mode (`keras_tuner.src`
   only: there is no public name for it);
 - an oracle with a wall-clock deadline, by overriding `populate_space`, the
-  method keras-tuner documents for oracle subclasses;
+  method keras-tuner documents for oracle subclasses, and that tries given
+  starting points (each family's defaults, cheapest family first) before
+  random ones, by overriding `_random_values`, which every built-in oracle
+  calls for a new random point;
 - the built-in tuners rebuilt around such an oracle: `Hyperband`,
   `RandomSearch` and `BayesianOptimization` are `kt.Tuner`s that build their
   own oracle in `__init__` (Hyperband also sets each trial's epochs and warm
@@ -24,7 +27,9 @@ import functools
 import time
 
 import keras_tuner as kt
+from keras_tuner.src import backend as kt_backend
 from keras_tuner.src import protos
+from keras_tuner.src import utils as kt_utils
 from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
 KT_STATUS = kt.engine.trial.TrialStatus
@@ -44,17 +49,36 @@ def deadline_oracle(name: str) -> type:
     base = BUILTIN[name][1]
 
     class DeadlineOracle(base):
-        def __init__(self, *args, deadline: float, **kwargs):
+        def __init__(self, *args, deadline: float, first: list[dict] | None = None, **kwargs):
             super().__init__(*args, **kwargs)
             self.deadline = deadline
+            self.first = list(first or [])
 
         def populate_space(self, trial_id):
             if time.time() >= self.deadline:
                 return {"status": KT_STATUS.STOPPED, "values": None}
             return super().populate_space(trial_id)
 
+        def _random_values(self):
+            """Each of `first` (e.g. {"family": "rocket"}, with defaults elsewhere) before random values."""
+            tried = [t.hyperparameters.values for t in self.trials.values()]
+            for fixed in self.first:
+                if not any(all(values.get(k) == v for k, v in fixed.items()) for values in tried):
+                    return default_values(self.hyperparameters, fixed)
+            return super()._random_values()
+
     DeadlineOracle.__name__ = DeadlineOracle.__qualname__ = f"Deadline{base.__name__}"
     return DeadlineOracle
+
+
+def default_values(space: kt.HyperParameters, fixed: dict) -> dict:
+    """Values for every hyperparameter active under `fixed`: `fixed` where given, else the default."""
+    hps = kt.HyperParameters()
+    for hp in space.space:
+        hps.merge([hp])
+        if hps.is_active(hp):
+            hps.values[hp.name] = fixed.get(hp.name, hp.default)
+    return hps.values
 
 
 @functools.cache
@@ -72,6 +96,14 @@ def tuner_taking_an_oracle(name: str) -> type:
 def add_oracle_service(server, oracle) -> None:
     """Serve `oracle` on a grpc `server` the way keras-tuner's chief does, for its workers."""
     protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
+
+
+def save_checkpoint(tuner, trial_id: str, model) -> None:
+    """Keep `model` as the trial's best, where `load_model`, `get_best_models` and hyperband's next round read it:
+    its weights and (under multi-backend Keras) its build config, as `kt.Tuner` does after its own fit."""
+    model.save_weights(tuner._get_checkpoint_fname(trial_id))
+    if kt_backend.config.multi_backend():
+        kt_utils.save_json(tuner._get_build_config_fname(trial_id), model.get_build_config())
 
 
 def stopped_for_failures(oracle) -> bool:

@@ -80,6 +80,20 @@ class WorkerReport:
 
 
 @dataclass
+class EnsembleChoice:
+    """Trials averaged into one model.
+
+    Attributes:
+        members: trial ids, in the order they were added (the best single trial first).
+        score: the ensemble's selection score on the held-out rows; single_score: the best trial's.
+    """
+
+    members: list[str]
+    score: float
+    single_score: float
+
+
+@dataclass
 class SearchResult:
     """The outcome of an architecture search.
 
@@ -93,6 +107,8 @@ class SearchResult:
         resumed_trials: trials found from an interrupted earlier search.
         mobile_budget: the mobile budget in words ("" without one).
         workers: one report per parallel worker (empty in a one-process search).
+        cross_validated: trials were scored by k-fold on train+val (`pipelines.search.selection`).
+        ensemble: the trials averaged into `best_hyperparameters` (family "ensemble"), or None.
     """
 
     objective: str
@@ -109,6 +125,8 @@ class SearchResult:
     resumed_trials: int = 0
     mobile_budget: str = ""
     workers: list[WorkerReport] = field(default_factory=list)
+    cross_validated: bool = False
+    ensemble: EnsembleChoice | None = None
 
     @property
     def trial_table(self) -> pd.DataFrame:

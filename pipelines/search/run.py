@@ -14,14 +14,16 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from models import families_for
+from models import ENSEMBLE, families_for
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, float32_policy
 from pipelines.errors import SearchFailed
 from pipelines.preprocess import ModelInputs, Preprocessing
-from pipelines.search.ledger import Timings, best_epochs, model_hyperparameters
+from pipelines.search.ensemble import choose_ensemble, distinct_best
+from pipelines.search.ledger import Footprints, Timings, best_epochs, model_hyperparameters
 from pipelines.search.parallel import Launcher, search_in_parallel
-from pipelines.search.records import SearchResult, TrialHook, TrialRecord
+from pipelines.search.records import EnsembleChoice, SearchResult, TrialHook, TrialRecord
+from pipelines.search.selection import CrossValidation, load_heldout
 from pipelines.search.tuner import run_trials, searching_tuner
 
 SMALL_BATCH = 8
@@ -41,7 +43,7 @@ def run_search(
     With `options.workers` > 1 this process only serves the oracle and
     `launch` (default: a local Dask cluster) places the workers that train.
     """
-    families, skipped = families_for(prep.kind, options.families)
+    families, skipped = families_for(prep.kind, options.families, prep.input_shape)
     keras.utils.set_random_seed(options.seed)
     directory.mkdir(parents=True, exist_ok=True)
     # Parallel workers spend trial-seconds side by side: the wall clock spent is about their sum / workers.
@@ -68,11 +70,15 @@ def run_search(
     best_model_path = directory.parent / "search_best.keras"
     with float32_policy():
         tuner.get_best_models(1)[0].save(best_model_path)
+    ensemble = _ensemble(tuner, inputs, options, ledger.footprints)
+    by_id = tuner.oracle.trials
+    hyperparameters = model_hyperparameters(best) if ensemble is None else {
+        "family": ENSEMBLE, "members": [model_hyperparameters(by_id[m]) for m in ensemble.members]}
     return SearchResult(
         objective=options.objective,
         best_trial_id=best.trial_id,
         best_val_score=float(best.score),
-        best_hyperparameters=model_hyperparameters(best),
+        best_hyperparameters=hyperparameters,
         best_epochs=best_epochs(best),
         best_model_path=best_model_path,
         trials=trials,
@@ -83,7 +89,37 @@ def run_search(
         resumed_trials=resumed,
         mobile_budget=options.budget_text(),
         workers=workers,
+        cross_validated=CrossValidation.when_small(inputs, options.seed) is not None,
+        ensemble=ensemble,
     )
+
+
+def _ensemble(tuner, inputs: ModelInputs, options: SearchOptions, footprints: Footprints) -> EnsembleChoice | None:
+    """Average the best distinct trials when that beats the best one on held-out rows (`.ensemble`)."""
+    if options.ensemble_size < 2:
+        return None
+    completed = [t for t in tuner.oracle.get_best_trials(len(tuner.oracle.trials))
+                 if t.score is not None and np.isfinite(t.score) and not footprints.over_budget(t.trial_id)]
+    candidates = distinct_best(completed)
+    cv = CrossValidation.when_small(inputs, options.seed)
+    predictions = {}
+    for trial in candidates:
+        if cv is not None:
+            heldout = load_heldout(tuner.get_trial_dir(trial.trial_id))
+        else:
+            with float32_policy():
+                heldout = np.asarray(tuner.load_model(trial).predict(inputs.x_val, verbose=0))
+        if heldout is not None:
+            predictions[trial.trial_id] = heldout
+    y = cv.y if cv is not None else inputs.y_val
+
+    def fits(members: list[str]) -> bool:
+        measured = [footprints.by_trial.get(m, {}) for m in members]
+        return ((options.max_model_kb is None or sum(f.get("int8_kb", 0.0) for f in measured) <= options.max_model_kb)
+                and (options.max_latency_ms is None
+                     or sum(f.get("latency_ms", 0.0) for f in measured) <= options.max_latency_ms))
+
+    return choose_ensemble(predictions, y, options.objective, options.ensemble_size, fits)
 
 
 def fit_to_data(options: SearchOptions, n_train: int) -> tuple[SearchOptions, str]:

@@ -15,13 +15,20 @@ import keras_tuner as kt
 import numpy as np
 from sklearn.metrics import f1_score
 
-from models import KerasflowHyperModel
+from models import KerasflowHyperModel, cheapest_first
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, distribution_strategy, fit_inputs, validation_inputs
 from pipelines.preprocess import ModelInputs, Preprocessing
-from pipelines.search.keras_tuner_bridge import deadline_oracle, stopped_for_failures, tuner_taking_an_oracle
+from pipelines.imbalance import class_weights
+from pipelines.search.keras_tuner_bridge import (
+    deadline_oracle,
+    save_checkpoint,
+    stopped_for_failures,
+    tuner_taking_an_oracle,
+)
 from pipelines.search.ledger import TrialLedger
 from pipelines.search.records import TrialHook
+from pipelines.search.selection import CrossValidation, save_heldout, scores
 
 MAX_CONSECUTIVE_FAILURES = 5
 HYPERBAND_ITERATIONS = 1000
@@ -33,7 +40,7 @@ def searching_tuner(prep: Preprocessing, families: list[str], directory: Path, o
                     devices: DeviceSetup | None = None, worker: str | None = None):
     """The budgeted tuner over `directory`; a `worker` keeps its timings and footprints in files of its own."""
     ledger = TrialLedger(directory, options, prep.input_shape, x_train[:FOOTPRINT_SAMPLES], worker)
-    hypermodel = SearchHyperModel(prep, families, ledger, devices.jit_compile if devices else "auto")
+    hypermodel = SearchHyperModel(prep, families, ledger, devices.jit_compile if devices else "auto", x_fit=x_train)
     oracle_options = dict(objective=kt.Objective(options.objective, direction="max"), seed=options.seed,
                           max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILURES,
                           # In parallel, a trial whose worker died goes back to the queue once (see .parallel).
@@ -43,7 +50,8 @@ def searching_tuner(prep: Preprocessing, families: list[str], directory: Path, o
         oracle_options.update(max_epochs=options.max_epochs, factor=3, hyperband_iterations=HYPERBAND_ITERATIONS)
     else:
         oracle_options.update(max_trials=options.max_trials)
-    oracle = deadline_oracle(options.tuner)(deadline=deadline, **oracle_options)
+    oracle = deadline_oracle(options.tuner)(deadline=deadline, first=[{"family": f} for f in cheapest_first(families)],
+                                            **oracle_options)
     return budgeted_tuner(options.tuner)(
         oracle=oracle, hypermodel=hypermodel, ledger=ledger, hook=on_trial_end, directory=str(directory.parent),
         project_name=directory.name, overwrite=False,
@@ -52,16 +60,23 @@ def searching_tuner(prep: Preprocessing, families: list[str], directory: Path, o
 
 def run_trials(tuner, inputs: ModelInputs, options: SearchOptions, deadline: float,
                devices: DeviceSetup | None = None) -> None:
-    """The tuner's search loop: trains trials until the oracle stops (budget, trials, or too many failures)."""
+    """The tuner's search loop: trains trials until the oracle stops (budget, trials, or too many failures).
+
+    A small validation split switches the tuner to k-fold scoring (`pipelines.search.selection`).
+    """
     callbacks = [FailOnNaN(), StopAtDeadline(deadline)]
-    if options.objective == "val_macro_f1":
-        callbacks.insert(0, MacroF1(inputs.x_val, inputs.y_val))
+    weights = class_weights(np.concatenate([inputs.y_train, inputs.y_val]), options.class_weight)
+    tuner.cross_validation = CrossValidation.when_small(inputs, options.seed)
+    if tuner.cross_validation is not None:
+        data = dict(batch_size=options.batch_size)
+    else:
+        if options.objective == "val_macro_f1":
+            callbacks.insert(0, MacroF1(inputs.x_val, inputs.y_val))
+        data = dict(**fit_inputs(inputs.x_train, inputs.y_train, options.batch_size, devices, shuffle=True,
+                                 seed=options.seed),
+                    validation_data=validation_inputs(inputs.x_val, inputs.y_val, options.batch_size, devices))
     try:
-        tuner.search(
-            **fit_inputs(inputs.x_train, inputs.y_train, options.batch_size, devices, shuffle=True, seed=options.seed),
-            validation_data=validation_inputs(inputs.x_val, inputs.y_val, options.batch_size, devices),
-            epochs=options.max_epochs, callbacks=callbacks, verbose=0,
-        )
+        tuner.search(**data, epochs=options.max_epochs, callbacks=callbacks, class_weight=weights, verbose=0)
     except RuntimeError:
         if not stopped_for_failures(tuner.oracle):
             raise
@@ -75,6 +90,33 @@ def budgeted_tuner(name: str) -> type:
         def __init__(self, *args, ledger: TrialLedger, hook: TrialHook | None, **kwargs):
             super().__init__(*args, **kwargs)
             self.ledger, self._hook, self._started = ledger, hook, {}
+            self.cross_validation: CrossValidation | None = None
+
+        def run_trial(self, trial, *args, **kwargs):
+            if self.cross_validation is None:
+                return super().run_trial(trial, *args, **kwargs)
+            return self._cross_validate(trial, self.cross_validation, **kwargs)
+
+        def _cross_validate(self, trial, cv: CrossValidation, *, epochs: int, **kwargs):
+            """Train on each fold, score the out-of-fold predictions of every train+val row (keras-tuner #420)."""
+            hp = trial.hyperparameters
+            epochs = hp.values.get("tuner/epochs", epochs)  # hyperband's budget for this round
+            heldout = np.zeros((len(cv.y), len(self.hypermodel.prep.class_names)), dtype=np.float32)
+            model = None
+            # Past the deadline, StopAtDeadline ends each remaining fold after one epoch, as it ends a holdout trial.
+            for train, val in cv.folds:
+                self.hypermodel.x_fit = cv.x[train]
+                model = self.hypermodel.build(hp)
+                result = self.hypermodel.fit(hp, model, cv.x[train], cv.y[train], epochs=epochs,
+                                             validation_data=(cv.x[val], cv.y[val]), **kwargs)
+                if isinstance(result, float):  # over the mobile budget: not trained
+                    return result
+                heldout[val] = model.predict(cv.x[val], verbose=0)
+            save_checkpoint(self, trial.trial_id, model)
+            save_heldout(self.get_trial_dir(trial.trial_id), heldout)
+            values = scores(cv.y, heldout, self.oracle.objective.name)
+            return {self.oracle.objective.name: values["selection"],
+                    **{f"cv_{name}": value for name, value in values.items() if name != "selection"}}
 
         def on_trial_begin(self, trial):
             self._started[trial.trial_id] = time.monotonic()
@@ -100,8 +142,8 @@ class SearchHyperModel(KerasflowHyperModel):
     """
 
     def __init__(self, prep: Preprocessing, families: list[str], ledger: TrialLedger,
-                 jit_compile: bool | str = "auto"):
-        super().__init__(prep, families, jit_compile=jit_compile)
+                 jit_compile: bool | str = "auto", x_fit: np.ndarray | None = None):
+        super().__init__(prep, families, jit_compile=jit_compile, x_fit=x_fit)
         self.ledger = ledger
         self.trial_id: str | None = None
 

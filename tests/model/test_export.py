@@ -8,8 +8,8 @@ from pipelines.errors import ExportError
 from pipelines.config import ExportOptions
 from pipelines.export import REEXPORT_FILES, export_model, reexport
 from pipelines.export_records import ExportData
-from pipelines.finetune import build_from_hyperparameters
-from pipelines.load import load_path, split_dataset
+from pipelines.finetune import build_from_hyperparameters, fine_tune
+from pipelines.load import LENGTH_RULE, load_path, split_dataset
 from pipelines.model_card import CardFacts
 from pipelines.preprocess import fit_preprocessing, model_inputs
 from pipelines.tflite import VARIANTS, LiteModel, check_builtin_ops, operators
@@ -19,25 +19,35 @@ FAST = dict(latency_runs=10)
 
 
 def _trained(path, target, family, tmp_path, epochs=3):
-    import keras
-
-    keras.utils.set_random_seed(0)
+    """`family` is a family name or a dict of hyperparameter values (an ensemble's too), trained by the fine-tune step."""
     splits = split_dataset(load_path(path, target), None, test_fraction=0.2, val_fraction=0.2, seed=0)
     prep = fit_preprocessing(splits)
     inputs = model_inputs(splits, prep)
-    model = build_from_hyperparameters(prep, {"family": family})
-    model.fit(inputs.x_train, inputs.y_train, epochs=epochs, verbose=0)
-    model.save(tmp_path / "finetuned.keras")
+    values = family if isinstance(family, dict) else {"family": family}
+    fine_tune(inputs, prep, values, tmp_path / "finetuned.keras", max_epochs=epochs, batch_size=8, seed=0)
     return prep, ExportData.from_inputs(inputs)
+
+
+AUGMENTED = {"augment": True, "augment_flip": True, "augment_rotation": 0.08, "augment_zoom": 0.1,
+             "augment_translation": 0.1, "augment_contrast": 0.1}
+RESIDUAL_MLP = {"family": "dense", "dense_layers": 2, "dense_units": 32, "dense_batchnorm": True,
+                "dense_residual": True}
 
 
 @pytest.mark.parametrize("fixture, target, family", [
     ("table_csv", "label", "dense"),
+    ("table_csv", "label", {"family": "ensemble", "members": [{"family": "dense"}, RESIDUAL_MLP]}),
     ("image_folder", None, "cnn"),
+    ("image_folder", None, {"family": "cnn", "cnn_block": "residual", **AUGMENTED}),
+    ("image_folder", None, {"family": "cnn", "cnn_block": "separable"}),
     ("image_folder", None, "lstm"),
     ("sequences_npz", None, "lstm"),
     ("sequences_npz", None, "cnn"),
-])
+    ("sequences_npz", None, {"family": "cnn", "cnn_block": "inception", "inception_modules": 3}),
+    ("sequences_npz", None, {"family": "ensemble", "members": [{"family": "rocket"},
+                                                                {"family": "cnn", "cnn_block": "fcn"}]}),
+], ids=["dense", "dense-ensemble", "cnn", "cnn-residual-augmented", "cnn-separable", "image-lstm", "lstm",
+        "cnn-resnet", "cnn-inception", "rocket-fcn-ensemble"])
 def test_every_family_exports_every_variant_with_builtin_ops_and_parity(request, tmp_path, fixture, target, family):
     prep, data = _trained(request.getfixturevalue(fixture), target, family, tmp_path)
     result = export_model(tmp_path / "finetuned.keras", prep, data, tmp_path / "export", ExportOptions(**FAST))
@@ -45,6 +55,7 @@ def test_every_family_exports_every_variant_with_builtin_ops_and_parity(request,
     for v in result.variants:
         tflite = (tmp_path / "export" / v.file).read_bytes()
         assert check_builtin_ops(tflite, v.file) == v.operators and v.bytes == len(tflite)
+        assert not [op for op in v.operators if "RANDOM" in op.upper()], "augmentation stays out of the export"
         assert 0 < v.latency_median_ms <= v.latency_p95_ms
     float32, float16 = result.variant("float32"), result.variant("float16")
     assert float32.label_agreement == 1.0 and float32.max_probability_difference < 1e-4
@@ -56,6 +67,12 @@ def test_every_family_exports_every_variant_with_builtin_ops_and_parity(request,
     recommended = [v for v in result.variants if v.recommended]
     assert len(recommended) == 1 and recommended[0].within_tolerance
     assert all(v.within_tolerance == (v.accuracy_drop <= result.tolerance + 1e-9) for v in result.variants)
+    spec = json.loads((tmp_path / "export" / "model_spec.json").read_text())
+    if prep.kind == "sequence":
+        assert spec["input"]["sequence"] == {"length": prep.input_shape[0], "features": prep.input_shape[1],
+                                             "rule": LENGTH_RULE}
+    else:
+        assert "sequence" not in spec["input"]
 
 
 def test_metadata_matches_the_interpreter_tensors_with_int8_io(image_folder, tmp_path):

@@ -41,7 +41,9 @@ def test_tables_search_dense_only_and_say_why():
     families, skipped = families_for("table")
     assert families == ["dense"]
     assert "no spatial" in skipped["cnn"] and "no time axis" in skipped["lstm"]
-    assert families_for("image", ["cnn"]) == (["cnn"], {"dense": "not requested", "lstm": "not requested"})
+    families, skipped = families_for("image", ["cnn"])
+    assert families == ["cnn"] and skipped["dense"] == skipped["lstm"] == "not requested"
+    assert "two" in skipped["rocket"], "MiniRocket is for one time axis"
 
 
 def _prep(kind, shape):
@@ -51,8 +53,10 @@ def _prep(kind, shape):
 
 
 @pytest.mark.parametrize("kind, shape", [("image", (8, 8, 1)), ("sequence", (20, 2))])
-@pytest.mark.parametrize("family", ["dense", "cnn", "lstm"])
+@pytest.mark.parametrize("family", ["dense", "cnn", "lstm", "rocket"])
 def test_every_family_builds_for_images_and_sequences(kind, shape, family):
+    if family not in families_for(kind, input_shape=shape)[0]:
+        pytest.skip(f"{family} does not fit {kind} data")
     model = build_from_hyperparameters(_prep(kind, shape), {"family": family})
     assert model.output_shape == (None, 3)
     assert model.predict(np.zeros((2, *shape), np.float32), verbose=0).shape == (2, 3)

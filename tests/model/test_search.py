@@ -3,6 +3,7 @@
 import pytest
 
 import models.hypermodel
+from models import member_hyperparameters
 from pipelines.errors import SearchFailed
 from pipelines.search import SearchOptions, run_search
 
@@ -38,7 +39,7 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(image_inputs, tmp_pa
     statuses = {t.family: t.status for t in result.trials}
     assert statuses.get("cnn") in {"FAILED", "INVALID"}
     assert any("cnn build exploded" in t.message for t in result.trials if t.family == "cnn")
-    assert result.best_hyperparameters["family"] == "dense"
+    assert {m["family"] for m in member_hyperparameters(result.best_hyperparameters)} == {"dense"}
 
 
 def test_an_interrupted_search_resumes_where_it_stopped(image_inputs, tmp_path):
@@ -105,3 +106,26 @@ def test_small_training_sets_get_smaller_batches_and_more_epochs():
     assert fit_to_data(asked, 1222) == (asked, ""), "digits-sized data keeps what was asked"
     assert fit_to_data(_options(batch_size=32, max_epochs=20, min_trial_steps=0), 42)[0].batch_size == 32, \
         "min_trial_steps=0: off"
+
+
+def test_small_data_is_scored_out_of_fold_and_each_family_starts_from_its_defaults(sequences_npz, tmp_path):
+    from pipelines.load import load_path, split_dataset
+    from pipelines.preprocess import fit_preprocessing, model_inputs
+    from pipelines.search.selection import CrossValidation, load_heldout, scores
+
+    splits = split_dataset(load_path(sequences_npz, None), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    prep = fit_preprocessing(splits)
+    inputs = model_inputs(splits, prep)
+    options = _options(max_trials=3, families=["dense", "rocket"], max_epochs=2)
+    result = run_search(inputs, prep, tmp_path / "search", options)
+    assert result.cross_validated
+    assert [t.family for t in result.trials[:2]] == ["rocket", "dense"], "cheapest family first, at its defaults"
+    assert result.trials[1].hyperparameters["dense_layers"] == 0, "dense starts as softmax regression"
+    cv = CrossValidation.when_small(inputs, options.seed)
+    for trial in result.trials:
+        heldout = load_heldout(tmp_path / "search" / f"trial_{trial.trial_id}")
+        assert heldout.shape == (len(cv.y), 2)
+        assert trial.val_score == pytest.approx(scores(cv.y, heldout, options.objective)["selection"], abs=1e-6)
+    if result.ensemble is not None:
+        assert result.best_hyperparameters["family"] == "ensemble"
+        assert result.ensemble.members[0] == result.best_trial_id and result.ensemble.score > result.ensemble.single_score

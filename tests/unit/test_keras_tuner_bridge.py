@@ -14,6 +14,7 @@ from pipelines.search.keras_tuner_bridge import (
     KT_STATUS,
     add_oracle_service,
     deadline_oracle,
+    save_checkpoint,
     stopped_for_failures,
     tuner_taking_an_oracle,
 )
@@ -82,3 +83,27 @@ def test_the_oracle_is_served_over_keras_tuners_grpc_service():
         assert space.hyperparameters is not None
     finally:
         server.stop(grace=None)
+
+
+def test_given_starting_points_come_before_random_ones(tmp_path):
+    oracle = deadline_oracle("random")(objective=kt.Objective("score", "max"), max_trials=5,
+                                       deadline=time.time() + 60, first=[{"units": 2}, {"units": 1}])
+    tuner_taking_an_oracle("random")(oracle=oracle, hypermodel=NeverTrains(), directory=str(tmp_path),
+                                     project_name="p")
+    first, second = oracle.create_trial("tuner0"), oracle.create_trial("tuner1")
+    assert [first.hyperparameters.values, second.hyperparameters.values] == [{"units": 2}, {"units": 1}]
+    assert oracle.create_trial("tuner2").status == KT_STATUS.STOPPED, "both values tried: random finds no new one"
+
+
+@pytest.mark.parametrize("name", ["hyperband", "random"])
+def test_a_checkpoint_saved_outside_keras_tuners_fit_is_what_it_loads(tmp_path, name):
+    options = dict(max_epochs=3) if name == "hyperband" else dict(max_trials=3)
+    oracle = deadline_oracle(name)(objective=kt.Objective("score", "max"), deadline=time.time() + 60, **options)
+    tuner = tuner_taking_an_oracle(name)(oracle=oracle, hypermodel=NeverTrains(), directory=str(tmp_path),
+                                         project_name="p")
+    trial = oracle.create_trial("tuner0")
+    model = tuner.hypermodel.build(trial.hyperparameters)
+    model.set_weights([w + 3.0 for w in model.get_weights()])
+    save_checkpoint(tuner, trial.trial_id, model)
+    loaded = tuner.load_model(trial)
+    assert all((a == b).all() for a, b in zip(loaded.get_weights(), model.get_weights()))

@@ -1,0 +1,215 @@
+"""MiniRocket features as a Keras layer: fixed dilated Conv1D kernels and proportion-of-positive-values pooling.
+
+MiniRocket (Dempster, Schmidt and Webb 2021) convolves a series with the 84
+length-9 kernels whose weights are -1 except for three 2s, at dilations
+spread over the series length, and describes each (kernel, dilation) by the
+share of time steps above a few biases taken from quantiles of the
+convolution of a training series. A linear classifier on those features is
+about as accurate as the best deep models on the UCR archive, and fits in
+seconds. This layer computes the same features as aeon's `MiniRocket`
+transform (`aeon.transformations.collection.convolution_based`) with Conv1D,
+greater, cast, mean and select: builtin TFLite ops, so the whole classifier
+exports like any other kerasflow model. Nothing in it is trained.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import keras
+import numpy as np
+from keras import ops
+
+KERNEL_LENGTH = 9
+KERNELS = np.array(list(itertools.combinations(range(KERNEL_LENGTH), 3)), dtype=np.int32)  # the 84 kernels
+MAX_DILATIONS_PER_KERNEL = 32
+DEFAULT_FEATURES = 10_000
+MIN_LENGTH = KERNEL_LENGTH
+MAX_CHANNELS_PER_KERNEL = 9
+
+
+def fit_dilations(length: int, n_features: int = DEFAULT_FEATURES,
+                  max_dilations_per_kernel: int = MAX_DILATIONS_PER_KERNEL) -> tuple[list[int], list[int]]:
+    """Dilations spread exponentially up to the series length, and how many features each gets (aeon's rule)."""
+    per_kernel = max(1, n_features // len(KERNELS))
+    n_dilations = min(per_kernel, max_dilations_per_kernel)
+    multiplier = per_kernel / n_dilations
+    max_exponent = np.log2((length - 1) / (KERNEL_LENGTH - 1))
+    dilations, counts = np.unique(np.logspace(0, max_exponent, n_dilations, base=2).astype(np.int32),
+                                  return_counts=True)
+    counts = (counts * multiplier).astype(np.int32)
+    for i in range(per_kernel - int(counts.sum())):
+        counts[i % len(counts)] += 1
+    return [int(d) for d in dilations], [int(c) for c in counts]
+
+
+def golden_quantiles(n: int) -> np.ndarray:
+    """MiniRocket's low-discrepancy quantiles: the fractional parts of k times the golden ratio."""
+    return np.array([(k * ((np.sqrt(5) + 1) / 2)) % 1 for k in range(1, n + 1)], dtype=np.float32)
+
+
+def kernel_weights(n_channels: int, channel_masks: np.ndarray) -> np.ndarray:
+    """Conv1D kernels [dilations, 9, channels, 84]: -1 everywhere, 2 at the kernel's three positions, per channel mask."""
+    base = -np.ones((KERNEL_LENGTH, len(KERNELS)), dtype=np.float32)
+    for k, positions in enumerate(KERNELS):
+        base[positions, k] = 2.0
+    # channel_masks: [dilations, 84, channels] of 0/1
+    return np.einsum("pk,dkc->dpck", base, channel_masks.astype(np.float32))
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class MiniRocket(keras.layers.Layer):
+    """[batch, time, channels] -> [batch, features] MiniRocket features, standardised by their training mean and std.
+
+    Build it with `MiniRocket.fitted(x)`; its fixed weights (kernels,
+    biases, feature mean and scale) are saved with the model.
+    """
+
+    def __init__(self, dilations, features_per_dilation, **kwargs):
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        self.dilations = [int(d) for d in dilations]
+        self.features_per_dilation = [int(n) for n in features_per_dilation]
+
+    @property
+    def n_features(self) -> int:
+        return len(KERNELS) * sum(self.features_per_dilation)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.kernels = self.add_weight(name="kernels", shape=(len(self.dilations), KERNEL_LENGTH, channels,
+                                                              len(KERNELS)), initializer="zeros", trainable=False)
+        self.biases = self.add_weight(name="biases", shape=(self.n_features,), initializer="zeros", trainable=False)
+        self.feature_mean = self.add_weight(name="feature_mean", shape=(self.n_features,), initializer="zeros",
+                                            trainable=False)
+        self.feature_scale = self.add_weight(name="feature_scale", shape=(self.n_features,), initializer="ones",
+                                             trainable=False)
+
+    @classmethod
+    def fitted(cls, x: np.ndarray, n_features: int = DEFAULT_FEATURES, seed: int = 0, **kwargs) -> "MiniRocket":
+        """Dilations from the length of `x` [N, time, channels], biases from quantiles of its convolutions."""
+        x = np.asarray(x, dtype=np.float32)
+        _, length, channels = x.shape
+        if length < MIN_LENGTH:
+            raise ValueError(f"MiniRocket needs sequences of at least {MIN_LENGTH} steps, got {length}")
+        rng = np.random.default_rng(seed)
+        dilations, counts = fit_dilations(length, n_features)
+        # Each (dilation, kernel) reads a random subset of 1 to 9 channels, as in MiniRocket's multivariate form.
+        masks = np.zeros((len(dilations), len(KERNELS), channels), dtype=np.float32)
+        top = np.log2(min(channels, MAX_CHANNELS_PER_KERNEL) + 1)
+        for d in range(len(dilations)):
+            for k in range(len(KERNELS)):
+                n = int(2 ** rng.uniform(0, top))
+                masks[d, k, rng.choice(channels, n, replace=False)] = 1.0
+        layer = cls(dilations, counts, **kwargs)
+        layer.build((None, length, channels))
+        layer.kernels.assign(kernel_weights(channels, masks))
+        quantiles = golden_quantiles(layer.n_features)
+        biases, start = [], 0
+        for d, (dilation, count) in enumerate(zip(dilations, counts)):
+            # One random training series per (dilation, kernel) sets that kernel's biases.
+            picks = x[rng.integers(len(x), size=len(KERNELS))]
+            conv = np.asarray(ops.conv(picks, layer.kernels[d], padding="same", dilation_rate=dilation))
+            for k in range(len(KERNELS)):
+                q = quantiles[start:start + count]
+                biases.append(np.quantile(conv[k, :, k], q).astype(np.float32))
+                start += count
+        layer.biases.assign(np.concatenate(biases))
+        features = np.concatenate([np.asarray(layer.ppv(x[i:i + 256])) for i in range(0, len(x), 256)])
+        layer.feature_mean.assign(features.mean(axis=0))
+        layer.feature_scale.assign(1.0 / np.maximum(features.std(axis=0), 1e-3))
+        return layer
+
+    def ppv(self, inputs):
+        """The raw features: for each (dilation, kernel, bias), the share of time steps where the convolution exceeds the bias."""
+        length = inputs.shape[1]
+        parts, start = [], 0
+        for d, (dilation, count) in enumerate(zip(self.dilations, self.features_per_dilation)):
+            conv = ops.conv(inputs, self.kernels[d], padding="same", dilation_rate=dilation)  # [B, T, 84]
+            bias = ops.reshape(self.biases[start:start + len(KERNELS) * count], (len(KERNELS), count))
+            start += len(KERNELS) * count
+            above = ops.cast(ops.greater(ops.expand_dims(conv, -1), bias), "float32")  # [B, T, 84, count]
+            whole = ops.mean(above, axis=1)
+            pad = (KERNEL_LENGTH - 1) * dilation // 2
+            inner = ops.mean(above[:, pad:length - pad], axis=1) if length - 2 * pad > 0 else whole
+            # Every other kernel (alternating with the dilation) ignores the zero-padded ends.
+            cropped = np.array([(d + k) % 2 == 1 for k in range(len(KERNELS))])[:, None]
+            parts.append(ops.reshape(ops.where(cropped, inner, whole), (-1, len(KERNELS) * count)))
+        return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
+
+    def call(self, inputs):
+        return (self.ppv(inputs) - self.feature_mean) * self.feature_scale
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n_features)
+
+    def get_config(self):
+        return {**super().get_config(), "dilations": self.dilations,
+                "features_per_dilation": self.features_per_dilation}
+
+
+RIDGE_ALPHAS = np.logspace(-3, 3, 10)  # MiniRocket's RidgeClassifierCV grid
+TEMPERATURES = np.logspace(-1, 2.5, 36)
+ABSENT_CLASS_LOGIT = -30.0
+
+
+def fit_ridge_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: dict | None = None) -> dict:
+    """Fit the `probabilities` layer on the `rocket` layer's features with ridge regression, as MiniRocket does.
+
+    The alpha is chosen by leave-one-out error (sklearn's `RidgeClassifierCV`).
+    Ridge gives scores, not probabilities: the softmax temperature is the one
+    that minimises the log loss of the leave-one-out scores, so the model's
+    probabilities are calibrated enough to average in an ensemble. Returns the
+    training loss and accuracy.
+    """
+    from sklearn.linear_model import RidgeClassifierCV
+
+    features = np.asarray(keras.Model(model.inputs, model.get_layer("rocket").output).predict(x, verbose=0),
+                          dtype=np.float64)
+    head = model.get_layer("probabilities")
+    n_classes = head.units
+    ridge = RidgeClassifierCV(alphas=RIDGE_ALPHAS, class_weight=class_weight).fit(features, y)
+    coef = np.atleast_2d(ridge.coef_)
+    intercept = np.atleast_1d(ridge.intercept_)
+    scores = _loo_scores(features, y, ridge.classes_, ridge.alpha_)
+    temperature = _temperature(scores, y, ridge.classes_)
+    kernel = np.zeros((features.shape[1], n_classes), dtype=np.float32)
+    bias = np.full(n_classes, ABSENT_CLASS_LOGIT, dtype=np.float32)
+    if len(ridge.classes_) == 2:  # one score column: positive means the second class
+        (negative, positive), bias[[negative, positive]] = ridge.classes_, 0.0
+        kernel[:, positive], bias[positive] = coef[0] * temperature, intercept[0] * temperature
+    else:
+        for column, label in enumerate(ridge.classes_):
+            kernel[:, label], bias[label] = coef[column] * temperature, intercept[column] * temperature
+    head.set_weights([kernel, bias])
+    probabilities = np.asarray(model.predict(x, verbose=0))
+    picked = np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0)
+    return {"loss": float(-np.log(picked).mean()), "accuracy": float((probabilities.argmax(1) == y).mean()),
+            "temperature": float(temperature), "ridge_alpha": float(ridge.alpha_)}
+
+
+def _targets(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Ridge's ±1 targets: one column per class, or one column for two classes."""
+    columns = classes[1:] if len(classes) == 2 else classes
+    return np.where(y[:, None] == columns[None, :], 1.0, -1.0)
+
+
+def _loo_scores(features: np.ndarray, y: np.ndarray, classes: np.ndarray, alpha: float) -> np.ndarray:
+    """Leave-one-out ridge scores at `alpha`, from the dual form: y - G(y - mean) / diag(G), G = (K + alpha I)^-1."""
+    targets = _targets(y, classes)
+    centred = features - features.mean(axis=0)
+    gram_inverse = np.linalg.inv(centred @ centred.T + alpha * np.eye(len(features)))
+    residual = gram_inverse @ (targets - targets.mean(axis=0)) / np.diag(gram_inverse)[:, None]
+    return targets - residual
+
+
+def _temperature(scores: np.ndarray, y: np.ndarray, classes: np.ndarray) -> float:
+    logits = np.concatenate([np.zeros_like(scores), scores], axis=1) if len(classes) == 2 else scores
+    index = np.searchsorted(classes, y)
+
+    def log_loss(t: float) -> float:
+        z = t * logits
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(z[np.arange(len(y)), index] - np.log(np.exp(z).sum(axis=1))).mean())
+
+    return float(min(TEMPERATURES, key=log_loss))

@@ -1,0 +1,43 @@
+"""Class imbalance: when it counts, what the report says about it, and balanced class weights.
+
+A training set is called imbalanced when its largest class has at least
+`IMBALANCE_RATIO` (3) times the rows of its smallest: below that, plain
+training still sees the small class often enough; above it, accuracy can
+stay high while the small class's recall drops to zero. `class_weight`
+`auto` weights classes (sklearn's "balanced" rule, n / (k * count)) only
+then; `balanced` always; `none` never.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
+
+IMBALANCE_RATIO = 3.0
+
+
+def imbalance_ratio(y: np.ndarray) -> float:
+    counts = np.bincount(np.asarray(y, dtype=int))
+    counts = counts[counts > 0]
+    return float(counts.max() / counts.min()) if len(counts) else 1.0
+
+
+def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
+    """Keras `class_weight` for integer labels `y` under `mode` (auto, balanced, none); None means unweighted."""
+    if mode == "none" or (mode == "auto" and imbalance_ratio(y) < IMBALANCE_RATIO):
+        return None
+    present = np.unique(y)
+    weights = compute_class_weight("balanced", classes=present, y=y)
+    return {int(c): float(w) for c, w in zip(present, weights)}
+
+
+def imbalance_note(y: np.ndarray, class_names: list[str], mode: str) -> str:
+    """One line for the report when the classes are imbalanced ("" when they are not)."""
+    ratio = imbalance_ratio(y)
+    if ratio < IMBALANCE_RATIO:
+        return ""
+    counts = np.bincount(np.asarray(y, dtype=int), minlength=len(class_names))
+    listed = ", ".join(f"{name} {count}" for name, count in sorted(zip(class_names, counts), key=lambda p: -p[1]))
+    weighting = "balanced class weights used" if class_weights(y, mode) else \
+        "class weights off (--class-weight none); consider --class-weight balanced"
+    return f"imbalanced classes: {ratio:.1f} : 1 largest to smallest ({listed}); {weighting}"

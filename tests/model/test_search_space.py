@@ -1,0 +1,109 @@
+"""The search space's new architectures, MiniRocket features against aeon's, and the closed-form head."""
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from models import KerasflowHyperModel, cheapest_first, describe, families_for
+from models.rocket import MiniRocket, fit_dilations
+from pipelines.finetune import build_from_hyperparameters
+from pipelines.preprocess import Preprocessing
+
+
+def _prep(kind, shape, classes=("a", "b", "c")):
+    return Preprocessing(kind=kind, input_shape=list(shape), class_names=list(classes),
+                         mean=[0.0] * shape[-1], variance=[1.0] * shape[-1])
+
+
+def test_dense_spans_softmax_regression_to_residual_batchnorm_blocks():
+    plain = build_from_hyperparameters(_prep("image", (8, 8, 1)), {"family": "dense", "dense_layers": 0})
+    assert [type(layer).__name__ for layer in plain.layers if isinstance(layer, keras.layers.Dense)] == ["Dense"]
+    deep = build_from_hyperparameters(_prep("image", (8, 8, 1)), {
+        "family": "dense", "dense_layers": 3, "dense_units": 32, "dense_batchnorm": True, "dense_residual": True})
+    kinds = [type(layer).__name__ for layer in deep.layers]
+    assert kinds.count("Dense") == 4 and kinds.count("BatchNormalization") == 3 and kinds.count("Add") == 2
+
+
+@pytest.mark.parametrize("block", ["fcn", "resnet", "inception"])
+def test_sequence_blocks_keep_every_time_step_until_global_average_pooling(block):
+    model = build_from_hyperparameters(_prep("sequence", (300, 2)), {"family": "cnn", "cnn_block": block})
+    pooling = next(layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling1D))
+    assert pooling.input.shape[1] == 300
+    assert not [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling1D)
+                and layer.strides[0] > 1]
+
+
+def test_image_augmentation_is_a_hyperparameter_and_off_at_inference():
+    values = {"family": "cnn", "augment": True, "augment_flip": True, "augment_rotation": 0.08,
+              "augment_zoom": 0.1, "augment_translation": 0.1, "augment_contrast": 0.1}
+    model = build_from_hyperparameters(_prep("image", (8, 8, 1)), values)
+    names = {type(layer).__name__ for layer in model.layers}
+    assert {"RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast"} <= names
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32")
+    assert np.allclose(model(x, training=False), model(x, training=False))
+    assert not np.allclose(model(x, training=True), model(x, training=False))
+    hp = kt.HyperParameters()
+    KerasflowHyperModel(_prep("sequence", (30, 1)), ["dense"]).build(hp)
+    assert "augment" not in hp.values, "only images are augmented"
+
+
+def test_rocket_is_for_sequences_long_enough_and_tried_first():
+    assert "rocket" in families_for("sequence", input_shape=[30, 1])[0]
+    assert "at least 9" in families_for("sequence", input_shape=[5, 1])[1]["rocket"]
+    assert "rocket" in families_for("image")[1] and "rocket" in families_for("table")[1]
+    assert cheapest_first(["dense", "cnn", "lstm", "rocket"])[0] == "rocket"
+    assert describe({"family": "ensemble", "members": [{"family": "rocket"}, {"family": "cnn"}]}) == \
+        "ensemble of 2 (rocket, cnn)"
+
+
+def test_dilations_follow_aeons_minirocket():
+    from aeon.transformations.collection.convolution_based._minirocket import _fit_dilations
+
+    for length in (9, 24, 150, 251, 1000):
+        dilations, counts = _fit_dilations(length, 10_000, 32)
+        assert fit_dilations(length) == (list(dilations), list(counts))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_minirocket_layer_computes_aeons_features(channels):
+    """Same dilations, kernels, channel choices and biases: the Keras layer's PPV features equal aeon's transform."""
+    from aeon.transformations.collection.convolution_based import MiniRocket as AeonMiniRocket
+
+    rng = np.random.default_rng(channels)
+    x = rng.normal(size=(12, 40, channels)).astype("float32")
+    layer = MiniRocket.fitted(x, n_features=84 * 6, seed=1)
+    kernels = np.asarray(layer.kernels)  # [dilations, 9, channels, 84]
+    masks = (np.abs(kernels).sum(axis=1) > 0)  # [dilations, channels, 84]
+    per_combination = np.array([masks[d, :, k].sum() for d in range(len(layer.dilations)) for k in range(84)],
+                               dtype=np.int32)
+    indices = np.concatenate([np.flatnonzero(masks[d, :, k]) for d in range(len(layer.dilations))
+                              for k in range(84)]).astype(np.int32)
+    aeon = AeonMiniRocket(n_kernels=84 * 6)
+    aeon.fit(np.transpose(x, (0, 2, 1)))
+    aeon.parameters = (per_combination, indices, np.array(layer.dilations, dtype=np.int32),
+                       np.array(layer.features_per_dilation, dtype=np.int32), np.asarray(layer.biases))
+    expected = aeon.transform(np.transpose(x, (0, 2, 1)))
+    ours = np.asarray(layer.ppv(x))
+    assert ours.shape == expected.shape
+    # Ties of a convolution with its own bias (the quantile can land on a value) may flip: allow one step.
+    assert np.abs(ours - expected).max() <= 1.0 / 40 + 1e-6
+    assert np.mean(np.abs(ours - expected) < 1e-6) > 0.99
+
+
+def test_rocket_head_is_solved_in_closed_form_and_the_model_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 6, 60)
+    x = np.stack([np.sin(t * (1 + i % 2)) + rng.normal(0, 0.2, 60) for i in range(40)])[..., None].astype("float32")
+    y = np.arange(40) % 2
+    prep = _prep("sequence", (60, 1), classes=("slow", "fast"))
+    hypermodel = KerasflowHyperModel(prep, ["rocket"], x_fit=x[:30])
+    hp = kt.HyperParameters()
+    hp.values["family"] = "rocket"
+    model = hypermodel.build(hp)
+    metrics = hypermodel.fit(hp, model, x[:30], y[:30], validation_data=(x[30:], y[30:]))
+    assert metrics["accuracy"] == 1.0 and metrics["val_accuracy"] == 1.0
+    assert metrics["temperature"] > 0 and np.isfinite(metrics["val_loss"])
+    model.save(tmp_path / "rocket.keras")
+    again = keras.models.load_model(tmp_path / "rocket.keras")
+    assert np.allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)

@@ -1,0 +1,78 @@
+"""Trial selection on small data (k-fold, tie-break), ensemble selection, and class imbalance."""
+
+import numpy as np
+import pytest
+
+from pipelines.imbalance import class_weights, imbalance_note
+from pipelines.preprocess import ModelInputs
+from pipelines.search.ensemble import choose_ensemble
+from pipelines.search.selection import FOLDS, SMALL_VALIDATION_ROWS, CrossValidation, scores
+
+
+def _inputs(n_train, n_val, classes=3):
+    y_train, y_val = np.arange(n_train) % classes, np.arange(n_val) % classes
+    return ModelInputs(np.arange(n_train, dtype="float32")[:, None], y_train,
+                       np.arange(n_train, n_train + n_val, dtype="float32")[:, None], y_val,
+                       np.zeros((1, 1), "float32"), np.zeros(1, int))
+
+
+def test_small_validation_splits_switch_to_stratified_k_fold_over_train_and_val():
+    cv = CrossValidation.when_small(_inputs(60, 15), seed=0)
+    assert len(cv.folds) == FOLDS and len(cv.y) == 75
+    held_out = np.concatenate([val for _, val in cv.folds])
+    assert sorted(held_out) == list(range(75)), "every row is held out exactly once"
+    for train, val in cv.folds:
+        assert not set(train) & set(val)
+        assert set(cv.y[val]) == {0, 1, 2}, "stratified: each fold holds every class"
+    assert CrossValidation.when_small(_inputs(600, SMALL_VALIDATION_ROWS), seed=0) is None
+    few = _inputs(6, 3)
+    few.y_val[:] = 0
+    few.y_train[:] = [0, 0, 0, 1, 1, 2]  # class 2 has one row: it cannot be trained on and held out
+    assert CrossValidation.when_small(few, seed=0) is None
+
+
+def test_ties_are_broken_by_loss_but_never_outweigh_one_error():
+    y = np.array([0, 1, 0, 1] * 25)
+    confident = np.eye(2)[y] * 0.98 + 0.01
+    hesitant = np.eye(2)[y] * 0.2 + 0.4
+    assert scores(y, confident, "val_accuracy")["accuracy"] == scores(y, hesitant, "val_accuracy")["accuracy"] == 1.0
+    assert scores(y, confident, "val_accuracy")["selection"] > scores(y, hesitant, "val_accuracy")["selection"]
+    wrong_once = hesitant.copy()
+    wrong_once[0] = [0.01, 0.99]
+    terrible_loss = np.eye(2)[y] * 0.9999 + 0.00005
+    terrible_loss[:50] = np.eye(2)[1 - y[:50]] * 0.9999 + 0.00005  # half wrong, very confidently
+    assert scores(y, wrong_once, "val_accuracy")["selection"] > scores(y, terrible_loss, "val_accuracy")["selection"]
+    assert scores(y, confident, "val_macro_f1")["macro_f1"] == 1.0
+
+
+def test_an_ensemble_is_chosen_only_when_it_beats_the_best_single_model():
+    y = np.array([0, 1, 2] * 10)
+    right = np.eye(3)[y] * 0.6 + 0.2 / 1.5
+
+    def wrong_on(rows):
+        p = right.copy()
+        p[rows] = np.roll(p[rows], 1, axis=1) * 0.5 + right[rows] * 0.5 - 0.05 * np.eye(3)[y[rows]]
+        return p / p.sum(axis=1, keepdims=True)
+
+    complementary = {"a": wrong_on([0, 1, 2]), "b": wrong_on([3, 4, 5]), "c": wrong_on([6, 7, 8])}
+    for p in complementary.values():
+        assert scores(y, p, "val_accuracy")["accuracy"] == 0.9
+    choice = choose_ensemble(complementary, y, "val_accuracy", max_members=5)
+    assert choice is not None and choice.members[0] == "a" and len(choice.members) >= 2
+    assert choice.score > choice.single_score
+    assert choose_ensemble({"a": right, "b": right.copy()}, y, "val_accuracy", max_members=5) is None
+    assert choose_ensemble(complementary, y, "val_accuracy", max_members=1) is None
+    assert choose_ensemble(complementary, y, "val_accuracy", 5, fits=lambda members: len(members) < 2) is None
+
+
+def test_balanced_class_weights_when_one_class_dwarfs_another():
+    balanced = np.array([0, 1] * 50)
+    skewed = np.array([0] * 500 + [1] * 5)
+    assert class_weights(balanced, "auto") is None and class_weights(skewed, "none") is None
+    weights = class_weights(skewed, "auto")
+    assert weights[1] / weights[0] == pytest.approx(100.0)
+    assert class_weights(balanced, "balanced") == {0: 1.0, 1: 1.0}
+    note = imbalance_note(skewed, ["common", "rare"], "auto")
+    assert "100.0 : 1" in note and "common 500, rare 5" in note and "balanced class weights used" in note
+    assert imbalance_note(balanced, ["a", "b"], "auto") == ""
+    assert "--class-weight balanced" in imbalance_note(skewed, ["common", "rare"], "none")
