@@ -108,9 +108,9 @@ class KerasflowHyperModel(kt.HyperModel):
         if hp.get("family") not in CLOSED_FORM_FAMILIES:
             return super().fit(hp, model, x=x, y=y, validation_data=validation_data, class_weight=class_weight,
                                **kwargs)
-        metrics = fit_ridge_head(model, np.asarray(x), np.asarray(y), class_weight)
+        metrics = fit_ridge_head(model, *_arrays(x, y), class_weight)
         if validation_data is not None:
-            x_val, y_val = validation_data
+            x_val, y_val = _arrays(*validation_data) if isinstance(validation_data, tuple) else _arrays(validation_data)
             scores = model.evaluate(x_val, y_val, verbose=0, return_dict=True)
             metrics.update({f"val_{name}": float(value) for name, value in scores.items()})
             predicted = np.argmax(model.predict(x_val, verbose=0), axis=1)
@@ -239,15 +239,24 @@ class KerasflowHyperModel(kt.HyperModel):
         return x
 
     def _rocket(self, hp, x):
-        """MiniRocket features (fixed, fitted on `x_fit`); the head on top is fitted in closed form (`fit_closed_form`)."""
+        """MiniRocket features (fixed, fitted on `x_fit`); the head on top is solved in closed form (`fit`, `models.rocket.fit_ridge_head`)."""
         seed = hp.Int("rocket_seed", 0, 9)
         if self.x_fit is None:
-            layer = MiniRocket(*fit_dilations(self.prep.input_shape[0]), name="rocket")
+            layer = MiniRocket(*fit_dilations(self.prep.input_shape[0]), name="rocket", dtype="float32")
         else:
             std = np.sqrt(np.maximum(np.asarray(self.prep.variance, dtype=np.float32), 1e-12))
             normalized = (np.asarray(self.x_fit, dtype=np.float32) - np.asarray(self.prep.mean, np.float32)) / std
-            layer = MiniRocket.fitted(normalized, seed=seed, name="rocket")
+            # float32 even under mixed precision: thresholds on a float16 convolution would flip.
+            layer = MiniRocket.fitted(normalized, seed=seed, name="rocket", dtype="float32")
         return layer(x)
+
+
+def _arrays(x, y=None) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) arrays from arrays or from a batched (x, y) dataset (the GPU input pipeline)."""
+    if y is not None or isinstance(x, np.ndarray):
+        return np.asarray(x), np.asarray(y)
+    batches = list(x.as_numpy_iterator())
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
 def _conv_bn(x, conv, width: int, kernel: int, activation: str | None = "relu"):

@@ -70,7 +70,8 @@ def run_search(
     best_model_path = directory.parent / "search_best.keras"
     with float32_policy():
         tuner.get_best_models(1)[0].save(best_model_path)
-    ensemble = _ensemble(tuner, inputs, options, ledger.footprints)
+    cv = CrossValidation.when_small(inputs, options.seed)
+    ensemble = _ensemble(tuner, inputs, cv, options, ledger.footprints)
     by_id = tuner.oracle.trials
     hyperparameters = model_hyperparameters(best) if ensemble is None else {
         "family": ENSEMBLE, "members": [model_hyperparameters(by_id[m]) for m in ensemble.members]}
@@ -89,19 +90,20 @@ def run_search(
         resumed_trials=resumed,
         mobile_budget=options.budget_text(),
         workers=workers,
-        cross_validated=CrossValidation.when_small(inputs, options.seed) is not None,
+        cross_validated=cv is not None,
         ensemble=ensemble,
     )
 
 
-def _ensemble(tuner, inputs: ModelInputs, options: SearchOptions, footprints: Footprints) -> EnsembleChoice | None:
-    """Average the best distinct trials when that beats the best one on held-out rows (`.ensemble`)."""
+def _ensemble(tuner, inputs: ModelInputs, cv: CrossValidation | None, options: SearchOptions,
+              footprints: Footprints) -> EnsembleChoice | None:
+    """Average the best distinct trials when that beats the best one on held-out rows (`.ensemble`): out-of-fold
+    predictions under cross-validation, else each trial's best checkpoint on the validation split."""
     if options.ensemble_size < 2:
         return None
     completed = [t for t in tuner.oracle.get_best_trials(len(tuner.oracle.trials))
                  if t.score is not None and np.isfinite(t.score) and not footprints.over_budget(t.trial_id)]
     candidates = distinct_best(completed)
-    cv = CrossValidation.when_small(inputs, options.seed)
     predictions = {}
     for trial in candidates:
         if cv is not None:
