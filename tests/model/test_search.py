@@ -9,7 +9,7 @@ from pipelines.search import SearchOptions, run_search
 
 
 def _options(**overrides):
-    options = dict(tuner="random", max_trials=3, max_epochs=1, batch_size=8, budget_minutes=2)
+    options = dict(tuner="random", max_trials=3, max_epochs=1, batch_size=8, budget_minutes=2, ensemble_size=1)
     options.update(overrides)
     return SearchOptions(**options)
 
@@ -116,7 +116,7 @@ def test_small_data_is_scored_out_of_fold_and_each_family_starts_from_its_defaul
     splits = split_dataset(load_path(sequences_npz, None), None, test_fraction=0.2, val_fraction=0.2, seed=0)
     prep = fit_preprocessing(splits)
     inputs = model_inputs(splits, prep)
-    options = _options(max_trials=3, families=["dense", "rocket"], max_epochs=2)
+    options = _options(max_trials=3, families=["dense", "rocket"], max_epochs=2, ensemble_size=5)
     result = run_search(inputs, prep, tmp_path / "search", options)
     assert result.cross_validated
     assert [t.family for t in result.trials[:2]] == ["rocket", "dense"], "cheapest family first, at its defaults"

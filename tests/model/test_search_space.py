@@ -65,7 +65,7 @@ def test_dilations_follow_aeons_minirocket():
         assert fit_dilations(length) == (list(dilations), list(counts))
 
 
-@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("channels", [3])  # aeon compiles each transform with numba (~40 s); 3 channels covers more
 def test_minirocket_layer_computes_aeons_features(channels):
     """Same dilations, kernels, channel choices and biases: the Keras layer's PPV features equal aeon's transform."""
     from aeon.transformations.collection.convolution_based import MiniRocket as AeonMiniRocket
