@@ -70,8 +70,7 @@ def fine_tune(
 
 def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, max_epochs: int, batch_size: int,
                seed: int, class_weight: str, devices: DeviceSetup | None) -> tuple[keras.Model, dict]:
-    hp = kt.HyperParameters()
-    hp.values.update(values)
+    hp = _hyperparameters(values)
     hypermodel = KerasflowHyperModel(prep, [values["family"]], jit_compile=devices.jit_compile if devices else "auto",
                                      x_fit=x)
     with strategy_scope(devices):
@@ -90,15 +89,17 @@ def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, 
 
 
 def build_from_hyperparameters(prep: Preprocessing, values: dict, jit_compile: bool | str = "auto") -> keras.Model:
-    """An untrained model of `values` (an ensemble's: its members averaged); data-fitted layers are left empty.
-
-    keras-tuner takes values already in `hp.values` over each hyperparameter's default.
-    """
+    """An untrained model of `values` (an ensemble's: its members averaged); data-fitted layers are left empty."""
     if values.get("family") == ENSEMBLE:
         return average([build_from_hyperparameters(prep, member, jit_compile) for member in values["members"]])
+    return KerasflowHyperModel(prep, [values["family"]], jit_compile=jit_compile).build(_hyperparameters(values))
+
+
+def _hyperparameters(values: dict) -> kt.HyperParameters:
+    """keras-tuner takes values already in `hp.values` over each hyperparameter's default."""
     hp = kt.HyperParameters()
     hp.values.update(values)
-    return KerasflowHyperModel(prep, [values["family"]], jit_compile=jit_compile).build(hp)
+    return hp
 
 
 def as_float32(model: keras.Model, prep: Preprocessing, values: dict) -> keras.Model:
