@@ -11,7 +11,9 @@ deep-learning accuracy in Fawaz et al. 2019, "Deep learning for time series
 classification: a review". With --workers-budget > 0, a second table gives
 search trials/hour with 1 and 2 parallel workers.
 
-Prints the tables and writes bench/results/table.md and table.csv. Not a test.
+Prints the tables and writes bench/results/table.md and table.csv; a run on
+some of the datasets replaces their rows and keeps the others (each row
+names the commit it was measured at). Not a test.
 
     python bench/table.py [--budget-minutes 10] [--datasets digits GunPoint] [--workers-budget 2]
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -126,7 +129,26 @@ def kerasflow_row(name: str, budget_minutes: float, workdir: Path, **overrides) 
         "gap": round(accuracy - baselines[best_name], 4),
         "ratio": round(accuracy / baselines[best_name], 4),
         "published DL": UCR.get(name),
+        "commit": commit(),
     }
+
+
+def commit() -> str:
+    """The checkout's short commit hash, '+' when it has uncommitted changes."""
+    run = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent)
+    head = run("rev-parse", "--short", "HEAD").stdout.strip() or "unknown"
+    return head + ("+" if run("status", "--porcelain", "--untracked-files=no").stdout.strip() else "")
+
+
+def merged(rows: list[dict]) -> pd.DataFrame:
+    """These rows, and the saved table's rows of the other datasets, in `DATASETS` order."""
+    table = pd.DataFrame(rows)
+    saved = RESULTS / "table.csv"
+    if saved.exists():
+        kept = pd.read_csv(saved)
+        table = pd.concat([kept[~kept["dataset"].isin(table["dataset"])], table], ignore_index=True)
+    order = {name: i for i, name in enumerate(DATASETS)}
+    return table.sort_values("dataset", key=lambda names: names.map(order)).reset_index(drop=True)
 
 
 def trials_per_hour(budget_minutes: float, workdir: Path) -> list[dict]:
@@ -173,7 +195,7 @@ def main() -> None:
         for name in args.datasets:
             rows.append(kerasflow_row(name, args.budget_minutes, workdir))
             print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
-        table = pd.DataFrame(rows)
+        table = merged(rows)
         scaling = pd.DataFrame(trials_per_hour(args.workers_budget, workdir)) if args.workers_budget else None
     text = [f"# kerasflow benchmark ({os.cpu_count()} CPU cores, search budget {args.budget_minutes:g} min per dataset)",
             "", markdown(table)]

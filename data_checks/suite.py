@@ -135,8 +135,30 @@ def _range_with_margin(values: pd.Series) -> tuple[float, float] | None:
 def validate_frame(frame: pd.DataFrame, suite) -> ValidationReport:
     """Run a suite on a frame; each failure becomes one line naming its column."""
     result = _whole_frame_batches().get_batch(batch_parameters={"dataframe": frame}).validate(suite)
-    failures = [describe_failure(r) for r in result.results if not r.success]
-    return ValidationReport(suite.name, len(result.results), failures)
+    return ValidationReport(suite.name, len(result.results), [describe_failure(r) for r in causes(result.results,
+                                                                                                  frame)])
+
+
+# Which failures are told first: the schema, then types, then the values they explain.
+CAUSE_ORDER = ("expect_table_columns_to_match_set", "expect_column_values_to_be_in_type_list")
+
+
+def causes(results, frame: pd.DataFrame) -> list:
+    """Failed results, causes first; a missing column's checks, and the range checks of a column of the wrong
+    type, follow from the first failures and are left out."""
+    failed = [r for r in results if not r.success]
+    retyped = {r.expectation_config.kwargs.get("column") for r in failed
+               if r.expectation_config.type == CAUSE_ORDER[1]}
+    kept = []
+    for r in failed:
+        column = r.expectation_config.kwargs.get("column")
+        if column is not None and (column not in frame.columns or
+                                   (column in retyped and r.expectation_config.type != CAUSE_ORDER[1])):
+            continue
+        kept.append(r)
+    rank = lambda r: CAUSE_ORDER.index(r.expectation_config.type) if r.expectation_config.type in CAUSE_ORDER \
+        else len(CAUSE_ORDER)
+    return sorted(kept, key=rank)
 
 
 @lru_cache(maxsize=1)

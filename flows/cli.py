@@ -26,6 +26,7 @@ from pipelines.config import (
     Options,
     RetrainConfig,
     RetrainMode,
+    Selection,
     Strategy,
     Switch,
     TrainConfig,
@@ -57,14 +58,14 @@ def _panels(**groups: str) -> dict[str, str]:
 # Which --help panel each option is listed in, per config model.
 PANELS = {
     TrainConfig: _panels(
-        Data="data dataset target test_data image_size",
+        Data="data dataset target test_data image_size column_roles",
         Run="name runs_root run_dir seed",
         Search="budget_minutes tuner objective max_trials max_epochs finetune_epochs families batch_size min_trial_steps "
-               "class_weight ensemble_size",
+               "class_weight selection ensemble_size",
         **{"Mobile budget and export": "max_model_kb max_latency_ms quantize int8_io quantization_tolerance",
            "Scale-out and devices": "workers scheduler_address mixed_precision xla strategy"}),
     RetrainConfig: _panels(
-        Data="data dataset test_data", Challenger="mode replay_fraction finetune_epochs learning_rate_factor "
+        Data="data dataset target test_data image_size", Challenger="mode replay_fraction finetune_epochs learning_rate_factor "
         "budget_minutes max_trials max_epochs seed", Promotion="metric min_improvement max_recall_drop",
         Drift="psi_threshold drift_alpha", Registry="registry runs_root"),
     ExportOptions: _panels(Variants="quantize int8_io quantization_tolerance"),
@@ -86,6 +87,7 @@ StrategyChoice = choices("Strategy", Strategy)
 QuantizeChoice = choices("Quantize", Variant)
 ModeChoice = choices("Mode", RetrainMode)
 ClassWeightChoice = choices("ClassWeight", ClassWeight)
+SelectionChoice = choices("Selection", Selection)
 MetricChoice = choices("Metric", HoldoutMetric)
 T, R, E = TrainConfig, RetrainConfig, ExportOptions
 
@@ -108,6 +110,8 @@ def train(
     family: Annotated[Optional[list[FamilyChoice]], option(T, "families", more="Repeatable.")] = T.default("families"),
     batch_size: Annotated[int, option(T, "batch_size")] = T.default("batch_size"),
     image_size: Annotated[Optional[str], option(T, "image_size")] = None,
+    column_role: Annotated[Optional[list[str]], option(T, "column_roles", "--column-role",
+                                                       more="Repeatable, e.g. --column-role zip=categorical.")] = None,
     seed: Annotated[int, option(T, "seed")] = T.default("seed"),
     quantize: Annotated[Optional[list[QuantizeChoice]], option(T, "quantize")] = None,
     int8_io: Annotated[bool, option(T, "int8_io", "--int8-io")] = T.default("int8_io"),
@@ -116,6 +120,7 @@ def train(
     max_latency_ms: Annotated[Optional[float], option(T, "max_latency_ms")] = T.default("max_latency_ms"),
     min_trial_steps: Annotated[int, option(T, "min_trial_steps")] = T.default("min_trial_steps"),
     class_weight: Annotated[ClassWeightChoice, option(T, "class_weight")] = T.default("class_weight"),
+    selection: Annotated[SelectionChoice, option(T, "selection")] = T.default("selection"),
     ensemble_size: Annotated[int, option(T, "ensemble_size")] = T.default("ensemble_size"),
     workers: Annotated[int, option(T, "workers")] = T.default("workers"),
     scheduler_address: Annotated[Optional[str], option(T, "scheduler_address")] = T.default("scheduler_address"),
@@ -127,16 +132,17 @@ def train(
                                                 "else a candidate for `kerasflow models promote`.",
                                            rich_help_panel="Registry")] = True,
 ) -> None:
-    """Validate the data, search dense/CNN/LSTM/MiniRocket models (and ensembles), fine-tune, evaluate and export one."""
+    """Validate the data, search dense/CNN/LSTM/MiniRocket/tree models (and ensembles), fine-tune, evaluate and export one."""
     config = _config(
         TrainConfig, data=data, dataset=_value(dataset), target=target, test_data=test_data, name=name,
         runs_root=runs_root, run_dir=run_dir, budget_minutes=budget_minutes, tuner=_value(tuner),
         objective=_value(objective), max_trials=max_trials, max_epochs=max_epochs, finetune_epochs=finetune_epochs,
-        families=_values(family), batch_size=batch_size, image_size=_parse_size(image_size), seed=seed,
+        families=_values(family), batch_size=batch_size, image_size=_parse_size(image_size),
+        column_roles=_parse_roles(column_role), seed=seed,
         int8_io=int8_io, quantization_tolerance=quantization_tolerance, max_model_kb=max_model_kb,
         max_latency_ms=max_latency_ms, registry=registry if register else None, workers=workers,
         min_trial_steps=min_trial_steps, scheduler_address=scheduler_address,
-        class_weight=_value(class_weight), ensemble_size=ensemble_size,
+        class_weight=_value(class_weight), selection=_value(selection), ensemble_size=ensemble_size,
         mixed_precision=_value(mixed_precision), xla=_value(xla), strategy=_value(strategy),
         **({"quantize": _values(quantize)} if quantize else {}))
     for path in (config.data, config.test_data):
@@ -183,7 +189,9 @@ def retrain(
     name: Annotated[str, typer.Argument(help=R.help("name"))],
     data: Annotated[Optional[Path], option(R, "data")] = R.default("data"),
     dataset: Annotated[Optional[DatasetChoice], option(R, "dataset")] = R.default("dataset"),
+    target: Annotated[Optional[str], option(R, "target")] = R.default("target"),
     test_data: Annotated[Optional[Path], option(R, "test_data")] = R.default("test_data"),
+    image_size: Annotated[Optional[str], option(R, "image_size")] = None,
     mode: Annotated[ModeChoice, option(R, "mode")] = R.default("mode"),
     registry: Annotated[Path, option(R, "registry")] = R.default("registry"),
     runs_root: Annotated[Path, option(R, "runs_root")] = R.default("runs_root"),
@@ -207,7 +215,8 @@ def retrain(
     The registry changes last, atomically; a rejected challenger is registered with the reason.
     """
     config = _config(
-        RetrainConfig, name=name, data=data, dataset=_value(dataset), test_data=test_data, mode=_value(mode),
+        RetrainConfig, name=name, data=data, dataset=_value(dataset), target=target, test_data=test_data,
+        image_size=_parse_size(image_size), mode=_value(mode),
         registry=registry, runs_root=runs_root, metric=_value(metric), min_improvement=min_improvement,
         max_recall_drop=max_recall_drop, psi_threshold=psi_threshold, drift_alpha=drift_alpha,
         replay_fraction=replay_fraction, finetune_epochs=finetune_epochs, learning_rate_factor=learning_rate_factor,
@@ -367,9 +376,10 @@ def _check(function, *args):
 def _check_new_data(config: RetrainConfig, *paths: Path | None) -> None:
     """The model has a champion, and each given path exists with the champion's target column (tables)."""
     champion = _check(Registry(config.registry).required_champion, config.name, False)
+    target = config.target or champion.record.get("config", {}).get("target")
     for path in paths:
         if path is not None:
-            _check(check_source, path, champion.record.get("config", {}).get("target"))
+            _check(check_source, path, target)
 
 
 def _config(model: type[Options], **values):
@@ -377,7 +387,8 @@ def _config(model: type[Options], **values):
     try:
         return model(**values)
     except ValidationError as exc:
-        fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors()))
+        fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg'].removeprefix('Value error, ')}"
+                       for e in exc.errors()))
     except KerasflowError as exc:
         fail(str(exc))
 
@@ -401,6 +412,17 @@ def _is_run_folder(target: str, registry: Path) -> bool:
         return target not in Registry(registry).models()
     except KerasflowError:
         return True
+
+
+def _parse_roles(given: list[str] | None) -> dict[str, str]:
+    """NAME=ROLE pairs of --column-role (the role is checked with the other options)."""
+    roles = {}
+    for text in given or []:
+        name, sep, role = text.rpartition("=")
+        if not sep or not name:
+            fail(f"--column-role {text!r}: expected NAME=ROLE, e.g. customer_id=identifier")
+        roles[name] = role
+    return roles
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:

@@ -210,6 +210,14 @@ def publish_trials(search: SearchResult) -> None:
                           f"(★ trial {search.best_trial_id})")
 
 
+def publish_columns(roles: dict[str, dict]) -> None:
+    """A table's columns with the role each took and why (nothing for images and sequences)."""
+    if roles:
+        create_table_artifact([{"column": name, "role": r["role"], "why": r["why"]} for name, r in roles.items()],
+                              key="columns", description="What each column is to the model "
+                              "(--column-role NAME=ROLE overrides)")
+
+
 def publish_export(export: ExportResult) -> None:
     create_markdown_artifact("\n".join(["# TFLite variants", "", *variant_table(export)]), key="tflite-variants",
                              description="Which TFLite variant to ship: size, parity and batch-1 latency")

@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 from flows.prefect_kit import (
     SearchProgress,
     prefect_dask_workers,
+    publish_columns,
     publish_export,
     publish_markdown,
     publish_picture,
@@ -65,6 +66,7 @@ def train_flow(config: TrainConfig) -> dict:
 def publish(result: RunResult) -> None:
     """The run's story for the Prefect UI: the report, the table of trials and the TFLite variants."""
     publish_markdown(result.report_path, "train-report", f"kerasflow report for {result.config.model_name}")
+    publish_columns(result.prep.roles)
     publish_trials(result.search)
     publish_export(result.export)
     publish_picture(result.run_dir / "confusion_matrix.png", "confusion-matrix", "Fine-tuned model on the test split")

@@ -4,8 +4,10 @@ Families: `dense` (from softmax regression, with no hidden layer, to residual
 MLP blocks with batch normalisation), `cnn` (images: plain, residual or
 depthwise-separable blocks; sequences: plain, FCN, ResNet-1D or
 Inception-style blocks ending in global average pooling, so series of
-several hundred steps are not pooled away), `lstm` and `rocket` (MiniRocket
-features with a closed-form ridge head, `models.rocket`). Images get
+several hundred steps are not pooled away), `lstm`, `rocket` (MiniRocket
+features with a closed-form ridge head, `models.rocket`) and, for tables,
+`trees` (gradient-boosted trees or a random forest fitted by scikit-learn and
+evaluated with tensor ops, `models.trees`). Images get
 augmentation as hyperparameters; augmentation layers are identity at
 inference and the export traces the model with `training=False`, so they are
 absent from the exported graph.
@@ -28,10 +30,12 @@ from sklearn.metrics import f1_score
 
 from models.layers import TabularEncoder
 from models.rocket import MIN_LENGTH, MiniRocket, fit_dilations, fit_ridge_head
+from models.trees import KINDS as TREE_KINDS
+from models.trees import TreeEnsemble, fit_trees, trees_per_round
 
-FAMILIES = ("dense", "cnn", "lstm", "rocket")
-CHEAPEST_FIRST = ("rocket", "dense", "cnn", "lstm")  # seconds per trial on a small set, fewest first
-CLOSED_FORM_FAMILIES = ("rocket",)
+FAMILIES = ("dense", "cnn", "lstm", "rocket", "trees")
+CHEAPEST_FIRST = ("rocket", "dense", "trees", "cnn", "lstm")  # seconds per trial on a small set, fewest first
+CLOSED_FORM_FAMILIES = ("rocket", "trees")
 MAX_LSTM_STEPS = 64
 IMAGE_BLOCKS = ("plain", "residual", "separable")
 SEQUENCE_BLOCKS = ("resnet", "inception", "fcn", "plain")  # the first is the default
@@ -41,13 +45,17 @@ SKIPPED_FOR_TABLES = {
     "lstm": "tables have no time axis; rows are independent samples",
     "rocket": "MiniRocket's kernels slide along a time axis; tables have none",
 }
-SKIPPED_FOR_IMAGES = {"rocket": "MiniRocket's kernels slide along one time axis; images have two"}
+TREES_SKIPPED = "trees split on one input value at a time; single pixels and time steps carry little alone"
+SKIPPED_FOR_IMAGES = {"rocket": "MiniRocket's kernels slide along one time axis; images have two",
+                      "trees": TREES_SKIPPED}
+SKIPPED_FOR_SEQUENCES = {"trees": TREES_SKIPPED}
 
 
 def families_for(kind: str, requested: list[str] | None = None,
                  input_shape: list[int] | tuple[int, ...] | None = None) -> tuple[list[str], dict[str, str]]:
     """Families that fit this input kind (and shape), and why each other one is skipped."""
-    skipped = {"table": dict(SKIPPED_FOR_TABLES), "image": dict(SKIPPED_FOR_IMAGES)}.get(kind, {})
+    skipped = dict({"table": SKIPPED_FOR_TABLES, "image": SKIPPED_FOR_IMAGES,
+                    "sequence": SKIPPED_FOR_SEQUENCES}.get(kind, {}))
     if kind == "sequence" and input_shape is not None and input_shape[0] < MIN_LENGTH:
         skipped["rocket"] = f"MiniRocket needs at least {MIN_LENGTH} time steps; these sequences have {input_shape[0]}"
     fitting = [f for f in FAMILIES if f not in skipped]
@@ -104,11 +112,18 @@ class KerasflowHyperModel(kt.HyperModel):
         return model
 
     def fit(self, hp, model, x=None, y=None, validation_data=None, class_weight=None, **kwargs):
-        """Keras training, except for a closed-form family: its head is solved, and metrics come back as a dict."""
-        if hp.get("family") not in CLOSED_FORM_FAMILIES:
+        """Keras training, except for a closed-form family: it is solved, and metrics come back as a dict."""
+        family = hp.get("family")
+        if family not in CLOSED_FORM_FAMILIES:
             return super().fit(hp, model, x=x, y=y, validation_data=validation_data, class_weight=class_weight,
                                **kwargs)
-        metrics = fit_ridge_head(model, *_arrays(x, y), class_weight)
+        if family == "trees":
+            values = hp.values  # the learning rate is absent for a forest
+            metrics = fit_trees(model, *_arrays(x, y), class_weight, kind=values["trees_kind"],
+                                n_estimators=values["trees_count"], n_leaves=values["trees_leaves"],
+                                learning_rate=values.get("trees_learning_rate", 0.1), seed=values["trees_seed"])
+        else:
+            metrics = fit_ridge_head(model, *_arrays(x, y), class_weight)
         if validation_data is not None:
             x_val, y_val = _arrays(*validation_data) if isinstance(validation_data, tuple) else _arrays(validation_data)
             scores = model.evaluate(x_val, y_val, verbose=0, return_dict=True)
@@ -249,6 +264,19 @@ class KerasflowHyperModel(kt.HyperModel):
             # float32 even under mixed precision: thresholds on a float16 convolution would flip.
             layer = MiniRocket.fitted(normalized, seed=seed, name="rocket", dtype="float32")
         return layer(x)
+
+
+    def _trees(self, hp, x):
+        """Room for the trees `fit` grows (`models.trees.fit_trees`): boosted rounds x classes, or a forest."""
+        kind = hp.Choice("trees_kind", list(TREE_KINDS))
+        count = hp.Choice("trees_count", [50, 100, 200], default=100)
+        leaves = hp.Choice("trees_leaves", [4, 8, 16, 32], default=8)  # the default: sklearn's depth-3 trees
+        hp.Float("trees_learning_rate", 0.02, 0.3, sampling="log", default=0.1,
+                 parent_name="trees_kind", parent_values=["boosted"])
+        hp.Int("trees_seed", 0, 9)
+        n_classes = len(self.prep.class_names)
+        n_trees = count if kind == "forest" else count * trees_per_round(n_classes)
+        return TreeEnsemble(n_trees, leaves, n_classes, average=kind == "forest", name="trees", dtype="float32")(x)
 
 
 def _arrays(x, y=None) -> tuple[np.ndarray, np.ndarray]:

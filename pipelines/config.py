@@ -21,14 +21,16 @@ from pipelines.tflite import VARIANTS
 
 Tuner = Literal["hyperband", "bayesian", "random"]
 Objective = Literal["val_accuracy", "val_macro_f1"]
-Family = Literal["dense", "cnn", "lstm", "rocket"]
+Family = Literal["dense", "cnn", "lstm", "rocket", "trees"]
 ClassWeight = Literal["auto", "balanced", "none"]
+Selection = Literal["auto", "kfold", "holdout"]
 Variant = Literal[VARIANTS]
 Switch = Literal["auto", "on", "off"]
 Strategy = Literal["default", "mirrored"]
 BundledDataset = Literal["digits", "breast_cancer", "wine", "gunpoint"]
 BUNDLED_DATASETS: tuple[str, ...] = get_args(BundledDataset)
 RetrainMode = Literal["auto", "finetune", "search"]
+ColumnRoleName = Literal["numeric", "categorical", "date", "identifier", "text", "ignore"]
 HoldoutMetric = Literal["macro_f1", "accuracy", "balanced_accuracy"]
 
 
@@ -44,6 +46,21 @@ class Options(BaseModel):
     @classmethod
     def help(cls, name: str) -> str:
         return cls.model_fields[name].description or ""
+
+
+class ReadOptions(Options):
+    """How a data source is read; a retrain defaults each to its champion's."""
+
+    target: str | None = Field(None, description="Label column of a table (retrain: default the champion's).")
+    image_size: tuple[int, int] | None = Field(None, description="Resize images to HxW, e.g. 32x32 (retrain: "
+                                               "default the champion's).")
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive_size(cls, value):
+        if value is not None and min(value) < 1:
+            raise ValueError(f"{value[0]}x{value[1]} has a side below 1 pixel; give HEIGHTxWIDTH, e.g. 32x32")
+        return value
 
 
 class DeviceOptions(Options):
@@ -79,6 +96,10 @@ class SearchOptions(DeviceOptions):
     class_weight: ClassWeight = Field("auto", description="Weight classes inversely to their counts (sklearn's "
                                       "balanced rule): auto does when the largest class has 3x+ the rows of the "
                                       "smallest; balanced always; none never.")
+    selection: Selection = Field("auto", description="How search trials are scored: kfold trains each on 5 "
+                                 "stratified folds of train+val and scores its out-of-fold predictions (5x the "
+                                 "cost per trial); holdout scores the validation split; auto: kfold when the "
+                                 "validation split has fewer than 100 rows, where one error outweighs a point.")
     ensemble_size: int = Field(5, ge=1, le=10, description="Average up to this many of the best distinct trials "
                                "into one model when that scores better on held-out rows than the best single "
                                "trial; 1: never ensemble. Under a mobile budget the whole ensemble must fit.")
@@ -127,23 +148,32 @@ class ExportOptions(Options):
         return [v for v in VARIANTS if v in value]
 
 
-class TrainConfig(SearchOptions, ExportOptions):
+class TrainConfig(ReadOptions, SearchOptions, ExportOptions):
     """Everything a training run needs to know; shown as the flow's parameters."""
 
     data: Path | None = Field(None, description="CSV/Parquet table, folder of images (one subfolder per class), "
                               "or .npz with x [N,T,F] and y [N].")
     dataset: BundledDataset | None = Field(None, description="A bundled demo instead of --data.")
-    target: str | None = Field(None, description="Label column of a table.")
     test_data: Path | None = Field(None, description="Your own held-out test set, same format as --data.")
+    column_roles: dict[str, ColumnRoleName] = Field(default_factory=dict, description="A table column's role, "
+                                                    "NAME=ROLE: numeric, categorical, date (year, month, day and "
+                                                    "weekday as numbers), or identifier, text or ignore (dropped). "
+                                                    "Columns not named are inferred; the report says how.")
     name: str | None = Field(None, description="Model name (default: dataset or file name).")
     runs_root: Path = Field(Path("runs"), description="Where run folders go: RUNS_ROOT/NAME/TIMESTAMP.")
     registry: Path | None = Field(None, description="Model registry root: REGISTRY/NAME/versions/vNNNN and the "
                                   "champion pointer; None: do not register.")
     run_dir: Path | None = Field(None, description="Use this run folder; an interrupted search there resumes.")
     finetune_epochs: int = Field(40, ge=1, description="Most epochs of the final fine-tuning.")
-    image_size: tuple[int, int] | None = Field(None, description="Resize images to HxW, e.g. 32x32.")
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="Share of the rows held out for the test split.")
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of the rest the search validates on.")
+
+    @field_validator("run_dir")
+    @classmethod
+    def _run_dir_is_a_folder(cls, value):
+        if value is not None and value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is a file; give a new folder or an interrupted run's folder")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> "TrainConfig":
@@ -158,7 +188,7 @@ class TrainConfig(SearchOptions, ExportOptions):
         return self.dataset or Path(self.data).stem  # type: ignore[arg-type]
 
 
-class RetrainConfig(Options):
+class RetrainConfig(ReadOptions):
     """A retrain of a registered model on new data; every threshold of the promotion rule is here."""
 
     name: str = Field(description="Registered model name; its champion is the model to beat.")

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics
 
+MAX_PLOTTED_CLASSES = 30  # a bigger confusion matrix is unreadable and slow to draw: the most confused only
+
 
 @dataclass
 class Evaluation:
@@ -86,17 +88,31 @@ def evaluate_by_name(model, x: np.ndarray, true_names: np.ndarray, model_classes
                            class_names)
 
 
+def most_confused(matrix: np.ndarray, limit: int = MAX_PLOTTED_CLASSES) -> np.ndarray:
+    """Indices (in class order) of the `limit` classes with the most errors, as truth or as prediction."""
+    if len(matrix) <= limit:
+        return np.arange(len(matrix))
+    errors = matrix.sum(axis=0) + matrix.sum(axis=1) - 2 * np.diag(matrix)
+    return np.sort(np.argsort(-errors, kind="stable")[:limit])
+
+
 def plot_confusion_matrix(evaluation: Evaluation, path: Path) -> Path:
+    """The test confusion matrix; beyond `MAX_PLOTTED_CLASSES` classes, the most confused ones only."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    size = max(4.0, 0.6 * len(evaluation.class_names) + 2)
+    matrix = np.asarray(evaluation.confusion_matrix)
+    shown = most_confused(matrix)
+    size = max(4.0, 0.6 * len(shown) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
-    display = metrics.ConfusionMatrixDisplay(np.asarray(evaluation.confusion_matrix), display_labels=evaluation.class_names)
+    display = metrics.ConfusionMatrixDisplay(matrix[np.ix_(shown, shown)],
+                                             display_labels=[evaluation.class_names[i] for i in shown])
     display.plot(ax=ax, colorbar=False, cmap="Blues", xticks_rotation=45)
-    ax.set_title(f"Test confusion matrix\naccuracy {evaluation.accuracy:.3f}, n={evaluation.n_test}", fontsize=10)
+    subset = f"; the {len(shown)} most confused of {len(matrix)} classes" if len(shown) < len(matrix) else ""
+    ax.set_title(f"Test confusion matrix\naccuracy {evaluation.accuracy:.3f}, n={evaluation.n_test}{subset}",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -18,15 +18,22 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from pipelines.columns import Role, apply_roles, infer_roles, role_notes
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError
 
 Kind = Literal["table", "image", "sequence"]
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}  # Pillow reads them all
+DELIMITERS = ",;\t|"  # what a CSV's separator is sniffed among
 MIN_ROWS_PER_CLASS = 3  # one each for train, val and test
 LENGTH_RULE = "zero-pad or cut at the end to the training length"
 TRAINING_LENGTH = "the training length"  # how `fit_length`'s notes name the length they fit to
+# A numeric label column with more distinct values than this, and either fractions or more values than
+# CONTINUOUS_SHARE of its rows, is a quantity to predict (regression), not classes.
+CONTINUOUS_MIN_VALUES = 20
+CONTINUOUS_SHARE = 0.05
+LISTED = 5  # how many offending values an error names before it counts the rest
 
 
 @dataclass
@@ -37,6 +44,7 @@ class Dataset:
     float32 [N, T, F] for sequences. `labels` holds strings so that label
     files read back the same whatever the source's dtype. `lengths` holds
     each sequence's own time length before padding or cutting (sequences only).
+    `roles` holds each raw column's role once they are applied (tables from `load_dataset`).
     """
 
     kind: Kind
@@ -45,6 +53,7 @@ class Dataset:
     source: str
     notes: list[str] = field(default_factory=list)
     lengths: np.ndarray | None = None
+    roles: dict[str, Role] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -56,7 +65,7 @@ class Dataset:
     def take(self, index: np.ndarray) -> "Dataset":
         features = self.features.iloc[index] if isinstance(self.features, pd.DataFrame) else self.features[index]
         lengths = None if self.lengths is None else self.lengths[index]
-        return Dataset(self.kind, features, self.labels[index], self.source, list(self.notes), lengths)
+        return replace(self, features=features, labels=self.labels[index], notes=list(self.notes), lengths=lengths)
 
     def concat(self, other: "Dataset") -> "Dataset":
         if isinstance(self.features, pd.DataFrame):
@@ -65,16 +74,21 @@ class Dataset:
             features = np.concatenate([self.features, other.features])
         both = self.lengths is not None and other.lengths is not None
         lengths = np.concatenate([self.lengths, other.lengths]) if both else None
-        return Dataset(self.kind, features, np.concatenate([self.labels, other.labels]), self.source,
-                       list(dict.fromkeys([*self.notes, *other.notes])), lengths)
+        return replace(self, features=features, labels=np.concatenate([self.labels, other.labels]),
+                       notes=list(dict.fromkeys([*self.notes, *other.notes])), lengths=lengths)
 
     def with_length(self, length: int) -> "Dataset":
         """These sequences under `LENGTH_RULE` at `length`; notes about the old length give way to the new ones."""
         own = self.lengths if self.lengths is not None else np.full(len(self), self.features.shape[1])
         features, notes = fit_length([s[:n] for s, n in zip(self.features, own)], length)
         stale = length_notes(own, self.features.shape[1], "length")
-        return Dataset(self.kind, features, self.labels, self.source,
-                       [n for n in self.notes if n not in stale] + notes, np.asarray(own))
+        return replace(self, features=features, notes=[n for n in self.notes if n not in stale] + notes,
+                       lengths=np.asarray(own))
+
+    def with_roles(self, roles: dict[str, Role]) -> "Dataset":
+        """This table's columns as `roles` say (`pipelines.columns`), with a note per column not used as it came."""
+        return replace(self, features=apply_roles(self.features, roles),
+                       notes=list(dict.fromkeys([*self.notes, *role_notes(roles)])), roles=roles)
 
     def fingerprint(self) -> dict:
         """sha256 of features and labels, row count and label counts: enough to tell two datasets apart."""
@@ -107,21 +121,35 @@ class Splits:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
 
-def load_dataset(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
-    """Load the training data and, if given, the user's test set."""
+def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> tuple[Dataset, Dataset | None]:
+    """Load the training data and, if given, the user's test set; a table's columns take their roles.
+
+    `roles` (a retrain's: its champion's) are applied as they are; else they are inferred from the training
+    file's values, with `config.column_roles` overriding.
+    """
     if config.dataset:
-        return load_bundled(config.dataset)
-    data = load_path(Path(config.data), config.target, config.image_size)
-    test = None
-    if config.test_data is not None:
-        size = data.features.shape[1:3] if data.kind == "image" else None
-        test = load_path(Path(config.test_data), config.target, size)
-        test = _matched_test(data, test)
+        data, test = load_bundled(config.dataset)
+    else:
+        data = load_path(Path(config.data), config.target, config.image_size)
+        test = None
+        if config.test_data is not None:
+            size = data.features.shape[1:3] if data.kind == "image" else None
+            test = load_path(Path(config.test_data), config.target, size)
+            test = _matched_test(data, test)
+    if data.kind == "table":
+        if roles is None:
+            try:
+                roles = infer_roles(data.features, config.column_roles)
+            except ValueError as exc:
+                raise DataError(f"{data.source}: {exc}") from None
+        data = data.with_roles(roles)
+        test = test.with_roles(roles) if test is not None else None
     return data, test
 
 
 def check_source(path: Path, target: str | None) -> None:
-    """What can be checked without reading the data: the path exists and a table has its target (header only).
+    """What can be checked without reading the data: the path exists, and a table has its target column and the
+    column holds classes (the header and that one column only).
 
     Runs before anything starts (the CLI calls it before Prefect's server), so
     the commonest mistakes cost a second, not a server start.
@@ -139,11 +167,14 @@ def check_source(path: Path, target: str | None) -> None:
 
                 columns = pyarrow.parquet.read_schema(path).names
             else:
-                columns = pd.read_csv(path, nrows=0).columns
+                columns = pd.read_csv(path, nrows=0, sep=csv_delimiter(path)).columns
         except Exception:  # unreadable: `load_table` reports it with the parser's own words
             return
         if target not in columns:
             raise DataError(f"{path}: no column {target!r}; columns are {', '.join(map(str, columns))}")
+        labels = pd.read_parquet(path, columns=[target])[target] if path.suffix.lower() in {".parquet", ".pq"} \
+            else pd.read_csv(path, usecols=[target], sep=csv_delimiter(path))[target]
+        check_not_continuous(path, labels.dropna())
 
 
 def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None = None) -> Dataset:
@@ -170,7 +201,8 @@ def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None
 def read_table(path: Path) -> pd.DataFrame:
     """A CSV or Parquet file as a frame, or a `DataError` that says why not."""
     try:
-        frame = pd.read_parquet(path) if path.suffix.lower() in {".parquet", ".pq"} else pd.read_csv(path)
+        frame = pd.read_parquet(path) if path.suffix.lower() in {".parquet", ".pq"} else \
+            pd.read_csv(path, sep=csv_delimiter(path))
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except Exception as exc:  # parser errors carry the useful line number
@@ -178,6 +210,18 @@ def read_table(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path}: the table has no rows")
     return frame
+
+
+def csv_delimiter(path: Path) -> str:
+    """The CSV's separator (comma, semicolon, tab or bar), sniffed from its first lines; comma if unclear."""
+    import csv
+
+    with open(path, newline="", errors="replace") as file:
+        head = file.read(64 * 1024)
+    try:
+        return csv.Sniffer().sniff(head, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
 
 
 def load_table(path: Path, target: str) -> Dataset:
@@ -188,6 +232,7 @@ def load_table(path: Path, target: str) -> Dataset:
     if frame[target].isna().any():
         rows = frame.index[frame[target].isna()].tolist()[:5]
         raise DataError(f"{path}: label column {target!r} is empty on rows {rows}")
+    check_not_continuous(path, frame[target])
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise DataError(f"{path}: the table has no feature columns besides {target!r}")
@@ -195,6 +240,20 @@ def load_table(path: Path, target: str) -> Dataset:
         check_not_mixed(path, features[column])
     labels = _label_strings(frame[target])
     return Dataset("table", features.reset_index(drop=True), labels, str(path))
+
+
+def check_not_continuous(path: Path | str, labels: pd.Series) -> None:
+    """kerasflow trains classifiers: a label column of many distinct numbers is refused, saying why."""
+    if not pd.api.types.is_numeric_dtype(labels) or pd.api.types.is_bool_dtype(labels):
+        return
+    distinct = labels.nunique()
+    fractional = bool((labels != labels.round()).any())
+    if distinct > CONTINUOUS_MIN_VALUES and (fractional or distinct > CONTINUOUS_SHARE * len(labels)):
+        raise DataError(
+            f"{path}: label column {labels.name!r} looks continuous ({distinct} distinct numbers in {len(labels)} "
+            "rows); kerasflow trains classifiers: bin it into classes first (e.g. pandas.qcut(column, 5)) "
+            "or choose another --target"
+        )
 
 
 def check_not_mixed(path: Path | str, column: pd.Series) -> None:
@@ -228,22 +287,29 @@ def load_image_folder(path: Path, image_size: tuple[int, int] | None = None) -> 
     class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{path}: an image folder needs one subfolder per class; found none")
-    images, labels = [], []
+    images, labels, bad, nested = [], [], [], 0
     for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(class_dir).parts))
         if not files:
             raise DataError(f"{class_dir}: class folder has no images")
         for file in files:
             if file.suffix.lower() not in IMAGE_SUFFIXES:
-                raise DataError(f"{file}: not an image (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+                bad.append(f"{file} is not an image (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+                continue
             try:
                 with Image.open(file) as image:
                     image.load()
                     images.append(image.copy())
             except (UnidentifiedImageError, OSError) as exc:
-                raise DataError(f"{file}: cannot read the image ({exc})") from None
+                bad.append(f"{file} cannot be read ({exc})")
+                continue
             labels.append(class_dir.name)
-    notes = []
+            nested += file.parent != class_dir
+    if bad:
+        more = f"; and {len(bad) - LISTED} more" if len(bad) > LISTED else ""
+        raise DataError(f"{path}: {len(bad)} bad file(s): {'; '.join(bad[:LISTED])}{more}")
+    notes = [f"{nested} images in subfolders of class folders were labelled with their class folder"] if nested else []
     modes = collections.Counter(_channels_mode(im) for im in images)
     mode = modes.most_common(1)[0][0]
     if len(modes) > 1:
@@ -298,6 +364,11 @@ def sequences_dataset(x: np.ndarray, y: np.ndarray, source: str) -> Dataset:
     bad_rank = [i for i, s in enumerate(sequences) if s.ndim != 2]
     if bad_rank:
         raise DataError(f"{source}: sequences {bad_rank[:5]} are not [time, features] arrays")
+    non_finite = [i for i, s in enumerate(sequences) if not np.isfinite(s).all()]
+    if non_finite:
+        more = f" and {len(non_finite) - LISTED} more" if len(non_finite) > LISTED else ""
+        raise DataError(f"{source}: {len(non_finite)} of {len(sequences)} sequences hold NaN or inf: samples "
+                        f"{non_finite[:LISTED]}{more} (numbered from 0, as in the file); fix or drop them")
     feature_counts = collections.Counter(s.shape[1] for s in sequences)
     if len(feature_counts) > 1:
         expected = feature_counts.most_common(1)[0][0]
@@ -384,10 +455,12 @@ def split_dataset(
     if len(counts) < 2:
         raise DataError(f"{data.source}: the labels have one class ({next(iter(counts))!r}); need at least 2")
     needed = MIN_ROWS_PER_CLASS - (test is not None)
-    small = {label: n for label, n in counts.items() if n < needed}
+    small = {label: n for label, n in sorted(counts.items(), key=lambda item: item[1]) if n < needed}
     if small:
+        listed = dict(list(small.items())[:LISTED])
+        more = f" and {len(small) - LISTED} more" if len(small) > LISTED else ""
         raise DataError(
-            f"{data.source}: classes {small} have fewer than {needed} rows; "
+            f"{data.source}: classes {listed}{more} have fewer than {needed} rows; "
             "each class needs rows for train, validation and test"
         )
     if test is not None:

@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipelines.columns import DATE_PARTS, DATE_PARTS_MEANING, ColumnRole
 from pipelines.export_records import ExportData, ExportResult
 from pipelines.load import LENGTH_RULE
 from pipelines.preprocess import Preprocessing
@@ -67,6 +68,15 @@ def sequence_input(prep: Preprocessing) -> dict:
     return {"length": length, "features": features, "rule": LENGTH_RULE}
 
 
+def column_roles(prep: Preprocessing) -> dict:
+    """Each table column's role and why, and how a date column becomes numbers (`pipelines.columns`)."""
+    roles = {name: {"role": r["role"], "why": r["why"]} for name, r in prep.roles.items()}
+    dates = [name for name, r in prep.roles.items() if r["role"] == ColumnRole.DATE]
+    for name in dates:
+        roles[name]["fed_as"] = [f"{name}.{part}" for part in DATE_PARTS]
+    return {"roles": roles, **({"date_parts": DATE_PARTS_MEANING} if dates else {})}
+
+
 def spec(result: ExportResult, prep: Preprocessing, data: ExportData) -> dict:
     """JSON-able description of the model's input and output and of every variant's tensors."""
     return {
@@ -79,6 +89,7 @@ def spec(result: ExportResult, prep: Preprocessing, data: ExportData) -> dict:
                                      "per": "column" if prep.kind == "table" else "channel/feature (last axis)"},
             "normalisation_inside_model": NORMALISATION[prep.kind],
             "vocabularies": prep.vocabularies,
+            **({"columns": column_roles(prep)} if prep.roles else {}),
             **({"sequence": sequence_input(prep)} if prep.kind == "sequence" else {}),
         },
         "output": {"shape": [-1, len(prep.class_names)], "meaning": "softmax probabilities in labels.json order"},

@@ -25,6 +25,7 @@ import pandas as pd
 
 from data_checks import LABEL_COLUMN, load_suite, profile_frame, validate_frame, without_labels
 from data_checks.drift import DriftReport, compare_profiles, read_reference
+from pipelines.columns import apply_roles, from_json, source_columns
 from pipelines.errors import DataError, ExportError
 from pipelines.load import (
     IMAGE_SUFFIXES,
@@ -190,27 +191,33 @@ def _table_file(path: Path) -> pd.DataFrame:
 def _table(frame: pd.DataFrame, model: TrainedModel, source: str, keep: str | None):
     frame = frame.rename(columns=str).reset_index(drop=True)
     prep, notes = model.prep, []
+    roles = from_json(prep.roles)
     expected = [*prep.numeric_columns, *prep.categorical_columns]
-    missing = [c for c in expected if c not in frame.columns]
+    given = source_columns(roles) if roles else expected  # dates come as dates, not as their parts
+    missing = [c for c in given if c not in frame.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {missing} that {model.ref} was trained on; "
                         f"columns are {', '.join(map(str, frame.columns))}")
     if keep is not None and keep not in frame.columns:
         raise DataError(f"{source}: --keep {keep!r} is not a column; columns are {', '.join(map(str, frame.columns))}")
-    ignored = [c for c in frame.columns if c not in expected and c not in (model.target, keep)]
+    ignored = [c for c in frame.columns if c not in given and c not in (model.target, keep)]
     if ignored:
         notes.append(f"columns the model does not use were ignored: {', '.join(ignored)}")
+    kept = frame[keep] if keep else None
     for column in prep.numeric_columns:
-        check_not_mixed(source, frame[column])
+        if column in frame.columns:  # a date's parts are made from it below
+            check_not_mixed(source, frame[column])
+    frame = apply_roles(frame, roles) if roles else frame
+    for column in prep.numeric_columns:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     for column in prep.categorical_columns:
         known = set(prep.vocabularies[column])
         values = frame[column].dropna().astype(str)
         unseen = values[~values.isin(known)]
         if len(unseen):
-            notes.append(f"column {column!r}: {len(unseen)} rows with categories not seen in training "
+            notes.append(f"column {column!r}: {len(unseen)} rows with categories outside the model's vocabulary "
                          f"(e.g. {', '.join(map(repr, unseen.unique()[:3]))}) are encoded as unknown")
-    return frame[expected], (frame[keep] if keep else None), notes
+    return frame[expected], kept, notes
 
 
 def _images(data, prep: Preprocessing, source: str) -> tuple[np.ndarray, list[str], list[str]]:

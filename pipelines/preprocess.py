@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.columns import as_json, kept_categories
 from pipelines.load import Dataset, Splits
 
 
@@ -27,7 +28,9 @@ class Preprocessing:
         kind: table, image or sequence; input_shape: one sample's shape; class_names: the output order.
         mean, variance: per numeric column (tables) or per channel/feature (images, sequences).
         numeric_columns, categorical_columns: the table's input columns, numbers first.
-        vocabularies: categorical column -> its values; a value's code is its index + 1 (0: unseen or missing).
+        vocabularies: categorical column -> its values; a value's code is its index + 1 (0: unseen, missing or
+            beyond the most frequent `pipelines.columns.MAX_CATEGORIES`).
+        roles: each raw column's role and why (`pipelines.columns`); a prediction applies them to new rows.
     """
 
     kind: str
@@ -38,6 +41,7 @@ class Preprocessing:
     numeric_columns: list[str] = field(default_factory=list)
     categorical_columns: list[str] = field(default_factory=list)
     vocabularies: dict[str, list[str]] = field(default_factory=dict)
+    roles: dict[str, dict] = field(default_factory=dict)
 
     @property
     def cardinalities(self) -> list[int]:
@@ -73,7 +77,7 @@ def fit_preprocessing(splits: Splits) -> Preprocessing:
     """Adapt normalisation statistics and vocabularies on the training split only."""
     train = splits.train
     if train.kind == "table":
-        return _fit_table(train.features, splits.class_names)
+        return _fit_table(train.features, splits.class_names, as_json(train.roles or {}))
     values = np.asarray(train.features, dtype=np.float64)
     per_channel = values.reshape(-1, values.shape[-1])
     return Preprocessing(
@@ -85,11 +89,11 @@ def fit_preprocessing(splits: Splits) -> Preprocessing:
     )
 
 
-def _fit_table(frame: pd.DataFrame, class_names: list[str]) -> Preprocessing:
+def _fit_table(frame: pd.DataFrame, class_names: list[str], roles: dict[str, dict]) -> Preprocessing:
     numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
     categorical = [c for c in frame.columns if c not in numeric]
     values = frame[numeric].to_numpy(dtype=np.float64) if numeric else np.zeros((len(frame), 0))
-    vocabularies = {str(c): sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical}
+    vocabularies = {str(c): kept_categories(frame[c]) for c in categorical}
     return Preprocessing(
         kind="table",
         input_shape=[len(numeric) + len(categorical)],
@@ -99,6 +103,7 @@ def _fit_table(frame: pd.DataFrame, class_names: list[str]) -> Preprocessing:
         numeric_columns=list(map(str, numeric)),
         categorical_columns=list(map(str, categorical)),
         vocabularies=vocabularies,
+        roles=roles,
     )
 
 

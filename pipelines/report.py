@@ -21,6 +21,14 @@ def write_report(result: RunResult, path: Path) -> Path:
     return path
 
 
+def columns_table(roles: dict[str, dict]) -> list[str]:
+    """A table's columns, each with its role and why (`pipelines.columns`); nothing for images and sequences."""
+    if not roles:
+        return []
+    rows = [f"| `{name}` | {r['role']} | {r['why']} |" for name, r in roles.items()]
+    return ["", "Columns (`--column-role NAME=ROLE` overrides):", "", "| column | role | why |", "|---|---|---|", *rows]
+
+
 def render_report(result: RunResult) -> str:
     search, evaluation = result.search, result.evaluation
     best = search.best_hyperparameters
@@ -34,6 +42,7 @@ def render_report(result: RunResult) -> str:
         f"- Source: {result.config.dataset or result.config.data}",
         f"- Split sizes: {', '.join(f'{k} {v}' for k, v in result.splits.items())} (test never seen by search or fine-tuning)",
         *[f"- {note}" for note in result.data_notes],
+        *columns_table(result.prep.roles),
         "",
         "## Validation (great-expectations, suite in `expectations.json`)",
         result.validation.to_markdown(),

@@ -25,6 +25,7 @@ import pandas as pd
 from data_checks import load_suite, profile_frame
 from data_checks.drift import DriftReport, compare_profiles, read_reference
 from pipelines import evaluate as evaluate_step
+from pipelines.columns import from_json
 from pipelines.config import RetrainConfig, RetrainMode, TrainConfig
 from pipelines.errors import DriftDetected, RegistryError
 from pipelines.evaluate import Evaluation
@@ -79,7 +80,7 @@ def retrain(config: RetrainConfig, run_step: StepRunner = call_directly,
     with registry.lock(config.name, f"kerasflow retrain --mode {config.mode}"):
         champion = steps(Step.CHAMPION, load_champion, registry, config.name)
         data_config = new_data_config(champion.config, config)
-        data, given_test = steps(Step.LOAD, load_dataset, data_config)
+        data, given_test = steps(Step.LOAD, load_dataset, data_config, from_json(champion.prep.roles) or None)
         splits: Splits = steps(Step.SPLIT, split_dataset, data, given_test, test_fraction=data_config.test_fraction,
                                val_fraction=data_config.val_fraction, seed=config.seed)
         validation = steps(Step.VALIDATE, validate_against, splits, champion.suite, f"suite of {champion.version.ref}")
@@ -128,7 +129,7 @@ def new_data_config(champion_config: TrainConfig, config: RetrainConfig) -> Trai
     """The champion's training options, pointed at the new data (same target, image size, families...)."""
     updates = {"data": config.data, "dataset": config.dataset, "test_data": config.test_data, "name": config.name,
                "registry": None, "runs_root": config.runs_root, "run_dir": None, "seed": config.seed}
-    for option in ("budget_minutes", "max_trials", "max_epochs"):
+    for option in ("target", "image_size", "budget_minutes", "max_trials", "max_epochs"):
         if getattr(config, option) is not None:
             updates[option] = getattr(config, option)
     return TrainConfig.model_validate({**champion_config.model_dump(), **updates})

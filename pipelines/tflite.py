@@ -97,8 +97,9 @@ def _converter(saved_model: Path):
 
 
 # Layers kept in float in the int8 variant: the in-model preprocessing ("encode" for tables, "normalize" for images
-# and sequences) and MiniRocket's fixed features ("rocket"), whose thresholds on a quantized convolution would flip.
-PREPROCESSING_NODE = re.compile(r"(^|/)(encode|normalize|rocket)(_\d+)?/")
+# and sequences), MiniRocket's fixed features ("rocket") and the tree ensembles ("trees"): their thresholds on
+# quantized values would flip.
+PREPROCESSING_NODE = re.compile(r"(^|/)(encode|normalize|rocket|trees)(_\d+)?/")
 
 
 def preprocessing_nodes(tflite: bytes) -> list[str]:

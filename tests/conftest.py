@@ -85,9 +85,10 @@ def _wait_until_healthy(url: str, process, log: Path, timeout: float = 180) -> N
 
 
 def fast_config(**overrides) -> TrainConfig:
-    """Tiny budgets: a couple of trials of 1–2 epochs, no ensemble (ensembles: tests/model and tests/unit)."""
+    """Tiny budgets: a couple of trials of 1–2 epochs, holdout selection, no ensemble (k-fold and ensembles have
+    their own tests in tests/model and tests/unit)."""
     options = dict(budget_minutes=0.25, tuner="random", max_trials=2, max_epochs=2, finetune_epochs=2, batch_size=16,
-                   min_trial_steps=0, ensemble_size=1)
+                   min_trial_steps=0, ensemble_size=1, selection="holdout")
     options.update(overrides)
     return TrainConfig(**options)
 

@@ -70,7 +70,7 @@ def run_search(
     best_model_path = directory.parent / "search_best.keras"
     with float32_policy():
         tuner.get_best_models(1)[0].save(best_model_path)
-    cv = CrossValidation.when_small(inputs, options.seed)
+    cv = CrossValidation.plan(inputs, options.seed, options.selection)
     ensemble = _ensemble(tuner, inputs, cv, options, ledger.footprints)
     by_id = tuner.oracle.trials
     hyperparameters = model_hyperparameters(best) if ensemble is None else {

@@ -8,7 +8,8 @@ its out-of-fold predictions, which cover every one of those rows; the k-fold
 cost is small exactly where it applies (a few hundred rows). Ties are broken
 by the out-of-fold log loss: the score is the objective minus
 `TIE_BREAK` x loss (loss capped at `MAX_TIE_LOSS`), at most 0.005, below
-one error's worth on fewer than 200 rows. keras-tuner has no cross-validation
+one error's worth on fewer than 200 rows. `--selection kfold` or `holdout`
+overrides the rule either way. keras-tuner has no cross-validation
 for Keras models; its documented way is a `run_trial` override
 (keras-tuner issue #420), done in `pipelines.search.tuner`.
 """
@@ -40,15 +41,18 @@ class CrossValidation:
     folds: list[tuple[np.ndarray, np.ndarray]]
 
     @classmethod
-    def when_small(cls, inputs: ModelInputs, seed: int) -> "CrossValidation | None":
-        """k-fold over train+val when the validation split is small and every class has 2+ rows; else None."""
-        if len(inputs.x_val) >= SMALL_VALIDATION_ROWS:
+    def plan(cls, inputs: ModelInputs, seed: int, selection: str = "auto") -> "CrossValidation | None":
+        """k-fold over train+val (`selection` kfold, or auto with a small validation split); None: holdout.
+
+        Also None when a class has a single row: it cannot be trained on and held out.
+        """
+        if selection == "holdout" or (selection == "auto" and len(inputs.x_val) >= SMALL_VALIDATION_ROWS):
             return None
         x = np.concatenate([inputs.x_train, inputs.x_val])
         y = np.concatenate([inputs.y_train, inputs.y_val])
         counts = np.bincount(y)
         smallest = int(counts[counts > 0].min())
-        if smallest < 2:  # a class with one row cannot be both trained on and held out
+        if smallest < 2:
             return None
         folds = StratifiedKFold(n_splits=min(FOLDS, smallest), shuffle=True, random_state=seed).split(x, y)
         return cls(x, y, [(train, val) for train, val in folds])

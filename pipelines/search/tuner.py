@@ -66,7 +66,7 @@ def run_trials(tuner, inputs: ModelInputs, options: SearchOptions, deadline: flo
     """
     callbacks = [FailOnNaN(), StopAtDeadline(deadline)]
     weights = class_weights(np.concatenate([inputs.y_train, inputs.y_val]), options.class_weight)
-    tuner.cross_validation = CrossValidation.when_small(inputs, options.seed)
+    tuner.cross_validation = CrossValidation.plan(inputs, options.seed, options.selection)
     if tuner.cross_validation is not None:
         data = dict(batch_size=options.batch_size)
     else:

@@ -39,6 +39,14 @@ def test_broken_data_fails_with_the_column_named(breakage, expected):
     assert any(expected in line for line in report.failures), report.failures
 
 
+def test_the_cause_is_told_first_and_its_consequences_left_out():
+    suite = data_checks.build_suite(_frame(make_table()), "demo")
+    dropped = data_checks.validate_frame(_frame(make_table().drop(columns="x1")), suite).failures
+    assert dropped == ["table: columns differ from the training data; missing ['x1'], unexpected []"]
+    retyped = data_checks.validate_frame(_frame(make_table().assign(x2="heavy")), suite).failures
+    assert retyped[0].startswith("column 'x2': type") and not any("not finite" in line for line in retyped)
+
+
 def test_unknown_label_fails():
     suite = data_checks.build_suite(_frame(make_table()), "demo")
     report = data_checks.validate_frame(_frame(make_table().assign(label="new")), suite)

@@ -1,6 +1,7 @@
 """Load and split: every input kind, and every kind of bad input named clearly."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -126,14 +127,39 @@ def test_class_with_too_few_rows(tmp_path):
 def test_corrupt_image_is_named(image_folder):
     bad = image_folder / "digit_1" / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
-    with pytest.raises(DataError, match="broken.png: cannot read the image"):
+    with pytest.raises(DataError, match="broken.png cannot be read"):
         load_path(image_folder, None)
 
 
 def test_non_image_file_is_named(image_folder):
     (image_folder / "digit_7" / "notes.txt").write_text("hello")
-    with pytest.raises(DataError, match="notes.txt: not an image"):
+    with pytest.raises(DataError, match="notes.txt is not an image"):
         load_path(image_folder, None)
+
+
+def test_every_bad_file_of_a_folder_is_counted_and_the_first_five_named(image_folder):
+    for i in range(7):
+        (image_folder / "digit_1" / f"broken{i}.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"7 bad file\(s\): .*broken0.png cannot be read.*; and 2 more$") as caught:
+        load_path(image_folder, None)
+    assert str(caught.value).count("cannot be read") == 5
+
+
+def test_any_format_pillow_reads_and_nested_folders_are_images_of_their_class(image_folder):
+    source = next((image_folder / "digit_1").glob("*.png"))
+    with Image.open(source) as image:
+        image.save(image_folder / "digit_1" / "extra.bmp")
+        (image_folder / "digit_1" / "scans").mkdir()
+        image.save(image_folder / "digit_1" / "scans" / "extra.webp")
+    before = load_path(image_folder, None)
+    assert list(before.labels).count("digit_1") >= 3
+    assert any("1 images in subfolders" in note for note in before.notes)
+
+
+def test_a_semicolon_csv_is_read_by_sniffing_its_separator(tmp_path):
+    make_table().to_csv(tmp_path / "semi.csv", sep=";", index=False)
+    data = load_path(tmp_path / "semi.csv", "label")
+    assert list(data.features.columns) == ["x1", "x2", "colour"] and len(data) == 60
 
 
 def test_sequences_with_mismatched_feature_counts(tmp_path):
@@ -159,3 +185,38 @@ def test_unseen_test_label(table_csv, tmp_path):
     with pytest.raises(DataError, match=r"test labels \['other'\] never appear"):
         split_dataset(load_path(table_csv, "label"), load_path(path, "label"),
                       test_fraction=0.2, val_fraction=0.2, seed=0)
+
+
+def test_a_continuous_target_is_refused_in_one_line_saying_what_to_do(tmp_path):
+    rng = np.random.default_rng(0)
+    prices = np.repeat(rng.uniform(10, 500, 300).round(2), 5)
+    frame = pd.DataFrame({"x": rng.normal(size=1500), "price": prices})
+    frame.to_csv(tmp_path / "prices.csv", index=False)
+    with pytest.raises(DataError, match=r"label column 'price' looks continuous \(300 distinct numbers in 1500 rows\)"
+                                        r".*bin it into classes"):
+        load_path(tmp_path / "prices.csv", "price")
+    classes = pd.DataFrame({"x": rng.normal(size=1500), "digit": np.arange(1500) % 10, "grade": (np.arange(1500) % 3)
+                            * 1.0})
+    classes.to_csv(tmp_path / "classes.csv", index=False)
+    assert len(load_path(tmp_path / "classes.csv", "digit").class_names) == 10, "integer class codes stay classes"
+    assert load_path(tmp_path / "classes.csv", "grade").class_names == ["0", "1", "2"], "so do whole floats"
+
+
+def test_many_too_small_classes_are_named_up_to_five_then_counted(tmp_path):
+    frame = make_table(60)
+    frame.loc[:39, "label"] = [f"rare{i}" for i in range(40)]
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DataError, match=r"and 35 more have fewer than 3 rows") as caught:
+        split_dataset(load_path(tmp_path / "t.csv", "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    assert len(str(caught.value)) < 250
+
+
+def test_nan_in_sequences_is_refused_with_the_files_sample_numbers(tmp_path):
+    x, y = make_sequences(40, ragged=False)
+    x = np.asarray(x, dtype=np.float32)
+    for i in (3, 17, 18, 19, 20, 21, 30):
+        x[i, 2, 0] = np.nan
+    np.savez(tmp_path / "s.npz", x=x, y=y)
+    with pytest.raises(DataError, match=r"7 of 40 sequences hold NaN or inf: samples \[3, 17, 18, 19, 20\] and 2 "
+                                        r"more \(numbered from 0, as in the file\)"):
+        load_path(tmp_path / "s.npz", None)

@@ -1,5 +1,7 @@
 """Scoring new data: the same labels as the test-split evaluation, the checks of training, the documented handling."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -128,3 +130,25 @@ def test_the_python_api_trains_on_a_dataframe_and_the_cli_predicts(tmp_path):
     assert bad.exit_code == 2 and "gone.csv: no such file" in bad.output
     with pytest.raises(DataError, match="needs target="):
         kerasflow.train(frame)
+
+
+def test_a_table_with_ids_text_and_dates_ships_none_of_their_values_and_predicts_from_raw_rows(tmp_path):
+    from tests.data.test_columns import messy_table
+
+    frame = messy_table(90)
+    trained = kerasflow.train(frame, target="label", prefect=False, runs_root=tmp_path / "runs", name="messy",
+                              budget_minutes=0.2, tuner="random", max_trials=1, max_epochs=2, finetune_epochs=2,
+                              min_trial_steps=0, quantize=["float32"], selection="holdout", ensemble_size=1)
+    export = trained.run_dir / "export"
+    shipped = " ".join(p.read_text() for p in export.iterdir() if p.suffix in (".json", ".md"))
+    assert "id_00001" not in shipped and "lazy" not in shipped, "no training ID or sentence in the app bundle"
+    spec = json.loads((export / "model_spec.json").read_text())
+    assert spec["input"]["columns"]["roles"]["id"]["role"] == "identifier"
+    assert spec["input"]["columns"]["roles"]["signed_up"]["fed_as"][0] == "signed_up.year"
+    report = (trained.run_dir / "report.md").read_text()
+    assert "| `review` | text |" in report and "| `signed_up` | date |" in report
+    predicted = trained.predict(frame.drop(columns=["label"]).iloc[:10])
+    assert len(predicted.labels) == 10 and set(predicted.labels) <= {"no", "yes"}
+    assert any("ignored: id, row, review" in note for note in predicted.notes)
+    with pytest.raises(DataError, match=r"missing column\(s\) \['signed_up'\]"):
+        trained.predict(frame.drop(columns=["label", "signed_up"]))

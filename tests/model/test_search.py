@@ -9,7 +9,9 @@ from pipelines.search import SearchOptions, run_search
 
 
 def _options(**overrides):
-    options = dict(tuner="random", max_trials=3, max_epochs=1, batch_size=8, budget_minutes=2, ensemble_size=1)
+    """Holdout selection and no ensemble, except where a test asks (k-fold costs 5x per trial)."""
+    options = dict(tuner="random", max_trials=3, max_epochs=1, batch_size=8, budget_minutes=2, ensemble_size=1,
+                   selection="holdout")
     options.update(overrides)
     return SearchOptions(**options)
 
@@ -116,12 +118,12 @@ def test_small_data_is_scored_out_of_fold_and_each_family_starts_from_its_defaul
     splits = split_dataset(load_path(sequences_npz, None), None, test_fraction=0.2, val_fraction=0.2, seed=0)
     prep = fit_preprocessing(splits)
     inputs = model_inputs(splits, prep)
-    options = _options(max_trials=3, families=["dense", "rocket"], max_epochs=2, ensemble_size=5)
+    options = _options(max_trials=3, families=["dense", "rocket"], max_epochs=2, ensemble_size=5, selection="auto")
     result = run_search(inputs, prep, tmp_path / "search", options)
     assert result.cross_validated
     assert [t.family for t in result.trials[:2]] == ["rocket", "dense"], "cheapest family first, at its defaults"
     assert result.trials[1].hyperparameters["dense_layers"] == 0, "dense starts as softmax regression"
-    cv = CrossValidation.when_small(inputs, options.seed)
+    cv = CrossValidation.plan(inputs, options.seed)
     for trial in result.trials:
         heldout = load_heldout(tmp_path / "search" / f"trial_{trial.trial_id}")
         assert heldout.shape == (len(cv.y), 2)

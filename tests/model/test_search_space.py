@@ -7,6 +7,7 @@ import pytest
 
 from models import KerasflowHyperModel, cheapest_first, describe, families_for
 from models.rocket import MiniRocket, fit_dilations
+from models.trees import make_estimator
 from pipelines.finetune import build_from_hyperparameters
 from pipelines.preprocess import Preprocessing
 
@@ -107,3 +108,37 @@ def test_rocket_head_is_solved_in_closed_form_and_the_model_round_trips(tmp_path
     model.save(tmp_path / "rocket.keras")
     again = keras.models.load_model(tmp_path / "rocket.keras")
     assert np.allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_trees_are_for_tables_only():
+    assert "trees" in families_for("table")[0]
+    assert "trees" in families_for("image")[1] and "trees" in families_for("sequence", input_shape=[30, 1])[1]
+    assert cheapest_first(["cnn", "trees", "dense"]) == ["dense", "trees", "cnn"]
+
+
+@pytest.mark.parametrize("kind, classes, present", [
+    ("boosted", 3, 3), ("boosted", 2, 2), ("boosted", 4, 3), ("forest", 3, 3), ("forest", 4, 2)],
+    ids=["boosted-3", "boosted-binary", "boosted-class-absent", "forest-3", "forest-classes-absent"])
+def test_tree_layer_reproduces_sklearns_probabilities_and_round_trips(tmp_path, kind, classes, present):
+    """The tensor-op trees give sklearn's predict_proba; a class absent from the fitted rows (a CV fold) gets ~0."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(300, 6, n_informative=4, n_classes=present, n_clusters_per_class=1, random_state=0)
+    x = x.astype("float32")
+    y = np.array([0, classes - 1, *range(1, classes - 1)])[y] if present < classes else y
+    prep = _prep("table", (6,), classes=[f"c{i}" for i in range(classes)])
+    values = {"family": "trees", "trees_kind": kind, "trees_count": 30, "trees_leaves": 8, "trees_seed": 1}
+    hp = kt.HyperParameters()
+    hp.values.update(values)
+    hypermodel = KerasflowHyperModel(prep, ["trees"])
+    model = hypermodel.build(hp)
+    metrics = hypermodel.fit(hp, model, x[:200], y[:200], validation_data=(x[200:], y[200:]))
+    reference = make_estimator(kind, 30, 8, 0.1, 1).fit(x[:200], y[:200])
+    probabilities = model.predict(x, verbose=0)
+    assert np.allclose(probabilities[:, reference.classes_], reference.predict_proba(x), atol=1e-5)
+    absent = np.setdiff1d(np.arange(classes), reference.classes_)
+    assert (probabilities[:, absent] < 1e-5).all()
+    assert metrics["accuracy"] == reference.score(x[:200], y[:200]) and 0 < metrics["val_accuracy"] <= 1
+    model.save(tmp_path / "trees.keras")
+    again = keras.models.load_model(tmp_path / "trees.keras")
+    assert np.allclose(again.predict(x, verbose=0), probabilities, atol=1e-6)

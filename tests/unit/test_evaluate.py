@@ -5,7 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.evaluate import evaluate_predictions, plot_confusion_matrix, plot_learning_curves
+from pipelines.evaluate import (
+    MAX_PLOTTED_CLASSES,
+    evaluate_predictions,
+    most_confused,
+    plot_confusion_matrix,
+    plot_learning_curves,
+)
 from pipelines.search import TrialRecord
 from pipelines.search.frontier import pareto_frontier, plot_search_frontier
 
@@ -22,6 +28,18 @@ def test_metrics_macro_and_per_class(tmp_path):
     assert plot_learning_curves({"loss": [1.0, 0.5], "accuracy": [0.5, 0.9]}, tmp_path / "lc.png").stat().st_size > 5000
     saved = json.loads(e.save(tmp_path / "m.json", extra=1).read_text())
     assert saved["macro_f1"] == pytest.approx(e.macro_f1) and saved["extra"] == 1
+
+
+def test_many_classes_plot_the_most_confused_ones_only(tmp_path):
+    y = np.repeat(np.arange(300), 2)
+    predicted = y.copy()
+    predicted[::2][:40] = (y[::2][:40] + 1) % 300  # classes 0..40 are confused, the rest are right
+    e = evaluate_predictions(y, np.eye(300)[predicted], [f"class {i}" for i in range(300)])
+    shown = most_confused(np.asarray(e.confusion_matrix))
+    assert len(shown) == MAX_PLOTTED_CLASSES and set(shown) <= set(range(41))
+    assert list(most_confused(np.eye(5, dtype=int))) == list(range(5)), "few classes: all of them"
+    png = plot_confusion_matrix(e, tmp_path / "cm.png")
+    assert png.stat().st_size < 500_000, "a readable picture, not a 300 x 300 grid"
 
 
 def test_pareto_frontier_keeps_only_undominated_trials():

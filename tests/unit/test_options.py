@@ -22,7 +22,8 @@ from pipelines.search.keras_tuner_bridge import BUILTIN
 from pipelines.tflite import VARIANTS
 
 # CLI parameters whose field has another name or lives in another model: (command, parameter) -> (model, field).
-ELSEWHERE = {("train", "family"): (TrainConfig, "families"), ("train", "registry"): (RetrainConfig, "registry"),
+ELSEWHERE = {("train", "family"): (TrainConfig, "families"), ("train", "column_role"): (TrainConfig, "column_roles"),
+             ("train", "registry"): (RetrainConfig, "registry"),
              ("export", "registry"): (RetrainConfig, "registry"), ("export", "runs_root"): (TrainConfig, "runs_root")}
 
 
@@ -41,7 +42,7 @@ def test_cli_defaults_and_help_come_from_the_config(command, model):
         checked += 1
         assert owner.help(field) and owner.help(field) in (param.help or ""), (command, param.name)
         default = owner.default(field)
-        if param.name in ("quantize", "image_size"):  # the config's default applies when the option is left out
+        if param.name in ("quantize", "image_size", "column_role"):  # the config's default applies when the option is left out
             assert param.default is None
         elif not param.required:
             value = param.default.value if hasattr(param.default, "value") else param.default
@@ -122,3 +123,17 @@ def test_schedule_without_a_server_says_how_to_get_one(monkeypatch):
     with temporary_settings(restore_defaults={PREFECT_API_URL}):  # a server fixture of the session may be active
         result = CliRunner().invoke(app, ["schedule", "--list"])
     assert result.exit_code == 2 and "schedules need a Prefect server" in result.output, result.output
+
+
+def test_a_run_dir_that_is_a_file_and_an_empty_image_size_are_refused_before_any_work(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    as_file = CliRunner().invoke(app, ["train", "--dataset", "digits", "--run-dir", str(taken),
+                                       "--runs-root", str(tmp_path / "runs")])
+    assert as_file.exit_code == 2 and "run_dir" in as_file.output and "is a file" in as_file.output
+    empty = CliRunner().invoke(app, ["train", "--dataset", "digits", "--image-size", "0x0",
+                                     "--runs-root", str(tmp_path / "runs")])
+    assert empty.exit_code == 2 and "image_size" in empty.output and "below 1 pixel" in empty.output
+    assert as_file.output.startswith("error: ") and len(as_file.output.strip().splitlines()) == 1
+    assert empty.output.startswith("error: ") and len(empty.output.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists() and taken.read_text() == "not a folder"

@@ -62,3 +62,13 @@ def test_new_data_config_applies_search_overrides_and_a_bundled_dataset():
                                                                max_trials=2, test_data=Path("holdout.csv")))
     assert (config.data, config.dataset, config.test_data) == (None, "wine", Path("holdout.csv"))
     assert (config.budget_minutes, config.max_trials, config.max_epochs) == (1, 2, 4)
+
+
+def test_a_retrain_reads_its_new_data_with_its_own_target_and_image_size_else_the_champions():
+    """A champion trained on a bundled table (no target) retrains from a CSV once the retrain names the column."""
+    champion = _champion_config().model_copy(update={"data": None, "dataset": "wine", "target": None})
+    config = new_data_config(champion, RetrainConfig(name="wine", data=Path("wine.csv"), target="class"))
+    assert (config.data, config.dataset, config.target) == (Path("wine.csv"), None, "class")
+    assert new_data_config(_champion_config(), RetrainConfig(name="tab", data=Path("n.csv"))).target == "label"
+    sized = new_data_config(_champion_config(), RetrainConfig(name="tab", data=Path("imgs"), image_size=(16, 16)))
+    assert sized.image_size == (16, 16)

@@ -17,18 +17,26 @@ def _inputs(n_train, n_val, classes=3):
 
 
 def test_small_validation_splits_switch_to_stratified_k_fold_over_train_and_val():
-    cv = CrossValidation.when_small(_inputs(60, 15), seed=0)
+    cv = CrossValidation.plan(_inputs(60, 15), seed=0)
     assert len(cv.folds) == FOLDS and len(cv.y) == 75
     held_out = np.concatenate([val for _, val in cv.folds])
     assert sorted(held_out) == list(range(75)), "every row is held out exactly once"
     for train, val in cv.folds:
         assert not set(train) & set(val)
         assert set(cv.y[val]) == {0, 1, 2}, "stratified: each fold holds every class"
-    assert CrossValidation.when_small(_inputs(600, SMALL_VALIDATION_ROWS), seed=0) is None
+    assert CrossValidation.plan(_inputs(600, SMALL_VALIDATION_ROWS), seed=0) is None
+    assert len(CrossValidation.plan(_inputs(600, SMALL_VALIDATION_ROWS), seed=0, selection="kfold").y) == 700
+    assert CrossValidation.plan(_inputs(60, 15), seed=0, selection="holdout") is None
     few = _inputs(6, 3)
     few.y_val[:] = 0
     few.y_train[:] = [0, 0, 0, 1, 1, 2]  # class 2 has one row: it cannot be trained on and held out
-    assert CrossValidation.when_small(few, seed=0) is None
+    assert CrossValidation.plan(few, seed=0, selection="kfold") is None
+
+
+def test_the_selection_help_states_the_small_split_threshold():
+    from pipelines.config import SearchOptions
+
+    assert f"fewer than {SMALL_VALIDATION_ROWS} rows" in SearchOptions.model_fields["selection"].description
 
 
 def test_ties_are_broken_by_loss_but_never_outweigh_one_error():

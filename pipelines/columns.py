@@ -1,0 +1,156 @@
+"""Column roles of a table: what each input column is to the model, inferred from its values, overridable.
+
+A table's columns are not all features. A column unique on (nearly) every
+row is an identifier: one-hot encoding it teaches the model nothing and
+ships every training ID in the app's encoding files. Free text (several
+words per value, mostly distinct) is the same for a model without a text
+encoder. Both are dropped. A column of dates becomes numbers the model can
+use (year, month, day, weekday). A category with more than `MAX_CATEGORIES`
+values keeps its most frequent ones; the rest encode as "other" (the unknown
+code). `--column-role NAME=ROLE` overrides any of it. Roles are inferred at
+load time, on the training data's values only, and a retrain and a
+prediction apply the champion's roles to their new data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+
+class ColumnRole:
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    DATE = "date"
+    IDENTIFIER = "identifier"
+    TEXT = "text"
+    IGNORE = "ignore"
+
+
+ROLES = (ColumnRole.NUMERIC, ColumnRole.CATEGORICAL, ColumnRole.DATE, ColumnRole.IDENTIFIER, ColumnRole.TEXT,
+         ColumnRole.IGNORE)
+DROPPED = (ColumnRole.IDENTIFIER, ColumnRole.TEXT, ColumnRole.IGNORE)
+MIN_ROWS = 20  # fewer rows than this: too few to tell an identifier from a feature
+UNIQUE_SHARE = 0.95  # distinct values per non-empty row at or above which a text column is an identifier
+TEXT_WORDS = 4.0  # mean words per value at or above which a mostly distinct column is free text
+TEXT_UNIQUE_SHARE = 0.5
+DATE_SHARE = 0.9  # share of values that must read as dates
+DATE_PATTERN = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*$")
+DATE_PARTS = ("year", "month", "day", "weekday")
+DATE_PARTS_MEANING = "NAME.year, NAME.month (1-12), NAME.day (1-31), NAME.weekday (Monday 0) as numbers; empty if unknown"
+MAX_CATEGORIES = 50
+
+
+@dataclass
+class Role:
+    """A column's role and why (inferred, or "set by --column-role")."""
+
+    role: str
+    why: str
+    capped: bool = False  # a categorical column that keeps only its most frequent values
+
+
+def infer_roles(frame: pd.DataFrame, overrides: dict[str, str] | None = None) -> dict[str, Role]:
+    """Each column's role: an override where given, else inferred from its values."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(map(str, frame.columns)))
+    if unknown:
+        raise ValueError(f"--column-role names {unknown}, which the table does not have; columns are "
+                         f"{', '.join(map(str, frame.columns))}")
+    return {str(c): Role(overrides[str(c)], "set by --column-role") if str(c) in overrides
+            else _infer(frame[c]) for c in frame.columns}
+
+
+def _infer(column: pd.Series) -> Role:
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return Role(ColumnRole.DATE, "a date/time column")
+    values = column.dropna()
+    rows = len(values)
+    if pd.api.types.is_bool_dtype(column):
+        return Role(ColumnRole.CATEGORICAL, "true/false values")
+    if pd.api.types.is_numeric_dtype(column):
+        if (rows >= MIN_ROWS and pd.api.types.is_integer_dtype(column) and values.is_unique
+                and values.max() - values.min() == rows - 1):
+            return Role(ColumnRole.IDENTIFIER, f"a row number: {rows} distinct consecutive integers in {rows} rows")
+        return Role(ColumnRole.NUMERIC, "numbers")
+    text = values.astype(str)
+    distinct = text.nunique()
+    if rows and text.str.match(DATE_PATTERN).mean() >= DATE_SHARE and \
+            pd.to_datetime(text, errors="coerce", format="mixed").notna().mean() >= DATE_SHARE:
+        return Role(ColumnRole.DATE, "values read as dates")
+    words = float(text.str.split().str.len().mean()) if rows else 0.0
+    if rows >= MIN_ROWS and words >= TEXT_WORDS and distinct >= TEXT_UNIQUE_SHARE * rows:
+        return Role(ColumnRole.TEXT, f"free text: {words:.1f} words per value, {distinct} distinct in {rows} rows")
+    if rows >= MIN_ROWS and distinct >= UNIQUE_SHARE * rows:
+        return Role(ColumnRole.IDENTIFIER, f"an identifier: {distinct} distinct values in {rows} rows")
+    if distinct > MAX_CATEGORIES:
+        return Role(ColumnRole.CATEGORICAL, f"{distinct} values: the {MAX_CATEGORIES} most frequent are kept, "
+                                            "the rest encode as other", capped=True)
+    return Role(ColumnRole.CATEGORICAL, f"{distinct} values")
+
+
+def apply_roles(frame: pd.DataFrame, roles: dict[str, Role]) -> pd.DataFrame:
+    """The columns the model uses: dropped roles left out, dates as their parts, numbers as numbers."""
+    frame = frame.rename(columns=str)
+    parts = []
+    for name, role in roles.items():
+        if role.role in DROPPED or name not in frame.columns:
+            continue
+        column = frame[name]
+        if role.role == ColumnRole.DATE:
+            parts.append(date_parts(column, name))
+        elif role.role == ColumnRole.NUMERIC:
+            parts.append(pd.to_numeric(column, errors="coerce").astype("float64").to_frame(name))
+        elif role.role == ColumnRole.CATEGORICAL:
+            parts.append(column.astype("object").where(column.notna(), None).to_frame(name))
+    return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)
+
+
+def date_parts(column: pd.Series, name: str) -> pd.DataFrame:
+    """`name.year`, `name.month`, `name.day`, `name.weekday` (Monday 0) as numbers; unreadable dates are empty."""
+    when = column if pd.api.types.is_datetime64_any_dtype(column) else \
+        pd.to_datetime(column.astype("string"), errors="coerce", format="mixed")
+    return pd.DataFrame({f"{name}.{part}": getattr(when.dt, part).astype("float64") for part in DATE_PARTS},
+                        index=column.index)
+
+
+def kept_categories(column: pd.Series) -> list[str]:
+    """A categorical column's vocabulary: every value, or the `MAX_CATEGORIES` most frequent (sorted)."""
+    counts = column.dropna().astype(str).value_counts(sort=False)
+    if len(counts) > MAX_CATEGORIES:
+        counts = counts.sort_values(ascending=False, kind="stable").iloc[:MAX_CATEGORIES]
+    return sorted(counts.index.tolist())
+
+
+def role_notes(roles: dict[str, Role]) -> list[str]:
+    """One note per column the model does not use as it came: dropped, split into date parts, or capped."""
+    notes = []
+    for name, role in roles.items():
+        if role.role in DROPPED:
+            notes.append(f"column {name!r} dropped: {role.why}")
+        elif role.role == ColumnRole.DATE:
+            notes.append(f"column {name!r} is a date ({role.why}): the model takes its "
+                         f"{', '.join(DATE_PARTS)} as numbers")
+        elif role.capped:
+            notes.append(f"column {name!r}: {role.why}")
+    return notes
+
+
+def roles_table(roles: dict[str, Role]) -> list[dict[str, str]]:
+    return [{"column": name, "role": role.role, "why": role.why} for name, role in roles.items()]
+
+
+def as_json(roles: dict[str, Role]) -> dict[str, dict]:
+    return {name: asdict(role) for name, role in roles.items()}
+
+
+def from_json(saved: dict[str, dict] | None) -> dict[str, Role]:
+    return {name: Role(**value) for name, value in (saved or {}).items()}
+
+
+def source_columns(roles: dict[str, Role]) -> list[str]:
+    """The columns new data must have: every column the model uses, before dates become parts."""
+    return [name for name, role in roles.items() if role.role not in DROPPED]
+

@@ -1,0 +1,74 @@
+"""Column roles: identifiers and free text dropped, dates as numbers, capped categories, overrides."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.columns import DATE_PARTS, MAX_CATEGORIES, ColumnRole, infer_roles
+from pipelines.config import TrainConfig
+from pipelines.errors import DataError
+from pipelines.load import load_dataset, split_dataset
+from pipelines.preprocess import encode_features, fit_preprocessing
+
+WORDS = ["quick", "brown", "fox", "jumps", "over", "lazy", "dog", "again", "today", "never"]
+
+
+def messy_table(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    """A table as users have it: an ID, a row number, free text, dates, a wide category, numbers and labels."""
+    rng = np.random.default_rng(seed)
+    label = np.array(["no", "yes"])[np.arange(n) % 2]
+    return pd.DataFrame({
+        "id": [f"id_{i:05d}" for i in range(n)],
+        "row": np.arange(n),
+        "review": [" ".join(rng.choice(WORDS, 6)) + f" #{i}" for i in range(n)],
+        "signed_up": pd.date_range("2024-01-01", periods=n, freq="37h").strftime("%Y-%m-%d").tolist(),
+        "city": [f"city{i % 80}" for i in range(n)],
+        "amount": rng.normal(10, 3, n) + (label == "yes") * 5,
+        "visits": rng.integers(0, 5, n),
+        "member": rng.random(n) > 0.5,
+        "label": label,
+    })
+
+
+def test_each_columns_role_is_inferred_from_its_values():
+    roles = infer_roles(messy_table().drop(columns=["label"]))
+    assert {name: role.role for name, role in roles.items()} == {
+        "id": ColumnRole.IDENTIFIER, "row": ColumnRole.IDENTIFIER, "review": ColumnRole.TEXT,
+        "signed_up": ColumnRole.DATE, "city": ColumnRole.CATEGORICAL, "amount": ColumnRole.NUMERIC,
+        "visits": ColumnRole.NUMERIC, "member": ColumnRole.CATEGORICAL}
+    assert roles["city"].capped and "80 values" in roles["city"].why
+    assert "120 distinct values in 120 rows" in roles["id"].why and "words per value" in roles["review"].why
+    small = infer_roles(messy_table(10).drop(columns=["label"]))
+    assert small["id"].role == ColumnRole.CATEGORICAL, "ten rows are too few to call a column an identifier"
+
+
+def test_a_loaded_table_drops_ids_and_text_turns_dates_into_numbers_and_caps_categories(tmp_path):
+    messy_table().to_csv(tmp_path / "t.csv", index=False)
+    data, _ = load_dataset(TrainConfig(data=tmp_path / "t.csv", target="label"))
+    assert list(data.features.columns) == [*(f"signed_up.{p}" for p in DATE_PARTS), "city", "amount", "visits",
+                                           "member"]
+    assert data.features["signed_up.year"].tolist()[:2] == [2024.0, 2024.0]
+    assert data.features["signed_up.weekday"].iloc[0] == 0.0, "2024-01-01 was a Monday"
+    assert any("'id' dropped: an identifier" in note for note in data.notes)
+    assert any("'review' dropped: free text" in note for note in data.notes)
+    splits = split_dataset(data, None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    prep = fit_preprocessing(splits)
+    assert len(prep.vocabularies["city"]) == MAX_CATEGORIES
+    assert prep.roles["id"]["role"] == ColumnRole.IDENTIFIER and prep.input_shape == [8]
+    codes = encode_features(splits.test, prep)[:, len(prep.numeric_columns) + prep.categorical_columns.index("city")]
+    known = splits.test.features["city"].isin(prep.vocabularies["city"]).to_numpy()
+    assert (codes[~known] == 0).all() and (codes[known] > 0).all(), "cities beyond the kept ones encode as other"
+
+
+def test_column_roles_override_inference_and_an_unknown_column_is_named(tmp_path):
+    messy_table().to_csv(tmp_path / "t.csv", index=False)
+    config = TrainConfig(data=tmp_path / "t.csv", target="label",
+                         column_roles={"visits": "categorical", "row": "numeric", "amount": "ignore"})
+    data, _ = load_dataset(config)
+    assert data.roles["visits"].why == "set by --column-role"
+    assert "amount" not in data.features.columns and data.features["row"].dtype == np.float64
+    assert data.features["visits"].dtype == object
+    with pytest.raises(DataError, match=r"t.csv: --column-role names \['colour'\], which the table does not have"):
+        load_dataset(TrainConfig(data=tmp_path / "t.csv", target="label", column_roles={"colour": "text"}))
+    with pytest.raises(ValueError, match="column_roles"):
+        TrainConfig(data=tmp_path / "t.csv", target="label", column_roles={"city": "postcode"})

@@ -1,0 +1,55 @@
+"""Every CLI error path that can be found before work starts: exit 2, one `error:` line, nothing written."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.conftest import make_table
+
+
+@pytest.fixture
+def files(tmp_path):
+    make_table().to_csv(tmp_path / "t.csv", index=False)
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"x": rng.normal(size=600), "price": np.repeat(rng.uniform(1, 9, 120).round(3), 5)}).to_csv(
+        tmp_path / "prices.csv", index=False)
+    (tmp_path / "taken").write_text("a file")
+    (tmp_path / "empty.csv").write_text("")
+    return tmp_path
+
+
+CASES = {
+    "missing file": (["train", "--data", "{d}/gone.csv", "--target", "y"], "gone.csv: no such file or folder"),
+    "table without target": (["train", "--data", "{d}/t.csv"], "a table needs --target"),
+    "unknown target": (["train", "--data", "{d}/t.csv", "--target", "nope"], "no column 'nope'; columns are"),
+    "empty file": (["train", "--data", "{d}/empty.csv", "--target", "y"], "empty.csv: the file is empty"),
+    "continuous target": (["train", "--data", "{d}/prices.csv", "--target", "price"], "looks continuous"),
+    "run dir is a file": (["train", "--dataset", "digits", "--run-dir", "{d}/taken"], "is a file"),
+    "zero image size": (["train", "--dataset", "digits", "--image-size", "0x0"], "below 1 pixel"),
+    "unreadable image size": (["train", "--dataset", "digits", "--image-size", "big"], "expected HEIGHTxWIDTH"),
+    "role without name": (["train", "--data", "{d}/t.csv", "--target", "label", "--column-role", "numeric"],
+                          "expected NAME=ROLE"),
+    "unknown role": (["train", "--data", "{d}/t.csv", "--target", "label", "--column-role", "x1=postcode"],
+                     "column_roles.x1"),
+    "zero budget": (["train", "--dataset", "digits", "--budget-minutes", "0"], "budget_minutes"),
+    "two sources": (["train", "--dataset", "digits", "--data", "{d}/t.csv"], "exactly one of data"),
+    "no champion": (["retrain", "nobody", "--data", "{d}/t.csv", "--registry", "{d}/registry"], "has no champion"),
+    "retrain missing file": (["retrain", "nobody", "--data", "{d}/gone.csv", "--registry", "{d}/registry"],
+                             "has no champion"),
+    "predict unknown model": (["predict", "nobody", "--data", "{d}/t.csv", "--registry", "{d}/registry"], "nobody"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_cli_error_is_one_line_exit_2_and_writes_nothing(files, case, monkeypatch):
+    monkeypatch.chdir(files)
+    args, message = CASES[case]
+    result = CliRunner().invoke(app, [a.format(d=files) for a in args] + (
+        ["--runs-root", str(files / "runs")] if args[0] == "train" else []))
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+    assert not (files / "runs").exists() and not (files / "registry").exists()
+    assert (files / "taken").read_text() == "a file"
