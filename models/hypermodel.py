@@ -77,19 +77,24 @@ class KerasflowHyperModel(kt.HyperModel):
 
     `x_fit` (model inputs of the training rows) is what data-fitted layers
     (MiniRocket's biases) are fitted on; without it they are built empty, to
-    receive saved weights.
+    receive saved weights. `balance_choice` (imbalanced classes, class weights
+    left to the search) adds the hyperparameter `balance_classes`: whether a
+    trial uses the class weights it is given.
     """
 
     def __init__(self, prep, families: list[str], jit_compile: bool | str = "auto", x_fit: np.ndarray | None = None,
-                 **kwargs):
+                 balance_choice: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.prep = prep
         self.families = list(families)
         self.jit_compile = jit_compile
         self.x_fit = x_fit
+        self.balance_choice = balance_choice
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         family = hp.Choice("family", self.families)
+        if self.balance_choice:
+            hp.Boolean("balance_classes", default=True)
         inputs = keras.Input(shape=tuple(self.prep.input_shape), name="features")
         x = self._preprocessing(inputs)
         if self.prep.kind == "image":
@@ -113,14 +118,17 @@ class KerasflowHyperModel(kt.HyperModel):
 
     def fit(self, hp, model, x=None, y=None, validation_data=None, class_weight=None, **kwargs):
         """Keras training, except for a closed-form family: it is solved, and metrics come back as a dict."""
+        if hp.values.get("balance_classes") is False:
+            class_weight = None
         family = hp.get("family")
         if family not in CLOSED_FORM_FAMILIES:
             return super().fit(hp, model, x=x, y=y, validation_data=validation_data, class_weight=class_weight,
                                **kwargs)
         if family == "trees":
             values = hp.values  # the learning rate is absent for a forest
-            metrics = fit_trees(model, *_arrays(x, y), class_weight, kind=values["trees_kind"],
-                                n_estimators=values["trees_count"], n_leaves=values["trees_leaves"],
+            kind = values["trees_kind"]
+            metrics = fit_trees(model, *_arrays(x, y), class_weight, kind=kind,
+                                n_estimators=values["trees_count"], n_leaves=values[f"{kind}_leaves"],
                                 learning_rate=values.get("trees_learning_rate", 0.1), seed=values["trees_seed"])
         else:
             metrics = fit_ridge_head(model, *_arrays(x, y), class_weight)
@@ -130,6 +138,9 @@ class KerasflowHyperModel(kt.HyperModel):
             metrics.update({f"val_{name}": float(value) for name, value in scores.items()})
             predicted = np.argmax(model.predict(x_val, verbose=0), axis=1)
             metrics["val_macro_f1"] = float(f1_score(y_val, predicted, average="macro", zero_division=0))
+        for callback in kwargs.get("callbacks") or []:  # one epoch to the callbacks: keras-tuner's saves the weights
+            callback.set_model(model)
+            callback.on_epoch_end(0, logs=metrics)
         return metrics
 
     def _preprocessing(self, inputs):
@@ -267,13 +278,17 @@ class KerasflowHyperModel(kt.HyperModel):
 
 
     def _trees(self, hp, x):
-        """Room for the trees `fit` grows (`models.trees.fit_trees`): boosted rounds x classes, or a forest."""
+        """Room for the trees `fit` grows (`models.trees.fit_trees`): a forest (the default: few settings matter,
+        strong on small tables) or boosted rounds x classes, each with its own leaf counts."""
         kind = hp.Choice("trees_kind", list(TREE_KINDS))
         count = hp.Choice("trees_count", [50, 100, 200], default=100)
-        leaves = hp.Choice("trees_leaves", [4, 8, 16, 32], default=8)  # the default: sklearn's depth-3 trees
-        hp.Float("trees_learning_rate", 0.02, 0.3, sampling="log", default=0.1,
-                 parent_name="trees_kind", parent_values=["boosted"])
+        with hp.conditional_scope("trees_kind", "forest"):
+            forest_leaves = hp.Choice("forest_leaves", [16, 32, 64], default=32)
+        with hp.conditional_scope("trees_kind", "boosted"):
+            boosted_leaves = hp.Choice("boosted_leaves", [4, 8, 16, 32], default=8)  # default: sklearn's depth 3
+            hp.Float("trees_learning_rate", 0.02, 0.3, sampling="log", default=0.1)
         hp.Int("trees_seed", 0, 9)
+        leaves = forest_leaves if kind == "forest" else boosted_leaves
         n_classes = len(self.prep.class_names)
         n_trees = count if kind == "forest" else count * trees_per_round(n_classes)
         return TreeEnsemble(n_trees, leaves, n_classes, average=kind == "forest", name="trees", dtype="float32")(x)

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-KINDS = ("boosted", "forest")  # the first is the default
+KINDS = ("forest", "boosted")  # the first is the default
 UNREACHABLE = 1e9
 MIN_PROBABILITY = 1e-6
 ABSENT_CLASS_LOGIT = -30.0

@@ -8,8 +8,9 @@ encoder. Both are dropped. A column of dates becomes numbers the model can
 use (year, month, day, weekday). A category with more than `MAX_CATEGORIES`
 values keeps its most frequent ones; the rest encode as "other" (the unknown
 code). `--column-role NAME=ROLE` overrides any of it. Roles are inferred at
-load time, on the training data's values only, and a retrain and a
-prediction apply the champion's roles to their new data.
+load time from the training file's values (before the split: a role is a
+fact about the schema), and a retrain and a prediction apply the champion's
+roles to their new data.
 """
 
 from __future__ import annotations
@@ -136,10 +137,6 @@ def role_notes(roles: dict[str, Role]) -> list[str]:
         elif role.capped:
             notes.append(f"column {name!r}: {role.why}")
     return notes
-
-
-def roles_table(roles: dict[str, Role]) -> list[dict[str, str]]:
-    return [{"column": name, "role": role.role, "why": role.why} for name, role in roles.items()]
 
 
 def as_json(roles: dict[str, Role]) -> dict[str, dict]:

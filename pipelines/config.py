@@ -79,7 +79,9 @@ class SearchOptions(DeviceOptions):
 
     tuner: Tuner = Field("hyperband", description="keras-tuner algorithm.")
     objective: Objective = Field("val_accuracy", description="What the search maximises on the validation split.")
-    budget_minutes: float = Field(5.0, gt=0, description="Wall-clock budget of the architecture search.")
+    budget_minutes: float = Field(5.0, gt=0, description="Wall-clock budget of the search and the fine-tune "
+                                  "together, split by the data's size (the report says how); loading, validation, "
+                                  "evaluation and export come on top.")
     max_trials: int = Field(100, ge=1, description="Most trials (bayesian, random).")
     max_epochs: int = Field(20, ge=1, description="Most epochs per search trial.")
     batch_size: int = Field(32, ge=1, description="Training batch size.")
@@ -94,8 +96,9 @@ class SearchOptions(DeviceOptions):
                                  "rows, at least 8) and more epochs per trial (up to 5x max epochs) until a trial "
                                  "takes this many optimiser steps; 0: off.")
     class_weight: ClassWeight = Field("auto", description="Weight classes inversely to their counts (sklearn's "
-                                      "balanced rule): auto does when the largest class has 3x+ the rows of the "
-                                      "smallest; balanced always; none never.")
+                                      "balanced rule): auto, when the largest class has 3x+ the rows of the "
+                                      "smallest, lets the search decide per trial (hyperparameter balance_classes, "
+                                      "on at first); balanced always; none never.")
     selection: Selection = Field("auto", description="How search trials are scored: kfold trains each on 5 "
                                  "stratified folds of train+val and scores its out-of-fold predictions (5x the "
                                  "cost per trial); holdout scores the validation split; auto: kfold when the "

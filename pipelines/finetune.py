@@ -19,6 +19,7 @@ import keras_tuner as kt
 import numpy as np
 
 from models import CLOSED_FORM_FAMILIES, ENSEMBLE, KerasflowHyperModel, average, member_hyperparameters
+from pipelines.budget import StopAtDeadline
 from pipelines.devices import DeviceSetup, fit_inputs, float32_policy, strategy_scope
 from pipelines.imbalance import class_weights
 from pipelines.preprocess import ModelInputs, Preprocessing
@@ -32,12 +33,14 @@ class FineTuneResult:
         model_path: the saved float32 Keras model.
         history: Keras history (loss, accuracy, learning rate, and val_* when validated) per epoch.
         epochs: epochs trained; seconds: wall time of the training.
+        stopped_at_deadline: the run's budget ended the training (the best weights so far were kept).
     """
 
     model_path: Path
     history: dict[str, list[float]]
     epochs: int
     seconds: float
+    stopped_at_deadline: bool = False
 
 
 def fine_tune(
@@ -51,25 +54,32 @@ def fine_tune(
     seed: int,
     class_weight: str = "auto",
     devices: DeviceSetup | None = None,
+    deadline: float | None = None,
 ) -> FineTuneResult:
     """Train the chosen architecture (or each member of an ensemble) from scratch on train+val; save it to
-    `output_path` (always float32)."""
+    `output_path` (always float32). With a `deadline` (time.time()), training stops there after the running
+    batch, with the best weights so far; an ensemble's members share the time equally."""
     keras.utils.set_random_seed(seed)
     x = np.concatenate([inputs.x_train, inputs.x_val])
     y = np.concatenate([inputs.y_train, inputs.y_val])
     started = time.monotonic()
-    trained = [_train_one(prep, values, x, y, max_epochs, batch_size, seed, class_weight, devices)
-               for values in member_hyperparameters(hyperparameters)]
-    models = [model for model, _ in trained]
+    members = member_hyperparameters(hyperparameters)
+    now = time.time()
+    trained = [_train_one(prep, values, x, y, max_epochs, batch_size, seed, class_weight, devices,
+                          None if deadline is None else now + (deadline - now) * (i + 1) / len(members))
+               for i, values in enumerate(members)]
+    models = [model for model, _, _ in trained]
     model = models[0] if len(models) == 1 else average(models)
     as_float32(model, prep, hyperparameters).save(output_path)
     # An ensemble's curves are those of its first member trained by epochs (a closed-form member has one point).
-    curves = next((c for _, c in trained if len(c["loss"]) > 1), trained[0][1])
-    return FineTuneResult(output_path, curves, len(curves["loss"]), time.monotonic() - started)
+    curves = next((c for _, c, _ in trained if len(c["loss"]) > 1), trained[0][1])
+    return FineTuneResult(output_path, curves, len(curves["loss"]), time.monotonic() - started,
+                          stopped_at_deadline=any(stopped for _, _, stopped in trained))
 
 
 def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, max_epochs: int, batch_size: int,
-               seed: int, class_weight: str, devices: DeviceSetup | None) -> tuple[keras.Model, dict]:
+               seed: int, class_weight: str, devices: DeviceSetup | None,
+               deadline: float | None) -> tuple[keras.Model, dict, bool]:
     hp = _hyperparameters(values)
     hypermodel = KerasflowHyperModel(prep, [values["family"]], jit_compile=devices.jit_compile if devices else "auto",
                                      x_fit=x)
@@ -78,14 +88,17 @@ def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, 
     weights = class_weights(y, class_weight)
     if values["family"] in CLOSED_FORM_FAMILIES:
         metrics = hypermodel.fit(hp, model, x, y, class_weight=weights)
-        return model, {"loss": [metrics["loss"]], "accuracy": [metrics["accuracy"]]}
+        return model, {"loss": [metrics["loss"]], "accuracy": [metrics["accuracy"]]}, False
+    stop = StopAtDeadline(deadline if deadline is not None else float("inf"), every_batch=True)
     callbacks = [
         keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=3, min_lr=1e-6),
+        # restores the best epoch's weights at the end of training, however it ends (the deadline too)
         keras.callbacks.EarlyStopping(monitor="loss", patience=6, restore_best_weights=True),
+        stop,
     ]
     history = hypermodel.fit(hp, model, **fit_inputs(x, y, batch_size, devices, shuffle=True, seed=seed),
                              epochs=max_epochs, callbacks=callbacks, class_weight=weights, verbose=0)
-    return model, {k: [float(v) for v in values] for k, values in history.history.items()}
+    return model, {k: [float(v) for v in values] for k, values in history.history.items()}, stop.stopped
 
 
 def build_from_hyperparameters(prep: Preprocessing, values: dict, jit_compile: bool | str = "auto") -> keras.Model:

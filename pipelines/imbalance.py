@@ -31,13 +31,19 @@ def class_weights(y: np.ndarray, mode: str) -> dict[int, float] | None:
     return {int(c): float(w) for c, w in zip(present, weights)}
 
 
-def imbalance_note(y: np.ndarray, class_names: list[str], mode: str) -> str:
-    """One line for the report when the classes are imbalanced ("" when they are not)."""
+def imbalance_note(y: np.ndarray, class_names: list[str], mode: str, chosen: bool | None = None) -> str:
+    """One line for the report when the classes are imbalanced ("" when they are not); `chosen`: whether the
+    model the search chose under `auto` uses the weights (its `balance_classes`)."""
     ratio = imbalance_ratio(y)
     if ratio < IMBALANCE_RATIO:
         return ""
     counts = np.bincount(np.asarray(y, dtype=int), minlength=len(class_names))
     listed = ", ".join(f"{name} {count}" for name, count in sorted(zip(class_names, counts), key=lambda p: -p[1]))
-    weighting = "balanced class weights used" if class_weights(y, mode) else \
-        "class weights off (--class-weight none); consider --class-weight balanced"
+    if not class_weights(y, mode):
+        weighting = "class weights off (--class-weight none); consider --class-weight balanced"
+    elif mode == "auto" and chosen is not None:
+        weighting = ("balanced class weights used: the search chose them" if chosen
+                     else "balanced class weights tried; the search chose a model without them")
+    else:
+        weighting = "balanced class weights used"
     return f"imbalanced classes: {ratio:.1f} : 1 largest to smallest ({listed}); {weighting}"

@@ -137,6 +137,9 @@ def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> t
             test = load_path(Path(config.test_data), config.target, size)
             test = _matched_test(data, test)
     if data.kind == "table":
+        unknown = [str(c) for c in data.features.columns if roles is not None and str(c) not in roles]
+        if unknown:
+            data.notes.append(f"columns the model was not trained on were ignored: {', '.join(unknown)}")
         if roles is None:
             try:
                 roles = infer_roles(data.features, config.column_roles)
@@ -167,7 +170,10 @@ def check_source(path: Path, target: str | None) -> None:
 
                 columns = pyarrow.parquet.read_schema(path).names
             else:
+                check_unique_header(path)
                 columns = pd.read_csv(path, nrows=0, sep=csv_delimiter(path)).columns
+        except DataError:
+            raise
         except Exception:  # unreadable: `load_table` reports it with the parser's own words
             return
         if target not in columns:
@@ -201,8 +207,13 @@ def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None
 def read_table(path: Path) -> pd.DataFrame:
     """A CSV or Parquet file as a frame, or a `DataError` that says why not."""
     try:
-        frame = pd.read_parquet(path) if path.suffix.lower() in {".parquet", ".pq"} else \
-            pd.read_csv(path, sep=csv_delimiter(path))
+        if path.suffix.lower() in {".parquet", ".pq"}:
+            frame = pd.read_parquet(path)
+        else:
+            check_unique_header(path)
+            frame = pd.read_csv(path, sep=csv_delimiter(path))
+    except DataError:
+        raise
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except Exception as exc:  # parser errors carry the useful line number
@@ -210,6 +221,14 @@ def read_table(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path}: the table has no rows")
     return frame
+
+
+def check_unique_header(path: Path) -> None:
+    """A CSV whose header names a column twice is refused (pandas would silently rename the second `name.1`)."""
+    header = pd.read_csv(path, nrows=1, header=None, sep=csv_delimiter(path)).iloc[0].astype(str).tolist()
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise DataError(f"{path}: the header names column(s) {twice} more than once; rename them")
 
 
 def csv_delimiter(path: Path) -> str:

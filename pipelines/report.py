@@ -48,7 +48,8 @@ def render_report(result: RunResult) -> str:
         result.validation.to_markdown(),
         "",
         "## Search",
-        f"- Tuner {result.config.tuner}, objective {search.objective}, budget {result.config.budget_minutes} min, "
+        *([f"- Run {result.budget.describe()}"] if result.budget else []),
+        f"- Tuner {result.config.tuner}, objective {search.objective}, "
         f"{len(search.trials)} trials in {search.seconds:.0f} s"
         + (f" ({search.resumed_trials} resumed from an earlier run)" if search.resumed_trials else "")
         + (" — stopped by the budget" if search.budget_spent else ""),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from data_checks.drift import DriftReport
 from models import describe
+from pipelines.budget import RunBudget
 from pipelines.config import RetrainConfig, TrainConfig
 from pipelines.evaluate import Evaluation
 from pipelines.export_records import ExportResult
@@ -69,6 +70,7 @@ class RunResult:
             `evaluation`, `search_evaluation`, `export`, `prep`, `data_summary`).
         step_seconds: wall time per step; report_path: report.md.
         registered: the registry version, when registered; devices: where it trained.
+        budget: how the run's minutes were split between search and fine-tune, and used.
     """
 
     config: TrainConfig
@@ -81,6 +83,7 @@ class RunResult:
     report_path: Path | None = None
     registered: ModelVersion | None = None
     devices: str = ""
+    budget: RunBudget | None = None
 
     @property
     def run_dir(self) -> Path:

@@ -98,9 +98,11 @@ def new_run_dir(runs_root: Path, name: str) -> Path:
     return run_dir
 
 
-def write_status(run_dir: Path, config: BaseModel, status: RunStatus, seconds: dict[str, float]) -> None:
+def write_status(run_dir: Path, config: BaseModel, status: RunStatus, seconds: dict[str, float],
+                 budget: dict | None = None) -> None:
     payload = {"status": status, "updated": datetime.now(timezone.utc).isoformat(),
-               "config": json.loads(config.model_dump_json()), "step_seconds": seconds}
+               "config": json.loads(config.model_dump_json()), "step_seconds": seconds,
+               **({"budget": budget} if budget else {})}
     (run_dir / "run.json").write_text(json.dumps(payload, indent=2))
 
 
@@ -129,11 +131,11 @@ def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, 
     x, y = learnt or (np.concatenate([inputs.x_train, inputs.x_val]), np.concatenate([inputs.y_train, inputs.y_val]))
     trained_on = save_training_memory(splits.train.concat(splits.val), x, y, prep.class_names, run_dir, config.seed)
     models = [trained.model_path, *([search_best] if search_best else [])]
-    evaluation, *others = steps(Step.EVALUATE, evaluate_models, models, inputs.x_test, inputs.y_test, prep.class_names)
+    evaluation, *others = steps(Step.EVALUATE, evaluate_models, models, inputs.x_test, inputs.y_test, prep.class_names,
+                                confusion_png=run_dir / "confusion_matrix.png")
     search_evaluation = others[0] if others else None
     evaluation.save(run_dir / "metrics.json",
                     **({"search_best": search_evaluation.headline()} if search_evaluation else {}))
-    evaluate_step.plot_confusion_matrix(evaluation, run_dir / "confusion_matrix.png")
     facts = card_facts(config, splits, describe(hyperparameters), evaluation)
     facts.save(run_dir / "card.json")
     exported = steps(Step.EXPORT, export_model, trained.model_path, prep, export_data, run_dir / "export", config,
@@ -154,12 +156,16 @@ def save_training_memory(seen: Dataset, x: np.ndarray, y: np.ndarray, class_name
     return seen.fingerprint()
 
 
-def evaluate_models(model_paths: list[Path], x_test, y_test, class_names: list[str]) -> list[Evaluation]:
-    """Test scores of each saved model, in order."""
+def evaluate_models(model_paths: list[Path], x_test, y_test, class_names: list[str],
+                    confusion_png: Path | None = None) -> list[Evaluation]:
+    """Test scores of each saved model, in order; the first one's confusion matrix drawn to `confusion_png`."""
     import keras
 
-    return [evaluate_step.evaluate_model(keras.models.load_model(p), x_test, y_test, class_names)
-            for p in model_paths]
+    evaluations = [evaluate_step.evaluate_model(keras.models.load_model(p), x_test, y_test, class_names)
+                   for p in model_paths]
+    if confusion_png is not None:
+        evaluate_step.plot_confusion_matrix(evaluations[0], confusion_png)
+    return evaluations
 
 
 def card_facts(config: TrainConfig, splits: Splits, family: str, evaluation: Evaluation) -> CardFacts:

@@ -8,10 +8,13 @@ kernel's (`pipelines.runs.finish_candidate`), shared with retraining.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 
+from models import member_hyperparameters
+from pipelines.budget import RunBudget
 from pipelines.config import TrainConfig
 from pipelines.devices import DeviceSetup, using
 from pipelines.finetune import fine_tune
@@ -77,21 +80,28 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     prep = steps(Step.PREPROCESS, fit_preprocessing, splits)
     inputs = model_inputs(splits, prep)
     options, schedule_note = fit_to_data(config, len(inputs.x_train))
+    budget = RunBudget.for_rows(config.budget_minutes, len(inputs.x_train) + len(inputs.x_val))
+    options = options.model_copy(update={"budget_minutes": budget.search_minutes})
+    search_started = time.monotonic()
     search = steps(Step.SEARCH, run_search, inputs, prep, run_dir / "search", options, on_trial_end, launch, devices)
     search.trial_table.to_csv(run_dir / "search_summary.csv", index=False)
     plot_search_frontier(search.trials, run_dir / "search_frontier.png", search.objective, options.max_model_kb,
                          search.best_trial_id)
     tuned = steps(Step.FINE_TUNE, fine_tune, inputs, prep, search.best_hyperparameters, run_dir / "finetuned.keras",
                   max_epochs=config.finetune_epochs, batch_size=options.batch_size, seed=config.seed,
-                  class_weight=config.class_weight, devices=devices)
+                  class_weight=config.class_weight, devices=devices,
+                  deadline=budget.finetune_deadline(time.monotonic() - search_started))
+    budget.finetune_seconds, budget.finetune_stopped = tuned.seconds, tuned.stopped_at_deadline
     model = finish_candidate(run_dir, config, splits, validation.suite, inputs, prep, tuned,
                              search.best_hyperparameters, steps, search_best=search.best_model_path)
-    imbalance = imbalance_note(np.concatenate([inputs.y_train, inputs.y_val]), prep.class_names, config.class_weight)
+    chosen = any(m.get("balance_classes", True) for m in member_hyperparameters(search.best_hyperparameters))
+    imbalance = imbalance_note(np.concatenate([inputs.y_train, inputs.y_val]), prep.class_names, config.class_weight,
+                               chosen)
     notes = data_notes(splits) + [note for note in (schedule_note, imbalance) if note]
     result = RunResult(config, splits.sizes(), notes, validation, search, model, steps.seconds,
-                       devices=devices.describe())
+                       devices=devices.describe(), budget=budget)
     result.report_path = write_report(result, run_dir / "report.md")
-    write_status(run_dir, config, RunStatus.COMPLETED, steps.seconds)
+    write_status(run_dir, config, RunStatus.COMPLETED, steps.seconds, budget=budget.to_dict())
     return result
 
 

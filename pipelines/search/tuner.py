@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from models import KerasflowHyperModel, cheapest_first
+from pipelines.budget import StopAtDeadline
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, distribution_strategy, fit_inputs, validation_inputs
 from pipelines.preprocess import ModelInputs, Preprocessing
@@ -67,6 +68,8 @@ def run_trials(tuner, inputs: ModelInputs, options: SearchOptions, deadline: flo
     callbacks = [FailOnNaN(), StopAtDeadline(deadline)]
     weights = class_weights(np.concatenate([inputs.y_train, inputs.y_val]), options.class_weight)
     tuner.cross_validation = CrossValidation.plan(inputs, options.seed, options.selection)
+    # imbalanced classes under --class-weight auto: each trial's `balance_classes` says whether it uses the weights
+    tuner.hypermodel.balance_choice = options.class_weight == "auto" and weights is not None
     if tuner.cross_validation is not None:
         data = dict(batch_size=options.batch_size)
     else:
@@ -175,13 +178,3 @@ class FailOnNaN(keras.callbacks.Callback):
             raise kt.errors.FailedTrialError(f"loss became {loss} at epoch {epoch + 1}")
 
 
-class StopAtDeadline(keras.callbacks.Callback):
-    """Ends the running trial at the first epoch boundary past the budget."""
-
-    def __init__(self, deadline: float):
-        super().__init__()
-        self.deadline = deadline
-
-    def on_epoch_end(self, epoch, logs=None):
-        if time.time() >= self.deadline:
-            self.model.stop_training = True

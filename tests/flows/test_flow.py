@@ -53,10 +53,15 @@ def test_table_flow_end_to_end_with_artifacts(table_csv, tmp_path):
     assert "Skipped cnn: tables have no spatial" in (run_dir / "report.md").read_text()
     run, keys = asyncio.run(run_and_artifact_keys("train-tiny-table-random"))
     assert run.state.is_completed() and {"kerasflow", "train", "model:tiny-table"} <= set(run.tags)
-    assert {"train-report", "search-trials", "search-progress", "tflite-variants", "confusion-matrix"} <= keys
+    assert {"train-report", "search-trials", "search-progress", "tflite-variants", "confusion-matrix", "columns"} <= keys
 
     artifacts = asyncio.run(run_artifacts("train-tiny-table-random"))
     report = artifacts["train-report"].data
+    assert "| `colour` | categorical |" in report, "each column's role, in the report"
+    columns = artifacts["columns"].data
+    columns = json.loads(columns) if isinstance(columns, str) else columns
+    assert {row["column"]: row["role"] for row in columns} == {"x1": "numeric", "x2": "numeric",
+                                                                "colour": "categorical"}
     assert not re.search(r"!\[[^\]]*\]\((?!data:image/png;base64,)", report), "every picture is embedded"
     assert report.count("](data:image/png;base64,") == 3, "frontier, confusion matrix, learning curves"
     for key, artifact in artifacts.items():

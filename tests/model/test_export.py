@@ -47,7 +47,7 @@ RESIDUAL_MLP = {"family": "dense", "dense_layers": 2, "dense_units": 32, "dense_
     ("sequences_npz", None, {"family": "ensemble", "members": [{"family": "rocket"},
                                                                 {"family": "cnn", "cnn_block": "fcn"}]}),
     ("table_csv", "label", {"family": "ensemble", "members": [
-        {"family": "trees"}, {"family": "trees", "trees_kind": "forest", "trees_count": 20, "trees_leaves": 16}]}),
+        {"family": "trees", "trees_kind": "boosted"}, {"family": "trees", "trees_count": 20, "forest_leaves": 16}]}),
 ], ids=["dense", "dense-ensemble", "cnn", "cnn-residual-augmented", "cnn-separable", "image-lstm", "lstm",
         "cnn-resnet", "cnn-inception", "rocket-fcn-ensemble", "boosted-forest-ensemble"])
 def test_every_family_exports_every_variant_with_builtin_ops_and_parity(request, tmp_path, fixture, target, family):

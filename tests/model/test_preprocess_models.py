@@ -37,12 +37,13 @@ def test_model_takes_raw_features_nan_and_unseen_categories(table_csv):
     assert abs(encoded[:, 0].mean()) < 1e-5  # standardised on train
 
 
-def test_tables_search_dense_only_and_say_why():
+def test_tables_search_dense_and_trees_only_and_say_why():
     families, skipped = families_for("table")
-    assert families == ["dense"]
+    assert families == ["dense", "trees"]
     assert "no spatial" in skipped["cnn"] and "no time axis" in skipped["lstm"]
     families, skipped = families_for("image", ["cnn"])
     assert families == ["cnn"] and skipped["dense"] == skipped["lstm"] == "not requested"
+    assert "pixels" in skipped["trees"]
     assert "two" in skipped["rocket"], "MiniRocket is for one time axis"
 
 

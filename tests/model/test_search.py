@@ -131,3 +131,20 @@ def test_small_data_is_scored_out_of_fold_and_each_family_starts_from_its_defaul
     if result.ensemble is not None:
         assert result.best_hyperparameters["family"] == "ensemble"
         assert result.ensemble.members[0] == result.best_trial_id and result.ensemble.score > result.ensemble.single_score
+
+
+def test_a_closed_form_trial_on_a_validation_split_keeps_its_checkpoint_and_can_join_an_ensemble(table_csv, tmp_path):
+    """Trees are fitted, not trained by epochs: keras-tuner's checkpoint callback still sees their one 'epoch'."""
+    from pipelines.load import load_path, split_dataset
+    from pipelines.preprocess import fit_preprocessing, model_inputs
+
+    splits = split_dataset(load_path(table_csv, "label"), None, test_fraction=0.2, val_fraction=0.3, seed=0)
+    prep = fit_preprocessing(splits)
+    inputs = model_inputs(splits, prep)
+    result = run_search(inputs, prep, tmp_path / "search", _options(max_trials=3, families=["trees", "dense"],
+                                                                   ensemble_size=3))
+    assert not result.cross_validated and result.trials[0].family == "dense" and result.trials[1].family == "trees"
+    trees = next(t for t in result.trials if t.family == "trees")
+    assert (tmp_path / "search" / f"trial_{trees.trial_id}" / "checkpoint.weights.h5").exists()
+    assert trees.val_score is not None and 0 < trees.val_score <= 1
+    assert result.best_model_path.exists()

@@ -127,7 +127,7 @@ def test_tree_layer_reproduces_sklearns_probabilities_and_round_trips(tmp_path, 
     x = x.astype("float32")
     y = np.array([0, classes - 1, *range(1, classes - 1)])[y] if present < classes else y
     prep = _prep("table", (6,), classes=[f"c{i}" for i in range(classes)])
-    values = {"family": "trees", "trees_kind": kind, "trees_count": 30, "trees_leaves": 8, "trees_seed": 1}
+    values = {"family": "trees", "trees_kind": kind, "trees_count": 30, f"{kind}_leaves": 8, "trees_seed": 1}
     hp = kt.HyperParameters()
     hp.values.update(values)
     hypermodel = KerasflowHyperModel(prep, ["trees"])
@@ -142,3 +142,25 @@ def test_tree_layer_reproduces_sklearns_probabilities_and_round_trips(tmp_path, 
     model.save(tmp_path / "trees.keras")
     again = keras.models.load_model(tmp_path / "trees.keras")
     assert np.allclose(again.predict(x, verbose=0), probabilities, atol=1e-6)
+
+
+def test_class_weights_are_a_hyperparameter_when_the_search_may_choose_them():
+    """A trial with balance_classes off ignores the weights it is given: the same forest as without weights."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(200, 5, n_informative=3, weights=[0.85], random_state=0)
+    x = x.astype("float32")
+    prep = _prep("table", (5,), classes=("common", "rare"))
+    weights = {0: 0.6, 1: 3.0}
+    probabilities = {}
+    for balance, given in ((True, weights), (False, weights), (None, None)):
+        hp = kt.HyperParameters()
+        hypermodel = KerasflowHyperModel(prep, ["trees"], balance_choice=balance is not None)
+        model = hypermodel.build(hp)
+        assert ("balance_classes" in hp.values) == (balance is not None)
+        if balance is not None:
+            hp.values["balance_classes"] = balance
+        hypermodel.fit(hp, model, x, y, class_weight=given)
+        probabilities[balance] = model.predict(x, verbose=0)
+    assert np.allclose(probabilities[False], probabilities[None], atol=1e-6)
+    assert not np.allclose(probabilities[True], probabilities[None], atol=1e-3)

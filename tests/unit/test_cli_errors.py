@@ -17,6 +17,7 @@ def files(tmp_path):
         tmp_path / "prices.csv", index=False)
     (tmp_path / "taken").write_text("a file")
     (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "twice.csv").write_text("f1,f2,f1,label\n1,2,3,a\n4,5,6,b\n")
     return tmp_path
 
 
@@ -24,6 +25,8 @@ CASES = {
     "missing file": (["train", "--data", "{d}/gone.csv", "--target", "y"], "gone.csv: no such file or folder"),
     "table without target": (["train", "--data", "{d}/t.csv"], "a table needs --target"),
     "unknown target": (["train", "--data", "{d}/t.csv", "--target", "nope"], "no column 'nope'; columns are"),
+    "header names a column twice": (["train", "--data", "{d}/twice.csv", "--target", "label"],
+                                    "names column(s) ['f1'] more than once"),
     "empty file": (["train", "--data", "{d}/empty.csv", "--target", "y"], "empty.csv: the file is empty"),
     "continuous target": (["train", "--data", "{d}/prices.csv", "--target", "price"], "looks continuous"),
     "run dir is a file": (["train", "--dataset", "digits", "--run-dir", "{d}/taken"], "is a file"),

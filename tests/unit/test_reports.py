@@ -8,6 +8,7 @@ import pytest
 
 from data_checks import LABEL_COLUMN, ValidationReport
 from data_checks.drift import compare_profiles
+from pipelines.budget import RunBudget
 from pipelines.config import RetrainConfig, TrainConfig
 from pipelines.evaluate import evaluate_labels
 from pipelines.export_records import ExportResult, KerasReference, VariantReport
@@ -73,10 +74,12 @@ def test_train_report_tells_the_whole_run():
                           True, mobile_budget="int8 model <= 10 KiB")
     result = RunResult(TrainConfig(dataset="wine", tuner="random"), {"train": 30, "val": 5, "test": 5},
                        ["images resized"], _validation(), search, _candidate(), {"load": 1.0, "search": 12.0},
-                       devices="CPU (2 threads)")
+                       devices="CPU (2 threads)", budget=RunBudget(5.0, 35, 0.1, 271.0, 29.5, True))
     text = render_report(result)
     for expected in ("# kerasflow run: wine", "- Source: wine", "- images resized",
-                     "- Tuner random, objective val_accuracy, budget 5.0 min, 2 trials in 12 s — stopped by the budget",
+                     "- Run budget 5 min: search 4.5 min, fine-tune 0.5 min (10% for 35 rows); used: search 4.5 min, "
+                     "fine-tune 0.5 min (stopped at the deadline, best weights kept)",
+                     "- Tuner random, objective val_accuracy, 2 trials in 12 s — stopped by the budget",
                      "- Skipped cnn: tables have no axis", "Trials by status: COMPLETED 1, OVER_BUDGET 1",
                      "- Best trial 0: dense, val_accuracy 0.9500",
                      "Mobile budget: int8 model <= 10 KiB; architectures over it were not trained (1 trials)",

@@ -84,3 +84,5 @@ def test_balanced_class_weights_when_one_class_dwarfs_another():
     assert "100.0 : 1" in note and "common 500, rare 5" in note and "balanced class weights used" in note
     assert imbalance_note(balanced, ["a", "b"], "auto") == ""
     assert "--class-weight balanced" in imbalance_note(skewed, ["common", "rare"], "none")
+    assert "the search chose a model without them" in imbalance_note(skewed, ["common", "rare"], "auto", False)
+    assert "the search chose them" in imbalance_note(skewed, ["common", "rare"], "auto", True)
