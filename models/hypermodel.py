@@ -276,7 +276,6 @@ class KerasflowHyperModel(kt.HyperModel):
             layer = MiniRocket.fitted(normalized, seed=seed, name="rocket", dtype="float32")
         return layer(x)
 
-
     def _trees(self, hp, x):
         """Room for the trees `fit` grows (`models.trees.fit_trees`): a forest (the default: few settings matter,
         strong on small tables) or boosted rounds x classes, each with its own leaf counts."""
