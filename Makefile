@@ -21,7 +21,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 run: install  ## full flow on the bundled digits images, on Prefect's embedded local server
-	$(BIN)/kerasflow train --dataset digits --budget-minutes 3
+	$(BIN)/kerasflow train --dataset digits --budget-minutes 4
 
 test: install  ## the whole suite, end-to-end flows included
 	$(BIN)/python -m pytest -q --timeout 900

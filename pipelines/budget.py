@@ -6,8 +6,9 @@ The fine-tune's share grows with the rows it trains on: `FINETUNE_SHARE_MIN`
 time; on large data one pass of the chosen model over every row is a large
 part of it. The search stops at its share (a running trial ends at its next
 epoch); the fine-tune stops at the run's deadline, after the batch running
-then, keeping the best weights so far. If the search ran over, the fine-tune
-still gets `MIN_FINETUNE_FRACTION` of its share. Only the fixed steps (load,
+then, keeping the best weights so far. If the search ran over (its last trial,
+the ensemble choice), the fine-tune still gets its whole share
+(`MIN_FINETUNE_FRACTION`), and the report shows the overrun. Only the fixed steps (load,
 validation, evaluation, export) come on top; the report and `run.json` say
 how the budget was spent.
 """
@@ -22,7 +23,7 @@ import keras
 
 FINETUNE_SHARE_MIN = 0.1
 FINETUNE_SHARE_MAX = 0.4
-MIN_FINETUNE_FRACTION = 0.5
+MIN_FINETUNE_FRACTION = 1.0
 
 
 def finetune_share(rows: int) -> float:

@@ -22,7 +22,7 @@ def test_the_fine_tune_share_grows_with_rows_between_its_bounds():
     assert shares[2] == pytest.approx(0.2) and shares[-2] == shares[-1] == FINETUNE_SHARE_MAX
 
 
-def test_the_fine_tune_gets_what_the_search_left_and_never_less_than_half_its_share():
+def test_the_fine_tune_gets_what_the_search_left_and_never_less_than_its_share():
     budget = RunBudget.for_rows(10, 100_000)
     assert budget.search_minutes == pytest.approx(7.0)
     now = 1000.0
