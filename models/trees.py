@@ -26,10 +26,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from models.rocket import ABSENT_CLASS_LOGIT, training_metrics
+
 KINDS = ("forest", "boosted")  # the first is the default
 UNREACHABLE = 1e9
 MIN_PROBABILITY = 1e-6
-ABSENT_CLASS_LOGIT = -30.0
 
 
 @keras.saving.register_keras_serializable(package="kerasflow")
@@ -107,9 +108,7 @@ def fit_trees(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: di
     layer.set_weights(_tree_weights(estimator, features, layer))
     head = model.get_layer("probabilities")
     head.set_weights([np.eye(layer.n_classes, dtype=np.float32), np.zeros(layer.n_classes, np.float32)])
-    probabilities = np.asarray(model.predict(x, verbose=0))
-    picked = np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0)
-    return {"loss": float(-np.log(picked).mean()), "accuracy": float((probabilities.argmax(1) == y).mean())}
+    return training_metrics(model, x, y)
 
 
 def _tree_weights(estimator, features: np.ndarray, layer: TreeEnsemble) -> list[np.ndarray]:

@@ -170,8 +170,9 @@ def check_source(path: Path, target: str | None) -> None:
 
                 columns = pyarrow.parquet.read_schema(path).names
             else:
-                check_unique_header(path)
-                columns = pd.read_csv(path, nrows=0, sep=csv_delimiter(path)).columns
+                sep = csv_delimiter(path)
+                check_unique_header(path, sep)
+                columns = pd.read_csv(path, nrows=0, sep=sep).columns
         except DataError:
             raise
         except Exception:  # unreadable: `load_table` reports it with the parser's own words
@@ -179,7 +180,7 @@ def check_source(path: Path, target: str | None) -> None:
         if target not in columns:
             raise DataError(f"{path}: no column {target!r}; columns are {', '.join(map(str, columns))}")
         labels = pd.read_parquet(path, columns=[target])[target] if path.suffix.lower() in {".parquet", ".pq"} \
-            else pd.read_csv(path, usecols=[target], sep=csv_delimiter(path))[target]
+            else pd.read_csv(path, usecols=[target], sep=sep)[target]
         check_not_continuous(path, labels.dropna())
 
 
@@ -210,8 +211,9 @@ def read_table(path: Path) -> pd.DataFrame:
         if path.suffix.lower() in {".parquet", ".pq"}:
             frame = pd.read_parquet(path)
         else:
-            check_unique_header(path)
-            frame = pd.read_csv(path, sep=csv_delimiter(path))
+            sep = csv_delimiter(path)
+            check_unique_header(path, sep)
+            frame = pd.read_csv(path, sep=sep)
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -223,9 +225,9 @@ def read_table(path: Path) -> pd.DataFrame:
     return frame
 
 
-def check_unique_header(path: Path) -> None:
+def check_unique_header(path: Path, sep: str) -> None:
     """A CSV whose header names a column twice is refused (pandas would silently rename the second `name.1`)."""
-    header = pd.read_csv(path, nrows=1, header=None, sep=csv_delimiter(path)).iloc[0].astype(str).tolist()
+    header = pd.read_csv(path, nrows=1, header=None, sep=sep).iloc[0].astype(str).tolist()
     twice = sorted({name for name in header if header.count(name) > 1})
     if twice:
         raise DataError(f"{path}: the header names column(s) {twice} more than once; rename them")
