@@ -34,6 +34,7 @@ from pipelines.config import (
     Variant,
 )
 from pipelines.errors import KerasflowError
+from pipelines.export_records import TRAINED_MODEL
 from pipelines.load import check_source
 from pipelines.registry import Registry
 
@@ -62,13 +63,15 @@ PANELS = {
         Run="name runs_root run_dir seed",
         Search="budget_minutes tuner objective max_trials max_epochs finetune_epochs families batch_size min_trial_steps "
                "class_weight selection ensemble_size",
-        **{"Mobile budget and export": "max_model_kb max_latency_ms quantize int8_io quantization_tolerance",
+        **{"Mobile budget and export": "max_model_kb max_latency_ms quantize int8_io quantization_tolerance prune "
+                                       "distill compress_epochs",
            "Scale-out and devices": "workers scheduler_address mixed_precision xla strategy"}),
     RetrainConfig: _panels(
         Data="data dataset target test_data image_size", Challenger="mode replay_fraction finetune_epochs learning_rate_factor "
         "budget_minutes max_trials max_epochs seed", Promotion="metric min_improvement max_recall_drop",
         Drift="psi_threshold drift_alpha", Registry="registry runs_root"),
-    ExportOptions: _panels(Variants="quantize int8_io quantization_tolerance"),
+    ExportOptions: _panels(Variants="quantize int8_io quantization_tolerance",
+                           Compression="prune distill compress_epochs max_model_kb max_latency_ms"),
 }
 
 
@@ -118,6 +121,9 @@ def train(
     quantization_tolerance: Annotated[float, option(T, "quantization_tolerance")] = T.default("quantization_tolerance"),
     max_model_kb: Annotated[Optional[float], option(T, "max_model_kb")] = T.default("max_model_kb"),
     max_latency_ms: Annotated[Optional[float], option(T, "max_latency_ms")] = T.default("max_latency_ms"),
+    prune: Annotated[Optional[float], option(T, "prune")] = T.default("prune"),
+    distill: Annotated[bool, option(T, "distill", "--distill")] = T.default("distill"),
+    compress_epochs: Annotated[int, option(T, "compress_epochs")] = T.default("compress_epochs"),
     min_trial_steps: Annotated[int, option(T, "min_trial_steps")] = T.default("min_trial_steps"),
     class_weight: Annotated[ClassWeightChoice, option(T, "class_weight")] = T.default("class_weight"),
     selection: Annotated[SelectionChoice, option(T, "selection")] = T.default("selection"),
@@ -140,7 +146,8 @@ def train(
         families=_values(family), batch_size=batch_size, image_size=_parse_size(image_size),
         column_roles=_parse_roles(column_role), seed=seed,
         int8_io=int8_io, quantization_tolerance=quantization_tolerance, max_model_kb=max_model_kb,
-        max_latency_ms=max_latency_ms, registry=registry if register else None, workers=workers,
+        max_latency_ms=max_latency_ms, prune=prune, distill=distill, compress_epochs=compress_epochs,
+        registry=registry if register else None, workers=workers,
         min_trial_steps=min_trial_steps, scheduler_address=scheduler_address,
         class_weight=_value(class_weight), selection=_value(selection), ensemble_size=ensemble_size,
         mixed_precision=_value(mixed_precision), xla=_value(xla), strategy=_value(strategy),
@@ -153,28 +160,68 @@ def train(
     _print_summary(_run(lambda: run_training(config).summary))
 
 
+EXPORT_TARGET = ("A finished run folder (train or retrain), e.g. runs/digits/20261122T101500Z, or a registered model: "
+                 "NAME@VERSION (NAME alone: its champion).")
+EXPORT_OUT = ("Registered model only: where the export goes (default RUNS_ROOT/NAME/export-VERSION); the version "
+              "folder is never written.")
+
+
 @app.command()
 def export(
-    target: Annotated[str, typer.Argument(help="A finished run folder (train or retrain), e.g. "
-                                               "runs/digits/20261122T101500Z, or a registered model: NAME@VERSION "
-                                               "(NAME alone: its champion).")],
+    target: Annotated[str, typer.Argument(help=EXPORT_TARGET)],
     quantize: Annotated[Optional[list[QuantizeChoice]], option(E, "quantize")] = None,
     int8_io: Annotated[bool, option(E, "int8_io", "--int8-io")] = E.default("int8_io"),
     quantization_tolerance: Annotated[float, option(E, "quantization_tolerance", "--quantization-tolerance",
                                                     "--tolerance")] = E.default("quantization_tolerance"),
+    prune: Annotated[Optional[float], option(E, "prune")] = E.default("prune"),
+    distill: Annotated[bool, option(E, "distill", "--distill")] = E.default("distill"),
+    compress_epochs: Annotated[int, option(E, "compress_epochs")] = E.default("compress_epochs"),
+    max_model_kb: Annotated[Optional[float], option(E, "max_model_kb")] = E.default("max_model_kb"),
+    max_latency_ms: Annotated[Optional[float], option(E, "max_latency_ms")] = E.default("max_latency_ms"),
     registry: Annotated[Path, option(R, "registry")] = R.default("registry"),
-    out: Annotated[Optional[Path], typer.Option(help="Registered model only: where the export goes (default "
-                                                     "RUNS_ROOT/NAME/export-VERSION); the version folder is "
-                                                     "never written.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help=EXPORT_OUT)] = None,
     runs_root: Annotated[Path, option(T, "runs_root")] = T.default("runs_root"),
 ) -> None:
     """Re-export a model as TFLite variants (parity, size, latency, model card) without retraining.
 
     A run folder's export/ is replaced only when every asked variant converted with builtin ops and was
-    checked on the test split; on any error the previous export stays as it was.
+    checked on the test split; on any error the previous export stays as it was. --prune and --distill add
+    compressed models (see `kerasflow compress`).
     """
-    options = _config(ExportOptions, int8_io=int8_io, quantization_tolerance=quantization_tolerance,
-                      **({"quantize": _values(quantize)} if quantize else {}))
+    options = _config(ExportOptions, int8_io=int8_io, quantization_tolerance=quantization_tolerance, prune=prune,
+                      distill=distill, compress_epochs=compress_epochs, max_model_kb=max_model_kb,
+                      max_latency_ms=max_latency_ms, **({"quantize": _values(quantize)} if quantize else {}))
+    _export(target, options, registry, out, runs_root)
+
+
+@app.command()
+def compress(
+    target: Annotated[str, typer.Argument(help=EXPORT_TARGET)],
+    prune: Annotated[Optional[float], option(E, "prune")] = E.default("prune"),
+    distill: Annotated[bool, option(E, "distill", "--distill")] = E.default("distill"),
+    max_model_kb: Annotated[Optional[float], option(E, "max_model_kb")] = E.default("max_model_kb"),
+    max_latency_ms: Annotated[Optional[float], option(E, "max_latency_ms")] = E.default("max_latency_ms"),
+    compress_epochs: Annotated[int, option(E, "compress_epochs")] = E.default("compress_epochs"),
+    quantization_tolerance: Annotated[float, option(E, "quantization_tolerance", "--quantization-tolerance",
+                                                    "--tolerance")] = E.default("quantization_tolerance"),
+    registry: Annotated[Path, option(R, "registry")] = R.default("registry"),
+    out: Annotated[Optional[Path], typer.Option(help=EXPORT_OUT)] = None,
+    runs_root: Annotated[Path, option(T, "runs_root")] = T.default("runs_root"),
+) -> None:
+    """Prune and/or distil a trained model and export the results beside its quantized variants.
+
+    Example: kerasflow compress digits@v0002 --prune 0.5 --distill --max-model-kb 20. Both learn from the
+    run's training sample (replay.npz), are converted to int8 and checked on the test split like any
+    variant; the smallest model within tolerance is recommended.
+    """
+    if prune is None and not distill:
+        fail("nothing to compress: give --prune SPARSITY (e.g. 0.5), --distill, or both")
+    options = _config(ExportOptions, quantization_tolerance=quantization_tolerance, prune=prune, distill=distill,
+                      compress_epochs=compress_epochs, max_model_kb=max_model_kb, max_latency_ms=max_latency_ms)
+    _export(target, options, registry, out, runs_root)
+
+
+def _export(target: str, options: ExportOptions, registry: Path, out: Path | None, runs_root: Path) -> None:
     from flows.export import export_flow, export_version_flow
 
     if _is_run_folder(target, registry):
@@ -235,7 +282,8 @@ def predict(
     out: Annotated[Path, typer.Option(help="CSV to write: id (row number, file name or sample number), label, "
                                            "and p_<class> per class, in the input's order.")] = Path("predictions.csv"),
     variant: Annotated[Optional[str], typer.Option(help="Score with this exported TFLite variant (float32, float16, "
-                                                        "dynamic, int8) through the LiteRT interpreter, as the app "
+                                                        "dynamic, int8, and pruned_int8 / distilled_int8 when "
+                                                        "compressed) through the LiteRT interpreter, as the app "
                                                         "will; default: the Keras model.")] = None,
     keep: Annotated[Optional[str], typer.Option(help="Copy this input column (an ID) into the output.")] = None,
     registry: Annotated[Path, option(R, "registry")] = R.default("registry"),
@@ -451,18 +499,21 @@ def _print_summary(result: dict) -> None:
 
 
 def _print_variants(export: dict) -> None:
-    table = Table("variant", "KiB", "accuracy", "macro-F1", "agreement", "median ms", "p95 ms",
-                  title="TFLite variants vs Keras (test split)")
-    table.columns.insert(0, Column("verdict", no_wrap=True, min_width=11))
+    table = Table("KiB", "gzip KiB", "accuracy", "agreement", "median ms",
+                  title="TFLite variants vs Keras (test split; macro-F1 and p95 in report.md)")
+    table.columns[0:0] = [Column("verdict", no_wrap=True, min_width=11), Column("variant", no_wrap=True)]
     keras = export["keras"]
-    table.add_row("reference", "keras", f"{keras['bytes'] / 1024:.1f}", f"{keras['accuracy']:.4f}",
-                  f"{keras['macro_f1']:.4f}", "", f"{keras['latency_median_ms']:.3f}", f"{keras['latency_p95_ms']:.3f}")
+    table.add_row("reference", "keras", f"{keras['bytes'] / 1024:.1f}", "", f"{keras['accuracy']:.4f}", "",
+                  f"{keras['latency_median_ms']:.3f}")
     for v in export["variants"]:
         verdict = "[bold]recommended[/bold]" if v["recommended"] else "ok" if v["within_tolerance"] else "too lossy"
-        table.add_row(verdict, v["variant"], f"{v['bytes'] / 1024:.1f}", f"{v['accuracy']:.4f}",
-                      f"{v['macro_f1']:.4f}", f"{v['label_agreement']:.4f}", f"{v['latency_median_ms']:.3f}",
-                      f"{v['latency_p95_ms']:.3f}")
+        gzipped = f"{v['gzip_bytes'] / 1024:.1f}" if v.get("gzip_bytes") else ""
+        table.add_row(verdict, v["variant"], f"{v['bytes'] / 1024:.1f}", gzipped, f"{v['accuracy']:.4f}",
+                      f"{v['label_agreement']:.4f}", f"{v['latency_median_ms']:.3f}")
     console.print(table)
+    for v in export["variants"]:
+        if v.get("source", TRAINED_MODEL) != TRAINED_MODEL:
+            console.print(f"{v['variant']}: {v['source']}")
     console.print(f"export folder: [bold]{export['directory']}[/bold]")
 
 

@@ -30,6 +30,7 @@ from flows.output import prefect_console_handlers
 from pipelines.errors import KerasflowError
 from pipelines.export_records import ExportResult
 from pipelines.model_card import variant_table
+from pipelines.variant_plot import PLOT_FILE
 from pipelines.report import compact
 from pipelines.runs import Step
 from pipelines.search.parallel import (
@@ -219,7 +220,10 @@ def publish_columns(roles: dict[str, dict]) -> None:
 
 
 def publish_export(export: ExportResult) -> None:
-    create_markdown_artifact("\n".join(["# TFLite variants", "", *variant_table(export)]), key="tflite-variants",
+    plot = Path(export.directory) / PLOT_FILE
+    picture = [f"![accuracy against size]({png_data_url(plot)})", ""] if plot.exists() else []
+    create_markdown_artifact("\n".join(["# TFLite variants", "", *picture, *variant_table(export)]),
+                             key="tflite-variants",
                              description="Which TFLite variant to ship: size, parity and batch-1 latency")
 
 

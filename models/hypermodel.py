@@ -14,9 +14,9 @@ absent from the exported graph.
 
 Sizes follow the input: the number of image conv blocks is bounded by how
 often the input can be halved, dense widths by the feature count, and long
-sequences are average-pooled before the LSTM so it stays small once
-unrolled. LSTMs are built with `unroll=True` on a fixed sequence length:
-that is what converts to TFLite with builtin ops only.
+sequences beyond `MAX_LSTM_STEPS` are average-pooled before the LSTM
+(backpropagation through time costs per step). The LSTM is `models.lstm.FusedLSTM`,
+which TFLite converts to its builtin fused LSTM op at any length.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from models.layers import TabularEncoder
+from models.lstm import FusedLSTM
 from models.rocket import MIN_LENGTH, MiniRocket, fit_dilations, fit_ridge_head
 from models.trees import KINDS as TREE_KINDS
 from models.trees import TreeEnsemble, fit_trees, trees_per_round
@@ -36,7 +37,7 @@ from models.trees import TreeEnsemble, fit_trees, trees_per_round
 FAMILIES = ("dense", "cnn", "lstm", "rocket", "trees")
 CHEAPEST_FIRST = ("rocket", "dense", "trees", "cnn", "lstm")  # seconds per trial on a small set, fewest first
 CLOSED_FORM_FAMILIES = ("rocket", "trees")
-MAX_LSTM_STEPS = 64
+MAX_LSTM_STEPS = 256  # a training-time bound; the fused export has none
 IMAGE_BLOCKS = ("plain", "residual", "separable")
 SEQUENCE_BLOCKS = ("resnet", "inception", "fcn", "plain")  # the first is the default
 SEQUENCE_KERNELS = (8, 5, 3)  # FCN's and ResNet's kernel lengths (Wang et al. 2017)
@@ -49,6 +50,24 @@ TREES_SKIPPED = "trees split on one input value at a time; single pixels and tim
 SKIPPED_FOR_IMAGES = {"rocket": "MiniRocket's kernels slide along one time axis; images have two",
                       "trees": TREES_SKIPPED}
 SKIPPED_FOR_SEQUENCES = {"trees": TREES_SKIPPED}
+
+
+STUDENT_TRAINING = {"dropout": 0.0, "learning_rate": 3e-3}
+
+
+def student_ladder(kind: str) -> list[dict]:
+    """Distillation students for an input kind, largest first: one family per kind that trains in seconds and
+    exports to a small int8 file (dense for tables; plain CNNs with global pooling for images; FCNs for
+    sequences), in halving widths. `pipelines.compress` takes the largest that fits the size budget."""
+    if kind == "table":
+        rungs = [{"family": "dense", "dense_layers": 1, "dense_units": u, "dense_batchnorm": False}
+                 for u in (256, 128, 64, 32, 16, 8)] + [{"family": "dense", "dense_layers": 0}]
+    elif kind == "image":
+        rungs = [{"family": "cnn", "cnn_block": "plain", "cnn_blocks": 2, "cnn_filters": f, "cnn_global_pool": True,
+                  "cnn_dense_units": 4 * f} for f in (32, 16, 8, 4)]
+    else:
+        rungs = [{"family": "cnn", "cnn_block": "fcn", "cnn_filters": f} for f in (32, 16, 8, 4)]
+    return [{**rung, **STUDENT_TRAINING} for rung in rungs]
 
 
 def families_for(kind: str, requested: list[str] | None = None,
@@ -261,7 +280,7 @@ class KerasflowHyperModel(kt.HyperModel):
         n_layers = hp.Int("lstm_layers", 1, 2)
         units = hp.Choice("lstm_units", [16, 32, 64])
         for i in range(n_layers):
-            x = keras.layers.LSTM(units, unroll=True, return_sequences=i < n_layers - 1)(x)
+            x = FusedLSTM(units, return_sequences=i < n_layers - 1)(x)
         return x
 
     def _rocket(self, hp, x):

@@ -74,7 +74,26 @@ class DeviceOptions(Options):
     memory_growth: bool = Field(True, description="Let TensorFlow take GPU memory as it needs it, not all at once.")
 
 
-class SearchOptions(DeviceOptions):
+class MobileBudget(Options):
+    """What fits a phone: the search skips architectures over it, distillation sizes its student to it."""
+
+    max_model_kb: float | None = Field(None, gt=0, description="Mobile budget: architectures whose int8 TFLite "
+                                       "model is larger (KiB) are not trained; a distilled student is sized to fit.")
+    max_latency_ms: float | None = Field(None, gt=0, description="Mobile budget: architectures whose int8 batch-1 "
+                                         "latency (this CPU, one thread) is slower (ms) are not trained; a distilled "
+                                         "student is sized to fit.")
+
+    @property
+    def mobile_budget(self) -> bool:
+        return self.max_model_kb is not None or self.max_latency_ms is not None
+
+    def budget_text(self) -> str:
+        limits = [f"int8 model <= {self.max_model_kb:g} KiB" if self.max_model_kb is not None else "",
+                  f"batch-1 int8 latency <= {self.max_latency_ms:g} ms" if self.max_latency_ms is not None else ""]
+        return " and ".join(limit for limit in limits if limit)
+
+
+class SearchOptions(DeviceOptions, MobileBudget):
     """The architecture search: tuner, budget, space, mobile budget, parallel workers, and its devices."""
 
     tuner: Tuner = Field("hyperband", description="keras-tuner algorithm.")
@@ -88,10 +107,6 @@ class SearchOptions(DeviceOptions):
     families: list[Family] | None = Field(None, description="Only search these families (default: all that fit "
                                           "the input).")
     seed: int = Field(42, description="Seed of the split and the search.")
-    max_model_kb: float | None = Field(None, gt=0, description="Mobile budget: architectures whose int8 TFLite "
-                                       "model is larger (KiB) are not trained.")
-    max_latency_ms: float | None = Field(None, gt=0, description="Mobile budget: architectures whose int8 batch-1 "
-                                         "latency (this CPU, one thread) is slower (ms) are not trained.")
     min_trial_steps: int = Field(250, ge=0, description="Small training sets: smaller batches (an eighth of the "
                                  "rows, at least 8) and more epochs per trial (up to 5x max epochs) until a trial "
                                  "takes this many optimiser steps; 0: off.")
@@ -119,18 +134,10 @@ class SearchOptions(DeviceOptions):
             raise ValueError("scheduler_address places parallel search workers: give workers >= 2 too")
         return self
 
-    @property
-    def mobile_budget(self) -> bool:
-        return self.max_model_kb is not None or self.max_latency_ms is not None
-
-    def budget_text(self) -> str:
-        limits = [f"int8 model <= {self.max_model_kb:g} KiB" if self.max_model_kb is not None else "",
-                  f"batch-1 int8 latency <= {self.max_latency_ms:g} ms" if self.max_latency_ms is not None else ""]
-        return " and ".join(limit for limit in limits if limit)
 
 
-class ExportOptions(Options):
-    """Which TFLite variants to write and how strict their parity check is."""
+class ExportOptions(MobileBudget):
+    """Which TFLite variants to write, how strict their parity check is, and what compression to add."""
 
     quantize: list[Variant] = Field(list(VARIANTS), min_length=1, description=(
         "TFLite variant to export (repeatable; default all): float32, float16 (half-size weights), dynamic (int8 "
@@ -140,6 +147,18 @@ class ExportOptions(Options):
     quantization_tolerance: float = Field(0.01, ge=0, le=1, description="Largest accuracy drop of a TFLite variant "
                                           "vs Keras that may still be recommended (0.01 = 1 point).")
     latency_runs: int = Field(100, ge=1, description="Timed batch-1 calls per model for the latency columns.")
+    prune: float | None = Field(None, gt=0, lt=1, description="Also export a pruned model: this share of every "
+                                "kernel's smallest weights set to zero (e.g. 0.5) during a short recovery fine-tune, "
+                                "int8 with sparse weight storage where LiteRT has it.")
+    distill: bool = Field(False, description="Also export a distilled student: a smaller model trained on the "
+                          "model's own predictions (keras.distillation), sized to the mobile budget, or to half the "
+                          "model's int8 size without one.")
+    compress_epochs: int = Field(20, ge=1, description="Epochs of the pruning recovery fine-tune and of the "
+                                 "distillation, each; both learn from the run's training sample (replay.npz).")
+
+    @property
+    def compressing(self) -> bool:
+        return self.prune is not None or self.distill
 
     @field_validator("quantize", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ leaves the last good one (or nothing) behind, never half a folder.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import shutil
@@ -24,11 +25,21 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
 from pipelines import model_card
+from pipelines.compress import compress
 from pipelines.config import ExportOptions
 from pipelines.errors import ExportError
-from pipelines.export_records import ExportData, ExportResult, KerasReference, VariantReport
-from pipelines.preprocess import Preprocessing
-from pipelines.tflite import LiteModel, check_builtin_ops, convert, keras_latency, tflite_latency, write_saved_model
+from pipelines.export_records import TRAINED_MODEL, ExportData, ExportResult, KerasReference, VariantReport
+from pipelines.preprocess import REPLAY_ROWS, Preprocessing, Replay
+from pipelines.tflite import (
+    LiteModel,
+    check_builtin_ops,
+    convert,
+    keras_latency,
+    sparse_tensors,
+    tflite_latency,
+    write_saved_model,
+)
+from pipelines.variant_plot import PLOT_FILE, plot_variants
 
 
 @dataclass
@@ -56,6 +67,11 @@ class ExportSource:
         return cls(path / "export" / "model.keras", path / "export" / "preprocessing.json",
                    path / "export_inputs.npz", path / "card.json")
 
+    @property
+    def replay(self) -> Path:
+        """The training sample beside the card (`pipelines.runs.save_training_memory`): what compression learns from."""
+        return self.card.with_name("replay.npz")
+
     def missing(self) -> list[str]:
         return [p.name for p in (self.model, self.preprocessing, self.export_inputs, self.card) if not p.exists()]
 
@@ -65,8 +81,13 @@ REEXPORT_FILES = tuple(p.name for p in vars(ExportSource.run_folder(Path("."))).
 
 
 def export_model(model_path: Path, prep: Preprocessing, data: ExportData, export_dir: Path,
-                 options: ExportOptions | None = None, card: model_card.CardFacts | None = None) -> ExportResult:
-    """Write the model in every asked format to `export_dir` atomically, each checked on the test split."""
+                 options: ExportOptions | None = None, card: model_card.CardFacts | None = None,
+                 training: Path | None = None) -> ExportResult:
+    """Write the model in every asked format to `export_dir` atomically, each checked on the test split.
+
+    With `options.prune` / `options.distill`, a pruned model and a distilled student (`pipelines.compress`),
+    trained on the sample in `training` (a `replay.npz`), are exported as int8 variants beside the others.
+    """
     import keras
 
     options = options or ExportOptions()
@@ -80,8 +101,12 @@ def export_model(model_path: Path, prep: Preprocessing, data: ExportData, export
         reference = _keras_reference(model, keras_probabilities, data, staging / "model.keras", options)
         variants = [_export_variant(staging, variant, keras_probabilities, reference, data, options)
                     for variant in options.quantize]
+        if options.compressing:
+            variants += _compressed_variants(model_path, prep, data, staging, options, keras_probabilities,
+                                             reference, training, variants)
         _recommend(variants)
         result = ExportResult(export_dir, {}, reference, variants, options.quantization_tolerance, options.int8_io)
+        plot_variants(result, staging / PLOT_FILE)
         (staging / "labels.json").write_text(json.dumps(prep.class_names, indent=2))
         prep.save(staging / "preprocessing.json")
         model_card.write_spec(result, prep, data, staging / "model_spec.json")
@@ -111,7 +136,7 @@ def export_from(source: ExportSource, export_dir: Path, options: ExportOptions |
     prep = _read(source.preprocessing, Preprocessing.load)
     data = _read(source.export_inputs, ExportData.load)
     facts = _read(source.card, model_card.CardFacts.load)
-    return export_model(source.model, prep, data, export_dir, options, facts)
+    return export_model(source.model, prep, data, export_dir, options, facts, training=source.replay)
 
 
 def _read(path: Path, loader):
@@ -134,16 +159,46 @@ def _scores(y: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
     return float(accuracy_score(y, predicted)), float(f1_score(y, predicted, average="macro", zero_division=0))
 
 
+def _compressed_variants(model_path: Path, prep: Preprocessing, data: ExportData, staging: Path,
+                         options: ExportOptions, keras_probabilities: np.ndarray, reference: KerasReference,
+                         training: Path | None, variants: list[VariantReport]) -> list[VariantReport]:
+    """Prune and/or distil the model (`pipelines.compress`) and export each as an int8 variant."""
+    if training is None or not Path(training).exists():
+        raise ExportError(f"compression learns from the run's training sample, and {training or 'replay.npz'} is "
+                          "missing: compress a run folder or registered version that has replay.npz")
+    x, y = Replay.load(training).sample(REPLAY_ROWS, prep.class_names, seed=0)
+    int8 = next((v for v in variants if v.variant == "int8"), None)
+    teacher_kb = (int8.bytes if int8 else len(convert(staging / "saved_model", "int8", data.x_representative))) / 1024
+    work = staging / ".compress"
+    reports = []
+    for made in compress(model_path, prep, x, y, options, teacher_kb, data.x_representative):
+        made.model.save(staging / f"model_{made.kind}.keras")
+        saved_model = write_saved_model(made.model, work / made.kind, prep.input_shape)
+        reports.append(_export_variant(staging, made.variant, keras_probabilities, reference, data, options,
+                                       mode="int8", saved_model=saved_model, source=made.description,
+                                       sparsity=made.sparsity))
+    shutil.rmtree(work, ignore_errors=True)
+    return reports
+
+
 def _export_variant(staging: Path, variant: str, keras_probabilities: np.ndarray, reference: KerasReference,
-                    data: ExportData, options: ExportOptions) -> VariantReport:
+                    data: ExportData, options: ExportOptions, *, mode: str | None = None,
+                    saved_model: Path | None = None, source: str = TRAINED_MODEL,
+                    sparsity: float | None = None) -> VariantReport:
+    """Convert one variant (`mode`: the quantize mode, default `variant`) and check it against the Keras model."""
     file = f"model_{variant}.tflite"
     try:
-        tflite = convert(staging / "saved_model", variant, data.x_representative, options.int8_io)
+        tflite = convert(saved_model or staging / "saved_model", mode or variant, data.x_representative,
+                         options.int8_io, sparse=sparsity is not None)
     except ExportError:
         raise
     except Exception as exc:
         raise ExportError(f"{file}: conversion with builtin ops only failed: {_last_line(exc)}") from exc
     ops = check_builtin_ops(tflite, file)
+    if sparsity is not None:
+        source += ("; weights stored sparse" if sparse_tensors(tflite) else
+                   "; weights stored dense (the sparse form was larger or LiteRT could not run it; gzip shows the "
+                   "saving)")
     (staging / file).write_bytes(tflite)
     lite = LiteModel(tflite)
     probabilities = lite.predict(data.x_test)
@@ -156,7 +211,8 @@ def _export_variant(staging: Path, variant: str, keras_probabilities: np.ndarray
         label_agreement=float(np.mean(np.argmax(probabilities, axis=1) == np.argmax(keras_probabilities, axis=1))),
         max_probability_difference=float(np.max(np.abs(probabilities - keras_probabilities))),
         latency_median_ms=latency.median_ms, latency_p95_ms=latency.p95_ms,
-        within_tolerance=drop <= options.quantization_tolerance + 1e-9,
+        within_tolerance=drop <= options.quantization_tolerance + 1e-9, stateful=lite.stateful,
+        source=source, sparsity=sparsity, gzip_bytes=len(gzip.compress(tflite, compresslevel=9)),
     )
 
 

@@ -48,6 +48,9 @@ class ExportData:
             return cls(**{name: saved[name] for name in cls.__dataclass_fields__})
 
 
+TRAINED_MODEL = "trained model"  # the source of the plain variants; compressed ones describe their own
+
+
 @dataclass
 class VariantReport:
     """One TFLite variant: file, tensors, parity on the test split, latency, verdict.
@@ -60,6 +63,9 @@ class VariantReport:
         max_probability_difference: largest gap to the Keras model's probabilities.
         latency_median_ms, latency_p95_ms: batch-1, one thread.
         within_tolerance: accuracy_drop is at most the tolerance; recommended: the one to ship.
+        stateful: it keeps tensors between calls (a fused LSTM's state), so an app resets them before each call.
+        source: the Keras model it was converted from (the trained model, or a pruned or distilled one);
+        sparsity: a pruned model's share of zero kernel weights; gzip_bytes: the file gzipped, as downloads are.
     """
 
     variant: str
@@ -78,6 +84,10 @@ class VariantReport:
     latency_p95_ms: float
     within_tolerance: bool
     recommended: bool = False
+    stateful: bool = False
+    source: str = TRAINED_MODEL
+    sparsity: float | None = None
+    gzip_bytes: int | None = None
 
 
 @dataclass

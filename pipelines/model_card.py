@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipelines.columns import DATE_PARTS, DATE_PARTS_MEANING, ColumnRole
-from pipelines.export_records import ExportData, ExportResult
+from pipelines.export_records import TRAINED_MODEL, ExportData, ExportResult
 from pipelines.load import LENGTH_RULE
 from pipelines.preprocess import Preprocessing
 
@@ -77,13 +77,22 @@ def column_roles(prep: Preprocessing) -> dict:
     return {"roles": roles, **({"date_parts": DATE_PARTS_MEANING} if dates else {})}
 
 
+STATE_RESET = ("LiteRT keeps the fused LSTM state of the variants marked stateful from one call to the next: reset "
+               "it before every call (Java/Kotlin Interpreter.resetVariableTensors(), C++ "
+               "Interpreter::ResetVariableTensors(), Python Interpreter.reset_all_variables()), and feed one "
+               "sequence per call")
+
+
 def spec(result: ExportResult, prep: Preprocessing, data: ExportData) -> dict:
     """JSON-able description of the model's input and output and of every variant's tensors."""
+    stateful = any(v.stateful for v in result.variants)
+    batch = 1 if stateful else -1
     return {
         "labels": prep.class_names,
+        **({"before_each_call": STATE_RESET} if stateful else {}),
         "input": {
             "name": "features",
-            "shape": [-1, *prep.input_shape],
+            "shape": [batch, *prep.input_shape],
             "layout": input_layout(prep),
             "training_value_range": {"min": data.feature_min.tolist(), "max": data.feature_max.tolist(),
                                      "per": "column" if prep.kind == "table" else "channel/feature (last axis)"},
@@ -92,7 +101,7 @@ def spec(result: ExportResult, prep: Preprocessing, data: ExportData) -> dict:
             **({"columns": column_roles(prep)} if prep.roles else {}),
             **({"sequence": sequence_input(prep)} if prep.kind == "sequence" else {}),
         },
-        "output": {"shape": [-1, len(prep.class_names)], "meaning": "softmax probabilities in labels.json order"},
+        "output": {"shape": [batch, len(prep.class_names)], "meaning": "softmax probabilities in labels.json order"},
         "keras": asdict(result.keras),
         "tolerance": result.tolerance,
         "recommended": result.recommended.variant if result.recommended else None,
@@ -118,16 +127,21 @@ def variant_table(result: ExportResult) -> list[str]:
     """Markdown rows: Keras, then each TFLite variant, the verdict first; shared by the model card and report.md."""
     k = result.keras
     rows = [
-        "| verdict | model | file | KiB | accuracy | Δ acc. (pt) | macro-F1 | agreement | max Δp | ms p50 | ms p95 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| reference | Keras | model.keras | {k.bytes / 1024:.1f} | {k.accuracy:.4f} | – | {k.macro_f1:.4f} | – | – | "
+        "| verdict | model | file | KiB | gzip KiB | accuracy | Δ acc. (pt) | macro-F1 | agreement | max Δp | ms p50 "
+        "| ms p95 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| reference | Keras | model.keras | {k.bytes / 1024:.1f} | – | {k.accuracy:.4f} | – | {k.macro_f1:.4f} "
+        "| – | – | "
         f"{k.latency_median_ms:.3f} | {k.latency_p95_ms:.3f} |",
     ]
     for v in result.variants:
         verdict = ("**recommended**" if v.recommended else "ok" if v.within_tolerance
                    else f"⚠ too lossy (> {100 * result.tolerance:.1f} pt)")
-        rows.append(f"| {verdict} | {v.variant}{' (int8 I/O)' if v.input.quantized else ''} | {v.file} | "
-                    f"{v.bytes / 1024:.1f} | {v.accuracy:.4f} | {-100 * v.accuracy_drop + 0.0:+.2f} | "
+        model = v.variant + (" (int8 I/O)" if v.input.quantized else "") + (
+            f": {v.source}" if v.source != TRAINED_MODEL else "")
+        gzipped = f"{v.gzip_bytes / 1024:.1f}" if v.gzip_bytes else "–"
+        rows.append(f"| {verdict} | {model} | {v.file} | {v.bytes / 1024:.1f} | {gzipped} | "
+                    f"{v.accuracy:.4f} | {-100 * v.accuracy_drop + 0.0:+.2f} | "
                     f"{v.macro_f1:.4f} | {v.label_agreement:.4f} | {v.max_probability_difference:.2e} | "
                     f"{v.latency_median_ms:.3f} | {v.latency_p95_ms:.3f} |")
     return rows
@@ -171,6 +185,7 @@ def _card_lines(result, prep, facts: CardFacts | None) -> list[str]:
         "## Intended use",
         INTENDED_USE,
         f"Input: {input_layout(prep)}. Inside the model: {NORMALISATION[prep.kind]}.",
+        *([f"**Before each call**: {STATE_RESET}."] if any(v.stateful for v in result.variants) else []),
         "",
         "## Limits",
         "- Trained on the data above only: expect worse results on inputs from another source, sensor or population.",

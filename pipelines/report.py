@@ -9,6 +9,7 @@ from pathlib import Path
 from models import member_hyperparameters
 from pipelines.export_records import ExportResult
 from pipelines.model_card import variant_table
+from pipelines.variant_plot import PLOT_FILE
 from pipelines.results import RetrainResult, RunResult
 from pipelines.search.records import SearchResult, TrialStatus
 from pipelines.search.selection import FOLDS, SMALL_VALIDATION_ROWS, TIE_BREAK
@@ -132,6 +133,8 @@ def export_section(export: ExportResult) -> list[str]:
         + (f"**{recommended.variant}** (`{recommended.file}`)" if recommended else "none — every variant lost too much"),
         "",
         *variant_table(export),
+        "",
+        f"![TFLite variants: accuracy against size](export/{PLOT_FILE})",
         "",
         "App-side details (tensors, int8 scale/zero-point, vocabularies): `export/model_spec.json`; "
         "model card: `export/MODEL_CARD.md`.",

@@ -139,7 +139,7 @@ def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, 
     facts = card_facts(config, splits, describe(hyperparameters), evaluation)
     facts.save(run_dir / "card.json")
     exported = steps(Step.EXPORT, export_model, trained.model_path, prep, export_data, run_dir / "export", config,
-                     facts)
+                     facts, training=run_dir / "replay.npz")
     return Candidate(run_dir, trained.model_path, prep, hyperparameters, trained, evaluation, exported, trained_on,
                      search_evaluation)
 

@@ -28,29 +28,38 @@ CUSTOM_OPCODE = 32  # BuiltinOperator.CUSTOM: Flex and custom ops carry their na
 
 
 def write_saved_model(model, path: Path, input_shape: list[int]) -> Path:
-    """An inference-only endpoint (training=False): what TFLite converts reliably (keras#19108)."""
+    """An inference-only endpoint (training=False): what TFLite converts reliably (keras#19108).
+
+    Its batch is free, except for a model with a fused LSTM: the converter fuses only a static batch
+    (`models.lstm.export_batch_size`), so that endpoint takes one sample at a time, as a phone does.
+    """
     import keras
     import tensorflow as tf
+
+    from models.lstm import export_batch_size
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         name="serve",
         fn=lambda features: model(features, training=False),
-        input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name="features")],
+        input_signature=[tf.TensorSpec((export_batch_size(model), *input_shape), tf.float32, name="features")],
     )
     archive.write_out(str(path), verbose=False)
     return path
 
 
 def convert(saved_model: Path, variant: str, representative: np.ndarray | None = None,
-            int8_io: bool = False) -> bytes:
+            int8_io: bool = False, sparse: bool = False) -> bytes:
     """Convert the SavedModel's `serve` endpoint to one variant, builtin ops only.
 
     The int8 variant (float I/O) keeps the in-model preprocessing (standardisation, imputation, one-hot) in
     float and quantizes from its output on: quantizing the raw input tensor with one scale for every column
     collapses columns of small range next to large ones (wine's hue next to its proline: 0.58 accuracy
     against 0.97). With int8 I/O the input tensor itself is int8, so everything is quantized.
+    `sparse` (a pruned model) stores weights in LiteRT's sparse format where the runtime supports it: the
+    converter's own sparsify pass (what `tf.lite.Optimize.EXPERIMENTAL_SPARSITY` runs after conversion), applied
+    to the converted file because the selective-quantization debugger rejects that optimization.
     """
     import tensorflow as tf
 
@@ -62,7 +71,7 @@ def convert(saved_model: Path, variant: str, representative: np.ndarray | None =
     if variant == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if variant != "int8":
-        return strip_debug_names(converter.convert())
+        return _finish(converter.convert(), sparse)
     if representative is None or not len(representative):
         raise ExportError("int8 quantization needs representative training samples; none were given")
     samples = np.asarray(representative, dtype=np.float32)
@@ -75,17 +84,47 @@ def convert(saved_model: Path, variant: str, representative: np.ndarray | None =
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-        return strip_debug_names(converter.convert())
+        return _finish(converter.convert(), sparse)
     float_nodes = preprocessing_nodes(_converter(saved_model).convert())
     if not float_nodes:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        return strip_debug_names(converter.convert())
+        return _finish(converter.convert(), sparse)
     # Selective quantization (TFLite's documented way): builtin float ops for the preprocessing, int8 after it.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter, debug_dataset=calibration,
         debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=float_nodes))
-    return strip_debug_names(debugger.get_nondebug_quantized_model())
+    return _finish(debugger.get_nondebug_quantized_model(), sparse)
+
+
+def _finish(tflite: bytes, sparse: bool) -> bytes:
+    tflite = strip_debug_names(tflite)
+    return (sparsified(tflite) or tflite) if sparse else tflite
+
+
+def sparsified(tflite: bytes) -> bytes | None:
+    """The converter's sparse encoding of `tflite`, or None when it stores nothing sparse, is no smaller (small
+    tensors: the index arrays cost more than the zeros save), or the stock LiteRT interpreter cannot run it (its
+    default XNNPACK delegate refuses sparse int8 FULLY_CONNECTED kernels)."""
+    from tensorflow.lite.python.convert import mlir_sparsify
+
+    sparse = mlir_sparsify(tflite)
+    if not sparse_tensors(sparse) or len(sparse) >= len(tflite):
+        return None
+    try:
+        model = LiteModel(sparse)
+        model.invoke(model.quantize(np.zeros([max(d, 1) for d in model.input.shape], np.float32)))
+    except (RuntimeError, ValueError):
+        return None
+    return sparse
+
+
+def sparse_tensors(tflite: bytes) -> int:
+    """How many tensors a TFLite file stores in the sparse format."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAsModel(tflite, 0).Subgraphs(0)
+    return sum(graph.Tensors(i).Sparsity() is not None for i in range(graph.TensorsLength()))
 
 
 def _converter(saved_model: Path):
@@ -178,12 +217,25 @@ class TensorSpec:
         return self.scale != 0.0
 
 
+def variable_tensors(tflite: bytes) -> int:
+    """How many tensors LiteRT keeps from one call to the next (a fused LSTM's h and c)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAsModel(tflite, 0).Subgraphs(0)
+    return sum(graph.Tensors(i).IsVariable() for i in range(graph.TensorsLength()))
+
+
 class LiteModel:
-    """A LiteRT interpreter that takes and returns float arrays, (de)quantizing int8 I/O itself."""
+    """A LiteRT interpreter that takes and returns float arrays, (de)quantizing int8 I/O itself.
+
+    A stateful model (a fused LSTM: LiteRT keeps its final h and c as the next call's initial state) has its
+    variable tensors reset before every call, so each call sees a fresh sequence, as the Keras model does.
+    """
 
     def __init__(self, tflite: bytes, num_threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
+        self.stateful = variable_tensors(tflite) > 0
         self.interpreter = Interpreter(model_content=tflite, num_threads=num_threads)
         self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
@@ -208,14 +260,23 @@ class LiteModel:
             self.interpreter.resize_tensor_input(self._input["index"], list(batch.shape))
             self.interpreter.allocate_tensors()
             self._input = self.interpreter.get_input_details()[0]
+        if self.stateful:
+            self.interpreter.reset_all_variables()
         self.interpreter.set_tensor(self._input["index"], batch)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._output["index"])
 
+    @property
+    def batch_size(self) -> int:
+        """Rows per call: PREDICT_BATCH, or the batch the model was converted with when it is fixed (fused LSTMs)."""
+        fixed = self.input.shape[0]
+        return fixed if fixed > 0 else PREDICT_BATCH
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Float probabilities for `x`, in batches."""
-        return np.concatenate([self.dequantize(self.invoke(self.quantize(x[i:i + PREDICT_BATCH])))
-                               for i in range(0, len(x), PREDICT_BATCH)])
+        step = self.batch_size
+        return np.concatenate([self.dequantize(self.invoke(self.quantize(x[i:i + step])))
+                               for i in range(0, len(x), step)])
 
 
 def _spec(detail: dict) -> TensorSpec:

@@ -20,7 +20,8 @@ RUN_FILES = {"run.json", "expectations.json", "search", "search_summary.csv", "s
              "preprocessing.json", "export_inputs.npz", "card.json", "search_frontier.png", "reference.parquet",
              "replay.npz"}
 EXPORT_FILES = {"model.keras", "saved_model", "labels.json", "preprocessing.json", "model_spec.json", "MODEL_CARD.md",
-                "model_float32.tflite", "model_float16.tflite", "model_dynamic.tflite", "model_int8.tflite"}
+                "model_float32.tflite", "model_float16.tflite", "model_dynamic.tflite", "model_int8.tflite",
+                "variants.png"}
 
 
 def _check_run_folder(summary: dict, n_classes: int):
@@ -42,6 +43,7 @@ def _check_run_folder(summary: dict, n_classes: int):
     report = (run_dir / "report.md").read_text()
     assert "## Test scores" in report and "| float32 | model_float32.tflite |" in report
     assert "![search frontier](search_frontier.png)" in report
+    assert "![TFLite variants: accuracy against size](export/variants.png)" in report
     return run_dir
 
 
@@ -63,7 +65,7 @@ def test_table_flow_end_to_end_with_artifacts(table_csv, tmp_path):
     assert {row["column"]: row["role"] for row in columns} == {"x1": "numeric", "x2": "numeric",
                                                                 "colour": "categorical"}
     assert not re.search(r"!\[[^\]]*\]\((?!data:image/png;base64,)", report), "every picture is embedded"
-    assert report.count("](data:image/png;base64,") == 3, "frontier, confusion matrix, learning curves"
+    assert report.count("](data:image/png;base64,") == 4, "frontier, confusion matrix, learning curves, variants"
     for key, artifact in artifacts.items():
         text = artifact.data if isinstance(artifact.data, str) else json.dumps(artifact.data)
         outside_images = re.sub(r"!\[[^\]]*\]\(data:image/png;base64,[A-Za-z0-9+/=]+\)", "", text)
@@ -74,7 +76,9 @@ def test_table_flow_end_to_end_with_artifacts(table_csv, tmp_path):
     assert list(trials[0])[:4] == ["best", "trial", "status", "family"] and trials[0]["best"] == "★"
     assert all(len(str(row["val_accuracy"])) <= 6 for row in trials if row["val_accuracy"] is not None)
     assert "{" not in trials[0]["hyperparameters"] and "lr=" in trials[0]["hyperparameters"]
-    assert artifacts["tflite-variants"].data.splitlines()[2].startswith("| verdict | model |")
+    variants_artifact = artifacts["tflite-variants"].data
+    assert "](data:image/png;base64," in variants_artifact, "the accuracy/size picture renders in the Prefect UI"
+    assert any(line.startswith("| verdict | model |") for line in variants_artifact.splitlines())
     assert "best " in artifacts["search-progress"].description and "min left" in artifacts["search-progress"].description
 
 
@@ -100,10 +104,29 @@ def test_image_flow_under_a_mobile_budget_then_reexport_from_the_cli(image_folde
     assert (run_dir / "export" / "model_int8.tflite").read_bytes() == before
 
 
+def test_compress_a_registered_version_into_its_own_folder(registry_root, tmp_path):
+    version = registry_root / "tab" / "v0001"
+    before = sorted((p.relative_to(version), p.stat().st_mtime_ns) for p in version.rglob("*"))
+    out = tmp_path / "compressed"
+    result = CliRunner().invoke(app, ["compress", "tab@v0001", "--prune", "0.5", "--compress-epochs", "2",
+                                      "--registry", str(registry_root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "pruned_int8: " in result.output, "the CLI says what the compressed model is"
+    spec = json.loads((out / "model_spec.json").read_text())
+    assert "pruned_int8" in spec["variants"] and "distilled_int8" not in spec["variants"]
+    assert spec["variants"]["pruned_int8"]["sparsity"] == pytest.approx(0.5, abs=0.1)  # a tiny model: whole weights
+    assert (out / "model_pruned_int8.tflite").exists() and (out / "model_pruned.keras").exists()
+    assert "pruned_int8" in (out / "MODEL_CARD.md").read_text()
+    assert sorted((p.relative_to(version), p.stat().st_mtime_ns) for p in version.rglob("*")) == before
+
+
 def test_sequence_flow_end_to_end_with_lstm(sequences_npz, tmp_path):
     summary = train_flow(fast_config(data=sequences_npz, runs_root=tmp_path / "runs", families=["lstm"]))
     run_dir = _check_run_folder(summary, 2)
     assert summary["family"] == "lstm"
+    spec = json.loads((run_dir / "export" / "model_spec.json").read_text())
+    assert all("UNIDIRECTIONAL_SEQUENCE_LSTM" in v["operators"] for v in spec["variants"].values())
+    assert spec["input"]["shape"][0] == 1 and "before_each_call" in spec
     assert "zero-padded at the end to length 20" in (run_dir / "report.md").read_text()
 
 

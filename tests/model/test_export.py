@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from models.lstm import FUSED_OP
 from pipelines.errors import ExportError
 from pipelines.config import ExportOptions
 from pipelines.export import REEXPORT_FILES, export_model, reexport
@@ -69,6 +70,13 @@ def test_every_family_exports_every_variant_with_builtin_ops_and_parity(request,
     recommended = [v for v in result.variants if v.recommended]
     assert len(recommended) == 1 and recommended[0].within_tolerance
     assert all(v.within_tolerance == (v.accuracy_drop <= result.tolerance + 1e-9) for v in result.variants)
+    if "lstm" in request.node.callspec.id:  # fused, not unrolled: one LSTM op per layer, no per-step ops
+        for v in result.variants:
+            assert FUSED_OP in v.operators and "SPLIT" not in v.operators, v.variant
+        assert result.variant("int8").bytes < float32.bytes  # unrolled, int8 was 1.3x float32
+        assert all(v.stateful for v in result.variants), "LiteRT keeps the LSTM state: the spec must say so"
+        spec = json.loads((tmp_path / "export" / "model_spec.json").read_text())
+        assert spec["input"]["shape"][0] == 1 and "resetVariableTensors" in spec["before_each_call"]
     spec = json.loads((tmp_path / "export" / "model_spec.json").read_text())
     if prep.kind == "sequence":
         assert spec["input"]["sequence"] == {"length": prep.input_shape[0], "features": prep.input_shape[1],

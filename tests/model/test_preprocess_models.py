@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from models import KerasflowHyperModel, families_for
+from models.hypermodel import MAX_LSTM_STEPS
+from models.lstm import FusedLSTM
 from pipelines.finetune import build_from_hyperparameters
 from pipelines.load import load_path, split_dataset
 from pipelines.preprocess import Preprocessing, encode_features, fit_preprocessing
@@ -73,8 +75,10 @@ def test_sizes_follow_the_input():
     assert big.space[[p.name for p in big.space].index("cnn_blocks")].max_value == 4
 
 
-def test_long_sequences_are_pooled_before_an_unrolled_lstm():
+def test_lstm_sees_every_step_up_to_the_training_bound_and_pooled_steps_beyond():
     model = build_from_hyperparameters(_prep("sequence", (150, 1)), {"family": "lstm", "lstm_layers": 1})
-    lstm = next(layer for layer in model.layers if isinstance(layer, keras.layers.LSTM))
-    assert lstm.unroll
-    assert lstm.input.shape[1] <= 64
+    lstm = next(layer for layer in model.layers if isinstance(layer, FusedLSTM))
+    assert lstm.input.shape[1] == 150
+    long = build_from_hyperparameters(_prep("sequence", (1000, 2)), {"family": "lstm", "lstm_layers": 1})
+    lstm = next(layer for layer in long.layers if isinstance(layer, FusedLSTM))
+    assert lstm.input.shape[1] <= MAX_LSTM_STEPS

@@ -41,6 +41,8 @@ CASES = {
     "no champion": (["retrain", "nobody", "--data", "{d}/t.csv", "--registry", "{d}/registry"], "has no champion"),
     "retrain missing file": (["retrain", "nobody", "--data", "{d}/gone.csv", "--registry", "{d}/registry"],
                              "has no champion"),
+    "nothing to compress": (["compress", "{d}/registry"], "nothing to compress: give --prune"),
+    "sparsity out of range": (["compress", "{d}/registry", "--prune", "1.5"], "prune: Input should be less than 1"),
     "predict unknown model": (["predict", "nobody", "--data", "{d}/t.csv", "--registry", "{d}/registry"], "nobody"),
 }
 

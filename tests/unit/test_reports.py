@@ -59,7 +59,7 @@ def test_variant_table_gives_each_variant_its_verdict_first():
     rows = variant_table(_export())
     assert len(rows) == 2 + 1 + 3
     assert rows[0].startswith("| verdict | model | file | KiB |")
-    assert rows[2].startswith("| reference | Keras | model.keras | 40.0 | 0.9000 |")
+    assert rows[2].startswith("| reference | Keras | model.keras | 40.0 | – | 0.9000 |")
     float32, dynamic, int8 = rows[3:]
     assert float32.startswith("| ok | float32 | model_float32.tflite |") and "| +0.00 |" in float32
     assert dynamic.startswith("| **recommended** | dynamic |") and "| -2.00 |" in dynamic
