@@ -9,7 +9,7 @@ split against the trained model, like any variant: its accuracy drop decides
 its verdict, and the smallest model within tolerance is recommended.
 
 - Pruning (`models.pruning.MagnitudePruning`): a copy of the model trains
-  `compress_epochs` more epochs (at least `MIN_RECOVERY_STEPS` steps) while
+  `compress_epochs` more epochs (at least `MIN_STEPS` steps) while
   its kernels' smallest weights are zeroed, up to the target sparsity.
 - Distillation (`keras.distillation.Distiller`, `LogitsDistillation`): the
   largest student of `models.hypermodel.student_ladder` whose int8 file fits
@@ -39,7 +39,7 @@ from pipelines.preprocess import Preprocessing
 from pipelines.tflite import int8_footprint
 
 RECOVERY_LEARNING_RATE = 1e-3  # Adam's default: at 1e-4 a small table model lost 5 points at 50% sparsity
-MIN_RECOVERY_STEPS = 500  # small data: more epochs, so that sparsity rises gently and the kept weights recover
+MIN_STEPS = 500  # small data: more epochs, so that sparsity rises gently and a student sees enough batches
 DISTILL_TEMPERATURE = 3.0
 STUDENT_LOSS_WEIGHT = 0.5  # labels and teacher weigh the same
 BATCH_SIZE = 32
@@ -82,7 +82,7 @@ def compress(model_path, prep: Preprocessing, x: np.ndarray, y: np.ndarray, opti
 
 def prune(model: keras.Model, x: np.ndarray, y: np.ndarray, target: float, epochs: int,
           seed: int = 0) -> CompressedModel:
-    """`model` trained `epochs` more epochs (or `MIN_RECOVERY_STEPS` steps) while `target` of each kernel's weights
+    """`model` trained `epochs` more epochs (at least `MIN_STEPS` steps) while `target` of each kernel's weights
     go to zero."""
     started = time.monotonic()
     keras.utils.set_random_seed(seed)
@@ -92,9 +92,8 @@ def prune(model: keras.Model, x: np.ndarray, y: np.ndarray, target: float, epoch
                                time.monotonic() - started, 0.0)
     model.compile(optimizer=keras.optimizers.Adam(RECOVERY_LEARNING_RATE), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    per_epoch = math.ceil(len(x) / BATCH_SIZE)
-    epochs = max(epochs, math.ceil(MIN_RECOVERY_STEPS / per_epoch))
-    steps = epochs * per_epoch
+    epochs = at_least_min_steps(epochs, len(x))
+    steps = epochs * math.ceil(len(x) / BATCH_SIZE)
     model.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, shuffle=True, verbose=0,
               callbacks=[MagnitudePruning(target, steps)])
     reached = sparsity(model)
@@ -110,7 +109,7 @@ def distill(teacher: keras.Model, prep: Preprocessing, x: np.ndarray, y: np.ndar
     student's own int8 file decides, and a student over the budget gives way to the next smaller rung.
     """
     started = time.monotonic()
-    target_kb = options.max_model_kb if options.max_model_kb is not None else teacher_int8_kb / 2
+    target_kb = student_budget_kb(options, teacher_int8_kb)
     ladder = student_ladder(prep.kind)
     rung = first_fitting_rung(prep, ladder, target_kb, options.max_latency_ms, representative)
     for values in ladder[rung:]:
@@ -121,6 +120,11 @@ def distill(teacher: keras.Model, prep: Preprocessing, x: np.ndarray, y: np.ndar
     fit = f"fits {target_kb:.1f} KiB" if kb <= target_kb else f"the smallest student; none fits {target_kb:.1f} KiB"
     return CompressedModel(Compression.DISTILLED, student, f"{describe_student(values)}, {kb:.1f} KiB int8 ({fit})",
                            time.monotonic() - started)
+
+
+def student_budget_kb(options: ExportOptions, teacher_int8_kb: float) -> float:
+    """The student's int8 size budget: --max-model-kb, else half the trained model's int8 file."""
+    return options.max_model_kb if options.max_model_kb is not None else teacher_int8_kb / 2
 
 
 def first_fitting_rung(prep: Preprocessing, ladder: list[dict], target_kb: float, max_latency_ms: float | None,
@@ -146,9 +150,14 @@ def _distilled(teacher: keras.Model, prep: Preprocessing, values: dict, x: np.nd
         student_loss_weight=STUDENT_LOSS_WEIGHT)
     distiller.compile(optimizer=keras.optimizers.Adam(values["learning_rate"]),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    distiller.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, shuffle=True, verbose=0,
+    distiller.fit(x, y, epochs=at_least_min_steps(epochs, len(x)), batch_size=BATCH_SIZE, shuffle=True, verbose=0,
                   callbacks=[keras.callbacks.EarlyStopping(monitor="loss", patience=5, restore_best_weights=True)])
     return student
+
+
+def at_least_min_steps(epochs: int, rows: int) -> int:
+    """`epochs`, or more when that many epochs of `rows` would take fewer than `MIN_STEPS` batches."""
+    return max(epochs, math.ceil(MIN_STEPS / math.ceil(rows / BATCH_SIZE)))
 
 
 def describe_student(values: dict) -> str:

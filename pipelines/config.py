@@ -154,7 +154,8 @@ class ExportOptions(MobileBudget):
                           "model's own predictions (keras.distillation), sized to the mobile budget, or to half the "
                           "model's int8 size without one.")
     compress_epochs: int = Field(20, ge=1, description="Epochs of the pruning recovery fine-tune and of the "
-                                 "distillation, each; both learn from the run's training sample (replay.npz).")
+                                 "distillation, each (at least 500 batches, so small data gets more); both learn "
+                                 "from the run's training sample (replay.npz).")
 
     @property
     def compressing(self) -> bool:
