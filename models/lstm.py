@@ -12,6 +12,9 @@ replaces its body by the fused op (`tf_keras/layers/rnn/gru_lstm_utils.py` is
 how Keras 2 produced it). Two conditions, from `CheckFusableKerasLstm`: only the
 first two results may be used, and the batch size must be static, so a model
 holding this layer is exported with a batch-1 endpoint (`export_batch_size`).
+The fused op keeps its final state in variable tensors that LiteRT carries
+into the next call, so every caller resets them first
+(`pipelines.tflite.LiteModel`; `model_spec.json` tells the app).
 
 The function body is the standard LSTM recurrence (gates i, f, c, o;
 sigmoid and tanh; Keras's weight layout), run by `tf.scan`: it trains as any
@@ -74,8 +77,7 @@ class FusedLSTM(keras.layers.Layer):
         lstm = standard_lstm if tf.executing_eagerly() else composite_lstm()
         # Tensors, not variables: a variable would reach the function as a rank-0 resource and defeat the fusion.
         last, outputs, _, _, _ = lstm(inputs, zeros, zeros, tf.convert_to_tensor(self.kernel),
-                                            tf.convert_to_tensor(self.recurrent_kernel),
-                                            tf.convert_to_tensor(self.bias))
+                                      tf.convert_to_tensor(self.recurrent_kernel), tf.convert_to_tensor(self.bias))
         return outputs if self.return_sequences else last
 
     def compute_output_shape(self, input_shape):
