@@ -121,10 +121,19 @@ def sparsified(tflite: bytes) -> bytes | None:
 
 def sparse_tensors(tflite: bytes) -> int:
     """How many tensors a TFLite file stores in the sparse format."""
+    return sum(tensor.Sparsity() is not None for tensor in _tensors(tflite))
+
+
+def _main_graph(tflite: bytes):
+    """The flatbuffer's first subgraph (the `serve` signature's), read in place."""
     from ai_edge_litert import schema_py_generated as schema
 
-    graph = schema.Model.GetRootAsModel(tflite, 0).Subgraphs(0)
-    return sum(graph.Tensors(i).Sparsity() is not None for i in range(graph.TensorsLength()))
+    return schema.Model.GetRootAsModel(tflite, 0).Subgraphs(0)
+
+
+def _tensors(tflite: bytes):
+    graph = _main_graph(tflite)
+    return (graph.Tensors(i) for i in range(graph.TensorsLength()))
 
 
 def _converter(saved_model: Path):
@@ -143,10 +152,7 @@ PREPROCESSING_NODE = re.compile(r"(^|/)(encode|normalize|rocket|trees)(_\d+)?/")
 
 def preprocessing_nodes(tflite: bytes) -> list[str]:
     """Output tensor names of the ops that belong to the in-model preprocessing layers (before names are stripped)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.Model.GetRootAsModel(tflite, 0)
-    graph = model.Subgraphs(0)
+    graph = _main_graph(tflite)
     names = []
     for i in range(graph.OperatorsLength()):
         operator = graph.Operators(i)
@@ -219,10 +225,7 @@ class TensorSpec:
 
 def variable_tensors(tflite: bytes) -> int:
     """How many tensors LiteRT keeps from one call to the next (a fused LSTM's h and c)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    graph = schema.Model.GetRootAsModel(tflite, 0).Subgraphs(0)
-    return sum(graph.Tensors(i).IsVariable() for i in range(graph.TensorsLength()))
+    return sum(tensor.IsVariable() for tensor in _tensors(tflite))
 
 
 class LiteModel:
