@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast test-unit bench bench-table serve ui lock clean
+.PHONY: install run test test-fast test-unit bench bench-table bench-transfer serve ui lock clean
 
 install: $(STAMP)
 
@@ -39,6 +39,9 @@ bench: install  ## digits vs sklearn baselines, Prefect+GX overhead, TFLite size
 
 bench-table: install  ## six datasets vs SVC, HGB, LogReg and MiniRocket on the same splits (10-min budget each)
 	$(BIN)/python bench/table.py
+
+bench-transfer: install  ## pre-train on digits 0-4, fine-tune on 10 and 30 rows per class of 5-9, vs from scratch
+	$(BIN)/python bench/transfer.py
 
 serve: install  ## the nightly retraining deployments of deployments/prefect.yaml, served from this process
 	$(BIN)/python deployments/serve.py

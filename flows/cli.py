@@ -17,6 +17,7 @@ from rich.table import Column, Table
 from flows.models_cli import models_app
 from flows.output import console, fail, quiet_user_errors_on_console
 from pipelines.config import (
+    Backbone,
     BundledDataset,
     ClassWeight,
     ExportOptions,
@@ -65,7 +66,8 @@ PANELS = {
                "class_weight selection ensemble_size",
         **{"Mobile budget and export": "max_model_kb max_latency_ms quantize int8_io quantization_tolerance prune "
                                        "distill compress_epochs",
-           "Scale-out and devices": "workers scheduler_address mixed_precision xla strategy"}),
+           "Scale-out and devices": "workers scheduler_address mixed_precision xla strategy",
+           "Pretrained start": "pretrained backbone backbone_weights"}),
     RetrainConfig: _panels(
         Data="data dataset target test_data image_size", Challenger="mode replay_fraction finetune_epochs learning_rate_factor "
         "budget_minutes max_trials max_epochs seed", Promotion="metric min_improvement max_recall_drop",
@@ -92,6 +94,7 @@ ModeChoice = choices("Mode", RetrainMode)
 ClassWeightChoice = choices("ClassWeight", ClassWeight)
 SelectionChoice = choices("Selection", Selection)
 MetricChoice = choices("Metric", HoldoutMetric)
+BackboneChoice = choices("Backbone", Backbone)
 T, R, E = TrainConfig, RetrainConfig, ExportOptions
 
 
@@ -133,6 +136,9 @@ def train(
     mixed_precision: Annotated[SwitchChoice, option(T, "mixed_precision")] = T.default("mixed_precision"),
     xla: Annotated[SwitchChoice, option(T, "xla")] = T.default("xla"),
     strategy: Annotated[StrategyChoice, option(T, "strategy")] = T.default("strategy"),
+    pretrained: Annotated[Optional[str], option(T, "pretrained")] = T.default("pretrained"),
+    backbone: Annotated[Optional[BackboneChoice], option(T, "backbone")] = T.default("backbone"),
+    backbone_weights: Annotated[Optional[Path], option(T, "backbone_weights")] = T.default("backbone_weights"),
     registry: Annotated[Path, option(R, "registry", panel="Registry")] = R.default("registry"),
     register: Annotated[bool, typer.Option(help="Register the model in --registry: champion if NAME has none yet, "
                                                 "else a candidate for `kerasflow models promote`.",
@@ -151,6 +157,7 @@ def train(
         min_trial_steps=min_trial_steps, scheduler_address=scheduler_address,
         class_weight=_value(class_weight), selection=_value(selection), ensemble_size=ensemble_size,
         mixed_precision=_value(mixed_precision), xla=_value(xla), strategy=_value(strategy),
+        pretrained=pretrained, backbone=_value(backbone), backbone_weights=backbone_weights,
         **({"quantize": _values(quantize)} if quantize else {}))
     for path in (config.data, config.test_data):
         if path is not None:

@@ -41,6 +41,9 @@ def show(
         version = Registry(registry).resolve(ref)
         record = {k: v for k, v in version.record.items() if k != "files"}
         console.print_json(json.dumps(record, default=str))
+        for base in record.get("pretrained") or []:
+            console.print(f"pretrained from {base['source']} [bold]{base['name']}[/bold] "
+                          f"({base['path']}, sha256 {base['sha256']})")
         console.print(f"{len(version.record['files'])} files in [bold]{version.path}[/bold]")
 
 

@@ -31,3 +31,9 @@ def describe(values: dict) -> str:
         return str(values.get("family", ""))
     families = [m.get("family", "?") for m in values["members"]]
     return f"{ENSEMBLE} of {len(families)} ({', '.join(families)})"
+
+
+def member_models(model: keras.Model) -> list[keras.Model]:
+    """The member models of an ensemble built by `average` (also once saved and loaded); a single model alone."""
+    found = [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.startswith("member_")]
+    return found or [model]

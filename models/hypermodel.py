@@ -33,9 +33,11 @@ from models.lstm import FusedLSTM
 from models.rocket import MIN_LENGTH, MiniRocket, fit_dilations, fit_ridge_head
 from models.trees import KINDS as TREE_KINDS
 from models.trees import TreeEnsemble, fit_trees, trees_per_round
+from models.transfer import FROZEN_SHARES, TransferBase, fit_head_then_base, freeze
 
-FAMILIES = ("dense", "cnn", "lstm", "rocket", "trees")
-CHEAPEST_FIRST = ("rocket", "dense", "trees", "cnn", "lstm")  # seconds per trial on a small set, fewest first
+FAMILIES = ("dense", "cnn", "lstm", "rocket", "trees", "transfer")
+# seconds per trial on a small set, fewest first; a pretrained base goes first: it is what a user asked to try
+CHEAPEST_FIRST = ("transfer", "rocket", "dense", "trees", "cnn", "lstm")
 CLOSED_FORM_FAMILIES = ("rocket", "trees")
 MAX_LSTM_STEPS = 256  # a training-time bound; the fused export has none
 IMAGE_BLOCKS = ("plain", "residual", "separable")
@@ -50,6 +52,7 @@ TREES_SKIPPED = "trees split on one input value at a time; single pixels and tim
 SKIPPED_FOR_IMAGES = {"rocket": "MiniRocket's kernels slide along one time axis; images have two",
                       "trees": TREES_SKIPPED}
 SKIPPED_FOR_SEQUENCES = {"trees": TREES_SKIPPED}
+NO_BASE = "no pretrained base: give --pretrained NAME[@VERSION], or --backbone with --backbone-weights (images)"
 
 
 STUDENT_TRAINING = {"dropout": 0.0, "learning_rate": 3e-3}
@@ -71,10 +74,16 @@ def student_ladder(kind: str) -> list[dict]:
 
 
 def families_for(kind: str, requested: list[str] | None = None,
-                 input_shape: list[int] | tuple[int, ...] | None = None) -> tuple[list[str], dict[str, str]]:
-    """Families that fit this input kind (and shape), and why each other one is skipped."""
+                 input_shape: list[int] | tuple[int, ...] | None = None,
+                 base: TransferBase | None = None) -> tuple[list[str], dict[str, str]]:
+    """Families that fit this input kind (and shape), and why each other one is skipped; `transfer` needs a
+    `base`, and is searched with the others whether or not requested, so the search decides whether it pays."""
     skipped = dict({"table": SKIPPED_FOR_TABLES, "image": SKIPPED_FOR_IMAGES,
                     "sequence": SKIPPED_FOR_SEQUENCES}.get(kind, {}))
+    if base is None:
+        skipped["transfer"] = NO_BASE
+    elif requested and "transfer" not in requested:
+        requested = [*requested, "transfer"]
     if kind == "sequence" and input_shape is not None and input_shape[0] < MIN_LENGTH:
         skipped["rocket"] = f"MiniRocket needs at least {MIN_LENGTH} time steps; these sequences have {input_shape[0]}"
     fitting = [f for f in FAMILIES if f not in skipped]
@@ -102,22 +111,24 @@ class KerasflowHyperModel(kt.HyperModel):
     """
 
     def __init__(self, prep, families: list[str], jit_compile: bool | str = "auto", x_fit: np.ndarray | None = None,
-                 balance_choice: bool = False, **kwargs):
+                 balance_choice: bool = False, base: TransferBase | None = None, **kwargs):
         super().__init__(**kwargs)
         self.prep = prep
         self.families = list(families)
         self.jit_compile = jit_compile
         self.x_fit = x_fit
         self.balance_choice = balance_choice
+        self.base = base
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         family = hp.Choice("family", self.families)
         if self.balance_choice:
             hp.Boolean("balance_classes", default=True)
         inputs = keras.Input(shape=tuple(self.prep.input_shape), name="features")
-        x = self._preprocessing(inputs)
-        if self.prep.kind == "image":
-            x = self._augmentation(hp, x)
+        # Augmentation sees raw pixels (RandomContrast clips to 0-255); a pretrained base holds its own preprocessing.
+        x = self._augmentation(hp, inputs) if self.prep.kind == "image" else inputs
+        if family != "transfer":
+            x = self._preprocessing(x)
         with hp.conditional_scope("family", family):
             x = getattr(self, f"_{family}")(hp, x)
             l2 = hp.Choice("l2", [0.0, 1e-4, 1e-3, 1e-2]) if family == "dense" else 0.0
@@ -140,6 +151,9 @@ class KerasflowHyperModel(kt.HyperModel):
         if hp.values.get("balance_classes") is False:
             class_weight = None
         family = hp.get("family")
+        if family == "transfer":
+            return fit_head_then_base(model, hp.get("transfer_frozen"), hp.get("learning_rate"), x=x, y=y,
+                                      validation_data=validation_data, class_weight=class_weight, **kwargs)
         if family not in CLOSED_FORM_FAMILIES:
             return super().fit(hp, model, x=x, y=y, validation_data=validation_data, class_weight=class_weight,
                                **kwargs)
@@ -282,6 +296,14 @@ class KerasflowHyperModel(kt.HyperModel):
         for i in range(n_layers):
             x = FusedLSTM(units, return_sequences=i < n_layers - 1)(x)
         return x
+
+    def _transfer(self, hp, x):
+        """The pretrained base (`models.transfer`), frozen; `fit` trains the head, then the top of the base."""
+        base = TransferBase.from_json(hp.Fixed("transfer_base", self.base.to_json() if self.base else ""))
+        hp.Choice("transfer_frozen", list(FROZEN_SHARES))
+        features = base.build(tuple(self.prep.input_shape), self.prep.mean, self.prep.variance)
+        freeze(features, 1.0)
+        return features(x, training=False)
 
     def _rocket(self, hp, x):
         """MiniRocket features (fixed, fitted on `x_fit`); the head on top is solved in closed form (`fit`, `models.rocket.fit_ridge_head`)."""

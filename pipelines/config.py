@@ -16,17 +16,19 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from data_checks.drift import ALPHA, PSI_THRESHOLD
+from models.transfer import BACKBONES
 from pipelines.errors import ExportError
 from pipelines.tflite import VARIANTS
 
 Tuner = Literal["hyperband", "bayesian", "random"]
 Objective = Literal["val_accuracy", "val_macro_f1"]
-Family = Literal["dense", "cnn", "lstm", "rocket", "trees"]
+Family = Literal["dense", "cnn", "lstm", "rocket", "trees", "transfer"]
 ClassWeight = Literal["auto", "balanced", "none"]
 Selection = Literal["auto", "kfold", "holdout"]
 Variant = Literal[VARIANTS]
 Switch = Literal["auto", "on", "off"]
 Strategy = Literal["default", "mirrored"]
+Backbone = Literal[tuple(BACKBONES)]
 BundledDataset = Literal["digits", "breast_cancer", "wine", "gunpoint"]
 BUNDLED_DATASETS: tuple[str, ...] = get_args(BundledDataset)
 RetrainMode = Literal["auto", "finetune", "search"]
@@ -171,7 +173,35 @@ class ExportOptions(MobileBudget):
         return [v for v in VARIANTS if v in value]
 
 
-class TrainConfig(ReadOptions, SearchOptions, ExportOptions):
+class TransferOptions(Options):
+    """Where a pretrained start comes from: a registered model, or a Keras backbone with weights on disk."""
+
+    pretrained: str | None = Field(None, description="Start from this registered model (NAME for its champion, or "
+                                   "NAME@VERSION, in --registry): its layers below the classifier, with its input "
+                                   "preprocessing, become a base under a new head for these labels (family "
+                                   "`transfer`: the head trains first, then the unfrozen top of the base at a tenth "
+                                   "of the learning rate). The search weighs it against training from scratch.")
+    backbone: Backbone | None = Field(None, description="Images: start from this Keras application instead "
+                                      "(resizing, channels and its own preprocessing inside the model); needs "
+                                      "--backbone-weights, as nothing is downloaded.")
+    backbone_weights: Path | None = Field(None, description="The backbone's weights file on this machine (Keras "
+                                          "applications' include_top=False weights, .h5 or .weights.h5).")
+
+    @model_validator(mode="after")
+    def _one_local_base(self) -> "TransferOptions":
+        if self.pretrained and self.backbone:
+            raise ValueError("give one pretrained start: --pretrained NAME or --backbone, not both")
+        if self.backbone and self.backbone_weights is None:
+            raise ValueError(f"backbone {self.backbone} needs --backbone-weights PATH, a weights file on this "
+                             "machine: kerasflow never downloads weights")
+        if self.backbone_weights is not None and not self.backbone:
+            raise ValueError("--backbone-weights is for a --backbone; give its name too")
+        if self.backbone_weights is not None and not Path(self.backbone_weights).is_file():
+            raise ValueError(f"backbone weights {self.backbone_weights}: no such file")
+        return self
+
+
+class TrainConfig(ReadOptions, SearchOptions, ExportOptions, TransferOptions):
     """Everything a training run needs to know; shown as the flow's parameters."""
 
     data: Path | None = Field(None, description="CSV/Parquet table, folder of images (one subfolder per class), "

@@ -33,6 +33,7 @@ class CardFacts:
         model_name, source, family: what was trained on what, with which architecture family.
         split_sizes: rows per split; test_metrics: the headline scores; per_class: precision/recall/F1/support.
         trained_at: UTC time of training; data_notes: what loading changed (resizing, padding, ...).
+        pretrained: the pretrained bases it started from (`pipelines.transfer.describe_lineage`); "" if none.
     """
 
     model_name: str
@@ -43,6 +44,7 @@ class CardFacts:
     per_class: dict[str, dict[str, float]]
     trained_at: str
     data_notes: list[str] = field(default_factory=list)
+    pretrained: str = ""
 
     def save(self, path: Path) -> Path:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -164,6 +166,8 @@ def _card_lines(result, prep, facts: CardFacts | None) -> list[str]:
             "the test split was never seen by search or fine-tuning",
             *[f"- {note}" for note in facts.data_notes],
             f"- Trained: {facts.trained_at}, architecture family: {facts.family}",
+            *([f"- Pretrained from: {facts.pretrained}; its feature layers were fine-tuned under a new head"]
+              if facts.pretrained else []),
             "",
             "## Metrics (Keras model, test split)",
             ", ".join(f"{k} {v:.4f}" for k, v in facts.test_metrics.items()),

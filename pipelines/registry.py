@@ -251,11 +251,14 @@ def run_files(run_dir: Path) -> dict[str, Path]:
 
 
 def version_record(config, mode: str, parent: str | None, run_dir: Path, evaluation, hyperparameters: dict,
-                   data: dict, decision: dict) -> dict:
-    """The version.json of a run: what it learnt from, how, how well, with what code, and why it is (not) champion."""
+                   data: dict, decision: dict, pretrained: list[dict] | None = None) -> dict:
+    """The version.json of a run: what it learnt from, how, how well, with what code, and why it is (not) champion.
+    `parent`: the version a retrain started from; `pretrained`: the bases (another model, a backbone) it was built
+    on, each with its file's sha256 (`pipelines.transfer.lineage`)."""
     return {
         "mode": mode,
         "parent": parent,
+        "pretrained": pretrained or [],
         "created": _now(),
         "run_dir": str(run_dir),
         "family": hyperparameters.get("family"),

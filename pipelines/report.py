@@ -7,12 +7,14 @@ from collections import Counter
 from pathlib import Path
 
 from models import member_hyperparameters
+from models.transfer import TransferBase
 from pipelines.export_records import ExportResult
 from pipelines.model_card import variant_table
 from pipelines.variant_plot import PLOT_FILE
 from pipelines.results import RetrainResult, RunResult
 from pipelines.search.records import SearchResult, TrialStatus
 from pipelines.search.selection import FOLDS, SMALL_VALIDATION_ROWS, TIE_BREAK
+from pipelines.transfer import lineage
 
 REPORT_FILES = ("report.md", "retrain_report.md")
 
@@ -57,6 +59,9 @@ def render_report(result: RunResult) -> str:
         f"- Devices: {result.devices}",
         *_worker_lines(search),
         f"- Families searched: {', '.join(search.families)}",
+        *([f"- Pretrained base offered (family transfer): {result.base.describe()}; "
+           + ("the chosen model starts from it" if lineage(best) else "the search chose to train from scratch")]
+          if result.base else []),
         *[f"- Skipped {family}: {why}" for family, why in search.skipped_families.items()],
         f"- Trials by status: {_count(t.status for t in search.trials)}; by family: {_count(t.family for t in search.trials)}",
         _selection_line(search),
@@ -109,6 +114,8 @@ def compact(values: dict) -> str:
 
     def text(value) -> str:
         return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    values = {k: TransferBase.from_json(v).name if k == "transfer_base" else v for k, v in values.items()}
 
     rest = ", ".join(f"{name(k)}={text(v)}" for k, v in values.items() if k != "family")
     return f"{family}: {rest}" if family else rest

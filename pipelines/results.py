@@ -13,6 +13,7 @@ from pathlib import Path
 
 from data_checks.drift import DriftReport
 from models import describe
+from models.transfer import TransferBase
 from pipelines.budget import RunBudget
 from pipelines.config import RetrainConfig, TrainConfig
 from pipelines.evaluate import Evaluation
@@ -71,6 +72,7 @@ class RunResult:
         step_seconds: wall time per step; report_path: report.md.
         registered: the registry version, when registered; devices: where it trained.
         budget: how the run's minutes were split between search and fine-tune, and used.
+        base: the pretrained base the search could start from (`--pretrained`, `--backbone`), if any.
     """
 
     config: TrainConfig
@@ -84,6 +86,7 @@ class RunResult:
     registered: ModelVersion | None = None
     devices: str = ""
     budget: RunBudget | None = None
+    base: TransferBase | None = None
 
     @property
     def run_dir(self) -> Path:

@@ -40,6 +40,7 @@ from pipelines.runs import RunStatus, Step, StepRunner, Steps, call_directly, fi
 from pipelines.search.parallel import Launcher
 from pipelines.search.records import TrialHook
 from pipelines.train import train_on_splits
+from pipelines.transfer import lineage
 from pipelines.validate import validate_against, validate_splits
 
 
@@ -212,6 +213,7 @@ def register_challenger(registry: Registry, result: RetrainResult, data_config: 
     record = version_record(data_config, challenger.mode, parent, model.run_dir, result.challenger_evaluation,
                             model.hyperparameters, model.trained_on,
                             {**decision.to_dict(), "compared_with": result.champion,
-                             "holdout_rows": result.challenger_evaluation.n_test})
+                             "holdout_rows": result.challenger_evaluation.n_test},
+                            pretrained=lineage(model.hyperparameters))
     record["drift"] = {"summary": result.drift.summary(), "drifted": [c.column for c in result.drift.drifted]}
     return registry.register(result.config.name, run_files(model.run_dir), record, promote=decision.promote)

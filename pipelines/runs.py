@@ -41,6 +41,7 @@ from pipelines.load import Dataset, Splits
 from pipelines.model_card import CardFacts
 from pipelines.preprocess import ModelInputs, Preprocessing, Replay
 from pipelines.results import Candidate
+from pipelines.transfer import describe_lineage, lineage
 
 
 class Step(StrEnum):
@@ -136,7 +137,8 @@ def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, 
     search_evaluation = others[0] if others else None
     evaluation.save(run_dir / "metrics.json",
                     **({"search_best": search_evaluation.headline()} if search_evaluation else {}))
-    facts = card_facts(config, splits, describe(hyperparameters), evaluation)
+    facts = card_facts(config, splits, describe(hyperparameters), evaluation,
+                       describe_lineage(lineage(hyperparameters)))
     facts.save(run_dir / "card.json")
     exported = steps(Step.EXPORT, export_model, trained.model_path, prep, export_data, run_dir / "export", config,
                      facts, training=run_dir / "replay.npz")
@@ -168,9 +170,10 @@ def evaluate_models(model_paths: list[Path], x_test, y_test, class_names: list[s
     return evaluations
 
 
-def card_facts(config: TrainConfig, splits: Splits, family: str, evaluation: Evaluation) -> CardFacts:
+def card_facts(config: TrainConfig, splits: Splits, family: str, evaluation: Evaluation,
+               pretrained: str = "") -> CardFacts:
     return CardFacts(model_name=config.model_name, source=str(config.dataset or config.data),
                      family=family, split_sizes=splits.sizes(),
                      test_metrics=evaluation.headline(), per_class=evaluation.per_class,
                      trained_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                     data_notes=data_notes(splits))
+                     data_notes=data_notes(splits), pretrained=pretrained)

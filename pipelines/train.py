@@ -39,6 +39,7 @@ from pipelines.search import fit_to_data, run_search
 from pipelines.search.frontier import plot_search_frontier
 from pipelines.search.parallel import Launcher
 from pipelines.search.records import TrialHook
+from pipelines.transfer import lineage, pretrained_base
 from pipelines.validate import Validation, validate_splits
 
 
@@ -78,12 +79,14 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
               on_trial_end: TrialHook | None, launch: Launcher | None, devices: DeviceSetup) -> RunResult:
     write_status(run_dir, config, RunStatus.RUNNING, steps.seconds)
     prep = steps(Step.PREPROCESS, fit_preprocessing, splits)
+    base, prep = pretrained_base(config, prep)
     inputs = model_inputs(splits, prep)
     options, schedule_note = fit_to_data(config, len(inputs.x_train))
     budget = RunBudget.for_rows(config.budget_minutes, len(inputs.x_train) + len(inputs.x_val))
     options = options.model_copy(update={"budget_minutes": budget.search_minutes})
     search_started = time.monotonic()
-    search = steps(Step.SEARCH, run_search, inputs, prep, run_dir / "search", options, on_trial_end, launch, devices)
+    search = steps(Step.SEARCH, run_search, inputs, prep, run_dir / "search", options, on_trial_end, launch, devices,
+                   base)
     search.trial_table.to_csv(run_dir / "search_summary.csv", index=False)
     plot_search_frontier(search.trials, run_dir / "search_frontier.png", search.objective, options.max_model_kb,
                          search.best_trial_id)
@@ -99,7 +102,7 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                                chosen)
     notes = data_notes(splits) + [note for note in (schedule_note, imbalance) if note]
     result = RunResult(config, splits.sizes(), notes, validation, search, model, steps.seconds,
-                       devices=devices.describe(), budget=budget)
+                       devices=devices.describe(), budget=budget, base=base)
     result.report_path = write_report(result, run_dir / "report.md")
     write_status(run_dir, config, RunStatus.COMPLETED, steps.seconds, budget=budget.to_dict())
     return result
@@ -116,7 +119,8 @@ def register_trained(result: RunResult) -> ModelVersion:
                   f"and promotes, or `kerasflow models promote {name}@VERSION`")
         record = version_record(result.config, "train", None, result.run_dir, result.evaluation,
                                 result.search.best_hyperparameters, result.data_summary,
-                                {"promoted": champion is None, "reason": reason})
+                                {"promoted": champion is None, "reason": reason},
+                                pretrained=lineage(result.search.best_hyperparameters))
         return registry.register(name, run_files(result.run_dir), record, promote=champion is None)
 
 

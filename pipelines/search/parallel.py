@@ -35,6 +35,7 @@ from typing import Callable, ContextManager, Iterator
 import grpc
 import numpy as np
 
+from models.transfer import TransferBase
 from pipelines.config import SearchOptions
 from pipelines.devices import configure
 from pipelines.errors import SearchFailed
@@ -62,6 +63,7 @@ class WorkerSpec:
     families: list[str]
     options: SearchOptions
     deadline: float
+    base: TransferBase | None = None
 
 
 @dataclass
@@ -102,7 +104,7 @@ def search_in_parallel(tuner, inputs: ModelInputs, prep: Preprocessing, families
     tuner.oracle.verbose = 0  # the chief's console display; progress goes through `on_trial_end`
     server, oracle_address = _serve_oracle(tuner.oracle, options.scheduler_address)
     specs = [WorkerSpec(f"worker{i + 1}", i, options.workers, oracle_address, str(directory), families, options,
-                        deadline) for i in range(options.workers)]
+                        deadline, tuner.hypermodel.base) for i in range(options.workers)]
     try:
         with (launch or dask_workers)(specs, options.scheduler_address) as handles:
             _supervise(tuner, handles, deadline, on_trial_end)
@@ -124,7 +126,7 @@ def search_worker(spec: WorkerSpec) -> WorkerReport:
     _write_worker_status(directory, spec, setup.describe())
     with _worker_environment(spec):
         tuner = searching_tuner(prep, spec.families, directory, spec.options, spec.deadline, inputs.x_train,
-                                devices=setup, worker=spec.tuner_id)
+                                devices=setup, worker=spec.tuner_id, base=spec.base)
         run_trials(tuner, inputs, spec.options, spec.deadline, setup)
     return WorkerReport(spec.tuner_id, socket.gethostname(), os.getpid(), tuner.ledger.own_trials(),
                         round(time.monotonic() - started, 2), setup.describe())

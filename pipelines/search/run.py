@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from models import ENSEMBLE, families_for
+from models.transfer import TransferBase
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, float32_policy
 from pipelines.errors import SearchFailed
@@ -37,19 +38,22 @@ def run_search(
     on_trial_end: TrialHook | None = None,
     launch: Launcher | None = None,
     devices: DeviceSetup | None = None,
+    base: TransferBase | None = None,
 ) -> SearchResult:
     """Search the families that fit `prep.kind`; resume if `directory` holds an earlier search.
 
     With `options.workers` > 1 this process only serves the oracle and
-    `launch` (default: a local Dask cluster) places the workers that train.
+    `launch` (default: a local Dask cluster) places the workers that train. With a pretrained `base`, the
+    `transfer` family is searched too.
     """
-    families, skipped = families_for(prep.kind, options.families, prep.input_shape)
+    families, skipped = families_for(prep.kind, options.families, prep.input_shape, base)
     keras.utils.set_random_seed(options.seed)
     directory.mkdir(parents=True, exist_ok=True)
     # Parallel workers spend trial-seconds side by side: the wall clock spent is about their sum / workers.
     spent = Timings(directory).total() / options.workers
     deadline = time.time() + options.budget_minutes * 60 - spent
-    tuner = searching_tuner(prep, families, directory, options, deadline, inputs.x_train, on_trial_end, devices)
+    tuner = searching_tuner(prep, families, directory, options, deadline, inputs.x_train, on_trial_end, devices,
+                            base=base)
     resumed = len(tuner.oracle.trials)
     started = time.monotonic()
     workers = []

@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from models import KerasflowHyperModel, cheapest_first
+from models.transfer import TransferBase
 from pipelines.budget import StopAtDeadline
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, distribution_strategy, fit_inputs, validation_inputs
@@ -38,10 +39,12 @@ FOOTPRINT_SAMPLES = 32
 
 def searching_tuner(prep: Preprocessing, families: list[str], directory: Path, options: SearchOptions,
                     deadline: float, x_train: np.ndarray, on_trial_end: TrialHook | None = None,
-                    devices: DeviceSetup | None = None, worker: str | None = None):
-    """The budgeted tuner over `directory`; a `worker` keeps its timings and footprints in files of its own."""
+                    devices: DeviceSetup | None = None, worker: str | None = None, base: TransferBase | None = None):
+    """The budgeted tuner over `directory`; a `worker` keeps its timings and footprints in files of its own;
+    `base`: the pretrained base of the `transfer` family."""
     ledger = TrialLedger(directory, options, prep.input_shape, x_train[:FOOTPRINT_SAMPLES], worker)
-    hypermodel = SearchHyperModel(prep, families, ledger, devices.jit_compile if devices else "auto", x_fit=x_train)
+    hypermodel = SearchHyperModel(prep, families, ledger, devices.jit_compile if devices else "auto", x_fit=x_train,
+                                  base=base)
     oracle_options = dict(objective=kt.Objective(options.objective, direction="max"), seed=options.seed,
                           max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILURES,
                           # In parallel, a trial whose worker died goes back to the queue once (see .parallel).
@@ -145,8 +148,8 @@ class SearchHyperModel(KerasflowHyperModel):
     """
 
     def __init__(self, prep: Preprocessing, families: list[str], ledger: TrialLedger,
-                 jit_compile: bool | str = "auto", x_fit: np.ndarray | None = None):
-        super().__init__(prep, families, jit_compile=jit_compile, x_fit=x_fit)
+                 jit_compile: bool | str = "auto", x_fit: np.ndarray | None = None, base: TransferBase | None = None):
+        super().__init__(prep, families, jit_compile=jit_compile, x_fit=x_fit, base=base)
         self.ledger = ledger
         self.trial_id: str | None = None
 

@@ -1,0 +1,126 @@
+"""Transfer benchmark: pre-train on digits 0-4, then fine-tune on few rows of digits 5-9, with and without it.
+
+The parent model is trained and registered on every image of digits 0-4.
+Then, for 10 and 30 training rows per class of digits 5-9, kerasflow trains
+twice under the same budget on the same rows and is scored on the same test
+images (every other 5-9 image, given as --test-data): from scratch, and with
+`--pretrained` (the search may still choose a from-scratch family). Images
+are written as 8x8 PNG folders, as a user would give them. Only float32 is
+exported: the table is about accuracy.
+
+No other image set is bundled with an installed package (scikit-image is not
+installed), and no ImageNet weights file is on this machine, so digits is the
+one row pair here. Not a test.
+
+    python bench/transfer.py [--budget-minutes 2] [--rows-per-class 10 30]
+
+Prints the table and writes bench/results/transfer.md and transfer.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from models import describe
+from pipelines.config import TrainConfig
+from pipelines.train import train
+from pipelines.transfer import lineage
+from table import commit, markdown  # bench/table.py, next to this script
+
+RESULTS = Path(__file__).parent / "results"
+PARENT_CLASSES = (0, 1, 2, 3, 4)
+CHILD_CLASSES = (5, 6, 7, 8, 9)
+TARGETS = {10: "pretrained >= scratch + 10 points", 30: "pretrained >= scratch - 1 point"}
+
+
+def write_folder(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    """One subfolder per class of 8-bit grayscale PNGs (digits' 0-16 scaled to 0-255)."""
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = root / f"digit_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(image * 255 / 16).astype(np.uint8), mode="L").save(folder / f"{i}.png")
+    return root
+
+
+def child_split(rows_per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the 5-9 training rows (`rows_per_class` each, seeded) and of every other 5-9 row (the test)."""
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    train_rows = np.concatenate([rng.choice(np.flatnonzero(digits.target == c), rows_per_class, replace=False)
+                                 for c in CHILD_CLASSES])
+    test_rows = np.setdiff1d(np.flatnonzero(np.isin(digits.target, CHILD_CLASSES)), train_rows)
+    return np.sort(train_rows), test_rows
+
+
+def run(config: TrainConfig) -> tuple[object, float]:
+    started = time.monotonic()
+    result = train(config)
+    return result, time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-minutes", type=float, default=2.0, help="budget of every run, the parent's too")
+    parser.add_argument("--rows-per-class", type=int, nargs="*", default=[10, 30])
+    args = parser.parse_args()
+    digits = load_digits()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        common = dict(budget_minutes=args.budget_minutes, quantize=["float32"], runs_root=work / "runs",
+                      registry=work / "registry")
+        parent_rows = np.isin(digits.target, PARENT_CLASSES)
+        parent_data = write_folder(work / "digits04", digits.images[parent_rows], digits.target[parent_rows])
+        parent, parent_seconds = run(TrainConfig(data=parent_data, name="digits04", **common))
+        print(f"parent: digits 0-4, {parent_rows.sum()} images, {describe(parent.search.best_hyperparameters)}, "
+              f"test accuracy {parent.evaluation.headline()['accuracy']:.4f}, {parent_seconds:.0f} s", flush=True)
+        for n in args.rows_per_class:
+            train_rows, test_rows = child_split(n)
+            data = write_folder(work / f"digits59_{n}", digits.images[train_rows], digits.target[train_rows])
+            test = write_folder(work / f"digits59_{n}_test", digits.images[test_rows], digits.target[test_rows])
+            scratch, scratch_seconds = run(TrainConfig(data=data, test_data=test, name=f"scratch{n}", **common))
+            warm, warm_seconds = run(TrainConfig(data=data, test_data=test, name=f"pretrained{n}",
+                                                 pretrained="digits04", **common))
+            a, b = scratch.evaluation.headline()["accuracy"], warm.evaluation.headline()["accuracy"]
+            gap = 100 * (b - a)
+            rows.append({
+                "dataset": "digits 0-4 -> 5-9",
+                "rows/class": n,
+                "test rows": len(test_rows),
+                "scratch": round(a, 4),
+                "scratch family": describe(scratch.search.best_hyperparameters),
+                "pretrained": round(b, 4),
+                "pretrained family": describe(warm.search.best_hyperparameters),
+                "uses parent": bool(lineage(warm.search.best_hyperparameters)),
+                "gap (points)": round(gap, 2),
+                "seconds (scratch, pretrained)": f"{scratch_seconds:.0f}, {warm_seconds:.0f}",
+                "target": TARGETS.get(n, ""),
+                "met": (gap >= 10) if n == 10 else (gap >= -1) if n == 30 else None,
+            })
+            print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
+    table = pd.DataFrame(rows)
+    header = [f"# Transfer benchmark ({os.cpu_count()} CPU cores, budget {args.budget_minutes:g} min per run, "
+              f"commit {commit()})", "",
+              f"Parent: digits 0-4 ({int(parent_rows.sum())} images), "
+              f"{describe(parent.search.best_hyperparameters)}, test accuracy "
+              f"{parent.evaluation.headline()['accuracy']:.4f}, {parent_seconds:.0f} s.", ""]
+    text = "\n".join(header + [markdown(table)]) + "\n"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "transfer.md").write_text(text)
+    table.to_csv(RESULTS / "transfer.csv", index=False)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

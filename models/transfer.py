@@ -1,0 +1,170 @@
+"""Transfer learning: a pretrained base under a new classifier head, trained head first, then base and head.
+
+A base is either a registered kerasflow model (every layer below its
+classifier head, its own in-model preprocessing included; an ensemble's
+members side by side) or a Keras application backbone read from a local
+weights file (nothing is ever downloaded). `TransferBase` says which, and is
+kept as the `transfer_base` hyperparameter, so a chosen model rebuilds from its
+hyperparameters alone, like every other family.
+
+Training follows the Keras transfer-learning guide
+(https://keras.io/guides/transfer_learning/): the base is called with
+`training=False` (batch normalisation stays in inference mode), the head
+trains on the frozen base first, then the top `1 - transfer_frozen` share of
+the base's layers trains with the head at a tenth of the learning rate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from models.ensemble import member_models
+from models.rocket import MiniRocket
+from models.trees import TreeEnsemble
+
+HEAD = "probabilities"  # the classifier layer of every kerasflow model (an ensemble's: its average)
+BASE = "base"
+HEAD_SHARE = 1 / 3  # of a training's epochs, spent on the head alone (at least one)
+BASE_LEARNING_RATE_FACTOR = 0.1  # the second phase's learning rate, relative to the head's
+FROZEN_SHARES = (1.0, 0.5, 0.0)  # share of the base's layers kept frozen in the second phase; the first is default
+
+
+class Source:
+    """Where a base comes from."""
+
+    REGISTERED = "registered"
+    BACKBONE = "backbone"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A Keras application usable as an image base: its constructor, the input it expects and its input range."""
+
+    constructor: str
+    sides: tuple[int, ...]  # input sides it was trained at; the smallest one not below the image is used
+    scale: float  # pixels in [0, 255] -> the application's input: x * scale + offset (or its own preprocessing)
+    offset: float
+
+
+BACKBONES = {
+    "mobilenet_v3_small": Backbone("MobileNetV3Small", (96, 128, 160, 192, 224), 1.0, 0.0),
+    "mobilenet_v3_large": Backbone("MobileNetV3Large", (96, 128, 160, 192, 224), 1.0, 0.0),
+    "mobilenet_v2": Backbone("MobileNetV2", (96, 128, 160, 192, 224), 1 / 127.5, -1.0),
+}
+# ImageNet's RGB pixel statistics (0-255): standardised inputs are mapped onto them, so the backbone sees the
+# first two moments it was trained on whatever the data's range (0-16 digits, 0-255 photos, 0-1 floats).
+IMAGENET_MEAN = (123.7, 116.3, 103.5)
+IMAGENET_STD = (58.4, 57.1, 57.4)
+
+
+@dataclass(frozen=True)
+class TransferBase:
+    """A pretrained base. `path`: the registered model's .keras file, or the backbone's weights file.
+
+    Attributes:
+        source: `Source.REGISTERED` or `Source.BACKBONE`; name: NAME@VERSION, or the backbone's name.
+        path: the file the base's weights come from; sha256: its checksum (the lineage a registry records).
+    """
+
+    source: str
+    name: str
+    path: str
+    sha256: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TransferBase":
+        return cls(**json.loads(text))
+
+    def describe(self) -> str:
+        what = "registered model" if self.source == Source.REGISTERED else "Keras backbone"
+        return f"{what} {self.name} ({Path(self.path).name}, sha256 {self.sha256[:12]})"
+
+    def build(self, input_shape: tuple[int, ...], mean: list[float], variance: list[float]) -> keras.Model:
+        """The base as one nested model named `base`, raw features in, features out, with fresh pretrained weights.
+        `mean` and `variance` (per channel) standardise images for a backbone; a registered base has its own."""
+        if self.source == Source.REGISTERED:
+            return registered_features(keras.models.load_model(self.path, compile=False), input_shape)
+        return backbone_features(self.name, self.path, input_shape, mean, variance)
+
+
+def registered_features(parent: keras.Model, input_shape: tuple[int, ...]) -> keras.Model:
+    """Everything below `parent`'s classifier head: an ensemble's members' features are concatenated."""
+    inputs = keras.Input(shape=tuple(input_shape), name="features")
+    outputs = [keras.Model(m.inputs, m.get_layer(HEAD).input, name=f"features_{i}")(inputs)
+               for i, m in enumerate(member_models(parent), start=1)]
+    x = outputs[0] if len(outputs) == 1 else keras.layers.Concatenate(name="member_features")(outputs)
+    return keras.Model(inputs, x, name=BASE)
+
+
+def backbone_features(name: str, weights: str, input_shape: tuple[int, ...], mean: list[float],
+                      variance: list[float]) -> keras.Model:
+    """standardise -> ImageNet's pixel statistics -> 3 channels -> the backbone's input side -> backbone -> pooled
+    features; all Keras layers with builtin TFLite ops."""
+    spec = BACKBONES[name]
+    height, width, channels = input_shape
+    side = next((s for s in spec.sides if s >= max(height, width)), spec.sides[-1])
+    inputs = keras.Input(shape=tuple(input_shape), name="features")
+    x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name="standardize")(inputs)
+    if channels == 1:
+        x = keras.layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    x = keras.layers.Rescaling(np.asarray(IMAGENET_STD, np.float32) * spec.scale,
+                               np.asarray(IMAGENET_MEAN, np.float32) * spec.scale + spec.offset, name="to_imagenet")(x)
+    if (height, width) != (side, side):
+        x = keras.layers.Resizing(side, side, name="resize")(x)
+    application = getattr(keras.applications, spec.constructor)
+    kwargs = {"include_preprocessing": True} if "V3" in spec.constructor else {}
+    backbone = application(input_shape=(side, side, 3), include_top=False, weights=weights, pooling="avg", **kwargs)
+    return keras.Model(inputs, backbone(x, training=False), name=BASE)
+
+
+def freeze(base: keras.Model, frozen_share: float) -> None:
+    """Freeze the bottom `frozen_share` of the base's weighted layers (1.0: all). Batch normalisation and
+    closed-form layers (MiniRocket's fitted biases, tree thresholds) always stay frozen."""
+    layers = [layer for layer in _leaf_layers(base) if layer.weights]
+    frozen = math.ceil(frozen_share * len(layers))
+    for i, layer in enumerate(layers):
+        layer.trainable = i >= frozen and not isinstance(
+            layer, (keras.layers.BatchNormalization, MiniRocket, TreeEnsemble))
+
+
+def _leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers with no sublayers of their own, in order, through nested models."""
+    found = []
+    for layer in model.layers:
+        found.extend(_leaf_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return found
+
+
+def fit_head_then_base(model: keras.Model, frozen_share: float, learning_rate: float, *, epochs: int = 1,
+                       initial_epoch: int = 0, **fit_kwargs) -> keras.callbacks.History:
+    """Two phases of `model.fit` (the base frozen as built): the head alone for a third of the epochs, then the
+    unfrozen share of the base with the head at a tenth of the learning rate. One history over both; a
+    callback that stops training (a deadline, early stopping) ends both."""
+    head_epochs = min(epochs, initial_epoch + max(1, round((epochs - initial_epoch) * HEAD_SHARE)))
+    first = model.fit(epochs=head_epochs, initial_epoch=initial_epoch, **fit_kwargs)
+    if head_epochs >= epochs or model.stop_training:
+        return first
+    freeze(model.get_layer(BASE), frozen_share)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate * BASE_LEARNING_RATE_FACTOR),
+                  loss=model.loss, metrics=["accuracy"], jit_compile=model.jit_compile)
+    second = model.fit(epochs=epochs, initial_epoch=head_epochs, **fit_kwargs)
+    history = keras.callbacks.History()
+    history.set_model(model)
+    history.epoch = list(first.epoch) + list(second.epoch)
+    history.history = {k: list(first.history.get(k, [])) + list(v) for k, v in second.history.items()}
+    return history
+
+
+def bases_used(members: list[dict]) -> list[TransferBase]:
+    """The pretrained bases a model's members (`models.ensemble.member_hyperparameters`) start from, once each."""
+    found = {m["transfer_base"]: None for m in members if m.get("family") == "transfer" and m.get("transfer_base")}
+    return [TransferBase.from_json(text) for text in found]
