@@ -36,7 +36,7 @@ from models import describe
 from pipelines.config import TrainConfig
 from pipelines.train import train
 from pipelines.transfer import lineage
-from table import commit, markdown  # bench/table.py, next to this script
+from table import commit, markdown  # bench/table.py, next to this script (sys.path[0] when run as a script)
 
 RESULTS = Path(__file__).parent / "results"
 PARENT_CLASSES = (0, 1, 2, 3, 4)

@@ -63,7 +63,7 @@ PANELS = {
         Data="data dataset target test_data image_size column_roles",
         Run="name runs_root run_dir seed",
         Search="budget_minutes tuner objective max_trials max_epochs finetune_epochs families batch_size min_trial_steps "
-               "class_weight selection ensemble_size",
+               "subsample_from class_weight selection ensemble_size",
         **{"Mobile budget and export": "max_model_kb max_latency_ms quantize int8_io quantization_tolerance prune "
                                        "distill compress_epochs",
            "Scale-out and devices": "workers scheduler_address mixed_precision xla strategy",
@@ -128,6 +128,7 @@ def train(
     distill: Annotated[bool, option(T, "distill", "--distill")] = T.default("distill"),
     compress_epochs: Annotated[int, option(T, "compress_epochs")] = T.default("compress_epochs"),
     min_trial_steps: Annotated[int, option(T, "min_trial_steps")] = T.default("min_trial_steps"),
+    subsample_from: Annotated[int, option(T, "subsample_from")] = T.default("subsample_from"),
     class_weight: Annotated[ClassWeightChoice, option(T, "class_weight")] = T.default("class_weight"),
     selection: Annotated[SelectionChoice, option(T, "selection")] = T.default("selection"),
     ensemble_size: Annotated[int, option(T, "ensemble_size")] = T.default("ensemble_size"),
@@ -154,7 +155,7 @@ def train(
         int8_io=int8_io, quantization_tolerance=quantization_tolerance, max_model_kb=max_model_kb,
         max_latency_ms=max_latency_ms, prune=prune, distill=distill, compress_epochs=compress_epochs,
         registry=registry if register else None, workers=workers,
-        min_trial_steps=min_trial_steps, scheduler_address=scheduler_address,
+        min_trial_steps=min_trial_steps, subsample_from=subsample_from, scheduler_address=scheduler_address,
         class_weight=_value(class_weight), selection=_value(selection), ensemble_size=ensemble_size,
         mixed_precision=_value(mixed_precision), xla=_value(xla), strategy=_value(strategy),
         pretrained=pretrained, backbone=_value(backbone), backbone_weights=backbone_weights,

@@ -2,10 +2,17 @@
 their ensembles."""
 
 from models.ensemble import ENSEMBLE, average, describe, member_hyperparameters
-from models.hypermodel import CLOSED_FORM_FAMILIES, FAMILIES, KerasflowHyperModel, cheapest_first, families_for
+from models.hypermodel import (
+    CLOSED_FORM_FAMILIES,
+    FAMILIES,
+    KerasflowHyperModel,
+    cheapest_first,
+    closed_form,
+    families_for,
+)
 from models.layers import TabularEncoder
 from models.rocket import MiniRocket
 from models.trees import TreeEnsemble
 
 __all__ = ["CLOSED_FORM_FAMILIES", "ENSEMBLE", "FAMILIES", "KerasflowHyperModel", "MiniRocket", "TabularEncoder",
-           "TreeEnsemble", "average", "cheapest_first", "describe", "families_for", "member_hyperparameters"]
+           "TreeEnsemble", "average", "cheapest_first", "closed_form", "describe", "families_for", "member_hyperparameters"]

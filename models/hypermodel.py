@@ -7,10 +7,11 @@ Inception-style blocks ending in global average pooling, so series of
 several hundred steps are not pooled away), `lstm`, `rocket` (MiniRocket
 features with a closed-form ridge head, `models.rocket`) and, for tables,
 `trees` (gradient-boosted trees or a random forest fitted by scikit-learn and
-evaluated with tensor ops, `models.trees`). Images get
-augmentation as hyperparameters; augmentation layers are identity at
-inference and the export traces the model with `training=False`, so they are
-absent from the exported graph.
+evaluated with tensor ops, `models.trees`), and, given a pretrained base,
+`transfer` (that base under a new head, trained head first: `models.transfer`).
+Images get augmentation as hyperparameters, on the raw pixels; augmentation
+layers are identity at inference and the export traces the model with
+`training=False`, so they are absent from the exported graph.
 
 Sizes follow the input: the number of image conv blocks is bounded by how
 often the input can be halved, dense widths by the feature count, and long
@@ -33,7 +34,7 @@ from models.lstm import FusedLSTM
 from models.rocket import MIN_LENGTH, MiniRocket, fit_dilations, fit_ridge_head
 from models.trees import KINDS as TREE_KINDS
 from models.trees import TreeEnsemble, fit_trees, trees_per_round
-from models.transfer import FROZEN_SHARES, TransferBase, fit_head_then_base, freeze
+from models.transfer import FROZEN_SHARES, TransferBase, fine_tune_base, freeze, probe_only
 
 FAMILIES = ("dense", "cnn", "lstm", "rocket", "trees", "transfer")
 # seconds per trial on a small set, fewest first; a pretrained base goes first: it is what a user asked to try
@@ -95,6 +96,12 @@ def families_for(kind: str, requested: list[str] | None = None,
     return fitting, skipped
 
 
+def closed_form(values: dict) -> bool:
+    """Whether a model of these hyperparameters is solved in closed form (no epochs): MiniRocket's and a frozen
+    pretrained base's heads, and trees."""
+    return values.get("family") in CLOSED_FORM_FAMILIES or (values.get("family") == "transfer" and probe_only(values))
+
+
 def cheapest_first(families: list[str]) -> list[str]:
     """The order a search tries each family's default architecture in, before sampling at random."""
     return sorted(families, key=CHEAPEST_FIRST.index)
@@ -151,13 +158,15 @@ class KerasflowHyperModel(kt.HyperModel):
         if hp.values.get("balance_classes") is False:
             class_weight = None
         family = hp.get("family")
-        if family == "transfer":
-            return fit_head_then_base(model, hp.get("transfer_frozen"), hp.get("learning_rate"), x=x, y=y,
-                                      validation_data=validation_data, class_weight=class_weight, **kwargs)
-        if family not in CLOSED_FORM_FAMILIES:
+        if family not in CLOSED_FORM_FAMILIES and family != "transfer":
             return super().fit(hp, model, x=x, y=y, validation_data=validation_data, class_weight=class_weight,
                                **kwargs)
-        if family == "trees":
+        if family == "transfer":  # a linear probe on the frozen base, solved; then, maybe, the base fine-tuned
+            metrics = fit_ridge_head(model, *_arrays(x, y), class_weight)
+            if not probe_only(hp.values):
+                return fine_tune_base(model, hp.get("transfer_frozen"), hp.get("learning_rate"), x=x, y=y,
+                                      validation_data=validation_data, class_weight=class_weight, **kwargs)
+        elif family == "trees":
             values = hp.values  # the learning rate is absent for a forest
             kind = values["trees_kind"]
             metrics = fit_trees(model, *_arrays(x, y), class_weight, kind=kind,

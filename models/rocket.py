@@ -154,7 +154,8 @@ ABSENT_CLASS_LOGIT = -30.0
 
 
 def fit_ridge_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: dict | None = None) -> dict:
-    """Fit the `probabilities` layer on the `rocket` layer's features with ridge regression, as MiniRocket does.
+    """Fit the `probabilities` layer on its input features with ridge regression, as MiniRocket does (on the
+    `rocket` layer's features; a pretrained base's, for a linear probe: `models.transfer`).
 
     The alpha is chosen by leave-one-out error (sklearn's `RidgeClassifierCV`).
     Ridge gives scores, not probabilities: the softmax temperature is the one
@@ -164,9 +165,8 @@ def fit_ridge_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weigh
     """
     from sklearn.linear_model import RidgeClassifierCV
 
-    features = np.asarray(keras.Model(model.inputs, model.get_layer("rocket").output).predict(x, verbose=0),
-                          dtype=np.float64)
     head = model.get_layer("probabilities")
+    features = np.asarray(keras.Model(model.inputs, head.input).predict(x, verbose=0), dtype=np.float64)
     n_classes = head.units
     ridge = RidgeClassifierCV(alphas=RIDGE_ALPHAS, class_weight=class_weight).fit(features, y)
     coef = np.atleast_2d(ridge.coef_)

@@ -7,11 +7,14 @@ weights file (nothing is ever downloaded). `TransferBase` says which, and is
 kept as the `transfer_base` hyperparameter, so a chosen model rebuilds from its
 hyperparameters alone, like every other family.
 
-Training follows the Keras transfer-learning guide
-(https://keras.io/guides/transfer_learning/): the base is called with
-`training=False` (batch normalisation stays in inference mode), the head
-trains on the frozen base first, then the top `1 - transfer_frozen` share of
-the base's layers trains with the head at a tenth of the learning rate.
+Training probes, then fine-tunes (Kumar et al. 2022, "Fine-Tuning can Distort
+Pretrained Features"): first the new head is solved in closed form on the
+frozen base's features (`models.rocket.fit_ridge_head`: seconds, whatever the
+epochs a trial is given); then, unless `transfer_frozen` is 1, the top
+`1 - transfer_frozen` share of the base's layers trains with the head at a
+tenth of the learning rate. As in the Keras transfer-learning guide
+(https://keras.io/guides/transfer_learning/), the base is called with
+`training=False`, so batch normalisation stays in inference mode.
 """
 
 from __future__ import annotations
@@ -30,9 +33,8 @@ from models.trees import TreeEnsemble
 
 HEAD = "probabilities"  # the classifier layer of every kerasflow model (an ensemble's: its average)
 BASE = "base"
-HEAD_SHARE = 1 / 3  # of a training's epochs, spent on the head alone (at least one)
 BASE_LEARNING_RATE_FACTOR = 0.1  # the second phase's learning rate, relative to the head's
-FROZEN_SHARES = (1.0, 0.5, 0.0)  # share of the base's layers kept frozen in the second phase; the first is default
+FROZEN_SHARES = (1.0, 0.5, 0.0)  # share of the base's layers kept frozen after the probe; 1.0 (default): no fine-tune
 
 
 class Source:
@@ -144,27 +146,21 @@ def _leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return found
 
 
-def fit_head_then_base(model: keras.Model, frozen_share: float, learning_rate: float, *, epochs: int = 1,
-                       initial_epoch: int = 0, **fit_kwargs) -> keras.callbacks.History:
-    """Two phases of `model.fit` (the base frozen as built): the head alone for a third of the epochs, then the
-    unfrozen share of the base with the head at a tenth of the learning rate. One history over both; a
-    callback that stops training (a deadline, early stopping) ends both."""
-    head_epochs = min(epochs, initial_epoch + max(1, round((epochs - initial_epoch) * HEAD_SHARE)))
-    first = model.fit(epochs=head_epochs, initial_epoch=initial_epoch, **fit_kwargs)
-    if head_epochs >= epochs or model.stop_training:
-        return first
+def fine_tune_base(model: keras.Model, frozen_share: float, learning_rate: float, **fit_kwargs):
+    """The second phase: unfreeze the top `1 - frozen_share` of the base and train it with the (solved) head at a
+    tenth of `learning_rate`; `fit_kwargs` go to `model.fit`. Returns its history."""
     freeze(model.get_layer(BASE), frozen_share)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate * BASE_LEARNING_RATE_FACTOR),
                   loss=model.loss, metrics=["accuracy"], jit_compile=model.jit_compile)
-    second = model.fit(epochs=epochs, initial_epoch=head_epochs, **fit_kwargs)
-    history = keras.callbacks.History()
-    history.set_model(model)
-    history.epoch = list(first.epoch) + list(second.epoch)
-    history.history = {k: list(first.history.get(k, [])) + list(v) for k, v in second.history.items()}
-    return history
+    return model.fit(**fit_kwargs)
 
 
 def bases_used(members: list[dict]) -> list[TransferBase]:
     """The pretrained bases a model's members (`models.ensemble.member_hyperparameters`) start from, once each."""
     found = {m["transfer_base"]: None for m in members if m.get("family") == "transfer" and m.get("transfer_base")}
     return [TransferBase.from_json(text) for text in found]
+
+
+def probe_only(values: dict) -> bool:
+    """A transfer model whose base stays frozen: its training is the closed-form head alone."""
+    return values.get("transfer_frozen", FROZEN_SHARES[0]) >= 1.0

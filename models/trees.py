@@ -27,10 +27,12 @@ import numpy as np
 from keras import ops
 
 from models.rocket import ABSENT_CLASS_LOGIT, training_metrics
+from models.sampling import stratified_rows
 
 KINDS = ("forest", "boosted")  # the first is the default
 UNREACHABLE = 1e9
 MIN_PROBABILITY = 1e-6
+MAX_FIT_ROWS = 20_000  # the most rows the trees are fitted on (a stratified sample of larger sets)
 
 
 @keras.saving.register_keras_serializable(package="kerasflow")
@@ -98,8 +100,12 @@ def fit_trees(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: di
 
     The `probabilities` layer after it becomes the identity, so the model's
     output is softmax(tree scores): the boosted model's probabilities, or
-    the forest's averaged ones. Returns the training loss and accuracy.
+    the forest's averaged ones. Over `MAX_FIT_ROWS` rows, the trees are fitted
+    on a stratified sample of that many. Returns the training loss and accuracy.
     """
+    if len(x) > MAX_FIT_ROWS:  # trees of at most 64 leaves gain little past it; sklearn's fit time grows with rows
+        keep = stratified_rows(y, MAX_FIT_ROWS, seed)
+        x, y = x[keep], y[keep]
     layer = model.get_layer("trees")
     features = np.asarray(keras.Model(model.inputs, layer.input).predict(x, verbose=0), dtype=np.float32)
     estimator = make_estimator(kind, n_estimators, n_leaves, learning_rate, seed)

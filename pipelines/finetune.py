@@ -18,7 +18,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from models import CLOSED_FORM_FAMILIES, ENSEMBLE, KerasflowHyperModel, average, member_hyperparameters
+from models import ENSEMBLE, KerasflowHyperModel, average, closed_form, member_hyperparameters
 from pipelines.budget import StopAtDeadline
 from pipelines.devices import DeviceSetup, fit_inputs, float32_policy, strategy_scope
 from pipelines.imbalance import class_weights
@@ -86,7 +86,7 @@ def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, 
     with strategy_scope(devices):
         model = hypermodel.build(hp)
     weights = class_weights(y, class_weight)
-    if values["family"] in CLOSED_FORM_FAMILIES:
+    if closed_form(values):
         metrics = hypermodel.fit(hp, model, x, y, class_weight=weights)
         return model, {"loss": [metrics["loss"]], "accuracy": [metrics["accuracy"]]}, False
     stop = StopAtDeadline(deadline if deadline is not None else float("inf"), every_batch=True)

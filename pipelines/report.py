@@ -64,6 +64,7 @@ def render_report(result: RunResult) -> str:
           if result.base else []),
         *[f"- Skipped {family}: {why}" for family, why in search.skipped_families.items()],
         f"- Trials by status: {_count(t.status for t in search.trials)}; by family: {_count(t.family for t in search.trials)}",
+        *_subsample_lines(search, result.splits.get("train", 0)),
         _selection_line(search),
         f"- Best trial {search.best_trial_id}: {best_single['family']}, {search.objective} {search.best_val_score:.4f}",
         *[f"- {'Best hyperparameters' if i == 0 else f'Member {i + 1}'}: `{compact(values)}`"
@@ -95,6 +96,15 @@ def render_report(result: RunResult) -> str:
         *step_seconds_section(result.step_seconds),
     ]
     return "\n".join(lines)
+
+
+def _subsample_lines(search: SearchResult, train_rows: int) -> list[str]:
+    seen = [t.rows for t in search.trials if t.rows]
+    if search.cross_validated or not seen or min(seen) >= train_rows:
+        return []
+    return [f"- Large training set ({train_rows:,} rows): hyperband's trials saw {min(seen):,} to {max(seen):,} rows, "
+            "a stratified share equal to their share of the epochs (`--subsample-from`); the chosen model was "
+            "fine-tuned on every row"]
 
 
 def _selection_line(search) -> str:

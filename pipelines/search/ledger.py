@@ -44,7 +44,8 @@ class Timings:
 
 
 class Footprints:
-    """Parameters of every trial's model and, under a mobile budget, its int8 size and latency."""
+    """Parameters of every trial's model, the rows it trained on and, under a mobile budget, its int8 size and
+    latency."""
 
     def __init__(self, directory: Path, options: SearchOptions, input_shape: list[int], representative: np.ndarray,
                  worker: str | None = None):
@@ -58,8 +59,13 @@ class Footprints:
         self.by_trial = merged(self.directory, FOOTPRINTS)
         return self
 
+    def note(self, trial_id: str, **facts) -> None:
+        """Keep facts about a trial beside its footprint (the rows it trains on)."""
+        self._save(trial_id, {**self.by_trial.get(trial_id, {}), **facts})
+
     def measure(self, trial_id: str | None, model, hp) -> dict:
-        entry = {"params": int(model.count_params())}
+        entry = {**(self.by_trial.get(trial_id, {}) if trial_id is not None else {}),
+                 "params": int(model.count_params())}
         if self.options.mobile_budget:
             key = _architecture_key(hp)
             if key not in self._by_architecture:  # hyperband resumes the same architecture in later rounds
@@ -69,10 +75,13 @@ class Footprints:
             entry.update(self._by_architecture[key])
             entry["penalty"] = self._penalty(entry["int8_kb"], entry["latency_ms"])
         if trial_id is not None:
-            self.by_trial[trial_id] = entry
-            mine = json.loads(self.path.read_text()) if self.path.exists() else {}
-            self.path.write_text(json.dumps({**mine, trial_id: entry}))
+            self._save(trial_id, entry)
         return entry
+
+    def _save(self, trial_id: str, entry: dict) -> None:
+        self.by_trial[trial_id] = entry
+        mine = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.path.write_text(json.dumps({**mine, trial_id: entry}))
 
     def _penalty(self, int8_kb: float, latency_ms: float) -> float | None:
         ratios = [int8_kb / self.options.max_model_kb if self.options.max_model_kb else 0.0,
@@ -120,6 +129,7 @@ class TrialLedger:
             params=footprint.get("params"),
             int8_kb=footprint.get("int8_kb"),
             latency_ms=footprint.get("latency_ms"),
+            rows=footprint.get("rows"),
         )
 
     def records(self, trials) -> list[TrialRecord]:

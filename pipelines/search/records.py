@@ -39,6 +39,8 @@ class TrialRecord:
         params: parameter count of the trial's model.
         int8_kb: int8 TFLite size of the architecture (under a mobile budget only).
         latency_ms: batch-1 int8 latency of the architecture (under a mobile budget only).
+        rows: training rows the trial learnt from (a share of them on large data: `pipelines.search.subsample`;
+            under k-fold, one fold's training rows).
     """
 
     trial_id: str
@@ -52,6 +54,7 @@ class TrialRecord:
     params: int | None = None
     int8_kb: float | None = None
     latency_ms: float | None = None
+    rows: int | None = None
 
 
 TrialHook = Callable[[TrialRecord, int], None]

@@ -31,6 +31,7 @@ from pipelines.search.keras_tuner_bridge import (
 from pipelines.search.ledger import TrialLedger
 from pipelines.search.records import TrialHook
 from pipelines.search.selection import CrossValidation, save_heldout, scores
+from pipelines.search.subsample import Subsampling
 
 MAX_CONSECUTIVE_FAILURES = 5
 HYPERBAND_ITERATIONS = 1000
@@ -71,6 +72,9 @@ def run_trials(tuner, inputs: ModelInputs, options: SearchOptions, deadline: flo
     callbacks = [FailOnNaN(), StopAtDeadline(deadline)]
     weights = class_weights(np.concatenate([inputs.y_train, inputs.y_val]), options.class_weight)
     tuner.cross_validation = CrossValidation.plan(inputs, options.seed, options.selection)
+    tuner.training_rows = len(inputs.x_train)
+    tuner.subsampling = None if tuner.cross_validation is not None else \
+        Subsampling.plan(inputs.x_train, inputs.y_train, options, devices)
     # imbalanced classes under --class-weight auto: each trial's `balance_classes` says whether it uses the weights
     tuner.hypermodel.balance_choice = options.class_weight == "auto" and weights is not None
     if tuner.cross_validation is not None:
@@ -97,11 +101,22 @@ def budgeted_tuner(name: str) -> type:
             super().__init__(*args, **kwargs)
             self.ledger, self._hook, self._started = ledger, hook, {}
             self.cross_validation: CrossValidation | None = None
+            self.subsampling: Subsampling | None = None
+            self.training_rows: int | None = None
 
         def run_trial(self, trial, *args, **kwargs):
-            if self.cross_validation is None:
-                return super().run_trial(trial, *args, **kwargs)
-            return self._cross_validate(trial, self.cross_validation, **kwargs)
+            if self.cross_validation is not None:
+                cv = self.cross_validation
+                self.ledger.footprints.note(trial.trial_id, rows=len(cv.y) - len(cv.y) // len(cv.folds))
+                return self._cross_validate(trial, cv, **kwargs)
+            rows = self.training_rows
+            if self.subsampling is not None:  # large data: this round's share of the rows (`.subsample`)
+                epochs = trial.hyperparameters.values.get("tuner/epochs", kwargs.get("epochs"))
+                data, rows = self.subsampling.fit_kwargs(trial.trial_id, epochs)
+                kwargs = {**{k: v for k, v in kwargs.items() if k not in ("x", "y", "batch_size")}, **data}
+            if rows is not None:
+                self.ledger.footprints.note(trial.trial_id, rows=rows)
+            return super().run_trial(trial, *args, **kwargs)
 
         def _cross_validate(self, trial, cv: CrossValidation, *, epochs: int, **kwargs):
             """Train on each fold, score the out-of-fold predictions of every train+val row (keras-tuner #420)."""

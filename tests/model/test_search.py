@@ -1,5 +1,7 @@
 """keras-tuner search: budget, failing trials, resume, objective."""
 
+import math
+
 import pytest
 
 import models.hypermodel
@@ -68,6 +70,19 @@ def test_hyperband_is_the_default_and_respects_max_epochs(image_inputs, tmp_path
     inputs, prep = image_inputs
     result = run_search(inputs, prep, tmp_path / "search", _options(tuner="hyperband", max_epochs=2, budget_minutes=0.3))
     assert result.trials and all((t.epochs or 0) <= 2 for t in result.trials)
+    assert {t.rows for t in result.trials if t.status == "COMPLETED"} == {len(inputs.x_train)}, "small data: all rows"
+
+
+def test_on_large_data_early_hyperband_rounds_see_a_share_of_the_rows(image_inputs, tmp_path):
+    inputs, prep = image_inputs  # 19 training rows count as large from subsample_from=8 on
+    result = run_search(inputs, prep, tmp_path / "search", _options(
+        tuner="hyperband", max_epochs=3, budget_minutes=0.3, subsample_from=8, families=["dense"]))
+    n = len(inputs.x_train)
+    completed = [t for t in result.trials if t.status == "COMPLETED"]
+    shares = [t for t in completed if t.rows < n]
+    assert shares and all(t.rows == math.ceil(n / 3) and t.epochs == 1 for t in shares), \
+        "hyperband's first round (1 of 3 epochs) sees a third of the rows"
+    assert all(t.rows <= n for t in completed) and "rows" in result.trial_table.columns
 
 
 def test_mobile_budget_trains_only_architectures_that_fit(image_inputs, tmp_path):

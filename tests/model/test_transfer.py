@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from models.hypermodel import KerasflowHyperModel, families_for
+from models.hypermodel import KerasflowHyperModel, closed_form, families_for
 from models.transfer import BASE, Source, TransferBase
 from pipelines.config import ExportOptions, TrainConfig
 from pipelines.errors import DataError
@@ -34,41 +34,50 @@ def _dense_parent(tmp_path) -> tuple[Preprocessing, TransferBase]:
 
 
 class BaseSnapshots(keras.callbacks.Callback):
-    """The base's and the head's weights after every epoch."""
+    """The base's and the head's weights when gradient training begins and after every epoch."""
 
     def __init__(self):
         super().__init__()
         self.base, self.head = [], []
 
     def on_train_begin(self, logs=None):
-        if not self.base:
-            self.on_epoch_end(-1)
+        self.on_epoch_end(-1)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.base.append([w.copy() for w in self.model.get_layer(BASE).get_weights()])
-        self.head.append([w.copy() for w in self.model.get_layer("probabilities").get_weights()])
+        self.base.append(self.model.get_layer(BASE).get_weights())
+        self.head.append(self.model.get_layer("probabilities").get_weights())
 
 
-def test_head_trains_first_then_the_base_joins(tmp_path):
+def _same(a, b) -> bool:
+    return all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def test_the_head_is_solved_first_then_the_base_joins(tmp_path):
     prep, base = _dense_parent(tmp_path)
     child = Preprocessing("table", [3], ["p", "q", "r"], prep.mean, prep.variance, numeric_columns=["x", "y", "z"])
-    hp = kt.HyperParameters()
-    hp.values.update({"family": "transfer", "transfer_frozen": 0.0, "learning_rate": 1e-2, "dropout": 0.0})
-    hypermodel = KerasflowHyperModel(child, ["transfer"], base=base)
-    model = hypermodel.build(hp)
-    parent = keras.models.load_model(base.path, compile=False)
-    assert all(np.array_equal(a, b) for a, b in zip(model.get_layer(BASE).get_weights(),
-                                                    parent.get_weights())), "the base starts with the parent's weights"
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 3)).astype("float32"), np.arange(64) % 3
+    parent = keras.models.load_model(base.path, compile=False).get_weights()
+    hypermodel = KerasflowHyperModel(child, ["transfer"], base=base)
+
+    hp = kt.HyperParameters()
+    hp.values.update({"family": "transfer", "transfer_frozen": 1.0, "dropout": 0.0})
+    probe = hypermodel.build(hp)
+    untrained_head = probe.get_layer("probabilities").get_weights()
+    assert _same(probe.get_layer(BASE).get_weights(), parent), "the base starts with the parent's weights"
+    metrics = hypermodel.fit(hp, probe, x, y, epochs=3, batch_size=16, verbose=0)
+    assert isinstance(metrics, dict) and closed_form(hp.values), "frozen base: the head alone, solved, no epochs"
+    assert _same(probe.get_layer(BASE).get_weights(), parent)
+    assert not _same(probe.get_layer("probabilities").get_weights(), untrained_head)
+
+    hp.values.update({"transfer_frozen": 0.0, "learning_rate": 1e-2})
+    model = hypermodel.build(hp)
     snapshots = BaseSnapshots()
     history = hypermodel.fit(hp, model, x, y, epochs=3, batch_size=16, callbacks=[snapshots], verbose=0)
-
-    assert len(history.history["loss"]) == 3 and history.epoch == [0, 1, 2], "one history over both phases"
-    same = lambda a, b: all(np.array_equal(u, v) for u, v in zip(a, b))
-    assert same(snapshots.base[0], snapshots.base[1]), "phase 1 (epoch 1): the base is frozen"
-    assert not same(snapshots.head[0], snapshots.head[1]), "phase 1: the head learns"
-    assert not same(snapshots.base[1], snapshots.base[3]), "phase 2: the base learns too"
+    assert len(history.history["loss"]) == 3 and not closed_form(hp.values)
+    assert _same(snapshots.base[0], parent), "phase 1 (the probe) leaves the base alone"
+    assert not _same(snapshots.head[0], untrained_head), "phase 1 solves the head"
+    assert not _same(snapshots.base[-1], parent), "phase 2: the base learns too"
     assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-3), "phase 2 runs at a tenth"
 
 
@@ -147,7 +156,7 @@ def test_a_local_backbone_exports_to_builtin_tflite_with_its_preprocessing_insid
     keras.applications.MobileNetV3Small(input_shape=(96, 96, 3), include_top=False, weights=None,
                                         pooling="avg").save_weights(weights)
     base = TransferBase(Source.BACKBONE, "mobilenet_v3_small", str(weights), sha256(weights))
-    values = {"family": "transfer", "transfer_base": base.to_json(), "transfer_frozen": 0.5}
+    values = {"family": "transfer", "transfer_base": base.to_json(), "transfer_frozen": 0.5, "learning_rate": 1e-3}
     prep, data = _trained(image_folder, None, values, tmp_path, epochs=1)
     assert prep.input_shape == [8, 8, 1], "8x8 grayscale digits in; resizing and RGB live inside the model"
     result = export_model(tmp_path / "finetuned.keras", prep, data, tmp_path / "export",

@@ -86,3 +86,17 @@ def test_balanced_class_weights_when_one_class_dwarfs_another():
     assert "--class-weight balanced" in imbalance_note(skewed, ["common", "rare"], "none")
     assert "the search chose a model without them" in imbalance_note(skewed, ["common", "rare"], "auto", False)
     assert "the search chose them" in imbalance_note(skewed, ["common", "rare"], "auto", True)
+
+
+def test_a_trial_sees_rows_in_proportion_to_its_epochs_from_the_threshold_on():
+    from models.sampling import stratified_rows
+    from pipelines.search.subsample import trial_rows
+
+    assert trial_rows(19_999, 3, 20, 20_000) == 19_999, "below the threshold: every row"
+    assert trial_rows(1_000_000, 3, 20, 20_000) == 150_000 and trial_rows(1_000_000, 20, 20, 20_000) == 1_000_000
+    assert trial_rows(30_000, 1, 20, 20_000) == 5_000, "at least a quarter of the threshold"
+    assert trial_rows(1_000_000, 1, 20, 0) == 1_000_000, "0: off"
+    y = np.repeat([0, 1, 2], [600, 300, 100])
+    picked = stratified_rows(y, 100, seed=0)
+    assert len(picked) == 100 and np.array_equal(np.bincount(y[picked]), [60, 30, 10])
+    assert not np.array_equal(picked, stratified_rows(y, 100, seed=1)), "seeded by the trial"
