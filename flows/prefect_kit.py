@@ -203,8 +203,8 @@ def publish_trials(search: SearchResult) -> None:
     messages = any(t.message for t in ranked)
     rows = [{"best": "★" if t.trial_id == search.best_trial_id else "", "trial": t.trial_id, "status": str(t.status),
              "family": t.family, search.objective: None if t.val_score is None else round(t.val_score, 4),
-             "seconds": None if t.seconds is None else round(t.seconds, 1), "epochs": t.epochs, "params": t.params,
-             **({"int8 KiB": t.int8_kb, "latency ms": t.latency_ms} if search.mobile_budget else {}),
+             "seconds": None if t.seconds is None else round(t.seconds, 1), "epochs": t.epochs, "rows": t.rows,
+             "params": t.params, **({"int8 KiB": t.int8_kb, "latency ms": t.latency_ms} if search.mobile_budget else {}),
              **({"message": t.message[:60]} if messages else {}),
              "hyperparameters": compact(t.hyperparameters).partition(": ")[2]} for t in ranked]
     create_table_artifact(rows, key="search-trials", description=f"Every search trial, best first "

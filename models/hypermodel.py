@@ -41,6 +41,7 @@ FAMILIES = ("dense", "cnn", "lstm", "rocket", "trees", "transfer")
 CHEAPEST_FIRST = ("transfer", "rocket", "dense", "trees", "cnn", "lstm")
 CLOSED_FORM_FAMILIES = ("rocket", "trees")
 MAX_LSTM_STEPS = 256  # a training-time bound; the fused export has none
+RAW_SKIP_FEATURES = 4096  # inputs up to this size (a 64x64 gray image) may reach a pretrained base's head too
 IMAGE_BLOCKS = ("plain", "residual", "separable")
 SEQUENCE_BLOCKS = ("resnet", "inception", "fcn", "plain")  # the first is the default
 SEQUENCE_KERNELS = (8, 5, 3)  # FCN's and ResNet's kernel lengths (Wang et al. 2017)
@@ -307,12 +308,21 @@ class KerasflowHyperModel(kt.HyperModel):
         return x
 
     def _transfer(self, hp, x):
-        """The pretrained base (`models.transfer`), frozen; `fit` trains the head, then the top of the base."""
+        """The pretrained base (`models.transfer`), frozen; `fit` solves the head, then maybe tunes the base.
+
+        Where the raw input is small (`RAW_SKIP_FEATURES`), the head may also see it, preprocessed and flattened
+        (`transfer_with_inputs`, on by default): the probe is then never weaker than softmax regression on the
+        inputs, and the base's features add what they know.
+        """
         base = TransferBase.from_json(hp.Fixed("transfer_base", self.base.to_json() if self.base else ""))
         hp.Choice("transfer_frozen", list(FROZEN_SHARES))
         features = base.build(tuple(self.prep.input_shape), self.prep.mean, self.prep.variance)
         freeze(features, 1.0)
-        return features(x, training=False)
+        learnt = features(x, training=False)
+        if self._feature_count() > RAW_SKIP_FEATURES or not hp.Boolean("transfer_with_inputs", default=True):
+            return learnt
+        raw = keras.layers.Flatten()(self._preprocessing(x))
+        return keras.layers.Concatenate(name="features_and_inputs")([learnt, raw])
 
     def _rocket(self, hp, x):
         """MiniRocket features (fixed, fitted on `x_fit`); the head on top is solved in closed form (`fit`, `models.rocket.fit_ridge_head`)."""

@@ -2,7 +2,7 @@
 
 `run_search` resumes a search found in its folder; with more than one
 worker it serves the oracle and lets `pipelines.search.parallel` place the
-workers. `fit_to_data` adapts batch size and epochs to a small training set.
+workers. `fit_to_data` adapts batch size and epochs to a small or a large training set.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pipelines.search.selection import CrossValidation, load_heldout
 from pipelines.search.tuner import run_trials, searching_tuner
 
 SMALL_BATCH = 8
+MAX_EPOCH_STEPS = 1000  # optimiser steps of one epoch over a large training set (the batch grows past that)
 
 
 def run_search(
@@ -129,12 +130,21 @@ def _ensemble(tuner, inputs: ModelInputs, cv: CrossValidation | None, options: S
 
 
 def fit_to_data(options: SearchOptions, n_train: int) -> tuple[SearchOptions, str]:
-    """Smaller batches and more epochs for a small training set, so each trial takes enough optimiser steps.
+    """Batch size and epochs that fit the training set's size: smaller batches and more epochs for a small one,
+    so each trial takes enough optimiser steps; larger batches for a large one, so an epoch over every row takes
+    at most `MAX_EPOCH_STEPS` steps.
 
     Forty rows in batches of 32 give hyperband's first rounds (2-3 epochs) a
     handful of updates: every family looks alike and the search picks at
-    random. Returns the options to use and a note for the report ("" if unchanged).
+    random. A million rows in batches of 32 take 30,000 steps an epoch: the
+    search compares a handful of models, and the fine-tune sees every row once
+    or twice. Returns the options to use and a note for the report ("" if unchanged).
     """
+    if n_train > MAX_EPOCH_STEPS * options.batch_size:
+        batch = math.ceil(n_train / MAX_EPOCH_STEPS)
+        return options.model_copy(update={"batch_size": batch}), (
+            f"large training set ({n_train:,} rows): batch size {batch} (asked {options.batch_size}), so an epoch over "
+            f"every row takes {MAX_EPOCH_STEPS:,} optimiser steps")
     if not options.min_trial_steps:
         return options, ""
     batch = min(options.batch_size, max(SMALL_BATCH, n_train // SMALL_BATCH))

@@ -112,7 +112,7 @@ def test_without_a_mobile_budget_trials_record_parameters_only(image_inputs, tmp
     assert all(t.params > 0 and t.int8_kb is None for t in result.trials)
 
 
-def test_small_training_sets_get_smaller_batches_and_more_epochs():
+def test_small_training_sets_get_smaller_batches_and_more_epochs_large_ones_larger_batches():
     from pipelines.search import fit_to_data
 
     asked = _options(batch_size=32, max_epochs=20, min_trial_steps=250)
@@ -121,6 +121,8 @@ def test_small_training_sets_get_smaller_batches_and_more_epochs():
     tiny, _ = fit_to_data(asked, 10)
     assert tiny.max_epochs == 100, "never more than 5x the asked epochs"
     assert fit_to_data(asked, 1222) == (asked, ""), "digits-sized data keeps what was asked"
+    large, note = fit_to_data(asked, 680_000)
+    assert large.batch_size == 680 and "680,000 rows" in note, "an epoch over a million-row table takes 1,000 steps"
     assert fit_to_data(_options(batch_size=32, max_epochs=20, min_trial_steps=0), 42)[0].batch_size == 32, \
         "min_trial_steps=0: off"
 
