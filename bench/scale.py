@@ -141,7 +141,7 @@ def main() -> None:
         work = Path(tmp)
         for n in args.rows:
             csv = work / f"table_{n}.csv"
-            synthetic_table(n).to_csv(csv, index=False)
+            synthetic_table(n).to_csv(csv, index=False, float_format="%.4f")
             child = subprocess.run([sys.executable, __file__, "--one", str(csv), "--workdir", str(work),
                                     "--budget-minutes", str(args.budget_minutes)], capture_output=True, text=True)
             result = next((line for line in child.stdout.splitlines() if line.startswith("RESULT ")), None)

@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from models import member_hyperparameters
-from models.transfer import BACKBONES, Source, TransferBase, bases_used
+from models.transfer import Source, TransferBase, bases_used
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError
 from pipelines.preprocess import Preprocessing
@@ -57,7 +57,6 @@ def _backbone(name: str, weights: Path, prep: Preprocessing) -> TransferBase:
     channels = prep.input_shape[-1]
     if channels not in RGB_OR_GRAY:
         raise DataError(f"--backbone {name} takes grayscale or RGB images; these have {channels} channels")
-    assert name in BACKBONES
     return TransferBase(Source.BACKBONE, name, str(weights.resolve()), sha256(weights))
 
 
