@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast test-unit bench bench-table bench-transfer serve ui lock clean
+.PHONY: install run test test-fast test-unit bench bench-table bench-transfer bench-scale serve ui lock clean
 
 install: $(STAMP)
 
@@ -42,6 +42,9 @@ bench-table: install  ## six datasets vs SVC, HGB, LogReg and MiniRocket on the 
 
 bench-transfer: install  ## pre-train on digits 0-4, fine-tune on 10 and 30 rows per class of 5-9, vs from scratch
 	$(BIN)/python bench/transfer.py
+
+bench-scale: install  ## synthetic tables of 10k, 100k and 1M rows: budget vs wall time, trials, peak RSS, accuracy
+	$(BIN)/python bench/scale.py
 
 serve: install  ## the nightly retraining deployments of deployments/prefect.yaml, served from this process
 	$(BIN)/python deployments/serve.py

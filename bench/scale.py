@@ -38,14 +38,17 @@ OVERRUN = 0.10  # the target: wall <= budget x 1.1 + the fixed steps
 
 def synthetic_table(rows: int, seed: int = 0) -> pd.DataFrame:
     """20 numbers and 2 categories; the class is the argmax of a linear score, a product term, a category effect
-    and Gumbel noise (a Bayes accuracy well below 1, so models can differ)."""
-    rng = np.random.default_rng(seed)
+    and Gumbel noise (a Bayes accuracy well below 1, so models can differ). The class function is the same at
+    every size, so accuracies compare across sizes."""
+    task = np.random.default_rng(seed)  # the class function: the same at every size
+    weights = task.normal(size=(20, 3)) / np.sqrt(5)
+    region_effect, segment_effect = task.normal(size=(12, 3)) * 0.7, task.normal(size=(4, 3)) * 0.5
+    rng = np.random.default_rng([seed, rows])  # the rows
     x = rng.normal(size=(rows, 20)).astype(np.float32)
     region = rng.integers(0, 12, rows)
     segment = rng.integers(0, 4, rows)
-    weights = rng.normal(size=(20, 3)) / np.sqrt(5)
     score = x @ weights + 0.8 * np.stack([x[:, 0] * x[:, 1], -x[:, 2] * x[:, 3], np.abs(x[:, 4])], axis=1)
-    score += rng.normal(size=(12, 3))[region] * 0.7 + rng.normal(size=(4, 3))[segment] * 0.5
+    score += region_effect[region] + segment_effect[segment]
     label = np.argmax(score + rng.gumbel(size=score.shape) * 0.6, axis=1)
     frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(20)])
     frame.iloc[rng.random(frame.shape) < 0.02] = np.nan
@@ -150,12 +153,12 @@ def main() -> None:
             rows.append(row(n, args.budget_minutes, json.loads(result.removeprefix("RESULT ")),
                             csv.stat().st_size / 1e6))
             print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
-    table = pd.DataFrame(rows)
-    text = "\n".join([f"# Scale benchmark ({os.cpu_count()} CPU cores, budget {args.budget_minutes:g} min, "
-                      f"commit {commit()})", "", markdown(table)]) + "\n"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scale.md").write_text(text)
-    table.to_csv(RESULTS / "scale.csv", index=False)
+            table = pd.DataFrame(rows)  # written after every size: a long run leaves what it measured
+            text = "\n".join([f"# Scale benchmark ({os.cpu_count()} CPU cores, budget {args.budget_minutes:g} min, "
+                              f"commit {commit()})", "", markdown(table)]) + "\n"
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / "scale.md").write_text(text)
+            table.to_csv(RESULTS / "scale.csv", index=False)
     print(text)
 
 

@@ -8,7 +8,7 @@ several hundred steps are not pooled away), `lstm`, `rocket` (MiniRocket
 features with a closed-form ridge head, `models.rocket`) and, for tables,
 `trees` (gradient-boosted trees or a random forest fitted by scikit-learn and
 evaluated with tensor ops, `models.trees`), and, given a pretrained base,
-`transfer` (that base under a new head, trained head first: `models.transfer`).
+`transfer` (that base under a new head, the head solved first: `models.transfer`).
 Images get augmentation as hyperparameters, on the raw pixels; augmentation
 layers are identity at inference and the export traces the model with
 `training=False`, so they are absent from the exported graph.
