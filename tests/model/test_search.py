@@ -76,7 +76,7 @@ def test_hyperband_is_the_default_and_respects_max_epochs(image_inputs, tmp_path
 def test_on_large_data_early_hyperband_rounds_see_a_share_of_the_rows(image_inputs, tmp_path):
     inputs, prep = image_inputs  # 19 training rows count as large from subsample_from=8 on
     result = run_search(inputs, prep, tmp_path / "search", _options(
-        tuner="hyperband", max_epochs=3, budget_minutes=0.3, subsample_from=8, families=["dense"]))
+        tuner="hyperband", max_epochs=3, budget_minutes=0.15, subsample_from=8, families=["dense"]))
     n = len(inputs.x_train)
     completed = [t for t in result.trials if t.status == "COMPLETED"]
     shares = [t for t in completed if t.rows < n]

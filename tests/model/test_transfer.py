@@ -156,7 +156,7 @@ def test_a_local_backbone_exports_to_builtin_tflite_with_its_preprocessing_insid
     keras.applications.MobileNetV3Small(input_shape=(96, 96, 3), include_top=False, weights=None,
                                         pooling="avg").save_weights(weights)
     base = TransferBase(Source.BACKBONE, "mobilenet_v3_small", str(weights), sha256(weights))
-    values = {"family": "transfer", "transfer_base": base.to_json(), "transfer_frozen": 0.5, "learning_rate": 1e-3}
+    values = {"family": "transfer", "transfer_base": base.to_json(), "transfer_frozen": 1.0}
     prep, data = _trained(image_folder, None, values, tmp_path, epochs=1)
     assert prep.input_shape == [8, 8, 1], "8x8 grayscale digits in; resizing and RGB live inside the model"
     result = export_model(tmp_path / "finetuned.keras", prep, data, tmp_path / "export",
