@@ -31,7 +31,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pandas as pd
 
-RESULTS = Path(__file__).parent / "results"
 SEARCH_STEPS = ("search", "fine_tune")
 OVERRUN = 0.10  # the target: wall <= budget x 1.1 + the fixed steps
 
@@ -137,7 +136,7 @@ def main() -> None:
         print("RESULT " + json.dumps(one_run(args.one, args.budget_minutes, args.workdir)), flush=True)
         return
     sys.path.insert(0, str(Path(__file__).parent))
-    from table import commit, markdown  # bench/table.py
+    from table import commit, write_results  # bench/table.py
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,12 +152,9 @@ def main() -> None:
             rows.append(row(n, args.budget_minutes, json.loads(result.removeprefix("RESULT ")),
                             csv.stat().st_size / 1e6))
             print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
-            table = pd.DataFrame(rows)  # written after every size: a long run leaves what it measured
-            text = "\n".join([f"# Scale benchmark ({os.cpu_count()} CPU cores, budget {args.budget_minutes:g} min, "
-                              f"commit {commit()})", "", markdown(table)]) + "\n"
-            RESULTS.mkdir(exist_ok=True)
-            (RESULTS / "scale.md").write_text(text)
-            table.to_csv(RESULTS / "scale.csv", index=False)
+            # written after every size: a long run leaves what it measured
+            text = write_results("scale", [f"# Scale benchmark ({os.cpu_count()} CPU cores, budget "
+                                           f"{args.budget_minutes:g} min, commit {commit()})", ""], pd.DataFrame(rows))
     print(text)
 
 

@@ -133,6 +133,15 @@ def kerasflow_row(name: str, budget_minutes: float, workdir: Path, **overrides) 
     }
 
 
+def write_results(stem: str, header: list[str], table: pd.DataFrame) -> str:
+    """bench/results/<stem>.md (the header lines, then the table) and <stem>.csv; returns the markdown."""
+    text = "\n".join([*header, markdown(table)]) + "\n"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stem}.md").write_text(text)
+    table.to_csv(RESULTS / f"{stem}.csv", index=False)
+    return text
+
+
 def commit() -> str:
     """The checkout's short commit hash, '+' when it has uncommitted changes."""
     run = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent)

@@ -36,9 +36,8 @@ from models import describe
 from pipelines.config import TrainConfig
 from pipelines.train import train
 from pipelines.transfer import lineage
-from table import commit, markdown  # bench/table.py, next to this script (sys.path[0] when run as a script)
+from table import commit, write_results  # bench/table.py, next to this script (sys.path[0] when run as a script)
 
-RESULTS = Path(__file__).parent / "results"
 PARENT_CLASSES = (0, 1, 2, 3, 4)
 CHILD_CLASSES = (5, 6, 7, 8, 9)
 TARGETS = {10: "pretrained >= scratch + 10 points", 30: "pretrained >= scratch - 1 point"}
@@ -115,11 +114,7 @@ def main() -> None:
               f"Parent: digits 0-4 ({int(parent_rows.sum())} images), "
               f"{describe(parent.search.best_hyperparameters)}, test accuracy "
               f"{parent.evaluation.headline()['accuracy']:.4f}, {parent_seconds:.0f} s.", ""]
-    text = "\n".join(header + [markdown(table)]) + "\n"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "transfer.md").write_text(text)
-    table.to_csv(RESULTS / "transfer.csv", index=False)
-    print(text)
+    print(write_results("transfer", header, table))
 
 
 if __name__ == "__main__":
