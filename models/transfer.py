@@ -50,13 +50,17 @@ class Backbone:
 
     constructor: str
     sides: tuple[int, ...]  # input sides it was trained at; the smallest one not below the image is used
-    scale: float  # pixels in [0, 255] -> the application's input: x * scale + offset (or its own preprocessing)
+    scale: float  # pixels in [0, 255] -> the application's input: x * scale + offset
     offset: float
+    options: tuple[tuple[str, object], ...] = ()  # constructor arguments beyond the common ones
 
 
 BACKBONES = {
-    "mobilenet_v3_small": Backbone("MobileNetV3Small", (96, 128, 160, 192, 224), 1.0, 0.0),
-    "mobilenet_v3_large": Backbone("MobileNetV3Large", (96, 128, 160, 192, 224), 1.0, 0.0),
+    # MobileNetV3 rescales 0-255 pixels itself (include_preprocessing); MobileNetV2 takes [-1, 1]
+    "mobilenet_v3_small": Backbone("MobileNetV3Small", (96, 128, 160, 192, 224), 1.0, 0.0,
+                                   (("include_preprocessing", True),)),
+    "mobilenet_v3_large": Backbone("MobileNetV3Large", (96, 128, 160, 192, 224), 1.0, 0.0,
+                                   (("include_preprocessing", True),)),
     "mobilenet_v2": Backbone("MobileNetV2", (96, 128, 160, 192, 224), 1 / 127.5, -1.0),
 }
 # ImageNet's RGB pixel statistics (0-255): standardised inputs are mapped onto them, so the backbone sees the
@@ -123,8 +127,8 @@ def backbone_features(name: str, weights: str, input_shape: tuple[int, ...], mea
     if (height, width) != (side, side):
         x = keras.layers.Resizing(side, side, name="resize")(x)
     application = getattr(keras.applications, spec.constructor)
-    kwargs = {"include_preprocessing": True} if "V3" in spec.constructor else {}
-    backbone = application(input_shape=(side, side, 3), include_top=False, weights=weights, pooling="avg", **kwargs)
+    backbone = application(input_shape=(side, side, 3), include_top=False, weights=weights, pooling="avg",
+                           **dict(spec.options))
     return keras.Model(inputs, backbone(x, training=False), name=BASE)
 
 
