@@ -1,7 +1,8 @@
 """Preprocessing layers that live inside the exported model.
 
 They use only ops that TFLite has as builtins (sub, mul, not_equal, select,
-one_hot, concat), so the .tflite model takes raw features too.
+one_hot, concat), so the .tflite model takes raw features too. `all_layers` walks
+a model's layers through nested models (the export and transfer learning look inside).
 """
 
 from __future__ import annotations
@@ -43,3 +44,10 @@ class TabularEncoder(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "mean": self.mean, "variance": self.variance,
                 "cardinalities": self.cardinalities}
+
+
+def all_layers(model):
+    """Every layer of `model`, depth first, nested models and their layers included."""
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from all_layers(layer)

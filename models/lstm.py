@@ -28,6 +28,8 @@ import uuid
 import keras
 import tensorflow as tf
 
+from models.layers import all_layers
+
 FUSED_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 
 
@@ -97,10 +99,4 @@ def _unit_forget_bias(shape, dtype=None):
 
 def export_batch_size(model) -> int | None:
     """1 when the model holds a fused LSTM (the converter fuses only a static batch), else None (any batch)."""
-    return 1 if any(isinstance(layer, FusedLSTM) for layer in _all_layers(model)) else None
-
-
-def _all_layers(model):
-    for layer in getattr(model, "layers", []):
-        yield layer
-        yield from _all_layers(layer)
+    return 1 if any(isinstance(layer, FusedLSTM) for layer in all_layers(model)) else None

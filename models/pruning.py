@@ -64,7 +64,7 @@ class MagnitudePruning(keras.callbacks.Callback):
         self.masks: list[np.ndarray] = []
 
     def on_train_begin(self, logs=None):
-        self.weights = prunable_weights(self.model)
+        self.kernels = prunable_weights(self.model)
         self._update_masks(scheduled_sparsity(self.target, 0, self.ramp_steps))
 
     def on_train_batch_end(self, batch, logs=None):
@@ -77,9 +77,9 @@ class MagnitudePruning(keras.callbacks.Callback):
         self._update_masks(self.target)
 
     def _update_masks(self, share: float) -> None:
-        self.masks = [magnitude_mask(np.asarray(w), share) for w in self.weights]
+        self.masks = [magnitude_mask(np.asarray(w), share) for w in self.kernels]
         self._apply()
 
     def _apply(self) -> None:
-        for weight, mask in zip(self.weights, self.masks):
+        for weight, mask in zip(self.kernels, self.masks):
             weight.assign(np.asarray(weight) * mask)

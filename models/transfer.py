@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from models.ensemble import member_models
+from models.layers import all_layers
 from models.rocket import MiniRocket
 from models.trees import TreeEnsemble
 
@@ -135,19 +136,11 @@ def backbone_features(name: str, weights: str, input_shape: tuple[int, ...], mea
 def freeze(base: keras.Model, frozen_share: float) -> None:
     """Freeze the bottom `frozen_share` of the base's weighted layers (1.0: all). Batch normalisation and
     closed-form layers (MiniRocket's fitted biases, tree thresholds) always stay frozen."""
-    layers = [layer for layer in _leaf_layers(base) if layer.weights]
+    layers = [layer for layer in all_layers(base) if layer.weights and not isinstance(layer, keras.Model)]
     frozen = math.ceil(frozen_share * len(layers))
     for i, layer in enumerate(layers):
         layer.trainable = i >= frozen and not isinstance(
             layer, (keras.layers.BatchNormalization, MiniRocket, TreeEnsemble))
-
-
-def _leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The layers with no sublayers of their own, in order, through nested models."""
-    found = []
-    for layer in model.layers:
-        found.extend(_leaf_layers(layer) if isinstance(layer, keras.Model) else [layer])
-    return found
 
 
 def fine_tune_base(model: keras.Model, frozen_share: float, learning_rate: float, **fit_kwargs):
