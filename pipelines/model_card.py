@@ -166,7 +166,7 @@ def _card_lines(result, prep, facts: CardFacts | None) -> list[str]:
             "the test split was never seen by search or fine-tuning",
             *[f"- {note}" for note in facts.data_notes],
             f"- Trained: {facts.trained_at}, architecture family: {facts.family}",
-            *([f"- Pretrained from: {facts.pretrained}; its feature layers were fine-tuned under a new head"]
+            *([f"- Pretrained from: {facts.pretrained}; its feature layers are the base under a new head"]
               if facts.pretrained else []),
             "",
             "## Metrics (Keras model, test split)",
