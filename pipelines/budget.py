@@ -2,15 +2,17 @@
 
 The fine-tune's share grows with the rows it trains on: `FINETUNE_SHARE_MIN`
 (10%) up to 1,000 rows, 10 points more per tenfold, `FINETUNE_SHARE_MAX`
-(40%) from 1,000,000 rows. On small data the search deserves nearly all the
+(30%) from 100,000 rows. On small data the search deserves nearly all the
 time; on large data one pass of the chosen model over every row is a large
-part of it. The search stops at its share (a running trial ends at its next
-epoch); the fine-tune stops at the run's deadline, after the batch running
-then, keeping the best weights so far. If the search ran over (its last trial,
-the ensemble choice), the fine-tune still gets its whole share
-(`MIN_FINETUNE_FRACTION`), and the report shows the overrun. Only the fixed steps (load,
-validation, evaluation, export) come on top; the report and `run.json` say
-how the budget was spent.
+part of it (past 100,000 rows the search's trials see a capped share of the
+rows: `pipelines.search.subsample`). The search stops at its share (a running
+trial ends after its running batch; a trial solved in one go is not started
+when it would not end in time); the fine-tune stops at the run's deadline,
+after the batch running then, keeping the best weights so far. If the search
+ran over (its last trial, the ensemble choice), the fine-tune gives up that
+time, down to `MIN_FINETUNE_FRACTION` of its share, and the report shows the
+overrun. Only the fixed steps (load, validation, evaluation, export) come on
+top; the report and `run.json` say how the budget was spent.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from dataclasses import asdict, dataclass
 import keras
 
 FINETUNE_SHARE_MIN = 0.1
-FINETUNE_SHARE_MAX = 0.4
-MIN_FINETUNE_FRACTION = 1.0
+FINETUNE_SHARE_MAX = 0.3
+MIN_FINETUNE_FRACTION = 0.5
 
 
 def finetune_share(rows: int) -> float:

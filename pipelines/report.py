@@ -112,6 +112,9 @@ def _selection_line(search) -> str:
         return (f"- Selection: {FOLDS}-fold cross-validation on train+val (validation split under "
                 f"{SMALL_VALIDATION_ROWS} rows); score = out-of-fold {search.objective.removeprefix('val_')} "
                 f"- {TIE_BREAK} x out-of-fold log loss (breaks ties)")
+    if search.scored_rows:
+        return (f"- Selection: {search.objective} on a stratified {search.scored_rows:,} rows of the validation split "
+                "(`--subsample-from`), the same rows for every trial")
     return f"- Selection: {search.objective} on the validation split"
 
 

@@ -111,21 +111,39 @@ class TrialLedger:
         """Ids of the trials this process (or worker) timed."""
         return sorted(self.timings.own)
 
+    def expected_seconds(self, family: str, rows: int | None, trials) -> float | None:
+        """How long a trial of `family` on `rows` rows may take: the longest earlier trial of that family (of any,
+        if none ran yet) that was trained, its seconds scaled up to `rows`; None before any trial was timed."""
+        def cost(trial) -> float | None:
+            seconds = self.timings.seconds.get(trial.trial_id)
+            footprint = self.footprints.by_trial.get(trial.trial_id, {})
+            if seconds is None or "not_started" in footprint:
+                return None
+            seen = footprint.get("rows")
+            return seconds * max(1.0, rows / seen) if rows and seen else seconds
+
+        timed = [(str(t.hyperparameters.values.get("family")), cost(t)) for t in trials]
+        timed = [(f, c) for f, c in timed if c is not None]
+        same = [c for f, c in timed if f == family]
+        return max(same or [c for _, c in timed], default=None)
+
     def record(self, trial) -> TrialRecord:
         """The record of one keras-tuner trial."""
         footprint = self.footprints.by_trial.get(trial.trial_id, {})
         over = footprint.get("penalty") is not None
         message = (trial.message or "").strip().splitlines()
+        status = TrialStatus.OVER_BUDGET if over else TrialStatus.NOT_STARTED if "not_started" in footprint \
+            else TrialStatus(str(trial.status))
         return TrialRecord(
             trial_id=trial.trial_id,
-            status=TrialStatus.OVER_BUDGET if over else TrialStatus(str(trial.status)),
+            status=status,
             family=str(trial.hyperparameters.values.get("family", "")),
             val_score=None if over or trial.score is None else float(trial.score),
             seconds=self.timings.seconds.get(trial.trial_id),
             epochs=best_epochs(trial) if trial.status == KT_STATUS.COMPLETED and not over else None,
             hyperparameters=model_hyperparameters(trial),
             message=f"not trained: over the mobile budget ({self.options.budget_text()})" if over
-            else message[-1] if message else "",
+            else footprint.get("not_started") or (message[-1] if message else ""),
             params=footprint.get("params"),
             int8_kb=footprint.get("int8_kb"),
             latency_ms=footprint.get("latency_ms"),

@@ -12,7 +12,8 @@ import pandas as pd
 
 
 class TrialStatus(StrEnum):
-    """Status of a trial record: keras-tuner's trial statuses, plus `OVER_BUDGET` (not trained: too big or slow)."""
+    """Status of a trial record: keras-tuner's trial statuses, plus `OVER_BUDGET` (not trained: too big or slow
+    for the phone) and `NOT_STARTED` (solved in one go, and too slow for the search time left)."""
 
     RUNNING = "RUNNING"
     IDLE = "IDLE"
@@ -21,6 +22,7 @@ class TrialStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     OVER_BUDGET = "OVER_BUDGET"
+    NOT_STARTED = "NOT_STARTED"
 
 
 @dataclass
@@ -112,6 +114,8 @@ class SearchResult:
         workers: one report per parallel worker (empty in a one-process search).
         cross_validated: trials were scored by k-fold on train+val (`pipelines.search.selection`).
         ensemble: the trials averaged into `best_hyperparameters` (family "ensemble"), or None.
+        scored_rows: validation rows the trials were scored on, when fewer than the split's
+            (`pipelines.search.subsample.validation_rows`); None: all of them.
     """
 
     objective: str
@@ -130,6 +134,7 @@ class SearchResult:
     workers: list[WorkerReport] = field(default_factory=list)
     cross_validated: bool = False
     ensemble: EnsembleChoice | None = None
+    scored_rows: int | None = None
 
     @property
     def trial_table(self) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from pipelines.search.ledger import Footprints, Timings, best_epochs, model_hype
 from pipelines.search.parallel import Launcher, search_in_parallel
 from pipelines.search.records import EnsembleChoice, SearchResult, TrialHook, TrialRecord
 from pipelines.search.selection import CrossValidation, load_heldout
+from pipelines.search.subsample import validation_rows
 from pipelines.search.tuner import run_trials, searching_tuner
 
 SMALL_BATCH = 8
@@ -76,7 +77,8 @@ def run_search(
     with float32_policy():
         tuner.get_best_models(1)[0].save(best_model_path)
     cv = CrossValidation.plan(inputs, options.seed, options.selection)
-    ensemble = _ensemble(tuner, inputs, cv, options, ledger.footprints)
+    scored = validation_rows(inputs.y_val, options.subsample_from, options.seed)
+    ensemble = _ensemble(tuner, inputs, scored, cv, options, ledger.footprints)
     by_id = tuner.oracle.trials
     hyperparameters = model_hyperparameters(best) if ensemble is None else {
         "family": ENSEMBLE, "members": [model_hyperparameters(by_id[m]) for m in ensemble.members]}
@@ -97,13 +99,14 @@ def run_search(
         workers=workers,
         cross_validated=cv is not None,
         ensemble=ensemble,
+        scored_rows=None if cv is not None or len(scored) == len(inputs.y_val) else len(scored),
     )
 
 
-def _ensemble(tuner, inputs: ModelInputs, cv: CrossValidation | None, options: SearchOptions,
+def _ensemble(tuner, inputs: ModelInputs, scored: np.ndarray, cv: CrossValidation | None, options: SearchOptions,
               footprints: Footprints) -> EnsembleChoice | None:
     """Average the best distinct trials when that beats the best one on held-out rows (`.ensemble`): out-of-fold
-    predictions under cross-validation, else each trial's best checkpoint on the validation split."""
+    predictions under cross-validation, else each trial's best checkpoint on the `scored` validation rows."""
     if options.ensemble_size < 2:
         return None
     completed = [t for t in tuner.oracle.get_best_trials(len(tuner.oracle.trials))
@@ -115,10 +118,10 @@ def _ensemble(tuner, inputs: ModelInputs, cv: CrossValidation | None, options: S
             heldout = load_heldout(tuner.get_trial_dir(trial.trial_id))
         else:
             with float32_policy():
-                heldout = np.asarray(tuner.load_model(trial).predict(inputs.x_val, verbose=0))
+                heldout = np.asarray(tuner.load_model(trial).predict(inputs.x_val[scored], verbose=0))
         if heldout is not None:
             predictions[trial.trial_id] = heldout
-    y = cv.y if cv is not None else inputs.y_val
+    y = cv.y if cv is not None else inputs.y_val[scored]
 
     def fits(members: list[str]) -> bool:
         measured = [footprints.by_trial.get(m, {}) for m in members]

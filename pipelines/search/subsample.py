@@ -8,8 +8,14 @@ trial sees a share of the rows equal to its share of the epochs (a first
 round of 3 of 20 epochs: 15% of the rows, at least a quarter of
 `subsample_from`), drawn stratified by class and seeded by the trial; a
 trial that hyperband carries on sees more. Its cost thus shrinks with the
-square of its round's epochs. The fine-tune trains the chosen model on every
-row (`pipelines.finetune`); the trial table says how many rows each trial saw.
+square of its round's epochs. The share is of at most `POOL_FACTOR` x
+`subsample_from` rows (100,000 by default): past that, more rows make the
+fine-tune longer, not every trial, so a search of a million rows compares
+about as many models as one of a hundred thousand. Trials are scored on a
+stratified `subsample_from` rows of a larger validation split (the same rows
+for every trial and for the ensemble choice: `validation_rows`). The fine-tune
+trains the chosen model on every row (`pipelines.finetune`); the trial table
+says how many rows each trial saw.
 """
 
 from __future__ import annotations
@@ -23,11 +29,22 @@ from models.sampling import stratified_rows
 from pipelines.devices import DeviceSetup, fit_inputs
 
 
+POOL_FACTOR = 5
+
+
 def trial_rows(n_rows: int, epochs: int, max_epochs: int, subsample_from: int) -> int:
     """Rows a trial of `epochs` (of `max_epochs`) trains on; all of them below `subsample_from` (0: off)."""
     if not subsample_from or n_rows < subsample_from:
         return n_rows
-    return min(n_rows, max(math.ceil(n_rows * epochs / max_epochs), subsample_from // 4))
+    pool = min(n_rows, POOL_FACTOR * subsample_from)
+    return min(n_rows, max(math.ceil(pool * epochs / max_epochs), subsample_from // 4))
+
+
+def validation_rows(y_val: np.ndarray, subsample_from: int, seed: int) -> np.ndarray:
+    """Indices of the validation rows that score trials: a stratified `subsample_from` of a larger split (0: all)."""
+    if not subsample_from or len(y_val) <= subsample_from:
+        return np.arange(len(y_val))
+    return stratified_rows(y_val, subsample_from, seed)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import keras_tuner as kt
 import numpy as np
 from sklearn.metrics import f1_score
 
-from models import KerasflowHyperModel, cheapest_first
+from models import KerasflowHyperModel, cheapest_first, closed_form
 from models.transfer import TransferBase
 from pipelines.budget import StopAtDeadline
 from pipelines.config import SearchOptions
@@ -31,7 +31,7 @@ from pipelines.search.keras_tuner_bridge import (
 from pipelines.search.ledger import TrialLedger
 from pipelines.search.records import TrialHook
 from pipelines.search.selection import CrossValidation, save_heldout, scores
-from pipelines.search.subsample import Subsampling
+from pipelines.search.subsample import Subsampling, validation_rows
 
 MAX_CONSECUTIVE_FAILURES = 5
 HYPERBAND_ITERATIONS = 1000
@@ -58,8 +58,8 @@ def searching_tuner(prep: Preprocessing, families: list[str], directory: Path, o
     oracle = deadline_oracle(options.tuner)(deadline=deadline, first=[{"family": f} for f in cheapest_first(families)],
                                             **oracle_options)
     return budgeted_tuner(options.tuner)(
-        oracle=oracle, hypermodel=hypermodel, ledger=ledger, hook=on_trial_end, directory=str(directory.parent),
-        project_name=directory.name, overwrite=False,
+        oracle=oracle, hypermodel=hypermodel, ledger=ledger, hook=on_trial_end, deadline=deadline,
+        directory=str(directory.parent), project_name=directory.name, overwrite=False,
         distribution_strategy=distribution_strategy(devices) if devices else None)
 
 
@@ -67,9 +67,12 @@ def run_trials(tuner, inputs: ModelInputs, options: SearchOptions, deadline: flo
                devices: DeviceSetup | None = None) -> None:
     """The tuner's search loop: trains trials until the oracle stops (budget, trials, or too many failures).
 
-    A small validation split switches the tuner to k-fold scoring (`pipelines.search.selection`).
+    A small validation split switches the tuner to k-fold scoring (`pipelines.search.selection`); a large one is
+    scored on a stratified share of its rows (`pipelines.search.subsample.validation_rows`). Past the deadline, a
+    trial stops after the batch it is training; one solved in closed form is not started when its family's earlier
+    trials took longer than the time left (`Budgeted.check_time_left`).
     """
-    callbacks = [FailOnNaN(), StopAtDeadline(deadline)]
+    callbacks = [FailOnNaN(), StopAtDeadline(deadline, every_batch=True)]
     weights = class_weights(np.concatenate([inputs.y_train, inputs.y_val]), options.class_weight)
     tuner.cross_validation = CrossValidation.plan(inputs, options.seed, options.selection)
     tuner.training_rows = len(inputs.x_train)
@@ -80,11 +83,13 @@ def run_trials(tuner, inputs: ModelInputs, options: SearchOptions, deadline: flo
     if tuner.cross_validation is not None:
         data = dict(batch_size=options.batch_size)
     else:
+        scored = validation_rows(inputs.y_val, options.subsample_from, options.seed)
+        x_val, y_val = inputs.x_val[scored], inputs.y_val[scored]
         if options.objective == "val_macro_f1":
-            callbacks.insert(0, MacroF1(inputs.x_val, inputs.y_val))
+            callbacks.insert(0, MacroF1(x_val, y_val))
         data = dict(**fit_inputs(inputs.x_train, inputs.y_train, options.batch_size, devices, shuffle=True,
                                  seed=options.seed),
-                    validation_data=validation_inputs(inputs.x_val, inputs.y_val, options.batch_size, devices))
+                    validation_data=validation_inputs(x_val, y_val, options.batch_size, devices))
     try:
         tuner.search(**data, epochs=options.max_epochs, callbacks=callbacks, class_weight=weights, verbose=0)
     except RuntimeError:
@@ -97,9 +102,10 @@ def budgeted_tuner(name: str) -> type:
     base = tuner_taking_an_oracle(name)
 
     class Budgeted(base):
-        def __init__(self, *args, ledger: TrialLedger, hook: TrialHook | None, **kwargs):
+        def __init__(self, *args, ledger: TrialLedger, hook: TrialHook | None, deadline: float | None = None,
+                     **kwargs):
             super().__init__(*args, **kwargs)
-            self.ledger, self._hook, self._started = ledger, hook, {}
+            self.ledger, self._hook, self._started, self.deadline = ledger, hook, {}, deadline
             self.cross_validation: CrossValidation | None = None
             self.subsampling: Subsampling | None = None
             self.training_rows: int | None = None
@@ -116,7 +122,22 @@ def budgeted_tuner(name: str) -> type:
                 kwargs = {**{k: v for k, v in kwargs.items() if k not in ("x", "y", "batch_size")}, **data}
             if rows is not None:
                 self.ledger.footprints.note(trial.trial_id, rows=rows)
+            self.check_time_left(trial, rows)
             return super().run_trial(trial, *args, **kwargs)
+
+        def check_time_left(self, trial, rows: int | None) -> None:
+            """A trial solved in closed form cannot stop at the deadline: it is not started (and is recorded as
+            not started) when its family's earlier trials, scaled to its rows, took longer than the time left."""
+            values = trial.hyperparameters.values
+            if self.deadline is None or not closed_form(values):
+                return
+            expected = self.ledger.expected_seconds(values["family"], rows, self.oracle.trials.values())
+            left = self.deadline - time.time()
+            if expected is not None and expected > left:
+                reason = (f"not started: {values['family']} trials are solved in one go and took up to "
+                          f"{expected:.0f} s here; {max(left, 0):.0f} s of the search were left")
+                self.ledger.footprints.note(trial.trial_id, not_started=reason)
+                raise kt.errors.FailedTrialError(reason)
 
         def _cross_validate(self, trial, cv: CrossValidation, *, epochs: int, **kwargs):
             """Train on each fold, score the out-of-fold predictions of every train+val row (keras-tuner #420)."""
@@ -124,7 +145,7 @@ def budgeted_tuner(name: str) -> type:
             epochs = hp.values.get("tuner/epochs", epochs)  # hyperband's budget for this round
             heldout = np.zeros((len(cv.y), len(self.hypermodel.prep.class_names)), dtype=np.float32)
             model = None
-            # Past the deadline, StopAtDeadline ends each remaining fold after one epoch, as it ends a holdout trial.
+            # Past the deadline, StopAtDeadline ends each remaining fold after one batch, as it ends a holdout trial.
             for train, val in cv.folds:
                 self.hypermodel.x_fit = cv.x[train]
                 model = self.hypermodel.build(hp)

@@ -165,3 +165,34 @@ def test_a_closed_form_trial_on_a_validation_split_keeps_its_checkpoint_and_can_
     assert (tmp_path / "search" / f"trial_{trees.trial_id}" / "checkpoint.weights.h5").exists()
     assert trees.val_score is not None and 0 < trees.val_score <= 1
     assert result.best_model_path.exists()
+
+
+def test_a_closed_form_trial_that_would_overrun_the_search_is_not_started(tmp_path):
+    """Trees are solved in one go and cannot stop at the deadline: with less time left than the family's trials
+    took, a trees trial is recorded as not started; with enough, it starts."""
+    import time
+
+    import keras_tuner as kt
+    from sklearn.datasets import make_classification
+
+    from pipelines.preprocess import ModelInputs, Preprocessing
+    from pipelines.search.tuner import searching_tuner
+
+    x, y = make_classification(160, 6, n_informative=4, n_classes=3, n_clusters_per_class=1, random_state=0)
+    x = x.astype("float32")
+    inputs = ModelInputs(x[:100], y[:100], x[100:130], y[100:130], x[130:], y[130:])
+    prep = Preprocessing(kind="table", input_shape=[6], class_names=["a", "b", "c"], mean=[0.0] * 6,
+                         variance=[1.0] * 6)
+    first = run_search(inputs, prep, tmp_path / "search", _options(max_trials=2, families=["trees"]))
+    took = max(t.seconds for t in first.trials)
+    tuner = searching_tuner(prep, ["trees"], tmp_path / "search", _options(max_trials=3, families=["trees"]),
+                            deadline=time.time() + took / 2, x_train=inputs.x_train)
+    assert tuner.ledger.expected_seconds("trees", 100, tuner.oracle.trials.values()) == pytest.approx(took)
+    assert tuner.ledger.expected_seconds("trees", 200, tuner.oracle.trials.values()) == pytest.approx(2 * took)
+    trial = tuner.oracle.create_trial("tester")
+    with pytest.raises(kt.errors.FailedTrialError, match=r"not started: trees trials .* took up to"):
+        tuner.check_time_left(trial, 100)
+    record = tuner.ledger.record(trial)
+    assert record.status == "NOT_STARTED" and record.message.startswith("not started")
+    tuner.deadline = time.time() + 3600
+    tuner.check_time_left(trial, 100)  # time enough: no error

@@ -93,10 +93,23 @@ def test_a_trial_sees_rows_in_proportion_to_its_epochs_from_the_threshold_on():
     from pipelines.search.subsample import trial_rows
 
     assert trial_rows(19_999, 3, 20, 20_000) == 19_999, "below the threshold: every row"
-    assert trial_rows(1_000_000, 3, 20, 20_000) == 150_000 and trial_rows(1_000_000, 20, 20, 20_000) == 1_000_000
+    assert trial_rows(200_000, 3, 20, 20_000) == 15_000, "a share of a pool of 5x the threshold"
+    assert trial_rows(1_000_000, 3, 20, 20_000) == 15_000 and trial_rows(1_000_000, 20, 20, 20_000) == 100_000, \
+        "past the pool, more rows do not make trials dearer"
+    assert trial_rows(60_000, 20, 20, 20_000) == 60_000
     assert trial_rows(30_000, 1, 20, 20_000) == 5_000, "at least a quarter of the threshold"
     assert trial_rows(1_000_000, 1, 20, 0) == 1_000_000, "0: off"
     y = np.repeat([0, 1, 2], [600, 300, 100])
     picked = stratified_rows(y, 100, seed=0)
     assert len(picked) == 100 and np.array_equal(np.bincount(y[picked]), [60, 30, 10])
     assert not np.array_equal(picked, stratified_rows(y, 100, seed=1)), "seeded by the trial"
+
+
+def test_a_large_validation_split_scores_trials_on_the_same_stratified_share():
+    from pipelines.search.subsample import validation_rows
+
+    y = np.repeat([0, 1, 2], [6000, 3000, 1000])
+    scored = validation_rows(y, 2000, seed=42)
+    assert len(scored) == 2000 and np.array_equal(np.bincount(y[scored]), [1200, 600, 200])
+    assert np.array_equal(scored, validation_rows(y, 2000, seed=42)), "the same rows for every trial"
+    assert len(validation_rows(y, 20_000, seed=42)) == len(y) and len(validation_rows(y, 0, seed=42)) == len(y)
