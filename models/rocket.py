@@ -151,25 +151,32 @@ class MiniRocket(keras.layers.Layer):
 RIDGE_ALPHAS = np.logspace(-3, 3, 10)  # MiniRocket's RidgeClassifierCV grid
 TEMPERATURES = np.logspace(-1, 2.5, 36)
 ABSENT_CLASS_LOGIT = -30.0
+MIN_FEATURE_STD = 1e-8  # a constant feature is left unscaled
 
 
 def fit_ridge_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: dict | None = None) -> dict:
     """Fit the `probabilities` layer on its input features with ridge regression, as MiniRocket does (on the
     `rocket` layer's features; a pretrained base's, for a linear probe: `models.transfer`).
 
-    The alpha is chosen by leave-one-out error (sklearn's `RidgeClassifierCV`).
-    Ridge gives scores, not probabilities: the softmax temperature is the one
-    that minimises the log loss of the leave-one-out scores, so the model's
-    probabilities are calibrated enough to average in an ensemble. Returns the
-    training loss and accuracy.
+    The features are scaled to unit variance first (the scale is folded into
+    the kernel), so one alpha suits features of different units: a pretrained
+    base's activations beside standardised inputs (MiniRocket's come
+    standardised). The alpha is chosen by leave-one-out error (sklearn's
+    `RidgeClassifierCV`). Ridge gives scores, not probabilities: the softmax
+    temperature is the one that minimises the log loss of the leave-one-out
+    scores, so the model's probabilities are calibrated enough to average in an
+    ensemble. Returns the training loss and accuracy.
     """
     from sklearn.linear_model import RidgeClassifierCV
 
     head = model.get_layer("probabilities")
     features = np.asarray(keras.Model(model.inputs, head.input).predict(x, verbose=0), dtype=np.float64)
+    scale = features.std(axis=0)
+    scale[scale < MIN_FEATURE_STD] = 1.0
+    features = features / scale
     n_classes = head.units
     ridge = RidgeClassifierCV(alphas=RIDGE_ALPHAS, class_weight=class_weight).fit(features, y)
-    coef = np.atleast_2d(ridge.coef_)
+    coef = np.atleast_2d(ridge.coef_) / scale
     intercept = np.atleast_1d(ridge.intercept_)
     scores = _loo_scores(features, y, ridge.classes_, ridge.alpha_)
     temperature = _temperature(scores, y, ridge.classes_)
