@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import os
 import resource
 import subprocess
@@ -89,6 +90,7 @@ def one_run(csv: Path, budget_minutes: float, workdir: Path) -> dict:
         "wall": round(wall, 1),
         "trials": len(trials),
         "completed": sum(t.status == "COMPLETED" for t in trials),
+        "by_status": dict(Counter(str(t.status) for t in trials)),
         "rows_seen": [min(seen), max(seen)] if seen else None,
         "train_rows": result.splits["train"],
         "peak_rss": peak_rss,
@@ -116,6 +118,7 @@ def row(rows: int, budget_minutes: float, run: dict, csv_mb: float) -> dict:
         "steps": ", ".join(f"{k} {v:.0f}" for k, v in steps.items()),
         "within budget": searched <= budget * (1 + OVERRUN),
         "trials": run["trials"],
+        "by status": ", ".join(f"{k} {v}" for k, v in run.get("by_status", {}).items()),
         "rows per trial": "{:,}-{:,}".format(*run["rows_seen"]) if run["rows_seen"] else "",
         "peak RSS GB": round(run["peak_rss"] / 2**30, 2),
         "family": run["family"],

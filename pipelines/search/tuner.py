@@ -137,7 +137,7 @@ def budgeted_tuner(name: str) -> type:
                 reason = (f"not started: {values['family']} trials are solved in one go and took up to "
                           f"{expected:.0f} s here; {max(left, 0):.0f} s of the search were left")
                 self.ledger.footprints.note(trial.trial_id, not_started=reason)
-                raise kt.errors.FailedTrialError(reason)
+                raise TrialNotStarted(reason)
 
         def _cross_validate(self, trial, cv: CrossValidation, *, epochs: int, **kwargs):
             """Train on each fold, score the out-of-fold predictions of every train+val row (keras-tuner #420)."""
@@ -206,6 +206,12 @@ class MacroF1(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         predicted = np.argmax(self.model.predict(self.x_val, verbose=0), axis=1)
         logs["val_macro_f1"] = f1_score(self.y_val, predicted, average="macro", zero_division=0)
+
+
+class TrialNotStarted(Exception):
+    """A trial left untrained for want of time. Not a `kt.errors.FailedTrialError`: keras-tuner marks it INVALID,
+    which does not count towards `MAX_CONSECUTIVE_FAILURES` (a run of them near the deadline must not end the
+    search while the families that stop at the deadline could still use the time)."""
 
 
 class FailOnNaN(keras.callbacks.Callback):

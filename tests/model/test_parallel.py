@@ -14,7 +14,7 @@ from pipelines.search import SearchOptions, run_search
 
 
 def _options(**overrides):
-    options = dict(tuner="random", max_trials=6, max_epochs=3, batch_size=4, budget_minutes=4, workers=2,
+    options = dict(tuner="random", max_trials=4, max_epochs=3, batch_size=4, budget_minutes=4, workers=2,
                    families=["dense", "cnn"])
     options.update(overrides)
     return SearchOptions(**options)
@@ -28,7 +28,7 @@ def test_two_workers_share_the_trials_none_twice_none_lost(image_inputs, tmp_pat
                         on_trial_end=lambda record, n: reported.append(record.trial_id))
 
     ids = [t.trial_id for t in result.trials]
-    assert len(ids) == 6 and {t.status for t in result.trials} == {"COMPLETED"}
+    assert len(ids) == 4 and {t.status for t in result.trials} == {"COMPLETED"}
     assert sorted(reported) == sorted(ids), "every trial reported to the flow exactly once"
     by_worker = {w.tuner_id: set(w.trials) for w in result.workers}
     assert set(by_worker) == {"worker1", "worker2"}
@@ -55,12 +55,12 @@ def test_a_worker_killed_mid_search_does_not_hang_it_and_its_trial_is_retried(im
             killed.append(pid)
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        result = run_search(inputs, prep, search_dir, _options(max_trials=5),
+        result = run_search(inputs, prep, search_dir, _options(max_trials=4),
                             on_trial_end=kill_worker1_after_first_trial)
 
     assert killed
     assert [w.tuner_id for w in result.workers] == ["worker2"], "the killed worker reports nothing"
-    assert len(result.trials) == 5 and {t.status for t in result.trials} == {"COMPLETED"}, \
+    assert len(result.trials) == 4 and {t.status for t in result.trials} == {"COMPLETED"}, \
         [(t.trial_id, t.status, t.message) for t in result.trials]
 
 
