@@ -91,6 +91,10 @@ class Footprints:
     def over_budget(self, trial_id: str) -> bool:
         return self.by_trial.get(trial_id, {}).get("penalty") is not None
 
+    def untrained(self, trial_id: str) -> bool:
+        """Not trained: over the mobile budget, or not started for want of time (its score only ranks it last)."""
+        return self.over_budget(trial_id) or "not_started" in self.by_trial.get(trial_id, {})
+
 
 class TrialLedger:
     """Timings and footprints of one search folder, and the records they make with keras-tuner's trials."""
@@ -131,16 +135,17 @@ class TrialLedger:
         """The record of one keras-tuner trial."""
         footprint = self.footprints.by_trial.get(trial.trial_id, {})
         over = footprint.get("penalty") is not None
+        untrained = self.footprints.untrained(trial.trial_id)
         message = (trial.message or "").strip().splitlines()
-        status = TrialStatus.OVER_BUDGET if over else TrialStatus.NOT_STARTED if "not_started" in footprint \
+        status = TrialStatus.OVER_BUDGET if over else TrialStatus.NOT_STARTED if untrained \
             else TrialStatus(str(trial.status))
         return TrialRecord(
             trial_id=trial.trial_id,
             status=status,
             family=str(trial.hyperparameters.values.get("family", "")),
-            val_score=None if over or trial.score is None else float(trial.score),
+            val_score=None if untrained or trial.score is None else float(trial.score),
             seconds=self.timings.seconds.get(trial.trial_id),
-            epochs=best_epochs(trial) if trial.status == KT_STATUS.COMPLETED and not over else None,
+            epochs=best_epochs(trial) if trial.status == KT_STATUS.COMPLETED and not untrained else None,
             hyperparameters=model_hyperparameters(trial),
             message=f"not trained: over the mobile budget ({self.options.budget_text()})" if over
             else footprint.get("not_started") or (message[-1] if message else ""),

@@ -67,6 +67,9 @@ def run_search(
     ledger = tuner.ledger.reload()
     trials = ledger.records(tuner.oracle.trials.values())
     completed = tuner.oracle.get_best_trials(1)
+    if completed and ledger.footprints.untrained(completed[0].trial_id) \
+            and not ledger.footprints.over_budget(completed[0].trial_id):
+        completed = []  # the best is a trial left untrained for want of time: none was trained
     if not completed or completed[0].score is None or not np.isfinite(completed[0].score):
         reasons = "; ".join(f"trial {t.trial_id} ({t.family}): {t.status} {t.message}" for t in trials[:5])
         raise SearchFailed(f"no search trial produced a usable model. {reasons or 'No trial ran: is the budget too small?'}")
@@ -110,7 +113,7 @@ def _ensemble(tuner, inputs: ModelInputs, scored: np.ndarray, cv: CrossValidatio
     if options.ensemble_size < 2:
         return None
     completed = [t for t in tuner.oracle.get_best_trials(len(tuner.oracle.trials))
-                 if t.score is not None and np.isfinite(t.score) and not footprints.over_budget(t.trial_id)]
+                 if t.score is not None and np.isfinite(t.score) and not footprints.untrained(t.trial_id)]
     candidates = distinct_best(completed)
     predictions = {}
     for trial in candidates:

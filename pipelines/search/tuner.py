@@ -34,6 +34,10 @@ from pipelines.search.selection import CrossValidation, save_heldout, scores
 from pipelines.search.subsample import Subsampling, validation_rows
 
 MAX_CONSECUTIVE_FAILURES = 5
+# The score of a trial left untrained for want of time: below any real score, and not a failure (keras-tuner
+# ends a search after MAX_CONSECUTIVE_FAILURES failed trials in a row, and a run of these near the deadline
+# must not end it while the families that stop at the deadline can still use the time).
+NOT_STARTED_SCORE = -1e6
 HYPERBAND_ITERATIONS = 1000
 FOOTPRINT_SAMPLES = 32
 
@@ -70,7 +74,7 @@ def run_trials(tuner, inputs: ModelInputs, options: SearchOptions, deadline: flo
     A small validation split switches the tuner to k-fold scoring (`pipelines.search.selection`); a large one is
     scored on a stratified share of its rows (`pipelines.search.subsample.validation_rows`). Past the deadline, a
     trial stops after the batch it is training; one solved in closed form is not started when its family's earlier
-    trials took longer than the time left (`Budgeted.check_time_left`).
+    trials took longer than the time left (`Budgeted.time_left_for`).
     """
     callbacks = [FailOnNaN(), StopAtDeadline(deadline, every_batch=True)]
     weights = class_weights(np.concatenate([inputs.y_train, inputs.y_val]), options.class_weight)
@@ -122,22 +126,24 @@ def budgeted_tuner(name: str) -> type:
                 kwargs = {**{k: v for k, v in kwargs.items() if k not in ("x", "y", "batch_size")}, **data}
             if rows is not None:
                 self.ledger.footprints.note(trial.trial_id, rows=rows)
-            self.check_time_left(trial, rows)
+            if not self.time_left_for(trial, rows):
+                return NOT_STARTED_SCORE
             return super().run_trial(trial, *args, **kwargs)
 
-        def check_time_left(self, trial, rows: int | None) -> None:
-            """A trial solved in closed form cannot stop at the deadline: it is not started (and is recorded as
-            not started) when its family's earlier trials, scaled to its rows, took longer than the time left."""
+        def time_left_for(self, trial, rows: int | None) -> bool:
+            """False (and the trial noted as not started) for a trial solved in closed form, which cannot stop at
+            the deadline, when its family's earlier trials, scaled to its rows, took longer than the time left."""
             values = trial.hyperparameters.values
             if self.deadline is None or not closed_form(values):
-                return
+                return True
             expected = self.ledger.expected_seconds(values["family"], rows, self.oracle.trials.values())
             left = self.deadline - time.time()
-            if expected is not None and expected > left:
-                reason = (f"not started: {values['family']} trials are solved in one go and took up to "
-                          f"{expected:.0f} s here; {max(left, 0):.0f} s of the search were left")
-                self.ledger.footprints.note(trial.trial_id, not_started=reason)
-                raise TrialNotStarted(reason)
+            if expected is None or expected <= left:
+                return True
+            self.ledger.footprints.note(trial.trial_id, not_started=(
+                f"not started: {values['family']} trials are solved in one go and took up to {expected:.0f} s "
+                f"here; {max(left, 0):.0f} s of the search were left"))
+            return False
 
         def _cross_validate(self, trial, cv: CrossValidation, *, epochs: int, **kwargs):
             """Train on each fold, score the out-of-fold predictions of every train+val row (keras-tuner #420)."""
@@ -206,12 +212,6 @@ class MacroF1(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         predicted = np.argmax(self.model.predict(self.x_val, verbose=0), axis=1)
         logs["val_macro_f1"] = f1_score(self.y_val, predicted, average="macro", zero_division=0)
-
-
-class TrialNotStarted(Exception):
-    """A trial left untrained for want of time. Not a `kt.errors.FailedTrialError`: keras-tuner marks it INVALID,
-    which does not count towards `MAX_CONSECUTIVE_FAILURES` (a run of them near the deadline must not end the
-    search while the families that stop at the deadline could still use the time)."""
 
 
 class FailOnNaN(keras.callbacks.Callback):
