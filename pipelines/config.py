@@ -113,9 +113,10 @@ class SearchOptions(DeviceOptions, MobileBudget):
                                  "rows, at least 8) and more epochs per trial (up to 5x max epochs) until a trial "
                                  "takes this many optimiser steps; 0: off.")
     subsample_from: int = Field(20_000, ge=0, description="Large training sets, hyperband: from this many "
-                                "training rows on, a trial sees a stratified share of the rows equal to its share "
-                                "of the epochs (at least a quarter of this), so early rounds compare many "
-                                "architectures; the chosen model is fine-tuned on every row. 0: off.")
+                                "training rows on, a trial sees a stratified share of the rows (of at most 5x "
+                                "this many) equal to its share of the epochs (at least a quarter of this), so "
+                                "early rounds compare many architectures; trials are scored on a stratified "
+                                "this many validation rows; the chosen model is fine-tuned on every row. 0: off.")
     class_weight: ClassWeight = Field("auto", description="Weight classes inversely to their counts (sklearn's "
                                       "balanced rule): auto, when the largest class has 3x+ the rows of the "
                                       "smallest, lets the search decide per trial (hyperparameter balance_classes, "
