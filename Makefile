@@ -40,7 +40,7 @@ bench: install  ## digits vs sklearn baselines, Prefect+GX overhead, TFLite size
 bench-table: install  ## six datasets vs SVC, HGB, LogReg and MiniRocket on the same splits (10-min budget each)
 	$(BIN)/python bench/table.py
 
-bench-transfer: install  ## pre-train on digits 0-4, fine-tune on 10 and 30 rows per class of 5-9, vs from scratch
+bench-transfer: install  ## pre-train on digits 0-4, fine-tune on 10 and 30 rows per class of 5-9 (two seeds), vs from scratch
 	$(BIN)/python bench/transfer.py
 
 bench-scale: install  ## synthetic tables of 10k, 100k and 1M rows: budget vs wall time, trials, peak RSS, accuracy
