@@ -23,11 +23,15 @@ $(STAMP): requirements.lock pyproject.toml
 run: install  ## full flow on the bundled digits images, on Prefect's embedded local server
 	$(BIN)/kerasflow train --dataset digits --budget-minutes 4
 
+# Two pytest-xdist workers, one Prefect server each: on 2 cores most of a test's time is single-threaded
+# (tracing, process and server start-up), so two workers halve the suite. `make test TEST_WORKERS=0` runs it serially.
+TEST_WORKERS ?= 2
+
 test: install  ## the whole suite, end-to-end flows included
-	$(BIN)/python -m pytest -q --timeout 900
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --timeout 900
 
 test-fast: install  ## unit, data and model layers: everything but the end-to-end flow runs
-	$(BIN)/python -m pytest -q -m "not e2e" tests/unit tests/data tests/model
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not e2e" tests/unit tests/data tests/model
 
 test-unit: install  ## the unit layer alone (seconds): structure, options, rules, renderers
 	$(BIN)/python -m pytest -q tests/unit

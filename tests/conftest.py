@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny real datasets on disk and one real Prefect server per test session."""
+"""Shared fixtures: tiny real datasets on disk and one real Prefect server per test session (per pytest-xdist worker)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 # Prefect's telemetry heartbeat races the first migrations of a fresh database ("database is locked").
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# pytest-xdist's workers inherit COLUMNS=80 and LINES=24 from execnet; rich would fix the CLI console's width at import,
+# and the CLI tests that ask for a wide terminal (CliRunner's env COLUMNS) would get 80 columns.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 import numpy as np
 import pandas as pd
