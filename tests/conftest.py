@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny real datasets on disk and one real Prefect server per test session (per pytest-xdist worker)."""
+"""Shared fixtures: tiny real datasets on disk and one real Prefect server per test session (xdist worker)."""
 
 from __future__ import annotations
 
