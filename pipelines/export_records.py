@@ -122,6 +122,11 @@ class ExportResult:
     def recommended(self) -> VariantReport | None:
         return next((v for v in self.variants if v.recommended), None)
 
+    @property
+    def stateful(self) -> bool:
+        """Whether any variant keeps state between calls (a fused LSTM), so an app resets it before each call."""
+        return any(v.stateful for v in self.variants)
+
     def variant(self, name: str) -> VariantReport:
         return next(v for v in self.variants if v.variant == name)
 

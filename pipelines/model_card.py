@@ -87,11 +87,10 @@ STATE_RESET = ("LiteRT keeps the fused LSTM state of the variants marked statefu
 
 def spec(result: ExportResult, prep: Preprocessing, data: ExportData) -> dict:
     """JSON-able description of the model's input and output and of every variant's tensors."""
-    stateful = any(v.stateful for v in result.variants)
-    batch = 1 if stateful else -1
+    batch = 1 if result.stateful else -1
     return {
         "labels": prep.class_names,
-        **({"before_each_call": STATE_RESET} if stateful else {}),
+        **({"before_each_call": STATE_RESET} if result.stateful else {}),
         "input": {
             "name": "features",
             "shape": [batch, *prep.input_shape],
@@ -189,7 +188,7 @@ def _card_lines(result, prep, facts: CardFacts | None) -> list[str]:
         "## Intended use",
         INTENDED_USE,
         f"Input: {input_layout(prep)}. Inside the model: {NORMALISATION[prep.kind]}.",
-        *([f"**Before each call**: {STATE_RESET}."] if any(v.stateful for v in result.variants) else []),
+        *([f"**Before each call**: {STATE_RESET}."] if result.stateful else []),
         "",
         "## Limits",
         "- Trained on the data above only: expect worse results on inputs from another source, sensor or population.",
