@@ -26,12 +26,13 @@ run: install  ## full flow on the bundled digits images, on Prefect's embedded l
 # Two pytest-xdist workers, one Prefect server each: on 2 cores most of a test's time is single-threaded
 # (tracing, process and server start-up), so two workers halve the suite. `make test TEST_WORKERS=0` runs it serially.
 TEST_WORKERS ?= 2
+PARALLEL := -n $(TEST_WORKERS) --dist worksteal
 
 test: install  ## the whole suite, end-to-end flows included
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --timeout 900
+	$(BIN)/python -m pytest -q $(PARALLEL) --timeout 900
 
 test-fast: install  ## unit, data and model layers: everything but the end-to-end flow runs
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not e2e" tests/unit tests/data tests/model
+	$(BIN)/python -m pytest -q $(PARALLEL) -m "not e2e" tests/unit tests/data tests/model
 
 test-unit: install  ## the unit layer alone (seconds): structure, options, rules, renderers
 	$(BIN)/python -m pytest -q tests/unit
