@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast test-unit bench bench-table bench-transfer bench-scale serve ui lock clean
+.PHONY: install run smoke test test-fast test-unit bench bench-table bench-transfer bench-scale serve ui lock clean
 
 install: $(STAMP)
 
@@ -22,6 +22,18 @@ $(STAMP): requirements.lock pyproject.toml
 
 run: install  ## full flow on the bundled digits images, on Prefect's embedded local server
 	$(BIN)/kerasflow train --dataset digits --budget-minutes 4
+
+# A new user's first run, twice at the same moment: each `kerasflow train` in a brand-new PREFECT_HOME starts Prefect's
+# embedded server on an empty database (migrations first) beside the other; both must finish.
+SMOKE := $(BIN)/kerasflow train --dataset wine --budget-minutes 0.25 --no-register
+smoke: install  ## two short trainings side by side, each in a fresh PREFECT_HOME on the embedded server
+	@dir=$$(mktemp -d); \
+	env -u PREFECT_API_URL PREFECT_HOME=$$dir/home-a $(SMOKE) --runs-root $$dir/runs-a > $$dir/a.log 2>&1 & a=$$!; \
+	env -u PREFECT_API_URL PREFECT_HOME=$$dir/home-b $(SMOKE) --runs-root $$dir/runs-b > $$dir/b.log 2>&1 & b=$$!; \
+	status=0; wait $$a || status=1; wait $$b || status=1; \
+	for run in a b; do echo "--- smoke $$run:"; grep -E "local server is ready|^error|accuracy  |run folder" $$dir/$$run.log; done; \
+	if [ $$status -ne 0 ]; then tail -n 40 $$dir/a.log $$dir/b.log; echo "smoke: a fresh-home run failed"; exit 1; fi; \
+	echo "smoke: both fresh-home runs finished"
 
 # Two pytest-xdist workers, one Prefect server each: on 2 cores most of a test's time is single-threaded
 # (tracing, process and server start-up), so two workers halve the suite. `make test TEST_WORKERS=0` runs it serially.

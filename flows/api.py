@@ -18,7 +18,9 @@ import pandas as pd
 
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError
+from pipelines.load import write_sequence_file
 from pipelines.predict import Predictions, TrainedModel, open_model, predict
+from pipelines.registry import check_model_name
 
 
 @dataclass
@@ -100,7 +102,7 @@ def train(data=None, target: str | None = None, *, x=None, y=None, dataset: str 
     `prefect=False` runs the same pipeline without Prefect.
     """
     runs_root = Path(options.get("runs_root") or TrainConfig.default("runs_root"))
-    name = options.get("name")
+    name = options.get("name") and check_model_name(options["name"])  # before in-memory data is written under it
     if isinstance(data, pd.DataFrame):
         if not target:
             raise DataError("a DataFrame needs target=, the name of its label column")
@@ -116,7 +118,10 @@ def train(data=None, target: str | None = None, *, x=None, y=None, dataset: str 
 def run_training(config: TrainConfig, prefect: bool = True) -> Trained:
     """One training run for `config`, as the Prefect flow or directly."""
     if prefect:
+        from flows.server import start_local_server
         from flows.train import train_flow
+
+        start_local_server()
 
         return Trained(train_flow(config))
     from pipelines.train import train as train_pipeline
@@ -134,9 +139,7 @@ def _arrays(runs_root: Path, name: str | None, x, y, target: str | None):
         frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])]).assign(**{target: np.asarray(y)})
         return _stash(runs_root, name, "parquet", lambda path: frame.to_parquet(path, index=False)), target, name
     if len(shape) in (1, 2):  # sequences: [N, T, F], [N, T] or ragged
-        packed = np.empty(len(x), dtype=object)
-        packed[:] = [np.asarray(s) for s in x]
-        return _stash(runs_root, name, "npz", lambda path: np.savez(path, x=packed, y=np.asarray(y))), None, name
+        return _stash(runs_root, name, "npz", lambda path: write_sequence_file(path, x, y)), None, name
     raise DataError(f"x samples have shape {shape}: give tables as [rows, columns], sequences as [N, steps, features]; "
                     "for images, give the path of a folder with one subfolder per class")
 

@@ -12,10 +12,11 @@ from typing import Annotated, Optional, get_args
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Column, Table
 
 from flows.models_cli import models_app
-from flows.output import console, fail, quiet_user_errors_on_console
+from flows.output import console, errors, fail, quiet_user_errors_on_console
 from pipelines.config import (
     Backbone,
     BundledDataset,
@@ -36,8 +37,8 @@ from pipelines.config import (
 )
 from pipelines.errors import KerasflowError
 from pipelines.export_records import TRAINED_MODEL
-from pipelines.load import check_source
-from pipelines.registry import Registry
+from pipelines.load import check_sequence_file, check_source
+from pipelines.registry import Registry, check_model_name, parse_ref
 
 app = typer.Typer(
     help="kerasflow: point it at data, get a searched, tuned, checked Keras model and a TFLite export.",
@@ -230,9 +231,12 @@ def compress(
 
 
 def _export(target: str, options: ExportOptions, registry: Path, out: Path | None, runs_root: Path) -> None:
+    run_folder = _is_run_folder(target, registry)
+    if not run_folder:
+        _check(parse_ref, target)
     from flows.export import export_flow, export_version_flow
 
-    if _is_run_folder(target, registry):
+    if run_folder:
         summary = _run(export_flow, target, options)
     else:
         summary = _run(export_version_flow, target, str(registry), str(out) if out else None, str(runs_root), options)
@@ -286,7 +290,8 @@ def retrain(
 def predict(
     source: Annotated[str, typer.Argument(help="The model: NAME (its champion), NAME@VERSION, or a run folder.")],
     data: Annotated[Path, typer.Option(help="New data like the training data: a table (the label column may be "
-                                            "absent), a folder of images (subfolders too), or an .npz with x.")],
+                                            "absent), a folder of images (subfolders too), or an .npz with x (and "
+                                            "lengths, when ragged).")],
     out: Annotated[Path, typer.Option(help="CSV to write: id (row number, file name or sample number), label, "
                                            "and p_<class> per class, in the input's order.")] = Path("predictions.csv"),
     variant: Annotated[Optional[str], typer.Option(help="Score with this exported TFLite variant (float32, float16, "
@@ -306,6 +311,10 @@ def predict(
 
     if not data.exists():
         fail(f"{data}: no such file or folder")
+    if data.is_file() and data.suffix.lower() == ".npz":
+        _check(check_sequence_file, data)
+    if not Path(source).is_dir():
+        _check(parse_ref, source)
     predictions = _check(lambda: load(source, registry).predict(data, variant, keep))
     predictions.write_csv(out)
     summary = predictions.summary()
@@ -314,9 +323,9 @@ def predict(
         table.add_row(label, str(count))
     console.print(table)
     for note in summary["notes"]:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {escape(note)}", highlight=False)
     if summary["drifted"]:
-        console.print(f"[bold yellow]warning:[/bold yellow] {summary['drift']}", highlight=False)
+        console.print(f"[bold yellow]warning:[/bold yellow] {escape(summary['drift'])}", highlight=False)
         drift = Table("column", "PSI", "p-value", "change", title="Drift against the training data")
         for row in predictions.drift.to_rows():
             if row["drifted"] == "yes":
@@ -364,6 +373,8 @@ def schedule(
     """
     from prefect.settings import PREFECT_API_URL
 
+    if name is not None:
+        _check(check_model_name, name)
     if not PREFECT_API_URL.value():
         fail("schedules need a Prefect server, whose scheduler creates the runs (the embedded one has none): start "
              "one (make ui) and set PREFECT_API_URL=http://127.0.0.1:4200/api")
@@ -412,10 +423,36 @@ def datasets() -> None:
     console.print(table)
 
 
+@app.command("convert-sequences")
+def convert_sequences(
+    old: Annotated[Path, typer.Argument(help="An old-style .npz whose x is an object array of ragged sequences.")],
+    new: Annotated[Path, typer.Argument(help="The .npz to write: x (every step, one sequence after another), "
+                                             "lengths and y.")],
+) -> None:
+    """Convert an old-style sequence file, which kerasflow refuses, to the pickle-free format it reads.
+
+    An object array is a pickle: reading it runs whatever code it holds, so kerasflow never reads one from
+    --data. This command does, for a file you trust (you wrote it, or know who did). Ragged sequences are
+    then stored as x = np.concatenate(sequences) and lengths = [len(s) for s in sequences].
+    """
+    from pipelines.load import convert_trusted_sequences
+
+    count = _check(convert_trusted_sequences, old, new)
+    console.print(f"{count} sequences written to [bold]{escape(str(new))}[/bold]")
+
+
 def _run(flow, *args) -> dict:
-    """Run a flow (or the API); a user error (bad data, bad registry, busy model) ends as one line and exit code 2."""
+    """Run a flow (or the API); a user error (bad data, bad registry, busy model) ends as one line and exit code 2.
+
+    Prefect's local server is started first (`flows.server`), so a fresh or busy machine does not time out.
+    """
+    from flows.server import start_local_server
+
     quiet_user_errors_on_console()
     try:
+        seconds = start_local_server()
+        if seconds is not None:
+            errors.print(f"Prefect's local server is ready ({seconds:.1f} s)", style="dim", highlight=False)
         return flow(*args)
     except KerasflowError as exc:
         fail(str(exc))

@@ -6,6 +6,7 @@ import logging
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pipelines.errors import KerasflowError
 
@@ -15,7 +16,7 @@ errors = Console(stderr=True)
 
 def fail(message: str) -> None:
     """Print `error: message` and exit 2: bad input, not a crash."""
-    errors.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    errors.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

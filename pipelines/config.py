@@ -11,14 +11,26 @@ CLI reads every default and help text from these fields (`flows/cli.py`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from data_checks.drift import ALPHA, PSI_THRESHOLD
 from models.transfer import BACKBONES
 from pipelines.errors import ExportError
+from pipelines.registry import model_name_problem, safe_model_name
 from pipelines.tflite import VARIANTS
+
+
+def checked_model_name(value: str | None) -> str | None:
+    """A model name is checked where it is given, before any work (`pipelines.registry.MODEL_NAME`)."""
+    problem = None if value is None else model_name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(checked_model_name)]  # checked where given, before any work
 
 Tuner = Literal["hyperband", "bayesian", "random"]
 Objective = Literal["val_accuracy", "val_macro_f1"]
@@ -210,14 +222,16 @@ class TrainConfig(ReadOptions, SearchOptions, ExportOptions, TransferOptions):
     """Everything a training run needs to know; shown as the flow's parameters."""
 
     data: Path | None = Field(None, description="CSV/Parquet table, folder of images (one subfolder per class), "
-                              "or .npz with x [N,T,F] and y [N].")
+                              "or .npz of sequences: x [N,T,F] and y [N], or, ragged, x [sum of lengths,F], "
+                              "lengths [N] and y [N] (never pickled object arrays: see convert-sequences).")
     dataset: BundledDataset | None = Field(None, description="A bundled demo instead of --data.")
     test_data: Path | None = Field(None, description="Your own held-out test set, same format as --data.")
     column_roles: dict[str, ColumnRoleName] = Field(default_factory=dict, description="A table column's role, "
                                                     "NAME=ROLE: numeric, categorical, date (year, month, day and "
                                                     "weekday as numbers), or identifier, text or ignore (dropped). "
                                                     "Columns not named are inferred; the report says how.")
-    name: str | None = Field(None, description="Model name (default: dataset or file name).")
+    name: ModelName | None = Field(None, description="Model name (default: dataset or file name): letters, digits, "
+                                   "'.', '_' and '-'.")
     runs_root: Path = Field(Path("runs"), description="Where run folders go: RUNS_ROOT/NAME/TIMESTAMP.")
     registry: Path | None = Field(None, description="Model registry root: REGISTRY/NAME/versions/vNNNN and the "
                                   "champion pointer; None: do not register.")
@@ -241,15 +255,16 @@ class TrainConfig(ReadOptions, SearchOptions, ExportOptions, TransferOptions):
 
     @property
     def model_name(self) -> str:
+        """--name, else the dataset's or the file's name made a model name (`pipelines.registry.MODEL_NAME`)."""
         if self.name:
             return self.name
-        return self.dataset or Path(self.data).stem  # type: ignore[arg-type]
+        return self.dataset or safe_model_name(Path(self.data).stem)  # type: ignore[arg-type]
 
 
 class RetrainConfig(ReadOptions):
     """A retrain of a registered model on new data; every threshold of the promotion rule is here."""
 
-    name: str = Field(description="Registered model name; its champion is the model to beat.")
+    name: ModelName = Field(description="Registered model name; its champion is the model to beat.")
     data: Path | None = Field(None, description="New data, same format (and target column) as the champion's.")
     dataset: BundledDataset | None = Field(None, description="A bundled demo instead of --data.")
     test_data: Path | None = Field(None, description="A fresh holdout; else the test split of the new data.")
@@ -283,3 +298,4 @@ class RetrainConfig(ReadOptions):
         if (self.data is None) == (self.dataset is None):
             raise ValueError("give exactly one of data (a path) or dataset (a bundled demo)")
         return self
+

@@ -2,7 +2,22 @@
 
 Every error raised for bad input is a `KerasflowError` whose message names
 the file, column or sample at fault; the CLI prints it without a traceback.
+A value quoted from the data goes through `shown`, so one line stays one
+readable line whatever the data holds (a 100,000-character cell, say).
 """
+
+SHOWN_CHARS = 40  # how much of a data value an error message quotes
+
+
+def shown(value) -> str:
+    """`repr(value)`, cut to `SHOWN_CHARS` characters with how long it was."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}… ({len(text):,} characters)"
+
+
+def names(values) -> str:
+    """Column or class names for a message: each `shown` when it is long, comma-separated."""
+    return ", ".join(str(v) if len(str(v)) <= SHOWN_CHARS else shown(v) for v in values)
 
 
 class KerasflowError(Exception):

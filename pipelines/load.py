@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 
 from pipelines.columns import Role, apply_roles, infer_roles, role_notes
 from pipelines.config import TrainConfig
-from pipelines.errors import DataError
+from pipelines.errors import DataError, names, shown
 
 Kind = Literal["table", "image", "sequence"]
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
@@ -151,14 +151,18 @@ def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> t
 
 
 def check_source(path: Path, target: str | None) -> None:
-    """What can be checked without reading the data: the path exists, and a table has its target column and the
-    column holds classes (the header and that one column only).
+    """What can be checked without reading the data: the path exists, a sequence file holds no pickle (array
+    headers only), and a table has its target column and the column holds classes (the header and that column).
 
     Runs before anything starts (the CLI calls it before Prefect's server), so
     the commonest mistakes cost a second, not a server start.
     """
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
+    if path.is_file() and path.suffix.lower() == ".npz":
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: the file is empty")
+        check_sequence_file(path)
     if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
         if not target:
             raise DataError(f"{path}: a table needs --target, the name of its label column")
@@ -178,7 +182,7 @@ def check_source(path: Path, target: str | None) -> None:
         except Exception:  # unreadable: `load_table` reports it with the parser's own words
             return
         if target not in columns:
-            raise DataError(f"{path}: no column {target!r}; columns are {', '.join(map(str, columns))}")
+            raise DataError(f"{path}: no column {shown(target)}; columns are {names(columns)}")
         labels = pd.read_parquet(path, columns=[target])[target] if path.suffix.lower() in {".parquet", ".pq"} \
             else pd.read_csv(path, usecols=[target], sep=sep)[target]
         check_not_continuous(path, labels.dropna())
@@ -249,7 +253,7 @@ def load_table(path: Path, target: str) -> Dataset:
     """Read a CSV or Parquet table; numeric and categorical columns are kept raw."""
     frame = read_table(path)
     if target not in frame.columns:
-        raise DataError(f"{path}: no column {target!r}; columns are {', '.join(map(str, frame.columns))}")
+        raise DataError(f"{path}: no column {shown(target)}; columns are {names(frame.columns)}")
     if frame[target].isna().any():
         rows = frame.index[frame[target].isna()].tolist()[:5]
         raise DataError(f"{path}: label column {target!r} is empty on rows {rows}")
@@ -287,7 +291,7 @@ def check_not_mixed(path: Path | str, column: pd.Series) -> None:
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.notna().mean() >= 0.5:
         bad = values[numbers.isna()]
-        examples = ", ".join(repr(v) for v in bad.unique()[:3])
+        examples = ", ".join(shown(v) for v in bad.unique()[:3])
         raise DataError(
             f"{path}: column {column.name!r} is numeric but {len(bad)} of {len(values)} values are text "
             f"(e.g. {examples}); fix or blank them"
@@ -303,12 +307,10 @@ def _label_strings(labels: pd.Series | np.ndarray) -> np.ndarray:
 
 def load_image_folder(path: Path, image_size: tuple[int, int] | None = None) -> Dataset:
     """Load `path/<class>/<image>`; sizes and channels are unified to the most common ones."""
-    from PIL import Image, UnidentifiedImageError
-
     class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{path}: an image folder needs one subfolder per class; found none")
-    images, labels, bad, nested = [], [], [], 0
+    images, labels, bad, nested, files_read = [], [], [], 0, []
     for class_dir in class_dirs:
         files = sorted(p for p in class_dir.rglob("*") if p.is_file()
                        and not any(part.startswith(".") for part in p.relative_to(class_dir).parts))
@@ -319,12 +321,11 @@ def load_image_folder(path: Path, image_size: tuple[int, int] | None = None) -> 
                 bad.append(f"{file} is not an image (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
                 continue
             try:
-                with Image.open(file) as image:
-                    image.load()
-                    images.append(image.copy())
-            except (UnidentifiedImageError, OSError) as exc:
-                bad.append(f"{file} cannot be read ({exc})")
+                images.append(read_image(file))
+            except DataError as exc:
+                bad.append(str(exc))
                 continue
+            files_read.append(file)
             labels.append(class_dir.name)
             nested += file.parent != class_dir
     if bad:
@@ -339,7 +340,7 @@ def load_image_folder(path: Path, image_size: tuple[int, int] | None = None) -> 
     height, width = image_size or sizes.most_common(1)[0][0]
     if len(sizes) > 1 or image_size:
         notes.append(f"images resized to {height}x{width} (found sizes {dict(list(sizes.most_common(5)))})")
-    arrays = [image_array(im, mode, height, width) for im in images]
+    arrays = [image_array(im, mode, height, width, file) for im, file in zip(images, files_read)]
     features = np.stack(arrays).astype(np.float32)
     return Dataset("image", features, np.asarray(labels, dtype=object), str(path), notes)
 
@@ -348,25 +349,154 @@ def _channels_mode(image) -> str:
     return "L" if image.mode in {"L", "1", "I", "I;16", "F"} else "RGB"
 
 
-def image_array(image, mode: str, height: int, width: int) -> np.ndarray:
-    """One PIL image as float32 [height, width, channels] in `mode` ("L" or "RGB")."""
-    image = image.convert(mode)
+def read_image(file: Path):
+    """One image file read whole into memory (a PIL image), or a `DataError` naming the file.
+
+    Truncated and unreadable files, and decompression bombs (more than Pillow's `MAX_IMAGE_PIXELS`, a small file
+    that would unpack to gigabytes) are refused before their pixels are decoded.
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                image.load()
+                return image.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{file}: refused as a decompression bomb ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:  # PIL raises all four on bad files
+        raise DataError(f"{file} cannot be read ({exc})") from None
+
+
+def image_array(image, mode: str, height: int, width: int, file: Path | str = "an image") -> np.ndarray:
+    """One PIL image as float32 [height, width, channels] in `mode` ("L" or "RGB"); `file` names it in errors."""
+    try:
+        image = image.convert(mode)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{file}: cannot convert its {image.mode} pixels to {mode} ({exc})") from None
     if (image.height, image.width) != (height, width):
         image = image.resize((width, height))
     array = np.asarray(image, dtype=np.float32)
     return array[..., None] if array.ndim == 2 else array
 
 
+SEQUENCE_FORMAT = ("an .npz with x as [N, T, F] (or [N, T]) numbers, or, for sequences of different lengths, x as "
+                   "every sequence's steps one after another, [sum of lengths, F], and lengths [N]; y [N] numbers or "
+                   "strings")
+PICKLE_REFUSED = ("holds Python objects, which are pickles that run code when read, and kerasflow never loads them: "
+                  "save {hint}; `kerasflow convert-sequences OLD.npz NEW.npz` converts a file you trust")
+PICKLE_HINTS = {"x": "ragged sequences as x = np.concatenate(sequences), lengths = [len(s) for s in sequences]",
+                "y": "labels as numbers or strings, np.asarray(y, dtype=str)",
+                "lengths": "lengths as integers"}
+
+
 def load_sequences(path: Path) -> Dataset:
-    """Load `x` ([N, T, F], or an object array of ragged [T_i, F]) and `y` from an .npz file."""
+    """Load sequences and labels from an .npz file in `SEQUENCE_FORMAT` (`read_sequence_file`)."""
+    sequences, labels = read_sequence_file(path, labelled=True)
+    return sequences_dataset(sequences, labels, str(path))
+
+
+def read_sequence_file(path: Path, labelled: bool) -> tuple[list[np.ndarray] | np.ndarray, np.ndarray | None]:
+    """The sequences (a list when ragged) and, if `labelled`, the labels of an .npz in `SEQUENCE_FORMAT`.
+
+    Arrays are read with `allow_pickle=False`: a data file is never code. An object array (the old ragged form)
+    is refused with how to convert it.
+    """
+    check_sequence_file(path)
+    with np.load(path, allow_pickle=False) as archive:
+        needed = {"x", "y"} if labelled else {"x"}
+        missing = needed - set(archive.files)
+        if missing:
+            raise DataError(f"{path}: missing array(s) {sorted(missing)}; found {archive.files}")
+        arrays = {name: _plain_array(archive, name, path) for name in ("x", "y", "lengths")
+                  if name in archive.files and (name != "y" or labelled)}
+    x, lengths = arrays["x"], arrays.get("lengths")
+    if lengths is None:
+        return x, arrays.get("y")
+    return split_concatenated(x, lengths, path), arrays.get("y")
+
+
+def check_sequence_file(path: Path) -> None:
+    """An .npz of plain arrays, from the headers alone: no member is an object array (a pickle), whether kerasflow
+    would read it or not. Cheap enough to run before any work."""
+    import zipfile
+
     try:
-        archive = np.load(path, allow_pickle=True)
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                with archive.open(member) as file:
+                    version = np.lib.format.read_magic(file)
+                    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    _, _, dtype = header(file)
+                name = member.removesuffix(".npy")
+                if dtype.hasobject:
+                    raise DataError(f"{path}: array {name!r} " + PICKLE_REFUSED.format(
+                        hint=PICKLE_HINTS.get(name, "only numbers and strings")))
+    except DataError:
+        raise
+    except Exception as exc:  # not a zip, a truncated member, a header numpy cannot parse
+        raise DataError(f"{path}: cannot read the .npz file ({exc}); expected {SEQUENCE_FORMAT}") from None
+
+
+def _plain_array(archive, name: str, path: Path) -> np.ndarray:
+    try:
+        return archive[name]
+    except ValueError as exc:  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
+        if "allow_pickle" not in str(exc):
+            raise DataError(f"{path}: cannot read array {name!r} ({exc})") from exc
+        raise DataError(f"{path}: array {name!r} " + PICKLE_REFUSED.format(hint=PICKLE_HINTS[name])) from None
+    except Exception as exc:  # a truncated or corrupt member
+        raise DataError(f"{path}: cannot read array {name!r} ({exc})") from exc
+
+
+def split_concatenated(x: np.ndarray, lengths: np.ndarray, path: Path | str) -> list[np.ndarray]:
+    """Ragged sequences from their steps one after another (`x`, [sum of lengths, ...]) and their `lengths`."""
+    lengths = np.asarray(lengths)
+    if lengths.ndim != 1 or not np.issubdtype(lengths.dtype, np.integer) or (lengths < 1).any():
+        raise DataError(f"{path}: lengths must be a 1-D array of positive integers, one per sequence")
+    if x.ndim not in (1, 2) or len(x) != int(lengths.sum()):
+        raise DataError(f"{path}: with lengths, x must hold every sequence's steps one after another, "
+                        f"[{int(lengths.sum())} steps, features]; it has shape {list(x.shape)}")
+    return np.split(x, np.cumsum(lengths)[:-1])
+
+
+def write_sequence_file(path: Path, sequences, labels=None) -> None:
+    """Save sequences (an [N, T, F] array or a list of [T_i, F]) and labels in `SEQUENCE_FORMAT`, pickle-free."""
+    extra = {} if labels is None else {"y": np.asarray(labels) if np.asarray(labels).dtype != object
+                                       else np.asarray(labels, dtype=str)}
+    if isinstance(sequences, np.ndarray) and sequences.dtype != object:
+        np.savez(path, x=sequences, **extra)
+        return
+    steps = [np.asarray(s, dtype=np.float32) for s in sequences]
+    if len({s.shape[1:] for s in steps}) > 1:
+        raise DataError(f"sequences have different shapes per step: {sorted({s.shape[1:] for s in steps})}")
+    np.savez(path, x=np.concatenate(steps), lengths=np.asarray([len(s) for s in steps], dtype=np.int64), **extra)
+
+
+def convert_trusted_sequences(old: Path, new: Path) -> int:
+    """Rewrite an old-style .npz (x an object array of ragged sequences) in `SEQUENCE_FORMAT`; how many sequences.
+
+    This unpickles `old`, which runs whatever code it holds: only for a file its user trusts. The one place
+    kerasflow ever reads a pickle, and only when asked by name (`kerasflow convert-sequences`).
+    """
+    if not old.is_file():
+        raise DataError(f"{old}: no such file")
+    if new.exists():
+        raise DataError(f"{new}: already exists; give a new file name")
+    if new.suffix.lower() != ".npz":
+        raise DataError(f"{new}: the converted file must end in .npz")
+    try:
+        with np.load(old, allow_pickle=True) as archive:  # the user vouched for this file
+            x, y = archive["x"], archive["y"] if "y" in archive.files else None
     except Exception as exc:
-        raise DataError(f"{path}: cannot read the .npz file ({exc})") from exc
-    missing = {"x", "y"} - set(archive.files)
-    if missing:
-        raise DataError(f"{path}: missing array(s) {sorted(missing)}; found {archive.files}")
-    return sequences_dataset(archive["x"], archive["y"], str(path))
+        raise DataError(f"{old}: cannot read it as an .npz with x ({exc})") from exc
+    sequences = as_series(x)
+    write_sequence_file(new, sequences, None if y is None else np.asarray(y).astype(str))
+    return len(sequences)
 
 
 def as_series(x) -> list[np.ndarray]:
@@ -478,7 +608,7 @@ def split_dataset(
     needed = MIN_ROWS_PER_CLASS - (test is not None)
     small = {label: n for label, n in sorted(counts.items(), key=lambda item: item[1]) if n < needed}
     if small:
-        listed = dict(list(small.items())[:LISTED])
+        listed = "{" + ", ".join(f"{shown(label)}: {n}" for label, n in list(small.items())[:LISTED]) + "}"
         more = f" and {len(small) - LISTED} more" if len(small) > LISTED else ""
         raise DataError(
             f"{data.source}: classes {listed}{more} have fewer than {needed} rows; "
@@ -488,7 +618,8 @@ def split_dataset(
         test = _matched_test(data, test)
         unseen = sorted(set(test.labels.tolist()) - set(counts))
         if unseen:
-            raise DataError(f"{test.source}: test labels {unseen} never appear in the training data")
+            raise DataError(f"{test.source}: test labels [{', '.join(map(shown, unseen[:LISTED]))}] never appear in the "
+                            "training data")
     index = np.arange(len(data))
     if test is None:
         index, test_index = _stratified(index, data.labels, test_fraction, seed, data.source)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipelines.columns import DATE_PARTS, DATE_PARTS_MEANING, ColumnRole
 from pipelines.export_records import TRAINED_MODEL, ExportData, ExportResult
-from pipelines.load import LENGTH_RULE
+from pipelines.load import LENGTH_RULE, SEQUENCE_FORMAT
 from pipelines.preprocess import Preprocessing
 
 NORMALISATION = {
@@ -67,7 +67,7 @@ def input_layout(prep: Preprocessing) -> str:
 def sequence_input(prep: Preprocessing) -> dict:
     """A sequence model's length, feature count and `LENGTH_RULE`, so that an app fits its inputs the same way."""
     length, features = prep.input_shape
-    return {"length": length, "features": features, "rule": LENGTH_RULE}
+    return {"length": length, "features": features, "rule": LENGTH_RULE, "file_format": SEQUENCE_FORMAT}
 
 
 def column_roles(prep: Preprocessing) -> dict:

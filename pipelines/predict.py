@@ -26,7 +26,7 @@ import pandas as pd
 from data_checks import LABEL_COLUMN, load_suite, profile_frame, validate_frame, without_labels
 from data_checks.drift import DriftReport, compare_profiles, read_reference
 from pipelines.columns import apply_roles, from_json, source_columns
-from pipelines.errors import DataError, ExportError
+from pipelines.errors import DataError, ExportError, names, shown
 from pipelines.load import (
     IMAGE_SUFFIXES,
     TABLE_SUFFIXES,
@@ -35,6 +35,8 @@ from pipelines.load import (
     check_not_mixed,
     fit_length,
     image_array,
+    read_image,
+    read_sequence_file,
     read_table,
 )
 from pipelines.preprocess import Preprocessing, encode_features
@@ -197,9 +199,9 @@ def _table(frame: pd.DataFrame, model: TrainedModel, source: str, keep: str | No
     missing = [c for c in given if c not in frame.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {missing} that {model.ref} was trained on; "
-                        f"columns are {', '.join(map(str, frame.columns))}")
+                        f"columns are {names(frame.columns)}")
     if keep is not None and keep not in frame.columns:
-        raise DataError(f"{source}: --keep {keep!r} is not a column; columns are {', '.join(map(str, frame.columns))}")
+        raise DataError(f"{source}: --keep {shown(keep)} is not a column; columns are {names(frame.columns)}")
     ignored = [c for c in frame.columns if c not in given and c not in (model.target, keep)]
     if ignored:
         notes.append(f"columns the model does not use were ignored: {', '.join(ignored)}")
@@ -227,8 +229,6 @@ def _images(data, prep: Preprocessing, source: str) -> tuple[np.ndarray, list[st
         if array.shape[1:] != (height, width, channels):
             raise DataError(f"{source}: images have shape {array.shape[1:]}; the model takes {(height, width, channels)}")
         return array, [str(i) for i in range(len(array))], []
-    from PIL import Image, UnidentifiedImageError
-
     folder = Path(data)
     if not folder.is_dir():
         raise DataError(f"{folder}: the model takes images; give a folder of image files")
@@ -239,12 +239,11 @@ def _images(data, prep: Preprocessing, source: str) -> tuple[np.ndarray, list[st
     arrays, resized, bad = [], 0, []
     for file in files:
         try:
-            with Image.open(file) as image:
-                image.load()
-                resized += (image.height, image.width) != (height, width)
-                arrays.append(image_array(image, "L" if channels == 1 else "RGB", height, width))
-        except (UnidentifiedImageError, OSError) as exc:
-            bad.append(f"{file.relative_to(folder)} ({exc})")
+            image = read_image(file)
+            resized += (image.height, image.width) != (height, width)
+            arrays.append(image_array(image, "L" if channels == 1 else "RGB", height, width, file))
+        except DataError as exc:
+            bad.append(str(exc))
     if bad:
         raise DataError(f"{folder}: {len(bad)} file(s) cannot be read as images: {'; '.join(bad[:3])}"
                         + (f"; and {len(bad) - 3} more" if len(bad) > 3 else ""))
@@ -258,10 +257,7 @@ def _sequences(data, prep: Preprocessing, source: str) -> tuple[np.ndarray, list
         path = Path(data)
         if path.suffix.lower() != ".npz" or not path.is_file():
             raise DataError(f"{path}: the model takes sequences; give an .npz file with x")
-        with np.load(path, allow_pickle=True) as archive:
-            if "x" not in archive.files:
-                raise DataError(f"{path}: no array 'x'; found {archive.files}")
-            data = archive["x"]
+        data, _ = read_sequence_file(path, labelled=False)
     sequences = as_series(data)
     wrong = [i for i, s in enumerate(sequences) if s.ndim != 2 or s.shape[1] != features]
     if wrong:

@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from contextlib import contextmanager
@@ -57,6 +58,51 @@ class ModelVersion:
     def file(self, relative: str) -> Path:
         return self.path / relative
 
+# One rule for model names everywhere (train, retrain, predict, export, schedule, the Python API, flow parameters):
+# a name is one folder under the runs and registry roots, and a part of NAME@VERSION, so it has no path separator,
+# no '@', and does not start with a dot.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+MODEL_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100"
+VERSION_NAME = re.compile(r"v[0-9]{4,}")
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why `name` is not a model name (`MODEL_NAME`), or None when it is one."""
+    if isinstance(name, str) and MODEL_NAME.fullmatch(name):
+        return None
+    return f"{name!r} is not a model name: use {MODEL_NAME_RULE}"
+
+
+def check_model_name(name: str) -> str:
+    """`name` if it is a model name, else a `RegistryError` saying the rule."""
+    problem = model_name_problem(name)
+    if problem:
+        raise RegistryError(problem)
+    return name
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """NAME@VERSION (or NAME) as (name, version or None), both checked: a `RegistryError` says which is wrong."""
+    name, _, version = ref.partition("@")
+    check_model_name(name)
+    if version and not VERSION_NAME.fullmatch(version):
+        raise RegistryError(f"{ref}: {version!r} is not a version; versions are v0001, v0002, ...")
+    return name, version or None
+
+
+def safe_model_name(text: str) -> str:
+    """A model name made from free text (a file's name): every run of other characters becomes '-'."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip("._-")[:100].rstrip("-")
+    return name or "model"
+
+
+def inside(root: Path, path: Path) -> Path:
+    """`path`, after checking that it lies under `root` once both are resolved (no '..' or link leads out)."""
+    if not Path(path).resolve().is_relative_to(Path(root).resolve()):
+        raise RegistryError(f"{path} would be written outside {root}; refused")
+    return path
+
+
 
 class Registry:
     """Versions per model name under `root`; see the module docstring for the layout."""
@@ -78,6 +124,7 @@ class Registry:
         return [self._read_version(name, p) for p in sorted(folder.iterdir()) if p.is_dir()]
 
     def version(self, name: str, version: str) -> ModelVersion:
+        parse_ref(f"{name}@{version}")
         path = self._model_dir(name) / "versions" / version
         if not path.is_dir():
             known = ", ".join(v.version for v in self.versions(name)) or "none"
@@ -87,7 +134,7 @@ class Registry:
     def resolve(self, ref: str, verify: bool = False) -> ModelVersion:
         """`NAME@VERSION`, or `NAME` for its champion (whose checksums are always verified); `verify` checks a
         named version's too."""
-        name, _, version = ref.partition("@")
+        name, version = parse_ref(ref)
         if version:
             found = self.version(name, version)
             if verify:
@@ -206,9 +253,7 @@ class Registry:
     # Internals --------------------------------------------------------------------------------
 
     def _model_dir(self, name: str) -> Path:
-        if not name or "/" in name or name.startswith("."):
-            raise RegistryError(f"{name!r} is not a model name (no '/', no leading '.')")
-        return self.root / name
+        return inside(self.root, self.root / check_model_name(name))
 
     def _read_version(self, name: str, path: Path) -> ModelVersion:
         record = _read_json(path / VERSION_FILE, "a version record")

@@ -40,6 +40,7 @@ from pipelines.finetune import FineTuneResult, save_history
 from pipelines.load import Dataset, Splits
 from pipelines.model_card import CardFacts
 from pipelines.preprocess import ModelInputs, Preprocessing, Replay
+from pipelines.registry import check_model_name, inside
 from pipelines.results import Candidate
 from pipelines.transfer import describe_lineage, lineage
 
@@ -93,8 +94,8 @@ class Steps:
 
 
 def new_run_dir(runs_root: Path, name: str) -> Path:
-    """A new RUNS_ROOT/NAME/<UTC timestamp> folder."""
-    run_dir = runs_root / name / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    """A new RUNS_ROOT/NAME/<UTC timestamp> folder; NAME is a model name, so the folder stays under RUNS_ROOT."""
+    run_dir = inside(runs_root, runs_root / check_model_name(name) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     run_dir.mkdir(parents=True)
     return run_dir
 

@@ -160,8 +160,10 @@ def make_sequences(n: int = 40, seed: int = 0, ragged: bool = True):
 @pytest.fixture
 def sequences_npz(tmp_path):
     x, y = make_sequences()
+    from pipelines.load import write_sequence_file
+
     path = tmp_path / "sequences.npz"
-    np.savez(path, x=np.array(x, dtype=object), y=y)
+    write_sequence_file(path, x, y)  # ragged: every sequence's steps one after another, and their lengths
     return path
 
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from pipelines.errors import DataError
-from pipelines.load import load_bundled, load_path, split_dataset
+from pipelines.load import load_bundled, load_path, sequences_dataset, split_dataset
 from tests.conftest import make_sequences, make_table
 
 
@@ -166,9 +166,17 @@ def test_sequences_with_mismatched_feature_counts(tmp_path):
     x, y = make_sequences(n=6)
     x[4] = np.zeros((18, 3))
     path = tmp_path / "s.npz"
-    np.savez(path, x=np.array(x, dtype=object), y=y)
-    with pytest.raises(DataError, match=r"most have 2, but sequences \[4\] have \[3\]"):
+    packed = np.empty(len(x), dtype=object)
+    packed[:] = x
+    np.savez(path, x=packed, y=y)  # the old ragged form: object arrays are refused before anything else
+    with pytest.raises(DataError, match=r"array 'x' holds Python objects"):
         load_path(path, None)
+    mixed = [np.asarray(s, dtype=np.float32).reshape(len(s), -1) for s in x]
+    np.savez(path, x=np.concatenate([s.ravel() for s in mixed]), lengths=[len(s) for s in mixed], y=y)
+    with pytest.raises(DataError, match=r"lengths, x must hold every sequence's steps one after another"):
+        load_path(path, None)
+    with pytest.raises(DataError, match=r"most have 2, but sequences \[4\] have \[3\]"):
+        sequences_dataset(x, y, "in memory")
 
 
 def test_npz_without_labels(tmp_path):

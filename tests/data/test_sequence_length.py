@@ -5,7 +5,7 @@ import pytest
 
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError
-from pipelines.load import LENGTH_RULE, fit_length, load_dataset, load_path, split_dataset
+from pipelines.load import LENGTH_RULE, fit_length, load_dataset, load_path, split_dataset, write_sequence_file
 from pipelines.runs import data_notes
 from pipelines.preprocess import Preprocessing, encode_features
 from tests.conftest import make_sequences
@@ -16,9 +16,7 @@ def _steps(length: int, features: int = 2, start: float = 1.0) -> np.ndarray:
 
 
 def _npz(path, x, y):
-    packed = np.empty(len(x), dtype=object)
-    packed[:] = list(x)
-    np.savez(path, x=packed, y=np.asarray(y))
+    write_sequence_file(path, list(x), y)
     return path
 
 

@@ -6,6 +6,7 @@ import multiprocessing
 import numpy as np
 import pandas as pd
 import pytest
+from pathlib import Path
 from typer.testing import CliRunner
 
 from data_checks import LABEL_COLUMN
@@ -193,3 +194,22 @@ def test_keeps_the_champion_when_one_class_loses_recall():
     assert not decision.promote
     assert "class 'b' drops 0.100" in decision.reason
     assert decision.recall_drops == {"a": -0.2, "b": 0.1}
+
+
+def test_one_rule_for_model_names_and_versions():
+    from pipelines.config import RetrainConfig, TrainConfig
+    from pipelines.registry import parse_ref, safe_model_name
+
+    assert parse_ref("wine@v0012") == ("wine", "v0012") and parse_ref("my-model.v2") == ("my-model.v2", None)
+    for bad in ("../x", "a/b", ".hidden", "a b", "", "x" * 101, "a\\b"):
+        with pytest.raises(RegistryError, match="is not a model name"):
+            parse_ref(bad)
+        with pytest.raises(ValueError, match="is not a model name"):
+            TrainConfig(dataset="wine", name=bad)
+        with pytest.raises(ValueError, match="is not a model name"):
+            RetrainConfig(dataset="wine", name=bad)
+    for bad in ("../v0001", "v1", "latest"):
+        with pytest.raises(RegistryError, match="is not a version"):
+            parse_ref(f"wine@{bad}")
+    assert safe_model_name("my data (1)") == "my-data-1" and safe_model_name("..") == "model"
+    assert TrainConfig(data=Path("/tmp/.my data.csv")).model_name == "my-data", "a file's name is made a model name"

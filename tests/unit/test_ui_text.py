@@ -5,6 +5,7 @@ import io
 import logging
 
 import numpy as np
+import pytest
 import pandas as pd
 from PIL import Image
 
@@ -55,3 +56,15 @@ def test_a_user_error_is_logged_on_the_console_without_its_traceback():
     quiet = record(DataError("t.csv: no column 'y'"))
     assert formatter.format(quiet) == "ERROR run failed" and quiet.exc_info is not None, "other handlers keep it"
     assert "Traceback" in formatter.format(record(RuntimeError("a bug")))
+
+
+def test_an_error_with_brackets_prints_as_written(capsys):
+    """rich would take "[time, features]" for markup and print "are not  arrays"."""
+    import typer
+
+    from flows.output import fail
+
+    with pytest.raises(typer.Exit) as exited:
+        fail("s.npz: sequences [3] are not [time, features] arrays")
+    assert exited.value.exit_code == 2
+    assert capsys.readouterr().err.strip() == "error: s.npz: sequences [3] are not [time, features] arrays"
