@@ -6,10 +6,11 @@ from data_checks.suite import (
     build_suite,
     load_suite,
     profile_frame,
+    row_rules_only,
     save_suite,
     validate_frame,
     without_labels,
 )
 
 __all__ = ["LABEL_COLUMN", "ValidationReport", "build_suite", "load_suite", "profile_frame",
-           "save_suite", "validate_frame", "without_labels"]
+           "row_rules_only", "save_suite", "validate_frame", "without_labels"]

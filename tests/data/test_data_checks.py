@@ -84,3 +84,26 @@ def test_many_validations_in_one_process():
     """Frames come and go (their ids are reused); validation must not depend on them."""
     suite = data_checks.build_suite(_frame(make_table()), "demo")
     assert all(data_checks.validate_frame(_frame(make_table(seed=i)), suite).success for i in range(12))
+
+
+def test_a_random_part_of_the_same_file_meets_the_row_rules_only(tmp_path):
+    """A nearly constant column whose rare values fell into the validation rows (as on a real 281-row table):
+    the draw, not the data, broke the range check, so the run goes on; a separate --test-data file is still held
+    to every expectation, and non-finite values fail in any split."""
+    from pipelines.load import Dataset, Splits
+
+    rng = np.random.default_rng(0)
+    train = make_table(60).assign(assay=4.5)
+    val = make_table(30, seed=1).assign(assay=np.where(np.arange(30) < 6, 9.0, 4.5))  # 20% far outside [4.5, 4.5]
+    parts = [Dataset("table", f.drop(columns="label"), f["label"].to_numpy(dtype=object), "one.csv")
+             for f in (train, val, make_table(30, seed=2).assign(assay=4.5))]
+    splits = Splits(*parts, class_names=["high", "low", "mid"])
+    validation = validate_splits(splits, "same-file")
+    assert all(report.success for report in validation.reports)
+    other = Dataset("table", parts[1].features, parts[1].labels, "their-test.csv")
+    with pytest.raises(ValidationFailed, match="column 'assay': values outside"):
+        validate_splits(Splits(parts[0], parts[2], other, ["high", "low", "mid"]), "test file")
+    broken = parts[1].features.assign(x2=np.where(np.arange(30) == 3, np.inf, rng.normal(size=30)))
+    with pytest.raises(ValidationFailed, match="column 'x2': values are not finite"):
+        validate_splits(Splits(parts[0], Dataset("table", broken, parts[1].labels, "one.csv"), parts[2],
+                               ["high", "low", "mid"]), "same-file")
