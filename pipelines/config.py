@@ -22,7 +22,7 @@ from pipelines.tflite import VARIANTS
 
 Tuner = Literal["hyperband", "bayesian", "random"]
 Objective = Literal["val_accuracy", "val_macro_f1"]
-Family = Literal["dense", "cnn", "lstm", "rocket", "trees", "transfer"]
+Family = Literal["linear", "dense", "cnn", "lstm", "rocket", "trees", "transfer"]
 ClassWeight = Literal["auto", "balanced", "none"]
 Selection = Literal["auto", "kfold", "holdout"]
 Variant = Literal[VARIANTS]
