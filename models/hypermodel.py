@@ -30,6 +30,7 @@ import keras_tuner as kt
 import numpy as np
 from sklearn.metrics import f1_score
 
+from models.inference import log_loss_and_accuracy, model_outputs
 from models.layers import TabularEncoder
 from models.linear import C_VALUES, DEFAULT_C, fit_logistic_head
 from models.lstm import FusedLSTM
@@ -181,9 +182,9 @@ class KerasflowHyperModel(kt.HyperModel):
             metrics = fit_ridge_head(model, *_arrays(x, y), class_weight)
         if validation_data is not None:
             x_val, y_val = _arrays(*validation_data) if isinstance(validation_data, tuple) else _arrays(validation_data)
-            scores = model.evaluate(x_val, y_val, verbose=0, return_dict=True)
-            metrics.update({f"val_{name}": float(value) for name, value in scores.items()})
-            predicted = np.argmax(model.predict(x_val, verbose=0), axis=1)
+            probabilities = model_outputs(model, x_val)
+            metrics.update({f"val_{name}": value for name, value in log_loss_and_accuracy(probabilities, y_val).items()})
+            predicted = np.argmax(probabilities, axis=1)
             metrics["val_macro_f1"] = float(f1_score(y_val, predicted, average="macro", zero_division=0))
         for callback in kwargs.get("callbacks") or []:  # one epoch to the callbacks: keras-tuner's saves the weights
             callback.set_model(model)

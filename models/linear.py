@@ -15,6 +15,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from models.inference import layer_inputs
 from models.rocket import ABSENT_CLASS_LOGIT, training_metrics
 from models.sampling import stratified_rows
 
@@ -45,7 +46,7 @@ def fit_logistic_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_we
         keep = stratified_rows(y, MAX_FIT_ROWS, seed)
         x, y = x[keep], y[keep]
     head = model.get_layer("probabilities")
-    features = np.asarray(keras.Model(model.inputs, head.input).predict(x, verbose=0), dtype=np.float64)
+    features = layer_inputs(model, head, x).astype(np.float64)
     weights = None if class_weight is None else np.array([class_weight.get(int(label), 1.0) for label in y])
     n_classes = head.units
     kernel = np.zeros((features.shape[1], n_classes), dtype=np.float32)

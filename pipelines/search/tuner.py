@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from models import KerasflowHyperModel, closed_form, first_trials
+from models.inference import model_outputs
 from models.transfer import TransferBase
 from pipelines.budget import StopAtDeadline
 from pipelines.config import SearchOptions
@@ -163,7 +164,7 @@ def budgeted_tuner(name: str) -> type:
                                              validation_data=(cv.x[val], cv.y[val]), **kwargs)
                 if isinstance(result, float):  # over the mobile budget: not trained
                     return result
-                heldout[val] = model.predict(cv.x[val], verbose=0)
+                heldout[val] = model_outputs(model, cv.x[val])
             save_checkpoint(self, trial.trial_id, model)
             save_heldout(self.get_trial_dir(trial.trial_id), heldout)
             values = scores(cv.y, heldout, self.oracle.objective.name)
