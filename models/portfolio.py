@@ -25,8 +25,11 @@ from __future__ import annotations
 from models.hypermodel import cheapest_first
 
 GRADIENT_START = {"learning_rate": 1e-3}  # the space's default (its lower bound, 1e-4) trains too slowly
+# The space's top rate: on a 300-row table it stopped improving after 8 epochs at 0.99 out-of-fold accuracy, where
+# 3e-3 took 21 epochs (0.987) and 1e-3 ran to the 32-epoch cap; dropout, L2 and early stopping keep it stable.
+MLP_LEARNING_RATE = 1e-2
 REGULARISED_MLP = {"family": "dense", "dense_layers": 2, "dense_units": 64, "dense_batchnorm": False,
-                   "dense_residual": False, "dropout": 0.2, "l2": 1e-3, **GRADIENT_START}
+                   "dense_residual": False, "dropout": 0.2, "l2": 1e-3, "learning_rate": MLP_LEARNING_RATE}
 SMALL_CNN = {"family": "cnn", "cnn_block": "plain", "cnn_blocks": 2, "cnn_filters": 32, "cnn_global_pool": True,
              "cnn_dense_units": 64, "dropout": 0.2, "augment": True, "augment_flip": False, "augment_rotation": 0.03,
              "augment_zoom": 0.1, "augment_translation": 0.1, "augment_contrast": 0.0, **GRADIENT_START}
