@@ -183,7 +183,8 @@ class KerasflowHyperModel(kt.HyperModel):
         if validation_data is not None:
             x_val, y_val = _arrays(*validation_data) if isinstance(validation_data, tuple) else _arrays(validation_data)
             probabilities = model_outputs(model, x_val)
-            metrics.update({f"val_{name}": value for name, value in log_loss_and_accuracy(probabilities, y_val).items()})
+            scores = log_loss_and_accuracy(probabilities, y_val)
+            metrics.update({f"val_{name}": value for name, value in scores.items()})
             predicted = np.argmax(probabilities, axis=1)
             metrics["val_macro_f1"] = float(f1_score(y_val, predicted, average="macro", zero_division=0))
         for callback in kwargs.get("callbacks") or []:  # one epoch to the callbacks: keras-tuner's saves the weights
