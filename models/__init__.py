@@ -1,5 +1,5 @@
-"""Keras hypermodels: one keras-tuner space over dense, CNN, LSTM, MiniRocket and tree-ensemble families, and
-their ensembles."""
+"""Keras hypermodels: one keras-tuner space over linear, dense, CNN, LSTM, MiniRocket and tree-ensemble
+families, and their ensembles."""
 
 from models.ensemble import ENSEMBLE, average, describe, member_hyperparameters
 from models.hypermodel import (
@@ -11,8 +11,10 @@ from models.hypermodel import (
     families_for,
 )
 from models.layers import TabularEncoder
+from models.portfolio import PORTFOLIO, first_trials
 from models.rocket import MiniRocket
 from models.trees import TreeEnsemble
 
-__all__ = ["CLOSED_FORM_FAMILIES", "ENSEMBLE", "FAMILIES", "KerasflowHyperModel", "MiniRocket", "TabularEncoder",
-           "TreeEnsemble", "average", "cheapest_first", "closed_form", "describe", "families_for", "member_hyperparameters"]
+__all__ = ["CLOSED_FORM_FAMILIES", "ENSEMBLE", "FAMILIES", "KerasflowHyperModel", "MiniRocket", "PORTFOLIO",
+           "TabularEncoder", "TreeEnsemble", "average", "cheapest_first", "closed_form", "describe", "families_for",
+           "first_trials", "member_hyperparameters"]

@@ -1,6 +1,7 @@
 """One conditional keras-tuner space whose top choice is the architecture family.
 
-Families: `dense` (from softmax regression, with no hidden layer, to residual
+Families: `linear` (multinomial logistic regression on the preprocessed inputs, solved by scikit-learn:
+`models.linear`), `dense` (from softmax regression, with no hidden layer, to residual
 MLP blocks with batch normalisation), `cnn` (images: plain, residual or
 depthwise-separable blocks; sequences: plain, FCN, ResNet-1D or
 Inception-style blocks ending in global average pooling, so series of
@@ -29,17 +30,19 @@ import keras_tuner as kt
 import numpy as np
 from sklearn.metrics import f1_score
 
+from models.inference import log_loss_and_accuracy, model_outputs
 from models.layers import TabularEncoder
+from models.linear import C_VALUES, DEFAULT_C, fit_logistic_head
 from models.lstm import FusedLSTM
 from models.rocket import MIN_LENGTH, MiniRocket, fit_dilations, fit_ridge_head
 from models.trees import KINDS as TREE_KINDS
 from models.trees import TreeEnsemble, fit_trees, trees_per_round
 from models.transfer import FROZEN_SHARES, TransferBase, fine_tune_base, freeze, probe_only
 
-FAMILIES = ("dense", "cnn", "lstm", "rocket", "trees", "transfer")
+FAMILIES = ("linear", "dense", "cnn", "lstm", "rocket", "trees", "transfer")
 # seconds per trial on a small set, fewest first; a pretrained base goes first: it is what a user asked to try
-CHEAPEST_FIRST = ("transfer", "rocket", "dense", "trees", "cnn", "lstm")
-CLOSED_FORM_FAMILIES = ("rocket", "trees")
+CHEAPEST_FIRST = ("transfer", "linear", "rocket", "dense", "trees", "cnn", "lstm")
+CLOSED_FORM_FAMILIES = ("linear", "rocket", "trees")
 MAX_LSTM_STEPS = 256  # a training-time bound; the fused export has none
 RAW_SKIP_FEATURES = 4096  # inputs up to this size (a 64x64 gray image) may reach a pretrained base's head too
 IMAGE_BLOCKS = ("plain", "residual", "separable")
@@ -98,8 +101,8 @@ def families_for(kind: str, requested: list[str] | None = None,
 
 
 def closed_form(values: dict) -> bool:
-    """Whether a model of these hyperparameters is solved in closed form (no epochs): MiniRocket's and a frozen
-    pretrained base's heads, and trees."""
+    """Whether a model of these hyperparameters is solved in closed form (no epochs): logistic regression,
+    MiniRocket's and a frozen pretrained base's heads, and trees."""
     return values.get("family") in CLOSED_FORM_FAMILIES or (values.get("family") == "transfer" and probe_only(values))
 
 
@@ -167,6 +170,8 @@ class KerasflowHyperModel(kt.HyperModel):
             if not probe_only(hp.values):
                 return fine_tune_base(model, hp.get("transfer_frozen"), hp.get("learning_rate"), x=x, y=y,
                                       validation_data=validation_data, class_weight=class_weight, **kwargs)
+        elif family == "linear":
+            metrics = fit_logistic_head(model, *_arrays(x, y), class_weight, c=hp.get("linear_c"))
         elif family == "trees":
             values = hp.values  # the learning rate is absent for a forest
             kind = values["trees_kind"]
@@ -177,9 +182,10 @@ class KerasflowHyperModel(kt.HyperModel):
             metrics = fit_ridge_head(model, *_arrays(x, y), class_weight)
         if validation_data is not None:
             x_val, y_val = _arrays(*validation_data) if isinstance(validation_data, tuple) else _arrays(validation_data)
-            scores = model.evaluate(x_val, y_val, verbose=0, return_dict=True)
-            metrics.update({f"val_{name}": float(value) for name, value in scores.items()})
-            predicted = np.argmax(model.predict(x_val, verbose=0), axis=1)
+            probabilities = model_outputs(model, x_val)
+            scores = log_loss_and_accuracy(probabilities, y_val)
+            metrics.update({f"val_{name}": value for name, value in scores.items()})
+            predicted = np.argmax(probabilities, axis=1)
             metrics["val_macro_f1"] = float(f1_score(y_val, predicted, average="macro", zero_division=0))
         for callback in kwargs.get("callbacks") or []:  # one epoch to the callbacks: keras-tuner's saves the weights
             callback.set_model(model)
@@ -216,6 +222,11 @@ class KerasflowHyperModel(kt.HyperModel):
 
     def _feature_count(self) -> int:
         return math.prod(self.prep.input_shape)
+
+    def _linear(self, hp, x):
+        """The flattened preprocessed inputs; `fit` solves the softmax layer on them (`models.linear`)."""
+        hp.Choice("linear_c", list(C_VALUES), default=DEFAULT_C)
+        return keras.layers.Flatten()(x)
 
     def _dense(self, hp, x):
         """Zero hidden layers is softmax regression; more are MLP blocks, optionally residual and batch-normalised."""

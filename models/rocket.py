@@ -20,6 +20,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from models.inference import layer_inputs, log_loss_and_accuracy, model_outputs
+
 KERNEL_LENGTH = 9
 KERNELS = np.array(list(itertools.combinations(range(KERNEL_LENGTH), 3)), dtype=np.int32)  # the 84 kernels
 MAX_DILATIONS_PER_KERNEL = 32
@@ -170,7 +172,7 @@ def fit_ridge_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weigh
     from sklearn.linear_model import RidgeClassifierCV
 
     head = model.get_layer("probabilities")
-    features = np.asarray(keras.Model(model.inputs, head.input).predict(x, verbose=0), dtype=np.float64)
+    features = layer_inputs(model, head, x).astype(np.float64)
     scale = features.std(axis=0)
     scale[scale < MIN_FEATURE_STD] = 1.0
     features = features / scale
@@ -194,9 +196,7 @@ def fit_ridge_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weigh
 
 def training_metrics(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict:
     """Log loss and accuracy of a model solved in closed form, on the rows it was fitted on."""
-    probabilities = np.asarray(model.predict(x, verbose=0))
-    picked = np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0)
-    return {"loss": float(-np.log(picked).mean()), "accuracy": float((probabilities.argmax(1) == y).mean())}
+    return log_loss_and_accuracy(model_outputs(model, x), y)
 
 
 def _targets(y: np.ndarray, classes: np.ndarray) -> np.ndarray:

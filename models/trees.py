@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from models.inference import layer_inputs
 from models.rocket import ABSENT_CLASS_LOGIT, training_metrics
 from models.sampling import stratified_rows
 
@@ -107,7 +108,7 @@ def fit_trees(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: di
         keep = stratified_rows(y, MAX_FIT_ROWS, seed)
         x, y = x[keep], y[keep]
     layer = model.get_layer("trees")
-    features = np.asarray(keras.Model(model.inputs, layer.input).predict(x, verbose=0), dtype=np.float32)
+    features = layer_inputs(model, layer, x)
     estimator = make_estimator(kind, n_estimators, n_leaves, learning_rate, seed)
     weights = None if class_weight is None else np.array([class_weight.get(int(c), 1.0) for c in y])
     estimator.fit(features, y, sample_weight=weights)

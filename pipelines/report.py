@@ -12,6 +12,7 @@ from pipelines.export_records import ExportResult
 from pipelines.model_card import variant_table
 from pipelines.variant_plot import PLOT_FILE
 from pipelines.results import RetrainResult, RunResult
+from pipelines.search.fidelity import fidelity_text
 from pipelines.search.records import SearchResult, TrialStatus
 from pipelines.search.selection import FOLDS, SMALL_VALIDATION_ROWS, TIE_BREAK
 from pipelines.transfer import lineage
@@ -65,6 +66,7 @@ def render_report(result: RunResult) -> str:
         *[f"- Skipped {family}: {why}" for family, why in search.skipped_families.items()],
         f"- Trials by status: {_count(t.status for t in search.trials)}; by family: {_count(t.family for t in search.trials)}",
         *_subsample_lines(search, result.splits.get("train", 0)),
+        *_fidelity_lines(search, result.splits.get("train", 0)),
         _selection_line(search),
         f"- Best trial {search.best_trial_id}: {best_single['family']}, {search.objective} {search.best_val_score:.4f}",
         *[f"- {'Best hyperparameters' if i == 0 else f'Member {i + 1}'}: `{compact(values)}`"
@@ -105,6 +107,11 @@ def _subsample_lines(search: SearchResult, train_rows: int) -> list[str]:
     return [f"- Large training set ({train_rows:,} rows): hyperband's trials saw {min(seen):,} to {max(seen):,} rows, "
             "a stratified share equal to their share of the epochs (`--subsample-from`); the chosen model was "
             "fine-tuned on every row"]
+
+
+def _fidelity_lines(search: SearchResult, train_rows: int) -> list[str]:
+    text = fidelity_text(search.fidelity, train_rows)
+    return [f"- Trial training ({search.fidelity}): {text}"] if text else []
 
 
 def _selection_line(search) -> str:

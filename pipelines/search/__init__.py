@@ -2,6 +2,7 @@
 
     records.py            TrialRecord, TrialStatus, EnsembleChoice, SearchResult, WorkerReport
     selection.py          k-fold scoring of trials when the validation split is small; the tie-broken score
+    fidelity.py           how long trials train: to convergence on small data, hyperband's rounds on large
     ensemble.py           greedy selection of trials to average
     ledger.py             seconds and footprints per trial; the one trial -> record conversion
     keras_tuner_bridge.py every keras-tuner internal kerasflow still needs

@@ -11,7 +11,7 @@ which fails loudly when a keras-tuner release changes it:
   method keras-tuner documents for oracle subclasses, and that tries given
   starting points (each family's defaults, cheapest family first) before
   random ones, by overriding `_random_values`, which every built-in oracle
-  calls for a new random point;
+  calls for a new random point (`models.portfolio`);
 - the built-in tuners rebuilt around such an oracle: `Hyperband`,
   `RandomSearch` and `BayesianOptimization` are `kt.Tuner`s that build their
   own oracle in `__init__` (Hyperband also sets each trial's epochs and warm
@@ -63,8 +63,10 @@ def deadline_oracle(name: str) -> type:
             """Each of `first` (e.g. {"family": "rocket"}, with defaults elsewhere) before random values."""
             tried = [t.hyperparameters.values for t in self.trials.values()]
             for fixed in self.first:
-                if not any(all(values.get(k) == v for k, v in fixed.items()) for values in tried):
-                    return default_values(self.hyperparameters, fixed)
+                wanted = default_values(self.hyperparameters, fixed)
+                given = [k for k in fixed if k in wanted]
+                if not any(all(values.get(k) == wanted[k] for k in given) for values in tried):
+                    return wanted
             return super()._random_values()
 
     DeadlineOracle.__name__ = DeadlineOracle.__qualname__ = f"Deadline{base.__name__}"
@@ -72,13 +74,29 @@ def deadline_oracle(name: str) -> type:
 
 
 def default_values(space: kt.HyperParameters, fixed: dict) -> dict:
-    """Values for every hyperparameter active under `fixed`: `fixed` where given, else the default."""
+    """Values for every hyperparameter active under `fixed`: `fixed` where given and within the hyperparameter's
+    range, else the default. A name of `fixed` the space does not hold yet (one the model registers only when
+    built with some values, e.g. the width of a hidden layer) is passed on: the build takes it instead of the
+    default."""
     hps = kt.HyperParameters()
     for hp in space.space:
         hps.merge([hp])
         if hps.is_active(hp):
-            hps.values[hp.name] = fixed.get(hp.name, hp.default)
-    return hps.values
+            given = fixed.get(hp.name, hp.default)
+            hps.values[hp.name] = given if admits(hp, given) else hp.default
+    known = {hp.name for hp in space.space}
+    return {**{k: v for k, v in fixed.items() if k not in known}, **hps.values}
+
+
+def admits(hp, value) -> bool:
+    """Whether `value` is one `hp` can take: one of a choice's values, within an int's or float's range."""
+    if isinstance(hp, kt.engine.hyperparameters.Choice):
+        return value in hp.values
+    if isinstance(hp, kt.engine.hyperparameters.Boolean):
+        return isinstance(value, bool)
+    if isinstance(hp, (kt.engine.hyperparameters.Int, kt.engine.hyperparameters.Float)):
+        return hp.min_value <= value <= hp.max_value
+    return True
 
 
 @functools.cache

@@ -153,6 +153,7 @@ class TrialLedger:
             int8_kb=footprint.get("int8_kb"),
             latency_ms=footprint.get("latency_ms"),
             rows=footprint.get("rows"),
+            epochs_run=footprint.get("epochs_run") if not untrained else None,
         )
 
     def records(self, trials) -> list[TrialRecord]:

@@ -43,6 +43,9 @@ class TrialRecord:
         latency_ms: batch-1 int8 latency of the architecture (under a mobile budget only).
         rows: training rows the trial learnt from (a share of them on large data: `pipelines.search.subsample`;
             under k-fold, one fold's training rows).
+        epochs_run: epochs the trial trained (under k-fold, the most of its folds); None if solved in closed form
+            or not trained. Trained to convergence (`pipelines.search.fidelity`), fewer than the cap when its
+            validation loss stopped improving.
     """
 
     trial_id: str
@@ -57,6 +60,7 @@ class TrialRecord:
     int8_kb: float | None = None
     latency_ms: float | None = None
     rows: int | None = None
+    epochs_run: int | None = None
 
 
 TrialHook = Callable[[TrialRecord, int], None]
@@ -116,6 +120,8 @@ class SearchResult:
         ensemble: the trials averaged into `best_hyperparameters` (family "ensemble"), or None.
         scored_rows: validation rows the trials were scored on, when fewer than the split's
             (`pipelines.search.subsample.validation_rows`); None: all of them.
+        fidelity: how long trials trained, a `pipelines.search.fidelity.Fidelity` value: converged (small data),
+            hyperband (its rounds) or max_epochs; "" for a result saved before it was recorded.
     """
 
     objective: str
@@ -135,6 +141,7 @@ class SearchResult:
     cross_validated: bool = False
     ensemble: EnsembleChoice | None = None
     scored_rows: int | None = None
+    fidelity: str = ""
 
     @property
     def trial_table(self) -> pd.DataFrame:

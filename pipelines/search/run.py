@@ -103,6 +103,7 @@ def run_search(
         cross_validated=cv is not None,
         ensemble=ensemble,
         scored_rows=None if cv is not None or len(scored) == len(inputs.y_val) else len(scored),
+        fidelity=str(tuner.hypermodel.fidelity),
     )
 
 

@@ -15,7 +15,8 @@ import keras_tuner as kt
 import numpy as np
 from sklearn.metrics import f1_score
 
-from models import KerasflowHyperModel, cheapest_first, closed_form
+from models import KerasflowHyperModel, closed_form, first_trials
+from models.inference import model_outputs
 from models.transfer import TransferBase
 from pipelines.budget import StopAtDeadline
 from pipelines.config import SearchOptions
@@ -28,6 +29,7 @@ from pipelines.search.keras_tuner_bridge import (
     stopped_for_failures,
     tuner_taking_an_oracle,
 )
+from pipelines.search.fidelity import Fidelity, converging, fidelity_for, hyperband_schedule
 from pipelines.search.ledger import TrialLedger
 from pipelines.search.records import TrialHook
 from pipelines.search.selection import CrossValidation, save_heldout, scores
@@ -46,20 +48,23 @@ def searching_tuner(prep: Preprocessing, families: list[str], directory: Path, o
                     deadline: float, x_train: np.ndarray, on_trial_end: TrialHook | None = None,
                     devices: DeviceSetup | None = None, worker: str | None = None, base: TransferBase | None = None):
     """The budgeted tuner over `directory`; a `worker` keeps its timings and footprints in files of its own;
-    `base`: the pretrained base of the `transfer` family."""
+    `base`: the pretrained base of the `transfer` family. The trials' fidelity follows the training set's size
+    (`pipelines.search.fidelity`); the first trials are the input kind's portfolio (`models.portfolio`)."""
     ledger = TrialLedger(directory, options, prep.input_shape, x_train[:FOOTPRINT_SAMPLES], worker)
+    fidelity = fidelity_for(len(x_train), options)
     hypermodel = SearchHyperModel(prep, families, ledger, devices.jit_compile if devices else "auto", x_fit=x_train,
-                                  base=base)
+                                  base=base, fidelity=fidelity, max_epochs=options.max_epochs)
     oracle_options = dict(objective=kt.Objective(options.objective, direction="max"), seed=options.seed,
                           max_consecutive_failed_trials=MAX_CONSECUTIVE_FAILURES,
                           # In parallel, a trial whose worker died goes back to the queue once (see .parallel).
                           max_retries_per_trial=1 if options.workers > 1 else 0)
     if options.tuner == "hyperband":
         # Brackets repeat until the wall-clock budget, not after one pass.
-        oracle_options.update(max_epochs=options.max_epochs, factor=3, hyperband_iterations=HYPERBAND_ITERATIONS)
+        oracle_options.update(**hyperband_schedule(fidelity, options.max_epochs),
+                              hyperband_iterations=HYPERBAND_ITERATIONS)
     else:
         oracle_options.update(max_trials=options.max_trials)
-    oracle = deadline_oracle(options.tuner)(deadline=deadline, first=[{"family": f} for f in cheapest_first(families)],
+    oracle = deadline_oracle(options.tuner)(deadline=deadline, first=first_trials(prep.kind, families),
                                             **oracle_options)
     return budgeted_tuner(options.tuner)(
         oracle=oracle, hypermodel=hypermodel, ledger=ledger, hook=on_trial_end, deadline=deadline,
@@ -159,7 +164,7 @@ def budgeted_tuner(name: str) -> type:
                                              validation_data=(cv.x[val], cv.y[val]), **kwargs)
                 if isinstance(result, float):  # over the mobile budget: not trained
                     return result
-                heldout[val] = model.predict(cv.x[val], verbose=0)
+                heldout[val] = model_outputs(model, cv.x[val])
             save_checkpoint(self, trial.trial_id, model)
             save_heldout(self.get_trial_dir(trial.trial_id), heldout)
             values = scores(cv.y, heldout, self.oracle.objective.name)
@@ -183,23 +188,34 @@ def budgeted_tuner(name: str) -> type:
 
 
 class SearchHyperModel(KerasflowHyperModel):
-    """The search space plus one gate before training: an architecture over the mobile budget is not trained.
+    """The search space plus one gate before training: an architecture over the mobile budget is not trained;
+    and, on small data, training to convergence (`pipelines.search.fidelity`).
 
     Its score becomes minus how many times over the budget it is: below any real
-    accuracy, and still telling the oracle that smaller is better.
+    accuracy, and still telling the oracle that smaller is better. The epochs a
+    trial trained (the most of its folds under k-fold) go to the ledger.
     """
 
     def __init__(self, prep: Preprocessing, families: list[str], ledger: TrialLedger,
-                 jit_compile: bool | str = "auto", x_fit: np.ndarray | None = None, base: TransferBase | None = None):
+                 jit_compile: bool | str = "auto", x_fit: np.ndarray | None = None, base: TransferBase | None = None,
+                 fidelity: Fidelity = Fidelity.HYPERBAND, max_epochs: int | None = None):
         super().__init__(prep, families, jit_compile=jit_compile, x_fit=x_fit, base=base)
         self.ledger = ledger
         self.trial_id: str | None = None
+        self.fidelity, self.max_epochs = fidelity, max_epochs
 
     def fit(self, hp, model, *args, **kwargs):
         penalty = self.ledger.footprints.measure(self.trial_id, model, hp).get("penalty")
         if penalty is not None:
             return penalty
-        return super().fit(hp, model, *args, **kwargs)
+        if self.fidelity == Fidelity.CONVERGED and not closed_form(hp.values):
+            kwargs = converging(kwargs, self.max_epochs or kwargs.get("epochs", 1))
+        result = super().fit(hp, model, *args, **kwargs)
+        ran = getattr(result, "epoch", None)  # a History; a closed-form fit returns its metrics
+        if ran is not None and self.trial_id is not None:
+            earlier = self.ledger.footprints.by_trial.get(self.trial_id, {}).get("epochs_run", 0)
+            self.ledger.footprints.note(self.trial_id, epochs_run=max(earlier, len(ran)))
+        return result
 
 
 class MacroF1(keras.callbacks.Callback):

@@ -82,6 +82,7 @@ def test_on_large_data_early_hyperband_rounds_see_a_share_of_the_rows(image_inpu
     shares = [t for t in completed if t.rows < n]
     assert shares and all(t.rows == math.ceil(n / 3) and t.epochs == 1 for t in shares), \
         "hyperband's first round (1 of 3 epochs) sees a third of the rows"
+    assert result.fidelity == "hyperband" and all(t.epochs_run <= 3 for t in completed), "hyperband's rounds kept"
     assert all(t.rows <= n for t in completed) and "rows" in result.trial_table.columns
 
 
@@ -160,7 +161,8 @@ def test_a_closed_form_trial_on_a_validation_split_keeps_its_checkpoint_and_can_
     inputs = model_inputs(splits, prep)
     result = run_search(inputs, prep, tmp_path / "search", _options(max_trials=3, families=["trees", "dense"],
                                                                    ensemble_size=3))
-    assert not result.cross_validated and result.trials[0].family == "dense" and result.trials[1].family == "trees"
+    assert not result.cross_validated and [t.family for t in result.trials] == ["trees", "trees", "dense"], \
+        "the table portfolio: a forest, boosted trees, then a regularised MLP"
     trees = next(t for t in result.trials if t.family == "trees")
     assert (tmp_path / "search" / f"trial_{trees.trial_id}" / "checkpoint.weights.h5").exists()
     assert trees.val_score is not None and 0 < trees.val_score <= 1
@@ -196,3 +198,58 @@ def test_a_closed_form_trial_that_would_overrun_the_search_is_not_started(tmp_pa
     assert re.match(r"not started: trees trials .* took up to \d+ s here", record.message)
     tuner.deadline = time.time() + 3600
     assert tuner.time_left_for(trial, 100), "time enough: it starts"
+
+
+def _random_table(n: int, features: int = 4, seed: int = 0):
+    """A table of standard-normal features; labels of three classes that the features do not predict."""
+    import numpy as np
+
+    from pipelines.preprocess import ModelInputs, Preprocessing
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype("float32")
+    y = np.arange(n) % 3
+    cut, end = n // 2, (3 * n) // 4
+    inputs = ModelInputs(x[:cut], y[:cut], x[cut:end], y[cut:end], x[end:], y[end:])
+    prep = Preprocessing(kind="table", input_shape=[features], class_names=["a", "b", "c"], mean=[0.0] * features,
+                         variance=[1.0] * features)
+    return inputs, prep
+
+
+def test_on_small_data_a_gradient_trial_trains_until_its_validation_loss_stops_improving(tmp_path):
+    """Hyperband would give the first trials ceil(30 / 3**3) = 2 epochs; on 60 rows the MLP trains on, past that,
+    and stops well before the cap once its validation loss (labels are noise) stops improving."""
+    from pipelines.search.fidelity import PATIENCE
+
+    inputs, prep = _random_table(120)
+    cap, first_round = 30, 2
+    result = run_search(inputs, prep, tmp_path / "search", _options(
+        tuner="hyperband", max_epochs=cap, budget_minutes=0.15, families=["dense"]))
+    assert result.fidelity == "converged"
+    first = result.trials[0]  # the portfolio's MLP, started long before the deadline
+    assert first.status == "COMPLETED" and first.hyperparameters["dense_layers"] == 2
+    assert first_round < first.epochs_run < cap and first.epochs_run > PATIENCE, first.epochs_run
+
+
+def test_the_fidelity_rule_converges_small_data_only():
+    from pipelines.search.fidelity import CONVERGE_ROWS, Fidelity, fidelity_for
+
+    hyperband = _options(tuner="hyperband")
+    assert fidelity_for(CONVERGE_ROWS - 1, hyperband) == Fidelity.CONVERGED
+    assert fidelity_for(CONVERGE_ROWS, hyperband) == Fidelity.HYPERBAND, "large data keeps hyperband's rounds"
+    assert fidelity_for(100, _options(tuner="hyperband", subsample_from=50)) == Fidelity.HYPERBAND, \
+        "rows subsampled for hyperband's rounds count as large"
+    assert fidelity_for(CONVERGE_ROWS, _options(tuner="random")) == Fidelity.MAX_EPOCHS
+
+
+def test_a_table_search_tries_the_portfolio_first(tmp_path):
+    from models import PORTFOLIO
+
+    inputs, prep = _random_table(60)
+    portfolio = PORTFOLIO["table"]
+    result = run_search(inputs, prep, tmp_path / "search", _options(max_trials=len(portfolio), max_epochs=3))
+    assert len(result.trials) == len(portfolio)
+    for trial, entry in zip(result.trials, portfolio):
+        assert {k: trial.hyperparameters.get(k) for k in entry} == entry, (trial.trial_id, entry)
+    assert [t.family for t in result.trials] == ["linear", "trees", "trees", "dense"]
+    assert result.trials[0].epochs_run is None and result.trials[3].epochs_run >= 1, "closed form: no epochs"

@@ -71,7 +71,7 @@ def test_train_report_tells_the_whole_run():
               TrialRecord("1", TrialStatus.OVER_BUDGET, "dense", None, 0.1, None, {"family": "dense"}, int8_kb=99)]
     search = SearchResult("val_accuracy", "0", 0.95, {"family": "dense", "dense_layers": 1}, 3,
                           Path("run/search_best.keras"), trials, ["dense"], {"cnn": "tables have no axis"}, 12.0,
-                          True, mobile_budget="int8 model <= 10 KiB")
+                          True, mobile_budget="int8 model <= 10 KiB", fidelity="converged")
     result = RunResult(TrainConfig(dataset="wine", tuner="random"), {"train": 30, "val": 5, "test": 5},
                        ["images resized"], _validation(), search, _candidate(), {"load": 1.0, "search": 12.0},
                        devices="CPU (2 threads)", budget=RunBudget(5.0, 35, 0.1, 271.0, 29.5, True))
@@ -81,6 +81,8 @@ def test_train_report_tells_the_whole_run():
                      "fine-tune 0.5 min (stopped at the deadline, best weights kept)",
                      "- Tuner random, objective val_accuracy, 2 trials in 12 s — stopped by the budget",
                      "- Skipped cnn: tables have no axis", "Trials by status: COMPLETED 1, OVER_BUDGET 1",
+                     "- Trial training (converged): small training set (30 rows, under 2,000): every "
+                     "gradient-trained trial trained until its validation loss stopped improving for 5 epochs",
                      "- Best trial 0: dense, val_accuracy 0.9500",
                      "Mobile budget: int8 model <= 10 KiB; architectures over it were not trained (1 trials)",
                      "| search best | 0.8500 |", "| fine-tuned (2 epochs) | 0.9000 |",

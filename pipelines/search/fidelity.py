@@ -1,0 +1,74 @@
+"""How long each search trial trains: to convergence on small data, hyperband's rounds on large data.
+
+Hyperband (Li et al. 2018) trains many trials for a few epochs and carries
+the best on: its first rounds give a trial 1-3 epochs. On a few hundred
+rows that compares unlike things: a gradient-trained model after 1-3 epochs
+is far from its best, while the closed-form families (`linear`, `trees`,
+`rocket`, a frozen base's probe) are scored at theirs. And an epoch over a
+small set costs little. So below `CONVERGE_ROWS` training rows (and when
+hyperband's row subsampling does not apply, `pipelines.search.subsample`)
+every gradient-trained trial trains until its validation loss has not
+improved for `PATIENCE` epochs, up to the search's `max_epochs` (which
+`fit_to_data` raises on small sets), and keeps its best epoch's weights;
+hyperband then runs brackets of one round (no successive halving: a trial
+trained to convergence has nothing left to gain from a later round). On
+large data an epoch is costly: hyperband keeps its short first rounds, and
+the random and Bayesian tuners train every trial `max_epochs` epochs. The
+rule that applied is the search result's `fidelity`, and the report says it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import keras
+
+from pipelines.config import SearchOptions
+
+CONVERGE_ROWS = 2000  # training rows below which every trial is trained to convergence
+PATIENCE = 5  # epochs without a better validation loss before a converging trial stops
+
+
+class Fidelity(StrEnum):
+    """How long a search's trials train."""
+
+    CONVERGED = "converged"  # until the validation loss stops improving (small data)
+    HYPERBAND = "hyperband"  # hyperband's rounds: a few epochs first, more for the best
+    MAX_EPOCHS = "max_epochs"  # every trial `max_epochs` epochs (random and Bayesian tuners on large data)
+
+
+def fidelity_for(training_rows: int, options: SearchOptions) -> Fidelity:
+    """The rule for a search of `options` on `training_rows` rows."""
+    subsampled = bool(options.subsample_from) and training_rows >= options.subsample_from
+    if training_rows < CONVERGE_ROWS and not subsampled:
+        return Fidelity.CONVERGED
+    return Fidelity.HYPERBAND if options.tuner == "hyperband" else Fidelity.MAX_EPOCHS
+
+
+def hyperband_schedule(fidelity: Fidelity, max_epochs: int) -> dict:
+    """The hyperband oracle's `max_epochs` and `factor`: one round per bracket, of `max_epochs`, when converging
+    (a factor above `max_epochs` leaves no room for a shorter round); else rounds growing threefold."""
+    return dict(max_epochs=max_epochs, factor=max_epochs + 1 if fidelity == Fidelity.CONVERGED else 3)
+
+
+def converging(fit_kwargs: dict, max_epochs: int) -> dict:
+    """`model.fit` arguments that train up to `max_epochs` epochs and stop when the validation loss (the training
+    loss without validation data) has not improved for `PATIENCE` epochs, with the best epoch's weights."""
+    monitor = "val_loss" if fit_kwargs.get("validation_data") is not None else "loss"
+    stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=PATIENCE, restore_best_weights=True)
+    return {**fit_kwargs, "epochs": max_epochs, "initial_epoch": 0,
+            "callbacks": [*(fit_kwargs.get("callbacks") or []), stop]}
+
+
+def fidelity_text(fidelity: str, training_rows: int) -> str:
+    """The rule in words, for the report."""
+    if fidelity == Fidelity.CONVERGED:
+        return (f"small training set ({training_rows:,} rows, under {CONVERGE_ROWS:,}): every gradient-trained "
+                f"trial trained until its validation loss stopped improving for {PATIENCE} epochs (up to max "
+                "epochs), best epoch kept, so it is compared at its best with the closed-form families; no short "
+                "hyperband rounds")
+    if fidelity == Fidelity.HYPERBAND:
+        return "hyperband's rounds: many trials for a few epochs, the best carried on with more"
+    if fidelity == Fidelity.MAX_EPOCHS:
+        return "every trial trained for max epochs"
+    return ""
