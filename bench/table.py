@@ -57,6 +57,7 @@ from sklearn.svm import SVC
 from models import describe
 from pipelines.columns import DROPPED, MAX_CATEGORIES, ColumnRole, infer_roles
 from pipelines.config import TrainConfig
+from pipelines.errors import ValidationFailed
 from pipelines.load import load_dataset, split_dataset
 from pipelines.preprocess import fit_preprocessing, model_inputs
 from pipelines.search import SearchOptions, run_search
@@ -272,22 +273,29 @@ def peers_row(name: str, budget_minutes: float, workdir: Path, peers: list[str])
     config = TrainConfig(data=train_path, test_data=test_path, target=label, budget_minutes=budget_minutes,
                          runs_root=workdir / "runs", name=f"bench-{name}", quantize=PUBLIC_QUANTIZE)
     started = time.monotonic()
-    headline = train(config).evaluation.headline()
+    try:
+        headline, refused = train(config).evaluation.headline(), None
+    except ValidationFailed as exc:  # kerasflow refusing the data is a result too: the row says why, peers still run
+        headline = None
+        refused = next((line[2:] for line in exc.report.splitlines() if line.startswith("- ")), "see the run's log")
+        print(f"{name}: kerasflow's data validation failed, nothing was trained: {refused}", flush=True)
     seconds = time.monotonic() - started
     results = table_peers(config)
     if "autogluon" in peers:
         results |= autogluon_peers(train_path, test_path, label, budget_minutes * 60, workdir)
     best = max(results, key=lambda peer: results[peer]["accuracy"])
-    row = {"dataset": name, "rows": rows, "kerasflow accuracy": round(headline["accuracy"], 4),
-           "kerasflow macro-F1": round(headline["macro_f1"], 4), "seconds": round(seconds, 1)}
+    accuracy = headline["accuracy"] if headline else None
+    row = {"dataset": name, "rows": rows, "kerasflow accuracy": round(accuracy, 4) if headline else None,
+           "kerasflow macro-F1": round(headline["macro_f1"], 4) if headline else None, "seconds": round(seconds, 1)}
     for peer, result in results.items():
         row[f"{peer} accuracy"] = round(result["accuracy"], 4)
         row[f"{peer} macro-F1"] = round(result["macro_f1"], 4)
         if "fit_seconds" in result:
             row[f"{peer} seconds"] = result["fit_seconds"]
     return {**row, "best peer": f"{best} {results[best]['accuracy']:.4f}",
-            "gap": round(headline["accuracy"] - results[best]["accuracy"], 4),
-            "ratio": round(headline["accuracy"] / results[best]["accuracy"], 4), "commit": commit()}
+            "gap": round(accuracy - results[best]["accuracy"], 4) if headline else None,
+            "ratio": round(accuracy / results[best]["accuracy"], 4) if headline else None,
+            "kerasflow refused": refused and f"data validation failed: {refused}", "commit": commit()}
 
 
 def peers_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -295,8 +303,9 @@ def peers_columns(table: pd.DataFrame) -> pd.DataFrame:
     peer_columns = [f"{peer} {metric}" for peer in [*BASELINES, *AUTOGLUON_PRESETS]
                     for metric in ("accuracy", "macro-F1", "seconds")]
     order = ["dataset", "rows", "kerasflow accuracy", "kerasflow macro-F1", "seconds", *peer_columns,
-             "best peer", "gap", "ratio", "commit"]
-    return table[[column for column in order if column in table.columns]]
+             "best peer", "gap", "ratio", "kerasflow refused", "commit"]
+    return table[[column for column in order if column in table.columns and
+                  (column != "kerasflow refused" or table[column].notna().any())]]
 
 
 def write_results(stem: str, header: list[str], table: pd.DataFrame) -> str:
