@@ -10,7 +10,7 @@ from pipelines.config import ExportOptions
 from pipelines.export import REEXPORT_FILES, export_model, reexport
 from pipelines.export_records import ExportData
 from pipelines.finetune import build_from_hyperparameters, fine_tune
-from pipelines.load import LENGTH_RULE, load_path, split_dataset
+from pipelines.load import LENGTH_RULE, SEQUENCE_FORMAT, load_path, split_dataset
 from pipelines.model_card import CardFacts
 from pipelines.preprocess import fit_preprocessing, model_inputs
 from pipelines.tflite import VARIANTS, LiteModel, check_builtin_ops, operators
@@ -82,7 +82,7 @@ def test_every_family_exports_every_variant_with_builtin_ops_and_parity(request,
     spec = json.loads((tmp_path / "export" / "model_spec.json").read_text())
     if prep.kind == "sequence":
         assert spec["input"]["sequence"] == {"length": prep.input_shape[0], "features": prep.input_shape[1],
-                                             "rule": LENGTH_RULE}
+                                             "rule": LENGTH_RULE, "file_format": SEQUENCE_FORMAT}
     else:
         assert "sequence" not in spec["input"]
 
