@@ -27,6 +27,7 @@ from flows.prefect_kit import (
 from pipelines.config import TrainConfig
 from pipelines.errors import ValidationFailed
 from pipelines.results import RunResult
+from pipelines.search.anytime import ANYTIME_FILE
 from pipelines.train import train
 
 
@@ -70,3 +71,4 @@ def publish(result: RunResult) -> None:
     publish_trials(result.search)
     publish_export(result.export)
     publish_picture(result.run_dir / "confusion_matrix.png", "confusion-matrix", "Fine-tuned model on the test split")
+    publish_picture(result.run_dir / ANYTIME_FILE, "search-anytime", "Search: best selection score so far")

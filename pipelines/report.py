@@ -12,6 +12,7 @@ from pipelines.export_records import ExportResult
 from pipelines.model_card import variant_table
 from pipelines.variant_plot import PLOT_FILE
 from pipelines.results import RetrainResult, RunResult
+from pipelines.search.anytime import ANYTIME_FILE, best_so_far
 from pipelines.search.fidelity import fidelity_text
 from pipelines.search.records import SearchResult, TrialStatus
 from pipelines.search.selection import FOLDS, SMALL_VALIDATION_ROWS, TIE_BREAK
@@ -68,6 +69,7 @@ def render_report(result: RunResult) -> str:
         *_subsample_lines(search, result.splits.get("train", 0)),
         *_fidelity_lines(search, result.splits.get("train", 0)),
         _selection_line(search),
+        *_anytime_lines(search),
         f"- Best trial {search.best_trial_id}: {best_single['family']}, {search.objective} {search.best_val_score:.4f}",
         *[f"- {'Best hyperparameters' if i == 0 else f'Member {i + 1}'}: `{compact(values)}`"
           for i, values in enumerate(member_hyperparameters(best))],
@@ -78,6 +80,7 @@ def render_report(result: RunResult) -> str:
            f"({sum(t.status == TrialStatus.OVER_BUDGET for t in search.trials)} trials)"] if search.mobile_budget else []),
         "",
         "![search frontier](search_frontier.png)",
+        f"![best score so far]({ANYTIME_FILE})",
         "",
         "## Test scores",
         "| model | accuracy | balanced acc. | macro precision | macro recall | macro F1 |",
@@ -112,6 +115,15 @@ def _subsample_lines(search: SearchResult, train_rows: int) -> list[str]:
 def _fidelity_lines(search: SearchResult, train_rows: int) -> list[str]:
     text = fidelity_text(search.fidelity, train_rows)
     return [f"- Trial training ({search.fidelity}): {text}"] if text else []
+
+
+def _anytime_lines(search: SearchResult) -> list[str]:
+    """When the best score so far was set, in the search's time (`pipelines.search.anytime`)."""
+    curve = best_so_far(search.trials)
+    if not curve:
+        return []
+    steps = "; ".join(f"{score:.4f} at {seconds:.0f} s (trial {trial})" for seconds, score, trial in curve)
+    return [f"- Best score so far: {steps}"]
 
 
 def _selection_line(search) -> str:

@@ -36,6 +36,7 @@ from pipelines.runs import (
     write_status,
 )
 from pipelines.search import fit_to_data, run_search
+from pipelines.search.anytime import ANYTIME_FILE, plot_anytime
 from pipelines.search.frontier import plot_search_frontier
 from pipelines.search.parallel import Launcher
 from pipelines.search.records import TrialHook
@@ -90,6 +91,7 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     search.trial_table.to_csv(run_dir / "search_summary.csv", index=False)
     plot_search_frontier(search.trials, run_dir / "search_frontier.png", search.objective, options.max_model_kb,
                          search.best_trial_id)
+    plot_anytime(search.trials, run_dir / ANYTIME_FILE, search.objective, search.seconds)
     tuned = steps(Step.FINE_TUNE, fine_tune, inputs, prep, search.best_hyperparameters, run_dir / "finetuned.keras",
                   max_epochs=config.finetune_epochs, batch_size=options.batch_size, seed=config.seed,
                   class_weight=config.class_weight, devices=devices,

@@ -154,6 +154,7 @@ class TrialLedger:
             latency_ms=footprint.get("latency_ms"),
             rows=footprint.get("rows"),
             epochs_run=footprint.get("epochs_run") if not untrained else None,
+            ended_at=footprint.get("ended_at"),
         )
 
     def records(self, trials) -> list[TrialRecord]:

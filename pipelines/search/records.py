@@ -46,6 +46,7 @@ class TrialRecord:
         epochs_run: epochs the trial trained (under k-fold, the most of its folds); None if solved in closed form
             or not trained. Trained to convergence (`pipelines.search.fidelity`), fewer than the cap when its
             validation loss stopped improving.
+        ended_at: when the trial ended (Unix time), for the best score against elapsed time (`.anytime`).
     """
 
     trial_id: str
@@ -61,6 +62,7 @@ class TrialRecord:
     latency_ms: float | None = None
     rows: int | None = None
     epochs_run: int | None = None
+    ended_at: float | None = None
 
 
 TrialHook = Callable[[TrialRecord, int], None]

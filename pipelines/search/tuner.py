@@ -179,6 +179,7 @@ def budgeted_tuner(name: str) -> type:
         def on_trial_end(self, trial):
             started = self._started.pop(trial.trial_id, time.monotonic())
             self.ledger.timings.record(trial.trial_id, time.monotonic() - started)
+            self.ledger.footprints.note(trial.trial_id, ended_at=round(time.time(), 2))  # the anytime curve's x
             super().on_trial_end(trial)
             if self._hook:
                 self._hook(self.ledger.record(trial), len(self.oracle.trials))

@@ -55,7 +55,8 @@ def test_table_flow_end_to_end_with_artifacts(table_csv, tmp_path):
     assert "Skipped cnn: tables have no spatial" in (run_dir / "report.md").read_text()
     run, keys = asyncio.run(run_and_artifact_keys("train-tiny-table-random"))
     assert run.state.is_completed() and {"kerasflow", "train", "model:tiny-table"} <= set(run.tags)
-    assert {"train-report", "search-trials", "search-progress", "tflite-variants", "confusion-matrix", "columns"} <= keys
+    assert {"train-report", "search-trials", "search-progress", "tflite-variants", "confusion-matrix", "columns",
+            "search-anytime"} <= keys
 
     artifacts = asyncio.run(run_artifacts("train-tiny-table-random"))
     report = artifacts["train-report"].data

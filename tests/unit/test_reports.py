@@ -114,3 +114,19 @@ def test_retrain_report_shows_decision_recalls_and_challenger(challenger_correct
                      "fingerprint `ffffffffffffffff`", "Recommended: **dynamic**", "| fine_tune | 2.0 |", "no drift"):
         assert expected in text, expected
     assert ("**over limit**" in text) == (not promoted)
+
+
+def test_the_anytime_curve_steps_up_at_each_new_best_in_time_order(tmp_path):
+    from pipelines.search.anytime import best_so_far, plot_anytime
+    from pipelines.search.records import TrialRecord
+
+    def trial(trial_id, family, score, seconds, ended_at):
+        return TrialRecord(trial_id, "COMPLETED", family, score, seconds, 3, {"family": family}, ended_at=ended_at)
+
+    trials = [trial("2", "trees", 0.93, 4.0, 1006.0), trial("0", "linear", 0.90, 2.0, 1002.0),
+              trial("1", "dense", 0.85, 30.0, 1036.0), trial("3", "dense", 0.97, 30.0, 1070.0),
+              trial("4", "cnn", None, 5.0, 1075.0), trial("5", "lstm", 0.99, 9.0, None)]
+    assert best_so_far(trials) == [(2.0, 0.90, "0"), (6.0, 0.93, "2"), (70.0, 0.97, "3")]
+    path = plot_anytime(trials, tmp_path / "anytime.png", "val_accuracy", search_seconds=90)
+    assert path.stat().st_size > 5_000
+    assert best_so_far([trial("0", "linear", None, 2.0, 1002.0)]) == []
