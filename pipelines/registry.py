@@ -275,7 +275,7 @@ class Registry:
 
     def _write_pointer(self, name: str, version: str, history: list[str]) -> None:
         path = self._model_dir(name) / CHAMPION_FILE
-        _atomic_write(path, json.dumps({"champion": version, "history": history, "updated": _now()}, indent=2))
+        atomic_write(path, json.dumps({"champion": version, "history": history, "updated": _now()}, indent=2))
 
     def _next_version(self, name: str) -> str:
         folder = self._model_dir(name) / "versions"
@@ -369,7 +369,9 @@ def _read_json(path: Path, what: str):
         raise RegistryError(f"{path}: {what} is not valid JSON ({exc}); it was edited or truncated") from None
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """`text` written beside `path` and renamed onto it: a reader, or a process killed mid-write, never sees half
+    a file."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with open(temporary, "w") as handle:
         handle.write(text)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.config import SearchOptions
+from pipelines.registry import atomic_write
 from pipelines.search.keras_tuner_bridge import KT_STATUS
 from pipelines.search.records import TrialRecord, TrialStatus
 from pipelines.tflite import int8_footprint
@@ -33,7 +34,7 @@ class Timings:
 
     def record(self, trial_id: str, seconds: float) -> None:
         self.seconds[trial_id] = self.own[trial_id] = round(seconds, 2)
-        self.path.write_text(json.dumps(self.own))
+        atomic_write(self.path, json.dumps(self.own))  # a search killed mid-write resumes from whole files
 
     def reload(self) -> "Timings":
         self.seconds = merged(self.directory, TIMINGS)
@@ -81,7 +82,7 @@ class Footprints:
     def _save(self, trial_id: str, entry: dict) -> None:
         self.by_trial[trial_id] = entry
         mine = json.loads(self.path.read_text()) if self.path.exists() else {}
-        self.path.write_text(json.dumps({**mine, trial_id: entry}))
+        atomic_write(self.path, json.dumps({**mine, trial_id: entry}))
 
     def _penalty(self, int8_kb: float, latency_ms: float) -> float | None:
         ratios = [int8_kb / self.options.max_model_kb if self.options.max_model_kb else 0.0,

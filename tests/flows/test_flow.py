@@ -17,8 +17,8 @@ from tests.conftest import fast_config, make_table, run_and_artifact_keys, run_a
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]
 RUN_FILES = {"run.json", "expectations.json", "search", "search_summary.csv", "search_best.keras", "finetuned.keras",
              "history.json", "metrics.json", "confusion_matrix.png", "learning_curves.png", "export", "report.md",
-             "preprocessing.json", "export_inputs.npz", "card.json", "search_frontier.png", "reference.parquet",
-             "replay.npz"}
+             "preprocessing.json", "export_inputs.npz", "card.json", "search_frontier.png", "search_anytime.png",
+             "reference.parquet", "replay.npz"}
 EXPORT_FILES = {"model.keras", "saved_model", "labels.json", "preprocessing.json", "model_spec.json", "MODEL_CARD.md",
                 "model_float32.tflite", "model_float16.tflite", "model_dynamic.tflite", "model_int8.tflite",
                 "variants.png"}
@@ -66,7 +66,8 @@ def test_table_flow_end_to_end_with_artifacts(table_csv, tmp_path):
     assert {row["column"]: row["role"] for row in columns} == {"x1": "numeric", "x2": "numeric",
                                                                 "colour": "categorical"}
     assert not re.search(r"!\[[^\]]*\]\((?!data:image/png;base64,)", report), "every picture is embedded"
-    assert report.count("](data:image/png;base64,") == 4, "frontier, confusion matrix, learning curves, variants"
+    assert report.count("](data:image/png;base64,") == 5, \
+        "frontier, anytime, confusion matrix, learning curves, variants"
     for key, artifact in artifacts.items():
         text = artifact.data if isinstance(artifact.data, str) else json.dumps(artifact.data)
         outside_images = re.sub(r"!\[[^\]]*\]\(data:image/png;base64,[A-Za-z0-9+/=]+\)", "", text)

@@ -218,14 +218,16 @@ def _random_table(n: int, features: int = 4, seed: int = 0):
 
 def test_on_small_data_a_gradient_trial_trains_until_its_validation_loss_stops_improving(tmp_path):
     """Hyperband would give the first trials ceil(30 / 3**3) = 2 epochs; on 60 rows the MLP trains on, past that,
-    and stops well before the cap once its validation loss (labels are noise) stops improving."""
-    from pipelines.search.fidelity import PATIENCE
+    and stops well before the cap once its validation loss (labels are noise) stops improving. One trial, with time
+    to spare: a deadline on a busy machine must not be what stops it."""
+    from pipelines.search.fidelity import PATIENCE, Fidelity, hyperband_schedule
 
     inputs, prep = _random_table(120)
     cap, first_round = 30, 2
+    assert hyperband_schedule(Fidelity.CONVERGED, cap)["factor"] > cap, "converging: hyperband has no short rounds"
     result = run_search(inputs, prep, tmp_path / "search", _options(
-        tuner="hyperband", max_epochs=cap, budget_minutes=0.15, families=["dense"]))
-    assert result.fidelity == "converged"
+        tuner="random", max_trials=1, max_epochs=cap, budget_minutes=2, families=["dense"]))
+    assert result.fidelity == Fidelity.CONVERGED
     first = result.trials[0]  # the portfolio's MLP, started long before the deadline
     assert first.status == "COMPLETED" and first.hyperparameters["dense_layers"] == 2
     assert first_round < first.epochs_run < cap and first.epochs_run > PATIENCE, first.epochs_run
