@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +38,7 @@ from pipelines.load import (
     read_table,
 )
 from pipelines.preprocess import Preprocessing, encode_features
-from pipelines.registry import Registry
+from pipelines.registry import Registry, atomic_write
 
 KERAS = "keras"
 ID_NAMES = {"table": "row", "image": "file", "sequence": "sample"}
@@ -132,12 +130,7 @@ class Predictions:
         """Written beside the target and renamed into place: readers never see half a file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            self.to_frame().to_csv(temporary, index=False)
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        atomic_write(path, self.to_frame().to_csv(index=False))
         return path
 
     def summary(self) -> dict:

@@ -373,11 +373,14 @@ def atomic_write(path: Path, text: str) -> None:
     """`text` written beside `path` and renamed onto it: a reader, or a process killed mid-write, never sees half
     a file."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(temporary, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # left only when the write failed
 
 
 def _now() -> str:
