@@ -21,10 +21,10 @@ def best_so_far(trials: list[TrialRecord]) -> list[tuple[float, float, str]]:
 
     Trials without a score or an end time are skipped; time starts when the earliest timed trial began.
     """
-    timed = [t for t in trials if t.ended_at is not None and t.val_score is not None]
+    timed = _timed(trials)
     if not timed:
         return []
-    origin = min(t.ended_at - (t.seconds or 0.0) for t in timed)
+    origin = _origin(timed)
     curve, best = [], float("-inf")
     for trial in sorted(timed, key=lambda t: t.ended_at):
         if trial.val_score > best:
@@ -43,8 +43,8 @@ def plot_anytime(trials: list[TrialRecord], path: Path, objective: str, search_s
     curve = best_so_far(trials)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     if curve:
-        scored = [t for t in trials if t.ended_at is not None and t.val_score is not None]
-        first = min(t.ended_at - (t.seconds or 0.0) for t in scored)
+        scored = _timed(trials)
+        first = _origin(scored)
         floor = min(t.val_score for t in scored)
         for family in sorted({t.family for t in scored}):
             members = [t for t in scored if t.family == family]
@@ -64,3 +64,13 @@ def plot_anytime(trials: list[TrialRecord], path: Path, objective: str, search_s
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _timed(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """The trials with a score and an end time: the ones the curve and the plot place in time."""
+    return [t for t in trials if t.ended_at is not None and t.val_score is not None]
+
+
+def _origin(timed: list[TrialRecord]) -> float:
+    """When the earliest of `timed` began (Unix time): the curve's zero."""
+    return min(t.ended_at - (t.seconds or 0.0) for t in timed)
