@@ -36,7 +36,7 @@ from pipelines.config import (
     Variant,
 )
 from pipelines.errors import KerasflowError
-from pipelines.export_records import TRAINED_MODEL
+from pipelines.export.records import TRAINED_MODEL
 from pipelines.load import check_sequence_file, check_source
 from pipelines.registry import Registry, check_model_name, parse_ref
 

@@ -8,7 +8,7 @@ from prefect import flow
 
 from flows.prefect_kit import publish_export, run_as_task
 from pipelines.config import ExportOptions
-from pipelines.reexport import reexport_run, reexport_version
+from pipelines.export.reexport import reexport_run, reexport_version
 from pipelines.registry import Registry
 from pipelines.runs import Step
 

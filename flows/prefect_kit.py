@@ -28,9 +28,9 @@ from prefect.runtime import flow_run
 
 from flows.output import prefect_console_handlers
 from pipelines.errors import KerasflowError
-from pipelines.export_records import ExportResult
-from pipelines.model_card import variant_table
-from pipelines.variant_plot import PLOT_FILE
+from pipelines.export.model_card import variant_table
+from pipelines.export.records import ExportResult
+from pipelines.export.variant_plot import PLOT_FILE
 from pipelines.report import compact
 from pipelines.runs import Step
 from pipelines.search.parallel import (

@@ -35,9 +35,9 @@ from models.layers import TabularEncoder
 from models.linear import C_VALUES, DEFAULT_C, fit_logistic_head
 from models.lstm import FusedLSTM
 from models.rocket import MIN_LENGTH, MiniRocket, fit_dilations, fit_ridge_head
+from models.transfer import FROZEN_SHARES, TransferBase, fine_tune_base, freeze, probe_only
 from models.trees import KINDS as TREE_KINDS
 from models.trees import TreeEnsemble, fit_trees, trees_per_round
-from models.transfer import FROZEN_SHARES, TransferBase, fine_tune_base, freeze, probe_only
 
 FAMILIES = ("linear", "dense", "cnn", "lstm", "rocket", "trees", "transfer")
 # seconds per trial on a small set, fewest first; a pretrained base goes first: it is what a user asked to try
@@ -66,7 +66,7 @@ STUDENT_TRAINING = {"dropout": 0.0, "learning_rate": 3e-3}
 def student_ladder(kind: str) -> list[dict]:
     """Distillation students for an input kind, largest first: one family per kind that trains in seconds and
     exports to a small int8 file (dense for tables; plain CNNs with global pooling for images; FCNs for
-    sequences), in halving widths. `pipelines.compress` takes the largest that fits the size budget."""
+    sequences), in halving widths. `pipelines.export.compress` takes the largest that fits the size budget."""
     if kind == "table":
         rungs = [{"family": "dense", "dense_layers": 1, "dense_units": u, "dense_batchnorm": False}
                  for u in (256, 128, 64, 32, 16, 8)] + [{"family": "dense", "dense_layers": 0}]

@@ -14,7 +14,7 @@ first two results may be used, and the batch size must be static, so a model
 holding this layer is exported with a batch-1 endpoint (`export_batch_size`).
 The fused op keeps its final state in variable tensors that LiteRT carries
 into the next call, so every caller resets them first
-(`pipelines.tflite.LiteModel`; `model_spec.json` tells the app).
+(`pipelines.export.tflite.LiteModel`; `model_spec.json` tells the app).
 
 The function body is the standard LSTM recurrence (gates i, f, c, o;
 sigmoid and tanh; Keras's weight layout), run by `tf.scan`: it trains as any

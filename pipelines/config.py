@@ -18,8 +18,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from data_checks.drift import ALPHA, PSI_THRESHOLD
 from models.transfer import BACKBONES
 from pipelines.errors import ExportError
+from pipelines.export.tflite import VARIANTS
 from pipelines.registry import model_name_problem, safe_model_name
-from pipelines.tflite import VARIANTS
 
 
 def checked_model_name(value: str | None) -> str | None:

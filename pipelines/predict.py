@@ -266,7 +266,7 @@ def _score(model: TrainedModel, x: np.ndarray, variant: str) -> np.ndarray:
         import keras
 
         return keras.models.load_model(model.model_path).predict(x, verbose=0)
-    from pipelines.tflite import LiteModel
+    from pipelines.export.tflite import LiteModel
 
     path = model.export_dir / f"model_{variant}.tflite"
     if not path.is_file():

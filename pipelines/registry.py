@@ -285,7 +285,7 @@ class Registry:
 
 # What kerasflow keeps per version ------------------------------------------------------------
 
-# export_inputs.npz and card.json let a version be re-exported (`pipelines.reexport.reexport_version`).
+# export_inputs.npz and card.json let a version be re-exported (`pipelines.export.reexport.reexport_version`).
 RUN_FILES = ("export", "expectations.json", "metrics.json", "confusion_matrix.png", "reference.parquet",
              "replay.npz", "export_inputs.npz", "card.json", "report.md", "retrain_report.md")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from models import member_hyperparameters
 from models.transfer import TransferBase
-from pipelines.export_records import ExportResult
-from pipelines.model_card import variant_table
-from pipelines.variant_plot import PLOT_FILE
+from pipelines.export.model_card import variant_table
+from pipelines.export.records import ExportResult
+from pipelines.export.variant_plot import PLOT_FILE
 from pipelines.results import RetrainResult, RunResult
 from pipelines.search.anytime import ANYTIME_FILE, best_so_far
 from pipelines.search.fidelity import fidelity_text

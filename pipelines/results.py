@@ -17,7 +17,7 @@ from models.transfer import TransferBase
 from pipelines.budget import RunBudget
 from pipelines.config import RetrainConfig, TrainConfig
 from pipelines.evaluate import Evaluation
-from pipelines.export_records import ExportResult
+from pipelines.export.records import ExportResult
 from pipelines.finetune import FineTuneResult
 from pipelines.preprocess import Preprocessing
 from pipelines.promotion import Decision

@@ -34,11 +34,11 @@ from models import describe
 from pipelines import evaluate as evaluate_step
 from pipelines.config import TrainConfig
 from pipelines.evaluate import Evaluation
-from pipelines.export import export_model
-from pipelines.export_records import ExportData
+from pipelines.export.model_card import CardFacts
+from pipelines.export.records import ExportData
+from pipelines.export.run import export_model
 from pipelines.finetune import FineTuneResult, save_history
 from pipelines.load import Dataset, Splits
-from pipelines.model_card import CardFacts
 from pipelines.preprocess import ModelInputs, Preprocessing, Replay
 from pipelines.registry import check_model_name, inside
 from pipelines.results import Candidate

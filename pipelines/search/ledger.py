@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.config import SearchOptions
+from pipelines.export.tflite import int8_footprint
 from pipelines.registry import atomic_write
 from pipelines.search.keras_tuner_bridge import KT_STATUS
 from pipelines.search.records import TrialRecord, TrialStatus
-from pipelines.tflite import int8_footprint
 
 TIMINGS = "trial_seconds"
 FOOTPRINTS = "trial_footprints"

@@ -10,15 +10,15 @@ import pytest
 
 from models.hypermodel import student_ladder
 from models.pruning import MagnitudePruning, magnitude_mask, prunable_weights, scheduled_sparsity, sparsity
-from pipelines.compress import student_budget_kb
 from pipelines.config import ExportOptions
 from pipelines.errors import ExportError
-from pipelines.export import export_model
-from pipelines.export_records import ExportData
+from pipelines.export.compress import student_budget_kb
+from pipelines.export.records import ExportData
+from pipelines.export.run import export_model
+from pipelines.export.tflite import check_builtin_ops
 from pipelines.finetune import fine_tune
 from pipelines.load import load_path, split_dataset
 from pipelines.preprocess import Replay, fit_preprocessing, model_inputs
-from pipelines.tflite import check_builtin_ops
 from tests.conftest import make_table
 
 WIDE_MLP = {"family": "dense", "dense_layers": 2, "dense_units": 256, "dense_batchnorm": False}

@@ -5,16 +5,16 @@ import json
 import pytest
 
 from models.lstm import FUSED_OP
-from pipelines.errors import ExportError
 from pipelines.config import ExportOptions
-from pipelines.export import REEXPORT_FILES, export_model, reexport
-from pipelines.export_records import ExportData
+from pipelines.errors import ExportError
+from pipelines.export.model_card import CardFacts
+from pipelines.export.records import ExportData
+from pipelines.export.reexport import reexport_run
+from pipelines.export.run import REEXPORT_FILES, export_model, reexport
+from pipelines.export.tflite import VARIANTS, LiteModel, check_builtin_ops, operators
 from pipelines.finetune import build_from_hyperparameters, fine_tune
 from pipelines.load import LENGTH_RULE, SEQUENCE_FORMAT, load_path, split_dataset
-from pipelines.model_card import CardFacts
 from pipelines.preprocess import fit_preprocessing, model_inputs
-from pipelines.tflite import VARIANTS, LiteModel, check_builtin_ops, operators
-from pipelines.reexport import reexport_run
 
 FAST = dict(latency_runs=10)
 
@@ -193,7 +193,7 @@ def test_int8_keeps_a_table_whose_columns_differ_in_scale(tmp_path):
     import keras
 
     from pipelines.load import load_bundled
-    from pipelines.tflite import LiteModel
+    from pipelines.export.tflite import LiteModel
 
     keras.utils.set_random_seed(0)
     data, _ = load_bundled("wine")

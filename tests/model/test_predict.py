@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import kerasflow
 from flows.cli import app
 from pipelines.errors import DataError, ExportError
-from pipelines.export_records import ExportData
+from pipelines.export.records import ExportData
 from pipelines.load import load_path, split_dataset
 from pipelines.registry import Registry
 from tests.conftest import fast_config, make_table

@@ -13,10 +13,10 @@ from models.hypermodel import KerasflowHyperModel, closed_form, families_for
 from models.transfer import BASE, Source, TransferBase
 from pipelines.config import ExportOptions, TrainConfig
 from pipelines.errors import DataError
-from pipelines.export import export_model
+from pipelines.export.run import export_model
+from pipelines.export.tflite import check_builtin_ops
 from pipelines.preprocess import Preprocessing
 from pipelines.registry import Registry, sha256
-from pipelines.tflite import check_builtin_ops
 from pipelines.train import train
 from pipelines.transfer import mismatch
 from tests.conftest import fast_config, make_table

@@ -17,9 +17,9 @@ from pipelines.config import (
     Tuner,
 )
 from pipelines.errors import ExportError
+from pipelines.export.tflite import VARIANTS
 from pipelines.runs import Step
 from pipelines.search.keras_tuner_bridge import BUILTIN
-from pipelines.tflite import VARIANTS
 
 # CLI parameters whose field has another name or lives in another model: (command, parameter) -> (model, field).
 ELSEWHERE = {("train", "family"): (TrainConfig, "families"), ("train", "column_role"): (TrainConfig, "column_roles"),

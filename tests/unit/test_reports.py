@@ -11,15 +11,15 @@ from data_checks.drift import compare_profiles
 from pipelines.budget import RunBudget
 from pipelines.config import RetrainConfig, TrainConfig
 from pipelines.evaluate import evaluate_labels
-from pipelines.export_records import ExportResult, KerasReference, VariantReport
+from pipelines.export.model_card import variant_table
+from pipelines.export.records import ExportResult, KerasReference, VariantReport
+from pipelines.export.tflite import TensorSpec
 from pipelines.finetune import FineTuneResult
-from pipelines.model_card import variant_table
 from pipelines.preprocess import Preprocessing
 from pipelines.promotion import decide
 from pipelines.report import render_report, render_retrain_report
 from pipelines.results import Candidate, Challenger, RetrainResult, RunResult
 from pipelines.search.records import SearchResult, TrialRecord, TrialStatus
-from pipelines.tflite import TensorSpec
 from pipelines.validate import Validation
 
 CLASSES = ["a", "b"]

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from pipelines import model_card
-from pipelines.compress import compress
 from pipelines.config import ExportOptions
 from pipelines.errors import ExportError
-from pipelines.export_records import TRAINED_MODEL, ExportData, ExportResult, KerasReference, VariantReport
+from pipelines.export import model_card
+from pipelines.export.compress import compress
+from pipelines.export.records import TRAINED_MODEL, ExportData, ExportResult, KerasReference, VariantReport
 from pipelines.preprocess import REPLAY_ROWS, Preprocessing, Replay
-from pipelines.tflite import (
+from pipelines.export.tflite import (
     LiteModel,
     check_builtin_ops,
     convert,
@@ -39,7 +39,7 @@ from pipelines.tflite import (
     tflite_latency,
     write_saved_model,
 )
-from pipelines.variant_plot import PLOT_FILE, plot_variants
+from pipelines.export.variant_plot import PLOT_FILE, plot_variants
 
 
 @dataclass
@@ -85,7 +85,7 @@ def export_model(model_path: Path, prep: Preprocessing, data: ExportData, export
                  training: Path | None = None) -> ExportResult:
     """Write the model in every asked format to `export_dir` atomically, each checked on the test split.
 
-    With `options.prune` / `options.distill`, a pruned model and a distilled student (`pipelines.compress`),
+    With `options.prune` / `options.distill`, a pruned model and a distilled student (`pipelines.export.compress`),
     trained on the sample in `training` (a `replay.npz`), are exported as int8 variants beside the others.
     """
     import keras
@@ -162,7 +162,7 @@ def _scores(y: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
 def _compressed_variants(model_path: Path, prep: Preprocessing, data: ExportData, staging: Path,
                          options: ExportOptions, keras_probabilities: np.ndarray, reference: KerasReference,
                          training: Path | None, variants: list[VariantReport]) -> list[VariantReport]:
-    """Prune and/or distil the model (`pipelines.compress`) and export each as an int8 variant."""
+    """Prune and/or distil the model (`pipelines.export.compress`) and export each as an int8 variant."""
     if training is None or not Path(training).exists():
         raise ExportError(f"compression learns from the run's training sample, and {training or 'replay.npz'} is "
                           "missing: compress a run folder or registered version that has replay.npz")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pipelines.config import ExportOptions
 from pipelines.errors import ExportError
-from pipelines.export import ExportSource, export_from, reexport
-from pipelines.export_records import ExportResult
+from pipelines.export.records import ExportResult
+from pipelines.export.run import ExportSource, export_from, reexport
 from pipelines.registry import ModelVersion, Registry
 from pipelines.report import REPORT_FILES, replace_export_section
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.export.tflite import TensorSpec
 from pipelines.preprocess import ModelInputs
-from pipelines.tflite import TensorSpec
 
 REPRESENTATIVE_SAMPLES = 200
 

@@ -34,9 +34,9 @@ from models.hypermodel import student_ladder
 from models.pruning import MagnitudePruning, prunable_weights, sparsity
 from pipelines.config import ExportOptions
 from pipelines.devices import float32_policy
+from pipelines.export.tflite import int8_footprint
 from pipelines.finetune import build_from_hyperparameters
 from pipelines.preprocess import Preprocessing
-from pipelines.tflite import int8_footprint
 
 RECOVERY_LEARNING_RATE = 1e-3  # Adam's default: at 1e-4 a small table model lost 5 points at 50% sparsity
 MIN_STEPS = 500  # small data: more epochs, so that sparsity rises gently and a student sees enough batches

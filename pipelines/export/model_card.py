@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipelines.columns import DATE_PARTS, DATE_PARTS_MEANING, ColumnRole
-from pipelines.export_records import TRAINED_MODEL, ExportData, ExportResult
+from pipelines.export.records import TRAINED_MODEL, ExportData, ExportResult
 from pipelines.load import LENGTH_RULE, SEQUENCE_FORMAT
 from pipelines.preprocess import Preprocessing
 

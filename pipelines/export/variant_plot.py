@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.export_records import TRAINED_MODEL, ExportResult
+from pipelines.export.records import TRAINED_MODEL, ExportResult
 from pipelines.search.frontier import pareto_frontier
 
 PLOT_FILE = "variants.png"
