@@ -86,6 +86,8 @@ PUBLIC_SPLIT_SEED = 0
 PUBLIC_QUANTIZE = ["float32"]  # the peers table reports no model size: export the one variant
 MISSING_CATEGORY = "missing"  # what an empty categorical cell one-hot encodes as (sklearn peers)
 PEERS_STEM = "peers"
+DEFAULT_BUDGET_MINUTES = 10.0
+WALL_GRACE, WALL_SLACK_SECONDS = 1.1, 60  # a run is within its budget at <= 1.1 x budget + 60 s (load, server)
 AUTOGLUON_VENV = Path(__file__).parent / ".venv-autogluon"
 AUTOGLUON_RUNNER = Path(__file__).parent / "autogluon_peer.py"
 AUTOGLUON_PRESETS = {"AG medium": "medium_quality", "AG best": "best_quality"}
@@ -144,6 +146,18 @@ def baseline_scores(config: TrainConfig) -> dict[str, float]:
     return results
 
 
+def median_seconds(trials) -> float | None:
+    """The median wall time of the trials that trained (completed)."""
+    timed = [t.seconds for t in trials if t.status == "COMPLETED" and t.seconds]
+    return round(float(np.median(timed)), 1) if timed else None
+
+
+def median_seconds_by_family(trials) -> dict[str, float]:
+    families = sorted({t.family for t in trials})
+    found = {family: median_seconds([t for t in trials if t.family == family]) for family in families}
+    return {family: value for family, value in found.items() if value is not None}
+
+
 def kerasflow_row(name: str, budget_minutes: float, workdir: Path, **overrides) -> dict:
     config = config_for(name, budget_minutes, workdir, **overrides)
     started = time.monotonic()
@@ -160,6 +174,10 @@ def kerasflow_row(name: str, budget_minutes: float, workdir: Path, **overrides) 
         "seconds": round(seconds, 1),
         "family": describe(result.search.best_hyperparameters),
         "trials": len(result.search.trials),
+        "median s/trial": median_seconds(result.search.trials),
+        "median s/trial by family": ", ".join(f"{family} {value:g}" for family, value in
+                                              median_seconds_by_family(result.search.trials).items()),
+        "within budget": seconds <= WALL_GRACE * budget_minutes * 60 + WALL_SLACK_SECONDS,
         "selection": "5-fold" if result.search.cross_validated else "holdout",
         "int8 KiB": round(int8.bytes / 1024, 1) if int8 else None,
         **{baseline: round(score, 4) for baseline, score in baselines.items()},
@@ -367,7 +385,7 @@ def markdown(frame: pd.DataFrame) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget-minutes", type=float, default=10.0,
+    parser.add_argument("--budget-minutes", type=float, default=DEFAULT_BUDGET_MINUTES,
                         help="search budget per dataset (and AutoGluon's time limit on a public table)")
     parser.add_argument("--datasets", nargs="*", default=DATASETS, choices=[*DATASETS, *PUBLIC],
                         help=f"default: {' '.join(DATASETS)}; public tables: {' '.join(PUBLIC)}")
@@ -387,8 +405,14 @@ def main() -> None:
         bench_peers(public, args.budget_minutes, args.peers)
 
 
+def table_stem(budget_minutes: float) -> str:
+    """bench/results/table (the default 10-minute budget) or table-<budget>min: one file per budget."""
+    return "table" if budget_minutes == DEFAULT_BUDGET_MINUTES else f"table-{budget_minutes:g}min"
+
+
 def bench_table(names: list[str], budget_minutes: float, workers_budget: float) -> None:
-    """The bundled and UCR datasets vs the baselines: bench/results/table.md and table.csv."""
+    """The bundled and UCR datasets vs the baselines: bench/results/table.md and table.csv (table-<N>min for a
+    budget other than the default)."""
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -396,15 +420,16 @@ def bench_table(names: list[str], budget_minutes: float, workers_budget: float) 
         for name in names:
             rows.append(kerasflow_row(name, budget_minutes, workdir))
             print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
-        table = merged(rows)
+        stem = table_stem(budget_minutes)
+        table = merged(rows, stem)
         scaling = pd.DataFrame(trials_per_hour(workers_budget, workdir)) if workers_budget else None
     text = [f"# kerasflow benchmark ({os.cpu_count()} CPU cores, search budget {budget_minutes:g} min per dataset)",
             "", markdown(table)]
     if scaling is not None:
         text += ["", f"## Search trials/hour, 1 vs 2 workers (budget {workers_budget:g} min)", "",
                  markdown(scaling)]
-    (RESULTS / "table.md").write_text("\n".join(text) + "\n")
-    table.to_csv(RESULTS / "table.csv", index=False)
+    (RESULTS / f"{stem}.md").write_text("\n".join(text) + "\n")
+    table.to_csv(RESULTS / f"{stem}.csv", index=False)
     print("\n".join(text))
 
 

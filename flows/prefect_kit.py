@@ -129,11 +129,11 @@ class SearchProgress:
         if record.val_score is not None and (self.best is None or record.val_score > self.best.val_score):
             self.best = record
         score = "n/a" if record.val_score is None else f"{record.val_score:.4f}"
-        get_run_logger().info("trial %s (%d so far): %s %s, score %s, %.1f s%s", record.trial_id, n_trials,
-                              record.family, record.status, score, record.seconds or 0,
-                              f" — {record.message}" if record.message else "")
         best = (f"best {self.best.val_score:.4f} ({self.best.family}, trial {self.best.trial_id})" if self.best
                 else "no score yet")
+        get_run_logger().info("trial %s (%d so far): %s %s, score %s, %.1f s; %s so far%s", record.trial_id, n_trials,
+                              record.family, record.status, score, record.seconds or 0, best,
+                              f" — {record.message}" if record.message else "")
         left = max(0.0, self.budget_seconds - elapsed) / 60
         description = f"Search: {n_trials} trials, {best}; {left:.1f} of {self.budget_seconds / 60:g} min left"
         share = min(100.0, 100 * elapsed / self.budget_seconds)

@@ -1,7 +1,8 @@
 """One conditional keras-tuner space whose top choice is the architecture family.
 
 Families: `linear` (multinomial logistic regression on the preprocessed inputs, solved by scikit-learn:
-`models.linear`), `dense` (from softmax regression, with no hidden layer, to residual
+`models.linear`), `kernel` (RBF kernel ridge classification, the closed-form cousin of an RBF SVM:
+`models.kernel`), `dense` (from softmax regression, with no hidden layer, to residual
 MLP blocks with batch normalisation), `cnn` (images: plain, residual or
 depthwise-separable blocks; sequences: plain, FCN, ResNet-1D or
 Inception-style blocks ending in global average pooling, so series of
@@ -31,6 +32,14 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from models.inference import log_loss_and_accuracy, model_outputs
+from models.kernel import (
+    DEFAULT_GAMMA_SCALE,
+    GAMMA_SCALES,
+    MAX_LANDMARKS,
+    RBFFeatures,
+    fit_rbf_features,
+    landmark_count,
+)
 from models.layers import TabularEncoder
 from models.linear import C_VALUES, DEFAULT_C, fit_logistic_head
 from models.lstm import FusedLSTM
@@ -39,10 +48,10 @@ from models.transfer import FROZEN_SHARES, TransferBase, fine_tune_base, freeze,
 from models.trees import KINDS as TREE_KINDS
 from models.trees import TreeEnsemble, fit_trees, trees_per_round
 
-FAMILIES = ("linear", "dense", "cnn", "lstm", "rocket", "trees", "transfer")
+FAMILIES = ("linear", "kernel", "dense", "cnn", "lstm", "rocket", "trees", "transfer")
 # seconds per trial on a small set, fewest first; a pretrained base goes first: it is what a user asked to try
-CHEAPEST_FIRST = ("transfer", "linear", "rocket", "dense", "trees", "cnn", "lstm")
-CLOSED_FORM_FAMILIES = ("linear", "rocket", "trees")
+CHEAPEST_FIRST = ("transfer", "linear", "kernel", "rocket", "dense", "trees", "cnn", "lstm")
+CLOSED_FORM_FAMILIES = ("linear", "kernel", "rocket", "trees")
 MAX_LSTM_STEPS = 256  # a training-time bound; the fused export has none
 RAW_SKIP_FEATURES = 4096  # inputs up to this size (a 64x64 gray image) may reach a pretrained base's head too
 IMAGE_BLOCKS = ("plain", "residual", "separable")
@@ -172,6 +181,10 @@ class KerasflowHyperModel(kt.HyperModel):
                                       validation_data=validation_data, class_weight=class_weight, **kwargs)
         elif family == "linear":
             metrics = fit_logistic_head(model, *_arrays(x, y), class_weight, c=hp.get("linear_c"))
+        elif family == "kernel":
+            x, y = _arrays(x, y)
+            fit_rbf_features(model, x, gamma_scale=hp.get("kernel_gamma"), seed=hp.get("kernel_seed"))
+            metrics = fit_ridge_head(model, x, y, class_weight)
         elif family == "trees":
             values = hp.values  # the learning rate is absent for a forest
             kind = values["trees_kind"]
@@ -227,6 +240,16 @@ class KerasflowHyperModel(kt.HyperModel):
         """The flattened preprocessed inputs; `fit` solves the softmax layer on them (`models.linear`)."""
         hp.Choice("linear_c", list(C_VALUES), default=DEFAULT_C)
         return keras.layers.Flatten()(x)
+
+    def _kernel(self, hp, x):
+        """Gaussian similarities of the flattened preprocessed inputs to training rows; `fit` picks the rows and
+        solves the ridge head on them (`models.kernel`). The landmark count is fixed by the rows first fitted on."""
+        hp.Choice("kernel_gamma", list(GAMMA_SCALES), default=DEFAULT_GAMMA_SCALE)
+        hp.Int("kernel_seed", 0, 9)
+        x = keras.layers.Flatten()(x)
+        rows = len(self.x_fit) if self.x_fit is not None else MAX_LANDMARKS
+        landmarks = hp.Fixed("kernel_landmarks", landmark_count(rows, int(x.shape[-1])))
+        return RBFFeatures(landmarks, name="rbf", dtype="float32")(x)
 
     def _dense(self, hp, x):
         """Zero hidden layers is softmax regression; more are MLP blocks, optionally residual and batch-normalised."""

@@ -7,22 +7,25 @@ order: partial hyperparameter values, every other one at its default
 what is strong and cheap on that kind of data, so the best so far is strong
 after the first minute:
 
-- tables: logistic regression (solved exactly), a random forest, boosted
-  trees, then a regularised MLP (two hidden layers, dropout and L2);
-- images: logistic regression on the pixels, then a small CNN with light
-  augmentation (no flips: digits and text are not mirror-symmetric);
-- sequences: MiniRocket, logistic regression on the series, then the FCN and
-  ResNet-1D of Wang et al. 2017, the strongest plain deep baselines on the
-  UCR archive (Fawaz et al. 2019).
+- tables: logistic regression (solved exactly), RBF kernel ridge (the
+  closed-form cousin of an RBF SVM), a random forest, boosted trees, then a
+  regularised MLP (two hidden layers, dropout and L2);
+- images: logistic regression and kernel ridge on the pixels, then a small
+  CNN with light augmentation (no flips: digits and text are not
+  mirror-symmetric), then the regularised MLP;
+- sequences: MiniRocket, logistic regression and kernel ridge on the series,
+  then the FCN and ResNet-1D of Wang et al. 2017, the strongest plain deep
+  baselines on the UCR archive (Fawaz et al. 2019).
 
 Entries of families that do not fit or were not requested are left out. A
 pretrained base (`transfer`) comes before them all: a user asked to try it;
-families without an entry follow at their defaults, cheapest first.
+families without an entry follow at their defaults, cheapest first, gradient
+ones at `GRADIENT_START`'s learning rate.
 """
 
 from __future__ import annotations
 
-from models.hypermodel import cheapest_first
+from models.hypermodel import CLOSED_FORM_FAMILIES, cheapest_first
 
 GRADIENT_START = {"learning_rate": 1e-3}  # the space's default (its lower bound, 1e-4) trains too slowly
 # The space's top rate: on a 300-row table it stopped improving after 8 epochs at 0.99 out-of-fold accuracy, where
@@ -34,10 +37,10 @@ SMALL_CNN = {"family": "cnn", "cnn_block": "plain", "cnn_blocks": 2, "cnn_filter
              "cnn_dense_units": 64, "dropout": 0.2, "augment": True, "augment_flip": False, "augment_rotation": 0.03,
              "augment_zoom": 0.1, "augment_translation": 0.1, "augment_contrast": 0.0, **GRADIENT_START}
 PORTFOLIO: dict[str, tuple[dict, ...]] = {
-    "table": ({"family": "linear"}, {"family": "trees", "trees_kind": "forest"},
+    "table": ({"family": "linear"}, {"family": "kernel"}, {"family": "trees", "trees_kind": "forest"},
               {"family": "trees", "trees_kind": "boosted"}, REGULARISED_MLP),
-    "image": ({"family": "linear"}, SMALL_CNN),
-    "sequence": ({"family": "rocket"}, {"family": "linear"},
+    "image": ({"family": "linear"}, {"family": "kernel"}, SMALL_CNN, REGULARISED_MLP),
+    "sequence": ({"family": "rocket"}, {"family": "linear"}, {"family": "kernel"},
                  {"family": "cnn", "cnn_block": "fcn", "cnn_filters": 32, **GRADIENT_START},
                  {"family": "cnn", "cnn_block": "resnet", "cnn_filters": 32, **GRADIENT_START}),
 }
@@ -49,4 +52,5 @@ def first_trials(kind: str, families: list[str]) -> list[dict]:
     entries = [{"family": f} for f in FIRST if f in families]
     entries += [dict(entry) for entry in PORTFOLIO.get(kind, ()) if entry["family"] in families]
     covered = {entry["family"] for entry in entries}
-    return entries + [{"family": f} for f in cheapest_first(families) if f not in covered]
+    return entries + [{"family": f, **({} if f in CLOSED_FORM_FAMILIES else GRADIENT_START)}
+                      for f in cheapest_first(families) if f not in covered]

@@ -11,8 +11,12 @@ when it would not end in time); the fine-tune stops at the run's deadline,
 after the batch running then, keeping the best weights so far. If the search
 ran over (its last trial, the ensemble choice), the fine-tune gives up that
 time, down to `MIN_FINETUNE_FRACTION` of its share, and the report shows the
-overrun. Only the fixed steps (load, validation, evaluation, export) come on
-top; the report and `run.json` say how the budget was spent.
+overrun. Evaluation and export are paid from the budget too: `finish_reserve`
+seconds (`FINISH_SECONDS`, what they took for small-data models on 2 CPU
+cores, at most `FINISH_MAX_SHARE` of a short budget) are set aside before the
+split, so a run ends near `--budget-minutes` after its data is loaded and
+validated; the report and `run.json` say how the budget was spent, and the
+report what each step took.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ import keras
 FINETUNE_SHARE_MIN = 0.1
 FINETUNE_SHARE_MAX = 0.3
 MIN_FINETUNE_FRACTION = 0.5
+FINISH_SECONDS = 45.0  # evaluation + export (four TFLite variants, parity checks) of a small-data model, 2 cores
+FINISH_MAX_SHARE = 0.25  # of a short budget: the search and fine-tune keep the rest
+
+
+def finish_reserve(minutes: float) -> float:
+    """Seconds of a `minutes` budget set aside for evaluation and export."""
+    return round(min(FINISH_SECONDS, FINISH_MAX_SHARE * minutes * 60), 1)
 
 
 def finetune_share(rows: int) -> float:
@@ -39,7 +50,8 @@ class RunBudget:
     """How a run's minutes are split, and (once spent) how they were used.
 
     Attributes:
-        minutes: the whole budget; rows: the rows the fine-tune trains on; share: the fine-tune's share.
+        minutes: the whole budget; rows: the rows the fine-tune trains on; share: the fine-tune's share of what
+            the finish reserve leaves; finish_reserve: seconds set aside for evaluation and export.
         search_seconds, finetune_seconds: the time each took; finetune_stopped: the fine-tune hit the deadline.
     """
 
@@ -49,25 +61,32 @@ class RunBudget:
     search_seconds: float | None = None
     finetune_seconds: float | None = None
     finetune_stopped: bool = False
+    finish_reserve: float = 0.0
 
     @classmethod
     def for_rows(cls, minutes: float, rows: int) -> "RunBudget":
-        return cls(minutes, rows, finetune_share(rows))
+        return cls(minutes, rows, finetune_share(rows), finish_reserve=finish_reserve(minutes))
+
+    @property
+    def training_minutes(self) -> float:
+        """What the search and the fine-tune share."""
+        return self.minutes - self.finish_reserve / 60
 
     @property
     def search_minutes(self) -> float:
-        return self.minutes * (1 - self.share)
+        return self.training_minutes * (1 - self.share)
 
     def finetune_deadline(self, search_seconds: float, now: float | None = None) -> float:
-        """When the fine-tune must stop: at the end of the budget, or later if the search left it too little."""
+        """When the fine-tune must stop: where the finish reserve begins, or later if the search left it too little."""
         self.search_seconds = search_seconds
-        left = self.minutes * 60 - search_seconds
-        least = MIN_FINETUNE_FRACTION * self.share * self.minutes * 60
+        left = self.training_minutes * 60 - search_seconds
+        least = MIN_FINETUNE_FRACTION * self.share * self.training_minutes * 60
         return (now or time.time()) + max(left, least)
 
     def describe(self) -> str:
         text = (f"budget {self.minutes:g} min: search {self.search_minutes:.1f} min, fine-tune "
-                f"{self.minutes - self.search_minutes:.1f} min ({self.share:.0%} for {self.rows:,} rows)")
+                f"{self.training_minutes - self.search_minutes:.1f} min ({self.share:.0%} for {self.rows:,} rows), "
+                f"evaluation and export {self.finish_reserve:.0f} s")
         if self.search_seconds is not None and self.finetune_seconds is not None:
             text += (f"; used: search {self.search_seconds / 60:.1f} min, fine-tune {self.finetune_seconds / 60:.1f} "
                      f"min{' (stopped at the deadline, best weights kept)' if self.finetune_stopped else ''}")

@@ -10,8 +10,9 @@ closed-form family (MiniRocket) solves its head instead of running epochs.
 from __future__ import annotations
 
 import json
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -34,6 +35,7 @@ class FineTuneResult:
         history: Keras history (loss, accuracy, learning rate, and val_* when validated) per epoch.
         epochs: epochs trained; seconds: wall time of the training.
         stopped_at_deadline: the run's budget ended the training (the best weights so far were kept).
+        search_model_kept: `model_path` holds the search's best trial instead (`keep_search_model`).
     """
 
     model_path: Path
@@ -41,6 +43,18 @@ class FineTuneResult:
     epochs: int
     seconds: float
     stopped_at_deadline: bool = False
+    search_model_kept: bool = False
+
+    def cut_short(self, search_epochs: int) -> bool:
+        """The deadline stopped this training before the epochs the search's best trial needed to its best score."""
+        return self.stopped_at_deadline and self.epochs < search_epochs
+
+
+def keep_search_model(tuned: FineTuneResult, search_model: Path) -> FineTuneResult:
+    """Put the search's best model (trained on the training split, scored on held-out rows) in place of a
+    fine-tune the deadline cut short: an undertrained model on more rows is worse than a converged one on fewer."""
+    shutil.copyfile(search_model, tuned.model_path)
+    return replace(tuned, search_model_kept=True)
 
 
 def fine_tune(

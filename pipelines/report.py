@@ -85,10 +85,11 @@ def render_report(result: RunResult) -> str:
         "## Test scores",
         "| model | accuracy | balanced acc. | macro precision | macro recall | macro F1 |",
         "|---|---|---|---|---|---|",
-        _score_row("search best", result.search_evaluation),
-        _score_row(f"fine-tuned ({result.finetune.epochs} epochs)", evaluation),
+        *([_score_row("search best", result.search_evaluation)] if result.search_evaluation else []),
+        _score_row("search best, shipped (the fine-tune was cut short)" if result.finetune.search_model_kept
+                   else f"fine-tuned ({result.finetune.epochs} epochs)", evaluation),
         "",
-        "### Per class (fine-tuned)",
+        f"### Per class ({'shipped' if result.finetune.search_model_kept else 'fine-tuned'})",
         "| class | precision | recall | F1 | support |",
         "|---|---|---|---|---|",
         *[f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from models import member_hyperparameters
+from models import describe, member_hyperparameters
 from pipelines.budget import RunBudget
 from pipelines.config import TrainConfig
 from pipelines.devices import DeviceSetup, using
-from pipelines.finetune import fine_tune
+from pipelines.finetune import fine_tune, keep_search_model
 from pipelines.imbalance import imbalance_note
 from pipelines.load import Splits, load_dataset, split_dataset
 from pipelines.preprocess import fit_preprocessing, model_inputs
@@ -97,12 +97,19 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                   class_weight=config.class_weight, devices=devices,
                   deadline=budget.finetune_deadline(time.monotonic() - search_started))
     budget.finetune_seconds, budget.finetune_stopped = tuned.seconds, tuned.stopped_at_deadline
+    search_best, shipped_note = search.best_model_path, ""
+    if tuned.cut_short(search.epochs_to_best()):
+        shipped_note = (f"the run's deadline stopped the fine-tune of {describe(search.best_hyperparameters)} after "
+                        f"{tuned.epochs} epochs, short of the {search.epochs_to_best()} the search's trials needed: "
+                        f"that trial's model ships instead (trained on the training split, trial "
+                        f"{search.best_trial_id}); a larger --budget-minutes leaves the fine-tune more time")
+        tuned, search, search_best = keep_search_model(tuned, search.best_model_path), search.best_trial_alone(), None
     model = finish_candidate(run_dir, config, splits, validation.suite, inputs, prep, tuned,
-                             search.best_hyperparameters, steps, search_best=search.best_model_path)
+                             search.best_hyperparameters, steps, search_best=search_best)
     chosen = any(m.get("balance_classes", True) for m in member_hyperparameters(search.best_hyperparameters))
     imbalance = imbalance_note(np.concatenate([inputs.y_train, inputs.y_val]), prep.class_names, config.class_weight,
                                chosen)
-    notes = data_notes(splits) + [note for note in (schedule_note, imbalance) if note]
+    notes = data_notes(splits) + [note for note in (schedule_note, imbalance, shipped_note) if note]
     result = RunResult(config, splits.sizes(), notes, validation, search, model, steps.seconds,
                        devices=devices.describe(), budget=budget, base=base)
     result.report_path = write_report(result, run_dir / "report.md")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+
+from pipelines.search.fidelity import PATIENCE
 
 
 class TrialStatus(StrEnum):
@@ -144,6 +146,22 @@ class SearchResult:
     ensemble: EnsembleChoice | None = None
     scored_rows: int | None = None
     fidelity: str = ""
+
+    def epochs_to_best(self) -> int:
+        """Epochs the chosen trials (an ensemble's members) trained to their best score: the best epoch on the
+        validation split; under k-fold, the folds' epochs less the patience that ended them."""
+        chosen = self.ensemble.members if self.ensemble else [self.best_trial_id]
+        trained = [t for t in self.trials if t.trial_id in chosen and t.epochs_run]
+        if self.cross_validated:
+            return max([1, *[t.epochs_run - PATIENCE for t in trained]])
+        return max([self.best_epochs, *[t.epochs or 1 for t in trained]])
+
+    def best_trial_alone(self) -> "SearchResult":
+        """This result with the best single trial chosen instead of an ensemble (no ensemble: itself)."""
+        if self.ensemble is None:
+            return self
+        best = next(t for t in self.trials if t.trial_id == self.best_trial_id)
+        return replace(self, best_hyperparameters=dict(best.hyperparameters), ensemble=None)
 
     @property
     def trial_table(self) -> pd.DataFrame:

@@ -110,7 +110,8 @@ def run_search(
 def _ensemble(tuner, inputs: ModelInputs, scored: np.ndarray, cv: CrossValidation | None, options: SearchOptions,
               footprints: Footprints) -> EnsembleChoice | None:
     """Average the best distinct trials when that beats the best one on held-out rows (`.ensemble`): out-of-fold
-    predictions under cross-validation, else each trial's best checkpoint on the `scored` validation rows."""
+    predictions under cross-validation, else each trial's best weights on the `scored` validation rows (kept by
+    the trial, or its checkpoint run again)."""
     if options.ensemble_size < 2:
         return None
     completed = [t for t in tuner.oracle.get_best_trials(len(tuner.oracle.trials))
@@ -118,9 +119,8 @@ def _ensemble(tuner, inputs: ModelInputs, scored: np.ndarray, cv: CrossValidatio
     candidates = distinct_best(completed)
     predictions = {}
     for trial in candidates:
-        if cv is not None:
-            heldout = load_heldout(tuner.get_trial_dir(trial.trial_id))
-        else:
+        heldout = load_heldout(tuner.get_trial_dir(trial.trial_id))  # kept by the trial (`.tuner.SearchHyperModel`)
+        if heldout is None and cv is None:
             with float32_policy():
                 heldout = np.asarray(tuner.load_model(trial).predict(inputs.x_val[scored], verbose=0))
         if heldout is not None:

@@ -94,6 +94,7 @@ def run_trials(tuner, inputs: ModelInputs, options: SearchOptions, deadline: flo
     else:
         scored = validation_rows(inputs.y_val, options.subsample_from, options.seed)
         x_val, y_val = inputs.x_val[scored], inputs.y_val[scored]
+        tuner.hypermodel.heldout_rows = x_val
         if options.objective == "val_macro_f1":
             callbacks.insert(0, MacroF1(x_val, y_val))
         data = dict(**fit_inputs(inputs.x_train, inputs.y_train, options.batch_size, devices, shuffle=True,
@@ -133,7 +134,11 @@ def budgeted_tuner(name: str) -> type:
                 self.ledger.footprints.note(trial.trial_id, rows=rows)
             if not self.time_left_for(trial, rows):
                 return NOT_STARTED_SCORE
-            return super().run_trial(trial, *args, **kwargs)
+            result = super().run_trial(trial, *args, **kwargs)
+            heldout = self.hypermodel.heldout.pop(trial.trial_id, None)
+            if heldout is not None:
+                save_heldout(self.get_trial_dir(trial.trial_id), heldout)
+            return result
 
         def time_left_for(self, trial, rows: int | None) -> bool:
             """False (and the trial noted as not started) for a trial solved in closed form, which cannot stop at
@@ -194,7 +199,11 @@ class SearchHyperModel(KerasflowHyperModel):
 
     Its score becomes minus how many times over the budget it is: below any real
     accuracy, and still telling the oracle that smaller is better. The epochs a
-    trial trained (the most of its folds under k-fold) go to the ledger.
+    trial trained (the most of its folds under k-fold) go to the ledger. Given
+    `heldout_rows` (the scored validation rows of a holdout search), a trial
+    whose final weights are its best (solved, or trained to convergence with
+    the best epoch restored) keeps its probabilities on them in `heldout`, so the
+    ensemble choice need not load and run every trial's model again.
     """
 
     def __init__(self, prep: Preprocessing, families: list[str], ledger: TrialLedger,
@@ -204,6 +213,8 @@ class SearchHyperModel(KerasflowHyperModel):
         self.ledger = ledger
         self.trial_id: str | None = None
         self.fidelity, self.max_epochs = fidelity, max_epochs
+        self.heldout_rows: np.ndarray | None = None
+        self.heldout: dict[str, np.ndarray] = {}
 
     def fit(self, hp, model, *args, **kwargs):
         penalty = self.ledger.footprints.measure(self.trial_id, model, hp).get("penalty")
@@ -212,6 +223,9 @@ class SearchHyperModel(KerasflowHyperModel):
         if self.fidelity == Fidelity.CONVERGED and not closed_form(hp.values):
             kwargs = converging(kwargs, self.max_epochs or kwargs.get("epochs", 1))
         result = super().fit(hp, model, *args, **kwargs)
+        if self.heldout_rows is not None and self.trial_id is not None and \
+                (self.fidelity == Fidelity.CONVERGED or closed_form(hp.values)):
+            self.heldout[self.trial_id] = model_outputs(model, self.heldout_rows)
         ran = getattr(result, "epoch", None)  # a History; a closed-form fit returns its metrics
         if ran is not None and self.trial_id is not None:
             earlier = self.ledger.footprints.by_trial.get(self.trial_id, {}).get("epochs_run", 0)

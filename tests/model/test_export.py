@@ -38,7 +38,7 @@ RESIDUAL_MLP = {"family": "dense", "dense_layers": 2, "dense_units": 32, "dense_
 @pytest.mark.parametrize("fixture, target, family", [
     ("table_csv", "label", "dense"),
     ("table_csv", "label", "linear"),
-    ("image_folder", None, "linear"),
+    ("image_folder", None, "kernel"),
     ("table_csv", "label", {"family": "ensemble", "members": [{"family": "dense"}, RESIDUAL_MLP]}),
     ("image_folder", None, "cnn"),
     ("image_folder", None, {"family": "cnn", "cnn_block": "residual", **AUGMENTED}),
@@ -51,7 +51,7 @@ RESIDUAL_MLP = {"family": "dense", "dense_layers": 2, "dense_units": 32, "dense_
                                                                 {"family": "cnn", "cnn_block": "fcn"}]}),
     ("table_csv", "label", {"family": "ensemble", "members": [
         {"family": "trees", "trees_kind": "boosted"}, {"family": "trees", "trees_count": 20, "forest_leaves": 16}]}),
-], ids=["dense", "table-linear", "image-linear", "dense-ensemble", "cnn", "cnn-residual-augmented", "cnn-separable", "image-lstm", "lstm",
+], ids=["dense", "table-linear", "image-kernel", "dense-ensemble", "cnn", "cnn-residual-augmented", "cnn-separable", "image-lstm", "lstm",
         "cnn-resnet", "cnn-inception", "rocket-fcn-ensemble", "boosted-forest-ensemble"])
 def test_every_family_exports_every_variant_with_builtin_ops_and_parity(request, tmp_path, fixture, target, family):
     prep, data = _trained(request.getfixturevalue(fixture), target, family, tmp_path)

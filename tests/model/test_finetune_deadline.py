@@ -25,3 +25,38 @@ def test_fine_tuning_stops_at_its_deadline_and_saves_a_usable_model(table_csv, t
     assert np.isfinite(model.predict(inputs.x_test, verbose=0)).all()
     unbounded = fine_tune(inputs, prep, values, tmp_path / "n.keras", max_epochs=2, batch_size=8, seed=0)
     assert not unbounded.stopped_at_deadline and unbounded.epochs == 2
+
+
+def test_a_fine_tune_cut_short_ships_the_search_model_and_the_single_best_trial(tmp_path):
+    from pathlib import Path
+
+    from pipelines.finetune import FineTuneResult, keep_search_model
+    from pipelines.search.records import EnsembleChoice, SearchResult, TrialRecord
+
+    def trial(trial_id, family, epochs, epochs_run):
+        return TrialRecord(trial_id=trial_id, status="COMPLETED", family=family, val_score=0.9, seconds=1.0,
+                           epochs=epochs, hyperparameters={"family": family}, epochs_run=epochs_run)
+
+    trials = [trial("0", "cnn", 12, 17), trial("1", "linear", 1, None), trial("2", "dense", 4, 9)]
+    search = SearchResult(objective="val_accuracy", best_trial_id="0", best_val_score=0.9,
+                          best_hyperparameters={"family": "ensemble", "members": [{"family": "cnn"},
+                                                                                  {"family": "linear"}]},
+                          best_epochs=12, best_model_path=Path("unused"), trials=trials, families=["cnn", "linear"],
+                          skipped_families={}, seconds=1.0, budget_spent=True,
+                          ensemble=EnsembleChoice(["0", "1"], 0.95, 0.9))
+    assert search.epochs_to_best() == 12, "the holdout trial's best epoch"
+    from dataclasses import replace
+
+    assert replace(search, cross_validated=True).epochs_to_best() == 17 - 5, "folds' epochs less the patience"
+    alone = search.best_trial_alone()
+    assert alone.best_hyperparameters == {"family": "cnn"} and alone.ensemble is None
+
+    search_model, shipped = tmp_path / "search_best.keras", tmp_path / "finetuned.keras"
+    search_model.write_bytes(b"search model")
+    shipped.write_bytes(b"two epochs")
+    cut = FineTuneResult(shipped, {"loss": [1.0, 0.9]}, 2, 5.0, stopped_at_deadline=True)
+    assert cut.cut_short(search.epochs_to_best())
+    assert not FineTuneResult(shipped, {}, 2, 5.0).cut_short(12), "a fine-tune that ended by itself stays"
+    assert not FineTuneResult(shipped, {}, 30, 5.0, stopped_at_deadline=True).cut_short(12), "past the search's epochs"
+    kept = keep_search_model(cut, search_model)
+    assert kept.search_model_kept and shipped.read_bytes() == b"search model"

@@ -39,9 +39,9 @@ def test_model_takes_raw_features_nan_and_unseen_categories(table_csv):
     assert abs(encoded[:, 0].mean()) < 1e-5  # standardised on train
 
 
-def test_tables_search_linear_dense_and_trees_only_and_say_why():
+def test_tables_search_linear_kernel_dense_and_trees_only_and_say_why():
     families, skipped = families_for("table")
-    assert families == ["linear", "dense", "trees"]
+    assert families == ["linear", "kernel", "dense", "trees"]
     assert "no spatial" in skipped["cnn"] and "no time axis" in skipped["lstm"]
     families, skipped = families_for("image", ["cnn"])
     assert families == ["cnn"] and skipped["dense"] == skipped["lstm"] == "not requested"
@@ -56,7 +56,7 @@ def _prep(kind, shape):
 
 
 @pytest.mark.parametrize("kind, shape", [("image", (8, 8, 1)), ("sequence", (20, 2))])
-@pytest.mark.parametrize("family", ["linear", "dense", "cnn", "lstm", "rocket"])
+@pytest.mark.parametrize("family", ["linear", "kernel", "dense", "cnn", "lstm", "rocket"])
 def test_every_family_builds_for_images_and_sequences(kind, shape, family):
     if family not in families_for(kind, input_shape=shape)[0]:
         pytest.skip(f"{family} does not fit {kind} data")

@@ -253,5 +253,5 @@ def test_a_table_search_tries_the_portfolio_first(tmp_path):
     assert len(result.trials) == len(portfolio)
     for trial, entry in zip(result.trials, portfolio):
         assert {k: trial.hyperparameters.get(k) for k in entry} == entry, (trial.trial_id, entry)
-    assert [t.family for t in result.trials] == ["linear", "trees", "trees", "dense"]
-    assert result.trials[0].epochs_run is None and result.trials[3].epochs_run >= 1, "closed form: no epochs"
+    assert [t.family for t in result.trials] == ["linear", "kernel", "trees", "trees", "dense"]
+    assert result.trials[0].epochs_run is None and result.trials[4].epochs_run >= 1, "closed form: no epochs"

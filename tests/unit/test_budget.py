@@ -8,11 +8,14 @@ import pytest
 
 from pipelines.budget import (
     FINETUNE_SHARE_MAX,
+    FINISH_MAX_SHARE,
+    FINISH_SECONDS,
     FINETUNE_SHARE_MIN,
     MIN_FINETUNE_FRACTION,
     RunBudget,
     StopAtDeadline,
     finetune_share,
+    finish_reserve,
 )
 
 
@@ -24,11 +27,20 @@ def test_the_fine_tune_share_grows_with_rows_between_its_bounds():
 
 def test_the_fine_tune_gets_what_the_search_left_and_never_less_than_its_share():
     budget = RunBudget.for_rows(10, 100_000)
-    assert budget.search_minutes == pytest.approx(7.0)
+    training = 600 - FINISH_SECONDS
+    assert budget.finish_reserve == FINISH_SECONDS and budget.search_minutes * 60 == pytest.approx(0.7 * training)
     now = 1000.0
-    assert budget.finetune_deadline(420.0, now) == pytest.approx(now + 180.0)
-    assert budget.finetune_deadline(590.0, now) == pytest.approx(now + MIN_FINETUNE_FRACTION * 0.3 * 600)
+    assert budget.finetune_deadline(0.7 * training, now) == pytest.approx(now + 0.3 * training)
+    assert budget.finetune_deadline(590.0, now) == pytest.approx(now + MIN_FINETUNE_FRACTION * 0.3 * training)
     assert budget.to_dict()["search_seconds"] == 590.0
+
+
+def test_evaluation_and_export_are_paid_from_the_budget_a_short_one_keeps_most_for_training():
+    assert finish_reserve(10) == FINISH_SECONDS
+    assert finish_reserve(1) == pytest.approx(FINISH_MAX_SHARE * 60)
+    short = RunBudget.for_rows(1, 500)
+    assert short.training_minutes == pytest.approx(1 - FINISH_MAX_SHARE)
+    assert "evaluation and export 15 s" in short.describe()
 
 
 def test_the_deadline_stops_training_after_the_running_batch():

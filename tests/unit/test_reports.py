@@ -74,10 +74,11 @@ def test_train_report_tells_the_whole_run():
                           True, mobile_budget="int8 model <= 10 KiB", fidelity="converged")
     result = RunResult(TrainConfig(dataset="wine", tuner="random"), {"train": 30, "val": 5, "test": 5},
                        ["images resized"], _validation(), search, _candidate(), {"load": 1.0, "search": 12.0},
-                       devices="CPU (2 threads)", budget=RunBudget(5.0, 35, 0.1, 271.0, 29.5, True))
+                       devices="CPU (2 threads)", budget=RunBudget(5.0, 35, 0.1, 271.0, 29.5, True, 30.0))
     text = render_report(result)
     for expected in ("# kerasflow run: wine", "- Source: wine", "- images resized",
-                     "- Run budget 5 min: search 4.5 min, fine-tune 0.5 min (10% for 35 rows); used: search 4.5 min, "
+                     "- Run budget 5 min: search 4.0 min, fine-tune 0.5 min (10% for 35 rows), evaluation and export "
+                     "30 s; used: search 4.5 min, "
                      "fine-tune 0.5 min (stopped at the deadline, best weights kept)",
                      "- Tuner random, objective val_accuracy, 2 trials in 12 s — stopped by the budget",
                      "- Skipped cnn: tables have no axis", "Trials by status: COMPLETED 1, OVER_BUDGET 1",
