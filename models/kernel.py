@@ -28,7 +28,7 @@ from keras import ops
 
 from models.inference import layer_inputs
 
-MAX_LANDMARKS = 1000  # training rows the similarities are taken to; the kernel's exact below this many rows
+MAX_LANDMARKS = 2000  # training rows the similarities are taken to (CONVERGE_ROWS): exact below this many
 MAX_LANDMARK_VALUES = 2_000_000  # landmarks x features: bounds the exported weights at 8 MB of float32
 GAMMA_SCALES = (0.5, 1.0, 2.0)  # times scikit-learn's gamma="scale"
 DEFAULT_GAMMA_SCALE = 1.0

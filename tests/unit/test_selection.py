@@ -71,6 +71,9 @@ def test_an_ensemble_is_chosen_only_when_it_beats_the_best_single_model():
     assert choose_ensemble({"a": right, "b": right.copy()}, y, "val_accuracy", max_members=5) is None
     assert choose_ensemble(complementary, y, "val_accuracy", max_members=1) is None
     assert choose_ensemble(complementary, y, "val_accuracy", 5, fits=lambda members: len(members) < 2) is None
+    one_row = {"a": wrong_on([0]), "b": wrong_on([1])}
+    assert scores(y, np.mean(list(one_row.values()), axis=0), "val_accuracy")["accuracy"] == 1.0, "one row gained"
+    assert choose_ensemble(one_row, y, "val_accuracy", max_members=5) is None, "one row better is noise"
 
 
 def test_balanced_class_weights_when_one_class_dwarfs_another():
