@@ -157,7 +157,8 @@ def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> t
 
 
 def check_source(path: Path, target: str | None) -> None:
-    """What can be checked without reading the data: the path exists, a sequence file holds no pickle (array
+    """What can be checked without reading the data (a text folder's files are read: they are small): the path
+    exists, a text folder's files are UTF-8, a sequence file holds no pickle (array
     headers only), and a table has its target column and the column holds classes (the header and that column).
 
     Runs before anything starts (the CLI calls it before Prefect's server), so
@@ -165,6 +166,8 @@ def check_source(path: Path, target: str | None) -> None:
     """
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
+    if path.is_dir() and is_text_folder(path):
+        read_text_folder(path)  # every file decodes as UTF-8, or one line names the first that does not
     if path.is_file() and path.suffix.lower() == ".npz":
         if path.stat().st_size == 0:
             raise DataError(f"{path}: the file is empty")
