@@ -151,6 +151,8 @@ def test_a_folder_of_texts_trains_and_scores_its_files(tmp_path):
     spec = json.loads((result.run_dir / "export" / "model_spec.json").read_text())
     length = spec["input"]["text"]["length"]
     assert spec["input"]["shape"] == [-1, length], "a text-only model takes its token ids alone"
+    report = (result.run_dir / "report.md").read_text()
+    assert "Most informative tokens per class" in report and "| network | " in report
     new = _text_folder(tmp_path / "new", n=9, seed=3)
     model = kerasflow.load(result.run_dir)
     scored = model.predict(new, variant="int8").to_frame()
