@@ -44,13 +44,15 @@ from models.layers import TabularEncoder
 from models.linear import C_VALUES, DEFAULT_C, fit_logistic_head
 from models.lstm import FusedLSTM
 from models.rocket import MIN_LENGTH, MiniRocket, fit_dilations, fit_ridge_head
+from models.text import fit_tfidf_head, text_features
 from models.transfer import FROZEN_SHARES, TransferBase, fine_tune_base, freeze, probe_only
 from models.trees import KINDS as TREE_KINDS
 from models.trees import TreeEnsemble, fit_trees, trees_per_round
 
-FAMILIES = ("linear", "kernel", "dense", "cnn", "lstm", "rocket", "trees", "transfer")
+FAMILIES = ("linear", "kernel", "dense", "cnn", "lstm", "rocket", "trees", "transfer", "embedding")
 # seconds per trial on a small set, fewest first; a pretrained base goes first: it is what a user asked to try
-CHEAPEST_FIRST = ("transfer", "linear", "kernel", "rocket", "dense", "trees", "cnn", "lstm")
+CHEAPEST_FIRST = ("transfer", "linear", "kernel", "rocket", "embedding", "dense", "trees", "cnn", "lstm")
+TEXT = "text"  # the kind of a table with text columns (`pipelines.preprocess.Preprocessing.search_kind`)
 CLOSED_FORM_FAMILIES = ("linear", "kernel", "rocket", "trees")
 MAX_LSTM_STEPS = 256  # a training-time bound; the fused export has none
 RAW_SKIP_FEATURES = 4096  # inputs up to this size (a 64x64 gray image) may reach a pretrained base's head too
@@ -66,6 +68,13 @@ TREES_SKIPPED = "trees split on one input value at a time; single pixels and tim
 SKIPPED_FOR_IMAGES = {"rocket": "MiniRocket's kernels slide along one time axis; images have two",
                       "trees": TREES_SKIPPED}
 SKIPPED_FOR_SEQUENCES = {"trees": TREES_SKIPPED}
+NO_TOKENS = "only text has token ids to embed"
+SKIPPED_FOR_TEXT = {
+    "kernel": "distances between token ids mean nothing: text is read by TF-IDF (linear), embeddings, a CNN or an LSTM",
+    "dense": "token ids are not quantities: text is read by TF-IDF (linear), embeddings, a CNN or an LSTM",
+    "rocket": "MiniRocket's kernels slide over numbers; token ids are not numbers",
+    "trees": "token ids are not quantities; trees split on one value at a time",
+}
 NO_BASE = "no pretrained base: give --pretrained NAME[@VERSION], or --backbone with --backbone-weights (images)"
 
 
@@ -76,7 +85,9 @@ def student_ladder(kind: str) -> list[dict]:
     """Distillation students for an input kind, largest first: one family per kind that trains in seconds and
     exports to a small int8 file (dense for tables; plain CNNs with global pooling for images; FCNs for
     sequences), in halving widths. `pipelines.export.compress` takes the largest that fits the size budget."""
-    if kind == "table":
+    if kind == TEXT:
+        rungs = [{"family": "embedding", "embedding_dim": d} for d in (64, 32, 16)]
+    elif kind == "table":
         rungs = [{"family": "dense", "dense_layers": 1, "dense_units": u, "dense_batchnorm": False}
                  for u in (256, 128, 64, 32, 16, 8)] + [{"family": "dense", "dense_layers": 0}]
     elif kind == "image":
@@ -93,7 +104,9 @@ def families_for(kind: str, requested: list[str] | None = None,
     """Families that fit this input kind (and shape), and why each other one is skipped; `transfer` needs a
     `base`, and is searched with the others whether or not requested, so the search decides whether it pays."""
     skipped = dict({"table": SKIPPED_FOR_TABLES, "image": SKIPPED_FOR_IMAGES,
-                    "sequence": SKIPPED_FOR_SEQUENCES}.get(kind, {}))
+                    "sequence": SKIPPED_FOR_SEQUENCES, TEXT: SKIPPED_FOR_TEXT}.get(kind, {}))
+    if kind != TEXT:
+        skipped["embedding"] = NO_TOKENS
     if base is None:
         skipped["transfer"] = NO_BASE
     elif requested and "transfer" not in requested:
@@ -147,10 +160,10 @@ class KerasflowHyperModel(kt.HyperModel):
         inputs = keras.Input(shape=tuple(self.prep.input_shape), name="features")
         # Augmentation sees raw pixels (RandomContrast clips to 0-255); a pretrained base holds its own preprocessing.
         x = self._augmentation(hp, inputs) if self.prep.kind == "image" else inputs
-        if family != "transfer":
+        if family != "transfer" and not self._text():
             x = self._preprocessing(x)
         with hp.conditional_scope("family", family):
-            x = getattr(self, f"_{family}")(hp, x)
+            x = text_features(hp, family, x, self.prep) if self._text() else getattr(self, f"_{family}")(hp, x)
             l2 = hp.Choice("l2", [0.0, 1e-4, 1e-3, 1e-2]) if family == "dense" else 0.0
         x = keras.layers.Dropout(hp.Float("dropout", 0.0, 0.5, step=0.1))(x)
         # float32 softmax even under mixed precision: float16 probabilities underflow.
@@ -179,6 +192,8 @@ class KerasflowHyperModel(kt.HyperModel):
             if not probe_only(hp.values):
                 return fine_tune_base(model, hp.get("transfer_frozen"), hp.get("learning_rate"), x=x, y=y,
                                       validation_data=validation_data, class_weight=class_weight, **kwargs)
+        elif family == "linear" and self._text():
+            metrics = fit_tfidf_head(model, *_arrays(x, y), class_weight, c=hp.get("linear_c"))
         elif family == "linear":
             metrics = fit_logistic_head(model, *_arrays(x, y), class_weight, c=hp.get("linear_c"))
         elif family == "kernel":
@@ -204,6 +219,10 @@ class KerasflowHyperModel(kt.HyperModel):
             callback.set_model(model)
             callback.on_epoch_end(0, logs=metrics)
         return metrics
+
+    def _text(self) -> bool:
+        """Whether the input holds token ids (a table with text columns): the text families read it."""
+        return bool(getattr(self.prep, "text_columns", None))
 
     def _preprocessing(self, inputs):
         if self.prep.kind == "table":

@@ -13,6 +13,9 @@ after the first minute:
 - images: logistic regression and kernel ridge on the pixels, then a small
   CNN with light augmentation (no flips: digits and text are not
   mirror-symmetric), then the regularised MLP;
+- text (a table with a text column): TF-IDF and logistic regression (solved
+  exactly; the classic strong baseline), MediaPipe Model Maker's average
+  word embedding, a 1-D CNN over embeddings, then the fused LSTM;
 - sequences: MiniRocket, logistic regression and kernel ridge on the series,
   then the FCN and ResNet-1D of Wang et al. 2017, the strongest plain deep
   baselines on the UCR archive (Fawaz et al. 2019).
@@ -44,6 +47,12 @@ PORTFOLIO: dict[str, tuple[dict, ...]] = {
                  {"family": "cnn", "cnn_block": "fcn", "cnn_filters": 32, **GRADIENT_START},
                  {"family": "cnn", "cnn_block": "resnet", "cnn_filters": 32, **GRADIENT_START}),
 }
+TEXT_PORTFOLIO = ({"family": "linear"},
+                  {"family": "embedding", "embedding_dim": 16, "dropout": 0.2, "learning_rate": MLP_LEARNING_RATE},
+                  {"family": "cnn", "embedding_dim": 32, "text_filters": 64, "text_kernel": 3, "dropout": 0.2,
+                   **GRADIENT_START},
+                  {"family": "lstm", "embedding_dim": 32, "lstm_units": 32, "learning_rate": 3e-3})
+PORTFOLIO["text"] = TEXT_PORTFOLIO
 FIRST = ("transfer",)  # families tried before the portfolio, at their defaults
 
 

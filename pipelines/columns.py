@@ -2,9 +2,9 @@
 
 A table's columns are not all features. A column unique on (nearly) every
 row is an identifier: one-hot encoding it teaches the model nothing and
-ships every training ID in the app's encoding files. Free text (several
-words per value, mostly distinct) is the same for a model without a text
-encoder. Both are dropped. A column of dates becomes numbers the model can
+ships every training ID in the app's encoding files: it is dropped. Free
+text (several words per value, mostly distinct) is kept as text: the model
+takes its token ids (`pipelines.text.tokenizer`). A column of dates becomes numbers the model can
 use (year, month, day, weekday). A category with more than `MAX_CATEGORIES`
 values keeps its most frequent ones; the rest encode as "other" (the unknown
 code). `--column-role NAME=ROLE` overrides any of it. Roles are inferred at
@@ -32,7 +32,7 @@ class ColumnRole:
 
 ROLES = (ColumnRole.NUMERIC, ColumnRole.CATEGORICAL, ColumnRole.DATE, ColumnRole.IDENTIFIER, ColumnRole.TEXT,
          ColumnRole.IGNORE)
-DROPPED = (ColumnRole.IDENTIFIER, ColumnRole.TEXT, ColumnRole.IGNORE)
+DROPPED = (ColumnRole.IDENTIFIER, ColumnRole.IGNORE)
 MIN_ROWS = 20  # fewer rows than this: too few to tell an identifier from a feature
 UNIQUE_SHARE = 0.95  # distinct values per non-empty row at or above which a text column is an identifier
 TEXT_WORDS = 4.0  # mean words per value at or above which a mostly distinct column is free text
@@ -93,7 +93,8 @@ def _infer(column: pd.Series) -> Role:
 
 
 def apply_roles(frame: pd.DataFrame, roles: dict[str, Role]) -> pd.DataFrame:
-    """The columns the model uses: dropped roles left out, dates as their parts, numbers as numbers."""
+    """The columns the model uses: dropped roles left out, dates as their parts, numbers as numbers, text as
+    strings (missing: None)."""
     frame = frame.rename(columns=str)
     parts = []
     for name, role in roles.items():
@@ -104,6 +105,9 @@ def apply_roles(frame: pd.DataFrame, roles: dict[str, Role]) -> pd.DataFrame:
             parts.append(date_parts(column, name))
         elif role.role == ColumnRole.NUMERIC:
             parts.append(pd.to_numeric(column, errors="coerce").astype("float64").to_frame(name))
+        elif role.role == ColumnRole.TEXT:
+            parts.append(column.astype("object").where(column.notna(), None).map(
+                lambda v: v if v is None else str(v)).to_frame(name))
         elif role.role == ColumnRole.CATEGORICAL:
             parts.append(column.astype("object").where(column.notna(), None).to_frame(name))
     return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)
@@ -131,6 +135,8 @@ def role_notes(roles: dict[str, Role]) -> list[str]:
     for name, role in roles.items():
         if role.role in DROPPED:
             notes.append(f"column {name!r} dropped: {role.why}")
+        elif role.role == ColumnRole.TEXT:
+            notes.append(f"column {name!r} is text ({role.why}): the model takes its token ids")
         elif role.role == ColumnRole.DATE:
             notes.append(f"column {name!r} is a date ({role.why}): the model takes its "
                          f"{', '.join(DATE_PARTS)} as numbers")
@@ -145,6 +151,11 @@ def as_json(roles: dict[str, Role]) -> dict[str, dict]:
 
 def from_json(saved: dict[str, dict] | None) -> dict[str, Role]:
     return {name: Role(**value) for name, value in (saved or {}).items()}
+
+
+def text_columns(roles: dict[str, Role]) -> list[str]:
+    """The columns whose role is text, in the table's order."""
+    return [name for name, role in roles.items() if role.role == ColumnRole.TEXT]
 
 
 def source_columns(roles: dict[str, Role]) -> list[str]:

@@ -21,6 +21,7 @@ from sklearn.model_selection import train_test_split
 from pipelines.columns import Role, apply_roles, infer_roles, role_notes
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError, names, shown
+from pipelines.text.folder import FOLDER_ROLE, TEXT_COLUMN, is_text_folder, read_text_folder
 
 Kind = Literal["table", "image", "sequence"]
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
@@ -140,18 +141,24 @@ def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> t
         unknown = [str(c) for c in data.features.columns if roles is not None and str(c) not in roles]
         if unknown:
             data.notes.append(f"columns the model was not trained on were ignored: {', '.join(unknown)}")
+        if roles is None and data.roles is not None:  # a text folder: its one column is text
+            roles = data.roles
         if roles is None:
             try:
                 roles = infer_roles(data.features, config.column_roles)
             except ValueError as exc:
                 raise DataError(f"{data.source}: {exc}") from None
         data = data.with_roles(roles)
+        if data.features.shape[1] == 0:
+            raise DataError(f"{data.source}: no feature column is left once each column's role is applied "
+                            f"({'; '.join(role_notes(roles))}); set one with --column-role NAME=ROLE")
         test = test.with_roles(roles) if test is not None else None
     return data, test
 
 
 def check_source(path: Path, target: str | None) -> None:
-    """What can be checked without reading the data: the path exists, a sequence file holds no pickle (array
+    """What can be checked without reading the data (a text folder's files are read: they are small): the path
+    exists, a text folder's files are UTF-8, a sequence file holds no pickle (array
     headers only), and a table has its target column and the column holds classes (the header and that column).
 
     Runs before anything starts (the CLI calls it before Prefect's server), so
@@ -159,6 +166,8 @@ def check_source(path: Path, target: str | None) -> None:
     """
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
+    if path.is_dir() and is_text_folder(path):
+        read_text_folder(path)  # every file decodes as UTF-8, or one line names the first that does not
     if path.is_file() and path.suffix.lower() == ".npz":
         if path.stat().st_size == 0:
             raise DataError(f"{path}: the file is empty")
@@ -193,6 +202,9 @@ def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
+        if is_text_folder(path):
+            frame, labels = read_text_folder(path)
+            return Dataset("table", frame, labels, str(path), roles={TEXT_COLUMN: FOLDER_ROLE})
         return load_image_folder(path, image_size)
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")

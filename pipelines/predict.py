@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_checks import LABEL_COLUMN, load_suite, profile_frame, validate_frame, without_labels
+from data_checks import LABEL_COLUMN, load_suite, validate_frame, without_labels
 from data_checks.drift import DriftReport, compare_profiles, read_reference
 from pipelines.columns import apply_roles, from_json, source_columns
 from pipelines.errors import DataError, ExportError, names, shown
@@ -38,10 +38,13 @@ from pipelines.load import (
     read_table,
 )
 from pipelines.preprocess import Preprocessing, encode_features
+from pipelines.text.folder import read_unlabelled_folder
+from pipelines.text.profile import for_expectations, profile
 from pipelines.registry import Registry, atomic_write
 
 KERAS = "keras"
 ID_NAMES = {"table": "row", "image": "file", "sequence": "sample"}
+FOLDER_ID = "file"  # a folder of texts is scored per file
 MODEL_LENGTH = "the model's length"  # how sequence notes name the length they are fitted to
 
 
@@ -144,19 +147,21 @@ class Predictions:
 def predict(model: TrainedModel, data, variant: str | None = None, keep: str | None = None) -> Predictions:
     """Score `data` (a path, a DataFrame, or an array of samples) with `model` or its TFLite `variant`."""
     dataset, ids, kept, notes = read_new_data(model, data, keep)
-    profile = profile_frame(dataset.kind, dataset.features, dataset.labels).drop(columns=[LABEL_COLUMN])
+    prep = model.prep
+    profiled = profile(dataset.kind, dataset.features, dataset.labels, prep.text_columns,
+                       prep.text_tokenizer).drop(columns=[LABEL_COLUMN])
     if model.suite_path is not None:
-        report = validate_frame(profile, without_labels(load_suite(model.suite_path)))
+        report = validate_frame(for_expectations(profiled), without_labels(load_suite(model.suite_path)))
         notes += [f"expectation warning: {line}" for line in report.failures]
     drift = None
     if model.reference_path is not None:
         drift = compare_profiles(read_reference(model.reference_path).drop(columns=[LABEL_COLUMN], errors="ignore"),
-                                 profile)
+                                 profiled)
     x = encode_features(dataset, model.prep)
     probabilities = _score(model, x, variant or KERAS)
     labels = np.asarray(model.prep.class_names, dtype=object)[np.argmax(probabilities, axis=1)]
     return Predictions(model.ref, variant or KERAS, ids, labels, probabilities, model.prep.class_names, notes, drift,
-                       kept, ID_NAMES[dataset.kind])
+                       kept, FOLDER_ID if _is_folder(data) and dataset.kind == "table" else ID_NAMES[dataset.kind])
 
 
 def read_new_data(model: TrainedModel, data, keep: str | None = None):
@@ -164,10 +169,10 @@ def read_new_data(model: TrainedModel, data, keep: str | None = None):
     source = str(data) if isinstance(data, (str, Path)) else type(data).__name__
     kind = model.prep.kind
     if kind == "table":
-        frame = data if isinstance(data, pd.DataFrame) else _table_file(Path(data)) if isinstance(data, (str, Path)) \
-            else pd.DataFrame(np.asarray(data), columns=model.prep.numeric_columns + model.prep.categorical_columns)
+        frame, ids = _table_frame(model.prep, data)
         features, kept, notes = _table(frame, model, source, keep)
-        return _unlabelled("table", features, source), [str(i) for i in range(len(features))], kept, notes
+        ids = ids or [str(i) for i in range(len(features))]
+        return _unlabelled("table", features, source), ids, kept, notes
     if keep:
         raise DataError(f"--keep {keep!r}: only tables have columns to copy through")
     if kind == "image":
@@ -175,6 +180,23 @@ def read_new_data(model: TrainedModel, data, keep: str | None = None):
         return _unlabelled("image", images, source), ids, None, notes
     sequences, notes = _sequences(data, model.prep, source)
     return _unlabelled("sequence", sequences, source), [str(i) for i in range(len(sequences))], None, notes
+
+
+def _table_frame(prep: Preprocessing, data) -> tuple[pd.DataFrame, list[str] | None]:
+    """New rows as a frame (and, for a folder of texts, the files' names): a frame, a table file, a folder of .txt
+    files or raw strings (a model of one text column and nothing else), or an array of the model's columns."""
+    only_text = prep.text_columns if len(prep.text_columns) == 1 and not prep.text_start else None
+    if isinstance(data, pd.DataFrame):
+        return data, None
+    if isinstance(data, (str, Path)) and Path(data).is_dir() and only_text:
+        frame, files = read_unlabelled_folder(Path(data))
+        return frame.set_axis(only_text, axis=1), files
+    if isinstance(data, (str, Path)):
+        return _table_file(Path(data)), None
+    if only_text and all(isinstance(v, str) for v in data):
+        return pd.DataFrame({only_text[0]: list(data)}), None
+    return pd.DataFrame(np.asarray(data), columns=prep.numeric_columns + prep.categorical_columns + prep.text_columns), \
+        None
 
 
 def _table_file(path: Path) -> pd.DataFrame:
@@ -187,7 +209,7 @@ def _table(frame: pd.DataFrame, model: TrainedModel, source: str, keep: str | No
     frame = frame.rename(columns=str).reset_index(drop=True)
     prep, notes = model.prep, []
     roles = from_json(prep.roles)
-    expected = [*prep.numeric_columns, *prep.categorical_columns]
+    expected = [*prep.numeric_columns, *prep.categorical_columns, *prep.text_columns]
     given = source_columns(roles) if roles else expected  # dates come as dates, not as their parts
     missing = [c for c in given if c not in frame.columns]
     if missing:
@@ -277,6 +299,10 @@ def _score(model: TrainedModel, x: np.ndarray, variant: str) -> np.ndarray:
 
 def _unlabelled(kind: str, features, source: str) -> Dataset:
     return Dataset(kind, features, np.full(len(features), "", dtype=object), source)
+
+
+def _is_folder(data) -> bool:
+    return isinstance(data, (str, Path)) and Path(data).is_dir()
 
 
 def _existing(path: Path) -> Path | None:

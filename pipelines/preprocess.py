@@ -4,7 +4,9 @@ The exported model takes raw features: normalisation, missing-value
 imputation and one-hot encoding are layers (see `models.layers`). Only what a
 TFLite model cannot hold with builtin ops stays outside it: the string
 vocabularies of categorical columns, saved in `preprocessing.json`, which map
-a category to the integer code the model one-hot encodes (0 = unseen/missing).
+a category to the integer code the model one-hot encodes (0 = unseen/missing),
+and the tokenizer of text columns (`pipelines.text.tokenizer`: its rule and
+vocabulary), which maps a text to the token ids the model embeds.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.columns import as_json, kept_categories
+from pipelines.columns import ColumnRole, as_json, kept_categories
 from pipelines.load import Dataset, Splits
+from pipelines.text.tokenizer import Tokenizer
+
+TEXT_KIND = "text"  # the search's kind for a table with a text column: its families read token ids
 
 
 @dataclass
@@ -31,6 +36,8 @@ class Preprocessing:
         vocabularies: categorical column -> its values; a value's code is its index + 1 (0: unseen, missing or
             beyond the most frequent `pipelines.columns.MAX_CATEGORIES`).
         roles: each raw column's role and why (`pipelines.columns`); a prediction applies them to new rows.
+        text_columns: text columns, after the categorical ones, each as `tokenizer["length"]` token ids.
+        tokenizer: the one tokenizer of every text column (`pipelines.text.tokenizer.Tokenizer.to_json`).
     """
 
     kind: str
@@ -42,6 +49,22 @@ class Preprocessing:
     categorical_columns: list[str] = field(default_factory=list)
     vocabularies: dict[str, list[str]] = field(default_factory=dict)
     roles: dict[str, dict] = field(default_factory=dict)
+    text_columns: list[str] = field(default_factory=list)
+    tokenizer: dict | None = None
+
+    @property
+    def search_kind(self) -> str:
+        """The kind whose families fit: `TEXT_KIND` for a table with text, else `kind`."""
+        return TEXT_KIND if self.text_columns else self.kind
+
+    @property
+    def text_start(self) -> int:
+        """Where the token ids begin in the model input: after the numbers and the category codes."""
+        return len(self.numeric_columns) + len(self.categorical_columns)
+
+    @property
+    def text_tokenizer(self) -> Tokenizer | None:
+        return Tokenizer.from_json(self.tokenizer) if self.tokenizer else None
 
     @property
     def cardinalities(self) -> list[int]:
@@ -90,13 +113,16 @@ def fit_preprocessing(splits: Splits) -> Preprocessing:
 
 
 def _fit_table(frame: pd.DataFrame, class_names: list[str], roles: dict[str, dict]) -> Preprocessing:
-    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
-    categorical = [c for c in frame.columns if c not in numeric]
+    text = [c for c in frame.columns if roles.get(str(c), {}).get("role") == ColumnRole.TEXT]
+    numeric = [c for c in frame.columns if c not in text and pd.api.types.is_numeric_dtype(frame[c])
+               and not pd.api.types.is_bool_dtype(frame[c])]
+    categorical = [c for c in frame.columns if c not in numeric and c not in text]
+    tokenizer = Tokenizer.fit([v for c in text for v in frame[c]]) if text else None
     values = frame[numeric].to_numpy(dtype=np.float64) if numeric else np.zeros((len(frame), 0))
     vocabularies = {str(c): kept_categories(frame[c]) for c in categorical}
     return Preprocessing(
         kind="table",
-        input_shape=[len(numeric) + len(categorical)],
+        input_shape=[len(numeric) + len(categorical) + len(text) * (tokenizer.length if tokenizer else 0)],
         class_names=class_names,
         mean=np.nanmean(values, axis=0).tolist() if numeric else [],
         variance=np.nanvar(values, axis=0).tolist() if numeric else [],
@@ -104,11 +130,14 @@ def _fit_table(frame: pd.DataFrame, class_names: list[str], roles: dict[str, dic
         categorical_columns=list(map(str, categorical)),
         vocabularies=vocabularies,
         roles=roles,
+        text_columns=list(map(str, text)),
+        tokenizer=tokenizer.to_json() if tokenizer else None,
     )
 
 
 def encode_features(dataset: Dataset, prep: Preprocessing) -> np.ndarray:
-    """Raw features as the model's float32 input (tables: numbers, then category codes).
+    """Raw features as the model's float32 input (tables: numbers, then category codes, then each text column's
+    token ids).
 
     Sequences of another length follow `pipelines.load.LENGTH_RULE` at the model's length (a retrain's new data).
     """
@@ -123,6 +152,9 @@ def encode_features(dataset: Dataset, prep: Preprocessing) -> np.ndarray:
         codes = {value: i + 1 for i, value in enumerate(prep.vocabularies[column])}
         parts.append(frame[column].map(lambda v: codes.get(str(v), 0) if pd.notna(v) else 0)
                      .to_numpy(dtype=np.float32)[:, None])
+    tokenizer = prep.text_tokenizer
+    for column in prep.text_columns:
+        parts.append(tokenizer.encode(frame[column].tolist()).astype(np.float32))
     return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
 
 

@@ -98,10 +98,31 @@ def render_report(result: RunResult) -> str:
         "![confusion matrix](confusion_matrix.png)",
         "![learning curves](learning_curves.png)",
         "",
+        *informative_tokens_section(result),
         *export_section(result.export),
         *step_seconds_section(result.step_seconds),
     ]
     return "\n".join(lines)
+
+
+INFORMATIVE_TOKENS = 10
+
+
+def informative_tokens_section(result: RunResult) -> list[str]:
+    """Per class, the tokens with the largest TF-IDF coefficients, when the chosen model is linear on text."""
+    if not result.prep.text_columns or result.candidate.model_path is None:
+        return []
+    import keras
+
+    from models.text import informative_tokens
+
+    model = keras.models.load_model(result.candidate.model_path)
+    top = informative_tokens(model, result.prep.tokenizer["vocabulary"], result.prep.class_names, INFORMATIVE_TOKENS)
+    if not top:
+        return []
+    return ["### Most informative tokens per class (largest TF-IDF coefficients of the linear model)",
+            "| class | tokens |", "|---|---|", *[f"| {name} | {', '.join(top[name])} |" for name in
+                                                result.prep.class_names if name in top], ""]
 
 
 def _subsample_lines(search: SearchResult, train_rows: int) -> list[str]:

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import BaseModel
 
-from data_checks import profile_frame, save_suite
+from data_checks import save_suite
 from data_checks.drift import write_reference
 from models import describe
 from pipelines import evaluate as evaluate_step
@@ -40,6 +40,7 @@ from pipelines.export.run import export_model
 from pipelines.finetune import FineTuneResult, save_history
 from pipelines.load import Dataset, Splits
 from pipelines.preprocess import ModelInputs, Preprocessing, Replay
+from pipelines.text.profile import profile
 from pipelines.registry import check_model_name, inside
 from pipelines.results import Candidate
 from pipelines.transfer import describe_lineage, lineage
@@ -131,7 +132,7 @@ def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, 
     export_data = ExportData.from_inputs(inputs, seed=config.seed)
     export_data.save(run_dir / "export_inputs.npz")
     x, y = learnt or (np.concatenate([inputs.x_train, inputs.x_val]), np.concatenate([inputs.y_train, inputs.y_val]))
-    trained_on = save_training_memory(splits.train.concat(splits.val), x, y, prep.class_names, run_dir, config.seed)
+    trained_on = save_training_memory(splits.train.concat(splits.val), x, y, prep, run_dir, config.seed)
     models = [trained.model_path, *([search_best] if search_best else [])]
     evaluation, *others = steps(Step.EVALUATE, evaluate_models, models, inputs.x_test, inputs.y_test, prep.class_names,
                                 confusion_png=run_dir / "confusion_matrix.png")
@@ -147,15 +148,16 @@ def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, 
                      search_evaluation)
 
 
-def save_training_memory(seen: Dataset, x: np.ndarray, y: np.ndarray, class_names: list[str], run_dir: Path,
+def save_training_memory(seen: Dataset, x: np.ndarray, y: np.ndarray, prep: Preprocessing, run_dir: Path,
                          seed: int) -> dict:
     """What a later retrain needs from the data a model learnt from: its profile (drift) and a sample (replay).
 
     `seen` is the raw data (for the profile), `x`/`y` the model inputs learnt
     from (for replay). Returns the fingerprint of `seen`.
     """
-    write_reference(profile_frame(seen.kind, seen.features, seen.labels), run_dir / "reference.parquet")
-    Replay.from_arrays(x, y, class_names, seed).save(run_dir / "replay.npz")
+    write_reference(profile(seen.kind, seen.features, seen.labels, prep.text_columns, prep.text_tokenizer),
+                    run_dir / "reference.parquet")
+    Replay.from_arrays(x, y, prep.class_names, seed).save(run_dir / "replay.npz")
     return seen.fingerprint()
 
 

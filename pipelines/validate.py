@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import data_checks
 from pipelines.errors import ValidationFailed
 from pipelines.load import Dataset, Splits
+from pipelines.columns import text_columns
+from pipelines.text.profile import profile
 
 
 @dataclass
@@ -58,4 +60,4 @@ def _check(splits: Splits, suite, suite_name: str, prefix: str, failure: str, sa
 
 
 def _profile(dataset: Dataset):
-    return data_checks.profile_frame(dataset.kind, dataset.features, dataset.labels)
+    return profile(dataset.kind, dataset.features, dataset.labels, text_columns(dataset.roles or {}))

@@ -113,6 +113,24 @@ def make_table(n: int = 60, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+TEXT_WORDS = {"billing": ["invoice", "refund", "charged", "payment", "card"],
+              "network": ["wifi", "router", "offline", "dns", "latency"],
+              "account": ["password", "login", "locked", "email", "reset"]}
+FILLER = ["please", "help", "my", "the", "is", "not", "working", "today", "again", "since", "monday", "it's"]
+
+
+def make_texts(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    """Support tickets: a free-text `body` whose words tell its `team` (three classes), and a numeric `priority`."""
+    rng = np.random.default_rng(seed)
+    teams = np.array(sorted(TEXT_WORDS))[np.arange(n) % 3]
+    bodies = []
+    for team in teams:
+        words = list(rng.choice(TEXT_WORDS[team], 2)) + list(rng.choice(FILLER, int(rng.integers(3, 9))))
+        rng.shuffle(words)
+        bodies.append(" ".join(words).capitalize() + rng.choice([".", "!", "?", ", thanks."]))
+    return pd.DataFrame({"body": bodies, "priority": rng.integers(1, 4, n).astype(float), "team": teams})
+
+
 @pytest.fixture
 def table_csv(tmp_path):
     path = tmp_path / "table.csv"

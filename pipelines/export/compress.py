@@ -110,7 +110,7 @@ def distill(teacher: keras.Model, prep: Preprocessing, x: np.ndarray, y: np.ndar
     """
     started = time.monotonic()
     target_kb = student_budget_kb(options, teacher_int8_kb)
-    ladder = student_ladder(prep.kind)
+    ladder = student_ladder(prep.search_kind)
     rung = first_fitting_rung(prep, ladder, target_kb, options.max_latency_ms, representative)
     for values in ladder[rung:]:
         student = _distilled(teacher, prep, values, x, y, options.compress_epochs, seed)

@@ -14,12 +14,14 @@ from pipelines.columns import DATE_PARTS, DATE_PARTS_MEANING, ColumnRole
 from pipelines.export.records import TRAINED_MODEL, ExportData, ExportResult
 from pipelines.load import LENGTH_RULE, SEQUENCE_FORMAT
 from pipelines.preprocess import Preprocessing
+from pipelines.text.tokenizer import PAD_ID, START_ID, UNKNOWN_ID
 
 NORMALISATION = {
     "image": "per-channel standardisation (x - mean) / sqrt(variance) with training statistics; feed raw pixel values",
     "sequence": "per-feature standardisation (x - mean) / sqrt(variance) with training statistics; feed raw values",
     "table": "numeric columns standardised with training mean/variance, NaN imputed with the mean, category codes "
-             "one-hot encoded; feed raw numbers and category codes (see preprocessing.json vocabularies)",
+             "one-hot encoded; feed raw numbers and category codes (see preprocessing.json vocabularies) and each text "
+             "column's token ids (input.text: the tokenizer's rule and vocabulary)",
 }
 INTENDED_USE = ("On-device classification of inputs like the training data, in the same units and layout. "
                 "Outputs are softmax probabilities over labels.json, in that order.")
@@ -57,11 +59,23 @@ class CardFacts:
 
 def input_layout(prep: Preprocessing) -> str:
     if prep.kind == "table":
-        columns = [*prep.numeric_columns, *(f"{c} (category code)" for c in prep.categorical_columns)]
+        length = prep.tokenizer["length"] if prep.tokenizer else 0
+        columns = [*prep.numeric_columns, *(f"{c} (category code)" for c in prep.categorical_columns),
+                   *(f"{c} ({length} token ids, input.text)" for c in prep.text_columns)]
         return "one row: " + ", ".join(columns)
     if prep.kind == "image":
         return "one image: height x width x channels"
     return f"one sequence: time steps x features; {LENGTH_RULE}"
+
+
+def text_input(prep: Preprocessing) -> dict:
+    """How an app turns each text column into the model's token ids: the rule, its parts and the vocabulary."""
+    tokenizer = prep.tokenizer
+    return {"columns": prep.text_columns, "first_index": prep.text_start, "length": tokenizer["length"],
+            "rule": tokenizer["rule"], "lowercase": tokenizer["lowercase"],
+            "split_pattern": tokenizer["split_pattern"], "pad_id": PAD_ID, "start_id": START_ID,
+            "unknown_id": UNKNOWN_ID, "vocabulary": tokenizer["vocabulary"],
+            "fed_as": "float32 values of the ids (exact integers), in the input row after the other columns"}
 
 
 def sequence_input(prep: Preprocessing) -> dict:
@@ -101,6 +115,7 @@ def spec(result: ExportResult, prep: Preprocessing, data: ExportData) -> dict:
             "vocabularies": prep.vocabularies,
             **({"columns": column_roles(prep)} if prep.roles else {}),
             **({"sequence": sequence_input(prep)} if prep.kind == "sequence" else {}),
+            **({"text": text_input(prep)} if prep.text_columns else {}),
         },
         "output": {"shape": [batch, len(prep.class_names)], "meaning": "softmax probabilities in labels.json order"},
         "keras": asdict(result.keras),

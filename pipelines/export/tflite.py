@@ -146,8 +146,9 @@ def _converter(saved_model: Path):
 
 # Layers kept in float in the int8 variant: the in-model preprocessing ("encode" for tables, "normalize" for images
 # and sequences), MiniRocket's fixed features ("rocket") and the tree ensembles ("trees"): their thresholds on
-# quantized values would flip.
-PREPROCESSING_NODE = re.compile(r"(^|/)(encode|normalize|rocket|trees)(_\d+)?/")
+# quantized values would flip; and the token ids of text ("tokens": integers up to the vocabulary's size, which one
+# int8 scale would merge) with the TF-IDF scores computed from them ("tfidf").
+PREPROCESSING_NODE = re.compile(r"(^|/)(encode|normalize|rocket|trees|tokens|tfidf)(_\d+)?/")
 
 
 def preprocessing_nodes(tflite: bytes) -> list[str]:

@@ -48,7 +48,7 @@ def run_search(
     `launch` (default: a local Dask cluster) places the workers that train. With a pretrained `base`, the
     `transfer` family is searched too.
     """
-    families, skipped = families_for(prep.kind, options.families, prep.input_shape, base)
+    families, skipped = families_for(prep.search_kind, options.families, prep.input_shape, base)
     keras.utils.set_random_seed(options.seed)
     directory.mkdir(parents=True, exist_ok=True)
     # Parallel workers spend trial-seconds side by side: the wall clock spent is about their sum / workers.

@@ -1,4 +1,4 @@
-"""Column roles: identifiers and free text dropped, dates as numbers, capped categories, overrides."""
+"""Column roles: identifiers dropped, free text kept as token ids, dates as numbers, capped categories, overrides."""
 
 import numpy as np
 import pandas as pd
@@ -42,19 +42,20 @@ def test_each_columns_role_is_inferred_from_its_values():
     assert small["id"].role == ColumnRole.CATEGORICAL, "ten rows are too few to call a column an identifier"
 
 
-def test_a_loaded_table_drops_ids_and_text_turns_dates_into_numbers_and_caps_categories(tmp_path):
+def test_a_loaded_table_drops_ids_keeps_text_turns_dates_into_numbers_and_caps_categories(tmp_path):
     messy_table().to_csv(tmp_path / "t.csv", index=False)
     data, _ = load_dataset(TrainConfig(data=tmp_path / "t.csv", target="label"))
-    assert list(data.features.columns) == [*(f"signed_up.{p}" for p in DATE_PARTS), "city", "amount", "visits",
-                                           "member"]
+    assert list(data.features.columns) == ["review", *(f"signed_up.{p}" for p in DATE_PARTS), "city", "amount",
+                                           "visits", "member"]
     assert data.features["signed_up.year"].tolist()[:2] == [2024.0, 2024.0]
     assert data.features["signed_up.weekday"].iloc[0] == 0.0, "2024-01-01 was a Monday"
     assert any("'id' dropped: an identifier" in note for note in data.notes)
-    assert any("'review' dropped: free text" in note for note in data.notes)
+    assert any("'review' is text (free text" in note and "token ids" in note for note in data.notes)
     splits = split_dataset(data, None, test_fraction=0.2, val_fraction=0.2, seed=0)
     prep = fit_preprocessing(splits)
     assert len(prep.vocabularies["city"]) == MAX_CATEGORIES
-    assert prep.roles["id"]["role"] == ColumnRole.IDENTIFIER and prep.input_shape == [8]
+    assert prep.roles["id"]["role"] == ColumnRole.IDENTIFIER and prep.text_columns == ["review"]
+    assert prep.input_shape == [8 + prep.tokenizer["length"]], "8 columns, then the review's token ids"
     codes = encode_features(splits.test, prep)[:, len(prep.numeric_columns) + prep.categorical_columns.index("city")]
     known = splits.test.features["city"].isin(prep.vocabularies["city"]).to_numpy()
     assert (codes[~known] == 0).all() and (codes[known] > 0).all(), "cities beyond the kept ones encode as other"

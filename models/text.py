@@ -1,0 +1,249 @@
+"""Text families: token ids (a slice of the model input) to features, with builtin TFLite ops only.
+
+A table with text columns reaches the model as numbers, category codes and,
+per text column, `length` token ids (floats holding integers; see
+`pipelines.text.tokenizer` for the rule). `TokenIds` slices one column's ids
+off the input and casts them to int32; a text-only model's input is its ids.
+
+- `linear`: TF-IDF into multinomial logistic regression, solved by
+  scikit-learn (`fit_tfidf_head`). `TfidfLogits` computes, from the ids,
+  exactly scikit-learn's `TfidfVectorizer` (raw counts, smooth idf,
+  l2-normalised rows) times the fitted coefficients, without building a
+  vocabulary-wide vector: sum over positions of idf[id] * W[id], divided by the
+  row's norm, whose square is the sum over pairs of equal positions of
+  idf * idf (GATHER, EQUAL, BATCH_MATMUL, SUM, SQRT). `<PAD>` and `<START>` are
+  not counted; `<UNKNOWN>` is a word.
+- `embedding`: MediaPipe Model Maker's average word embedding (embedding,
+  average over the text's tokens, a ReLU layer of the embedding's width).
+- `cnn`: 1-D convolution over the embeddings, global max pooling.
+- `lstm`: the fused LSTM (`models.lstm.FusedLSTM`) over the embeddings.
+
+Numeric and categorical columns beside the text go through `TabularEncoder`
+and join the text's features before the softmax layer: one model, both inputs.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from models.inference import model_outputs
+from models.layers import TabularEncoder, all_layers
+from models.linear import C_VALUES, DEFAULT_C, logistic_regression
+from models.lstm import FusedLSTM
+from models.rocket import ABSENT_CLASS_LOGIT, training_metrics
+from models.sampling import stratified_rows
+
+TEXT_FAMILIES = ("linear", "embedding", "cnn", "lstm")
+PAD_ID, START_ID = 0, 1  # `pipelines.text.tokenizer`'s ids; words (and <UNKNOWN>, 2) come after
+FIRST_COUNTED_ID = 2  # TF-IDF counts <UNKNOWN> and the words
+EMBEDDING_DIMS = (16, 32, 64)  # Model Maker's wordvec_dim is 16
+TEXT_FILTERS = (32, 64, 128)
+TEXT_KERNELS = (3, 5)
+LSTM_UNITS = (16, 32, 64)
+MAX_FIT_ROWS = 50_000
+TOKENS_LAYER = "tokens"
+TFIDF_LAYER = "tfidf"
+ENCODE_LAYER = "encode"
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class TokenIds(keras.layers.Layer):
+    """One text column's token ids, int32 [batch, length], sliced from the float model input at `start`."""
+
+    def __init__(self, start: int, length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.length = int(start), int(length)
+
+    def call(self, inputs):
+        return ops.cast(ops.round(inputs[:, self.start:self.start + self.length]), "int32")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.length)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor((inputs.shape[0], self.length), dtype="int32")
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "length": self.length}
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class TfidfLogits(keras.layers.Layer):
+    """Per-class scores of l2-normalised TF-IDF vectors: [batch, length] ids -> [batch, classes].
+
+    `idf` [vocabulary] and `coefficients` [vocabulary, classes] are weights set by `fit_tfidf_head`.
+    """
+
+    def __init__(self, vocabulary_size: int, classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size, self.classes = int(vocabulary_size), int(classes)
+
+    def build(self, input_shape):
+        self.idf = self.add_weight(shape=(self.vocabulary_size,), initializer="ones", trainable=False, name="idf")
+        self.coefficients = self.add_weight(shape=(self.vocabulary_size, self.classes), initializer="zeros",
+                                            trainable=False, name="coefficients")
+
+    def call(self, ids):
+        counted = ops.cast(ops.greater_equal(ids, FIRST_COUNTED_ID), "float32")
+        weight = ops.take(self.idf, ids, axis=0) * counted  # idf of each position's token, 0 for pad and start
+        same = ops.cast(ops.equal(ops.expand_dims(ids, 2), ops.expand_dims(ids, 1)), "float32")
+        square = ops.sum(weight * ops.squeeze(ops.matmul(same, ops.expand_dims(weight, 2)), 2), axis=1, keepdims=True)
+        scores = ops.sum(ops.take(self.coefficients, ids, axis=0) * ops.expand_dims(weight, 2), axis=1)
+        return scores / ops.sqrt(ops.maximum(square, 1e-12))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.classes)
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary_size": self.vocabulary_size, "classes": self.classes}
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class MaskedAverage(keras.layers.Layer):
+    """The mean of [batch, length, width] embeddings over the positions whose id is not `<PAD>`."""
+
+    def call(self, inputs):
+        embeddings, ids = inputs
+        mask = ops.expand_dims(ops.cast(ops.not_equal(ids, PAD_ID), embeddings.dtype), 2)
+        return ops.sum(embeddings * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[0][2])
+
+
+def text_features(hp, family: str, inputs, prep):
+    """The features of `family` on every text column of `inputs`, then the encoded other columns, concatenated."""
+    vocabulary_size, length = len(prep.tokenizer["vocabulary"]), int(prep.tokenizer["length"])
+    parts = []
+    for i, _ in enumerate(prep.text_columns):
+        suffix = f"_{i}" if i else ""
+        ids = TokenIds(prep.text_start + i * length, length, name=f"{TOKENS_LAYER}{suffix}")(inputs)
+        parts.append(_family_features(hp, family, ids, vocabulary_size, len(prep.class_names), suffix))
+    if prep.text_start:
+        table = TableColumns(prep.text_start, name="table_columns")(inputs)
+        parts.append(TabularEncoder(prep.mean, prep.variance, prep.cardinalities, name=ENCODE_LAYER,
+                                    dtype="float32")(table))
+    return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="text_and_table")(parts)
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class TableColumns(keras.layers.Layer):
+    """The first `columns` of the input: the numbers and category codes before the token ids."""
+
+    def __init__(self, columns: int, **kwargs):
+        super().__init__(**kwargs)
+        self.columns = int(columns)
+
+    def call(self, inputs):
+        return inputs[:, :self.columns]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.columns)
+
+    def get_config(self):
+        return {**super().get_config(), "columns": self.columns}
+
+
+def _family_features(hp, family: str, ids, vocabulary_size: int, classes: int, suffix: str):
+    if family == "linear":
+        hp.Choice("linear_c", list(C_VALUES), default=DEFAULT_C)
+        return TfidfLogits(vocabulary_size, classes, name=f"{TFIDF_LAYER}{suffix}", dtype="float32")(ids)
+    width = hp.Choice("embedding_dim", list(EMBEDDING_DIMS), default=EMBEDDING_DIMS[0])
+    embedded = keras.layers.Embedding(vocabulary_size, width, name=f"embedding{suffix}")(ids)
+    if family == "embedding":
+        average = MaskedAverage(name=f"average{suffix}")([embedded, ids])
+        return keras.layers.Dense(width, activation="relu")(average)
+    if family == "cnn":
+        filters = hp.Choice("text_filters", list(TEXT_FILTERS), default=64)
+        kernel = hp.Choice("text_kernel", list(TEXT_KERNELS), default=TEXT_KERNELS[0])
+        convolved = keras.layers.Conv1D(filters, kernel, padding="same", activation="relu")(embedded)
+        return keras.layers.GlobalMaxPooling1D()(convolved)
+    if family == "lstm":
+        return FusedLSTM(hp.Choice("lstm_units", list(LSTM_UNITS), default=32))(embedded)
+    raise ValueError(f"family {family!r} does not read text; text families are {TEXT_FAMILIES}")
+
+
+def tfidf_matrix(ids: np.ndarray, vocabulary_size: int, idf: np.ndarray | None = None):
+    """(scikit-learn's TF-IDF rows of `ids` as a sparse matrix, the idf used): `idf` fitted on these rows if None."""
+    from scipy import sparse
+    from sklearn.preprocessing import normalize
+
+    rows, positions = np.nonzero(ids >= FIRST_COUNTED_ID)
+    counts = sparse.csr_matrix((np.ones(len(rows)), (rows, ids[rows, positions])), shape=(len(ids), vocabulary_size))
+    counts.sum_duplicates()
+    if idf is None:
+        documents = np.bincount(counts.indices, minlength=vocabulary_size)
+        idf = np.log((1 + len(ids)) / (1 + documents)) + 1.0
+    return normalize(counts.multiply(idf[None, :]).tocsr()), idf
+
+
+def fit_tfidf_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: dict | None, *, c: float,
+                   seed: int = 0) -> dict:
+    """Fit logistic regression on the TF-IDF rows of every text column (and the encoded other columns) and copy it
+    into the `TfidfLogits` layers and the softmax layer (identity on the text scores, the coefficients on the rest).
+
+    Returns the training loss and accuracy, as `models.linear.fit_logistic_head` does.
+    """
+    from scipy import sparse
+
+    if len(x) > MAX_FIT_ROWS:
+        keep = stratified_rows(y, MAX_FIT_ROWS, seed)
+        x, y = x[keep], y[keep]
+    head = model.get_layer("probabilities")
+    n_classes = head.units
+    tokens = [layer for layer in model.layers if isinstance(layer, TokenIds)]
+    scorers = [layer for layer in model.layers if isinstance(layer, TfidfLogits)]
+    blocks, idfs = [], []
+    for layer, scorer in zip(tokens, scorers):
+        ids = np.rint(x[:, layer.start:layer.start + layer.length]).astype(np.int64)
+        matrix, idf = tfidf_matrix(ids, scorer.vocabulary_size)
+        blocks.append(matrix)
+        idfs.append(idf)
+    encode = next((layer for layer in model.layers if layer.name == ENCODE_LAYER), None)
+    table = model_outputs(keras.Model(model.input, encode.output), x) if encode is not None else None
+    features = sparse.hstack(blocks + ([sparse.csr_matrix(table.astype(np.float64))] if table is not None else [])
+                             ).tocsr()
+    weights = None if class_weight is None else np.array([class_weight.get(int(label), 1.0) for label in y])
+    coefficients = np.zeros((features.shape[1], n_classes))
+    bias = np.full(n_classes, ABSENT_CLASS_LOGIT, dtype=np.float64)
+    classes = np.unique(y)
+    if len(classes) == 1:
+        bias[classes[0]] = 0.0
+    else:
+        regression = logistic_regression(c).fit(features, y, sample_weight=weights)
+        classes = regression.classes_
+        if len(classes) == 2:
+            bias[classes[0]] = 0.0
+            coefficients[:, classes[1]], bias[classes[1]] = regression.coef_[0], regression.intercept_[0]
+        else:
+            for row, label in enumerate(classes):
+                coefficients[:, label], bias[label] = regression.coef_[row], regression.intercept_[row]
+    kernel_rows, offset = [], 0
+    for scorer, idf, block in zip(scorers, idfs, blocks):
+        width = block.shape[1]
+        scorer.set_weights([idf.astype(np.float32), coefficients[offset:offset + width].astype(np.float32)])
+        kernel_rows.append(np.eye(n_classes))
+        offset += width
+    if table is not None:
+        kernel_rows.append(coefficients[offset:])
+    head.set_weights([np.concatenate(kernel_rows).astype(np.float32), bias.astype(np.float32)])
+    return training_metrics(model, x, y)
+
+
+def informative_tokens(model: keras.Model, vocabulary: list[str], class_names: list[str], top: int = 10
+                       ) -> dict[str, list[str]]:
+    """Per class, the `top` words of the first TF-IDF layer with the largest coefficients (a linear model), or {}."""
+    scorer = next((layer for layer in all_layers(model) if isinstance(layer, TfidfLogits)), None)
+    if scorer is None:
+        return {}
+    coefficients = keras.ops.convert_to_numpy(scorer.coefficients)
+    words = np.arange(FIRST_COUNTED_ID + 1, len(vocabulary))  # the words, <UNKNOWN> left out
+    if len(class_names) == 2:  # one coefficient row: large for the second class, small for the first
+        order = words[np.argsort(-coefficients[words, 1], kind="stable")]
+        return {class_names[1]: [vocabulary[i] for i in order[:top]],
+                class_names[0]: [vocabulary[i] for i in order[::-1][:top]]}
+    return {name: [vocabulary[i] for i in words[np.argsort(-coefficients[words, k], kind="stable")][:top]]
+            for k, name in enumerate(class_names)}
+

@@ -1,0 +1,190 @@
+"""Text: a text column (alone or beside numbers) and a folder of .txt files train end to end, the int8 model scores
+raw strings as Keras does, an app's tokenizer written from model_spec.json alone gives the same ids, and the TF-IDF
+layer computes scikit-learn's TF-IDF."""
+
+import json
+import re
+
+import keras_tuner as kt
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import kerasflow
+from flows.cli import app
+from models.hypermodel import KerasflowHyperModel
+from models.inference import model_outputs
+from models.text import TEXT_FAMILIES, informative_tokens
+from pipelines.columns import infer_roles
+from pipelines.errors import DataError
+from pipelines.export.records import ExportData
+from pipelines.export.tflite import check_builtin_ops, convert, write_saved_model
+from pipelines.load import Dataset, load_path, split_dataset
+from pipelines.preprocess import encode_features, fit_preprocessing, model_inputs
+from pipelines.text.tokenizer import Tokenizer
+from pipelines.train import train
+from tests.conftest import TEXT_WORDS, fast_config, make_texts
+
+
+def _splits(frame, target="team", length=None):
+    features = frame.drop(columns=[target])
+    data = Dataset("table", features, frame[target].to_numpy(object), "memory").with_roles(infer_roles(features))
+    return split_dataset(data, None, test_fraction=0.2, val_fraction=0.2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory):
+    """Tickets with a text body and a numeric priority, trained on tiny budgets (linear and embedding trials)."""
+    root = tmp_path_factory.mktemp("text")
+    make_texts(120).to_csv(root / "tickets.csv", index=False)
+    result = train(fast_config(data=root / "tickets.csv", target="team", runs_root=root / "runs",
+                               registry=root / "registry", name="tickets", max_trials=2))
+    return root, result
+
+
+def _spec_tokenizer(spec: dict):
+    """An app's tokenizer, written from model_spec.json alone (no kerasflow code): the documented rule."""
+    text = spec["input"]["text"]
+    index = {word: i for i, word in enumerate(text["vocabulary"])}
+    split = re.compile(text["split_pattern"])
+
+    def ids(value: str) -> list[int]:
+        value = value.lower() if text["lowercase"] else value
+        words = [w for w in split.split(value.strip()) if w]
+        found = [text["start_id"], *(index.get(w, text["unknown_id"]) for w in words)][:text["length"]]
+        return found + [text["pad_id"]] * (text["length"] - len(found))
+
+    return ids
+
+
+def test_a_text_table_trains_exports_int8_and_scores_raw_strings(mixed_run):
+    root, result = mixed_run
+    run_dir = result.run_dir
+    spec = json.loads((run_dir / "export" / "model_spec.json").read_text())
+    assert spec["input"]["text"]["columns"] == ["body"] and spec["input"]["text"]["vocabulary"][:3] == \
+        ["<PAD>", "<START>", "<UNKNOWN>"]
+    assert result.evaluation.accuracy >= 0.8, "the words tell the team"
+    model = kerasflow.load("tickets", registry=root / "registry")
+    new = make_texts(30, seed=5).drop(columns=["team"])
+    keras_run, int8_run = model.predict(new), model.predict(new, variant="int8")
+    assert np.mean(keras_run.labels == int8_run.labels) >= 0.9, "int8 labels raw strings as Keras does"
+    truth = make_texts(30, seed=5)["team"].to_numpy()
+    assert np.mean(keras_run.labels == truth) >= 0.8
+    assert {c.column: c.kind for c in keras_run.drift.columns}["body.tokens"] == "numeric", "token counts drift as numbers"
+    assert "body.unknown" in {c.column for c in keras_run.drift.columns}
+
+
+def test_an_apps_tokenizer_from_model_spec_alone_gives_the_models_ids(mixed_run):
+    root, result = mixed_run
+    spec = json.loads((result.run_dir / "export" / "model_spec.json").read_text())
+    model = kerasflow.load(result.run_dir)
+    samples = ["Router OFFLINE since monday; it's the DNS!!", "", "   invoice, refund\tcard  ", "zzz unseen words",
+               " ".join(["please"] * 80), "Ünïcode wifi café"]
+    frame = make_texts(len(samples)).drop(columns=["team"]).assign(body=samples)
+    dataset = Dataset("table", frame, np.full(len(samples), "", dtype=object), "apps")
+    x = encode_features(dataset, model.trained.prep)
+    start = spec["input"]["text"]["first_index"]
+    length = spec["input"]["text"]["length"]
+    ids = _spec_tokenizer(spec)
+    assert x[:, start:start + length].astype(int).tolist() == [ids(s) for s in samples]
+    assert ids("zzz")[:2] == [1, 2] and ids("")[0] == 1 and set(ids("")[1:]) == {0}
+
+
+def test_the_tfidf_layer_is_scikit_learns_tfidf_and_logistic_regression():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from pipelines.text.tokenizer import tokens
+
+    frame = make_texts(90)[["body", "team"]]
+    splits = _splits(frame)
+    prep = fit_preprocessing(splits)
+    prep.tokenizer["length"] = 32  # no text is cut: scikit-learn sees every token
+    prep.input_shape = [32]
+    inputs = model_inputs(splits, prep)
+    hypermodel = KerasflowHyperModel(prep, ["linear"])
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    hypermodel.fit(hp, model, inputs.x_train, inputs.y_train)
+    vectorizer = TfidfVectorizer(analyzer=tokens).fit(splits.train.features["body"])
+    regression = LogisticRegression(C=1.0, max_iter=1000).fit(vectorizer.transform(splits.train.features["body"]),
+                                                               inputs.y_train)
+    expected = regression.predict_proba(vectorizer.transform(splits.test.features["body"]))
+    assert np.allclose(model_outputs(model, inputs.x_test), expected, atol=2e-3)
+    top = informative_tokens(model, prep.tokenizer["vocabulary"], prep.class_names, top=3)
+    for team, words in TEXT_WORDS.items():
+        assert set(top[team]) <= set(words), f"{team}'s most informative tokens are its own words"
+
+
+@pytest.mark.parametrize("family", TEXT_FAMILIES)
+def test_every_text_family_converts_to_int8_with_builtin_ops(family):
+    frame = make_texts(60)
+    prep = fit_preprocessing(_splits(frame))  # body (text) and priority (numeric): both inputs
+    x = model_inputs(_splits(frame), prep).x_train
+    hp = kt.HyperParameters()
+    hp.values["family"] = family
+    model = KerasflowHyperModel(prep, [family]).build(hp)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        saved = write_saved_model(model, Path(folder) / "saved_model", prep.input_shape)
+        tflite = convert(saved, "int8", x[:20])
+    check_builtin_ops(tflite, family)
+    assert len(tflite) > 0
+
+
+def _text_folder(root, n=45, seed=0, encoding="utf-8"):
+    frame = make_texts(n, seed)
+    for i, (body, team) in enumerate(zip(frame["body"], frame["team"])):
+        (root / team).mkdir(parents=True, exist_ok=True)
+        (root / team / f"{i}.txt").write_bytes(body.encode(encoding))
+    return root
+
+
+def test_a_folder_of_texts_trains_and_scores_its_files(tmp_path):
+    folder = _text_folder(tmp_path / "texts")
+    data = load_path(folder, None)
+    assert data.roles["text"].role == "text" and sorted(set(data.labels)) == sorted(TEXT_WORDS)
+    result = train(fast_config(data=folder, runs_root=tmp_path / "runs", registry=tmp_path / "registry",
+                               name="texts", families=["linear"]))
+    spec = json.loads((result.run_dir / "export" / "model_spec.json").read_text())
+    length = spec["input"]["text"]["length"]
+    assert spec["input"]["shape"] == [-1, length], "a text-only model takes its token ids alone"
+    report = (result.run_dir / "report.md").read_text()
+    assert "Most informative tokens per class" in report and "| network | " in report
+    new = _text_folder(tmp_path / "new", n=9, seed=3)
+    model = kerasflow.load(result.run_dir)
+    scored = model.predict(new, variant="int8").to_frame()
+    assert list(scored.columns[:2]) == ["file", "label"] and len(scored) == 9
+    assert (scored["label"] == [f.split("/")[0] for f in scored["file"]]).mean() >= 0.8
+    strings = model.predict(["the router is offline again", "refund my invoice please"])
+    assert list(strings.labels) == ["network", "billing"]
+
+
+def test_a_file_not_in_utf8_is_one_error_line_naming_it(tmp_path):
+    folder = _text_folder(tmp_path / "texts", n=12)
+    (folder / "billing" / "latin.txt").write_bytes("café refund".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin.txt: not UTF-8 text"):
+        load_path(folder, None)
+    result = CliRunner().invoke(app, ["train", "--data", str(folder), "--runs-root", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "latin.txt: not UTF-8 text" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_table_whose_only_column_is_an_identifier_is_refused_at_once(tmp_path):
+    frame = make_texts(40).assign(ticket=[f"T{i:04d}" for i in range(40)])[["ticket", "team"]]
+    frame.to_csv(tmp_path / "ids.csv", index=False)
+    from pipelines.load import load_dataset
+    from pipelines.config import TrainConfig
+
+    with pytest.raises(DataError, match="no feature column is left"):
+        load_dataset(TrainConfig(data=tmp_path / "ids.csv", target="team"))
+
+
+def test_the_tokenizer_rule_and_vocabulary(tmp_path):
+    tokenizer = Tokenizer.fit(["b a a", "c b a", "It's A test"])
+    assert tokenizer.vocabulary[:6] == ["<PAD>", "<START>", "<UNKNOWN>", "a", "b", "c"]
+    assert "it's" in tokenizer.vocabulary, "apostrophes stay inside words (Model Maker's [^\\w']+)"
+    assert tokenizer.encode(["A, b! zebra"])[0, :4].tolist() == [1, 3, 4, 2]
+    assert Tokenizer.from_json(json.loads(json.dumps(tokenizer.to_json()))) == tokenizer
