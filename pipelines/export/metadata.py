@@ -169,7 +169,34 @@ def _populate(tflite: bytes, about: About, input_md, class_names: list[str],
     populator.load_metadata_buffer(builder.Output())
     populator.load_associated_file_buffers({LABEL_FILE: "\n".join(class_names).encode(), **(files or {})})
     populator.populate()
-    return bytes(populator.get_model_buffer())
+    return with_fixed_zip_times(bytes(populator.get_model_buffer()))
+
+
+# The populator zips the associated files with the time of writing; a fixed time keeps an export reproducible
+# (a re-export writes the same bytes). DOS date and time of 1980-01-01 00:00, zip's epoch.
+ZIP_EPOCH = (0x0021).to_bytes(2, "little"), (0).to_bytes(2, "little")
+LOCAL_HEADER_TIME, CENTRAL_HEADER_TIME, CENTRAL_HEADER_SIZE = 10, 12, 46
+CENTRAL_LENGTHS = (28, 30, 32)  # where a central header gives its name, extra field and comment lengths
+
+
+def with_fixed_zip_times(tflite: bytes) -> bytes:
+    """`tflite` with every packed file's modification time set to `ZIP_EPOCH` (local and central headers)."""
+    import io
+    import zipfile
+
+    date, time = ZIP_EPOCH
+    out = bytearray(tflite)
+    with zipfile.ZipFile(io.BytesIO(tflite)) as packed:
+        entries = packed.infolist()
+        central = packed.start_dir  # absolute offsets: zipfile adds the model bytes before the zip
+    for entry in entries:
+        at = entry.header_offset + LOCAL_HEADER_TIME
+        out[at:at + 4] = time + date
+        at = central + CENTRAL_HEADER_TIME
+        out[at:at + 4] = time + date
+        lengths = sum(int.from_bytes(out[central + i:central + i + 2], "little") for i in CENTRAL_LENGTHS)
+        central += CENTRAL_HEADER_SIZE + lengths
+    return bytes(out)
 
 
 def _color_space_rgb() -> int:
