@@ -1,7 +1,8 @@
 """Preprocessing layers that live inside the exported model.
 
-They use only ops that TFLite has as builtins (sub, mul, not_equal, select,
-one_hot, concat), so the .tflite model takes raw features too. `all_layers` walks
+They use only ops that TFLite has as builtins (sub, mul, sum, not_equal, select,
+one_hot, concat), so the .tflite model takes raw features too; `GrayFromRgb` lets a
+model trained on gray images take the RGB images mobile clients give. `all_layers` walks
 a model's layers through nested models (the export and transfer learning look inside).
 """
 
@@ -44,6 +45,24 @@ class TabularEncoder(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "mean": self.mean, "variance": self.variance,
                 "cardinalities": self.cardinalities}
+
+
+# ITU-R 601-2 luma: the weights of PIL's convert("L"), which reads gray image files for training and `kerasflow predict`.
+LUMA = (0.299, 0.587, 0.114)
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class GrayFromRgb(keras.layers.Layer):
+    """RGB pixels [..., 3] to one gray channel [..., 1] with the `LUMA` weights (MUL and SUM, TFLite builtins).
+
+    A gray pixel given as three equal channels comes out as itself, since the weights sum to 1.
+    """
+
+    def call(self, inputs):
+        return ops.sum(inputs * ops.convert_to_tensor(LUMA, dtype=inputs.dtype), axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 1)
 
 
 def all_layers(model):

@@ -138,17 +138,21 @@ def table_csv(tmp_path):
     return path
 
 
-@pytest.fixture
-def image_folder(tmp_path):
-    """Ten real 8x8 digits per class for three classes, as PNG files."""
+def write_digit_images(root: Path) -> Path:
+    """Ten real 8x8 digits per class for three classes, as gray PNG files in one folder per class."""
     digits = load_digits()
-    root = tmp_path / "images"
     for digit in (0, 1, 7):
         folder = root / f"digit_{digit}"
         folder.mkdir(parents=True)
         for i, image in enumerate(digits.images[digits.target == digit][:10]):
             Image.fromarray((image * 255 / 16).astype(np.uint8), mode="L").save(folder / f"{i}.png")
     return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Ten real 8x8 digits per class for three classes, as PNG files."""
+    return write_digit_images(tmp_path / "images")
 
 
 @pytest.fixture

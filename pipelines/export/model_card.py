@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipelines.columns import DATE_PARTS, DATE_PARTS_MEANING, ColumnRole
 from pipelines.export.records import TRAINED_MODEL, ExportData, ExportResult
+from pipelines.export.rgb import file_input_shape, has_front
 from pipelines.load import LENGTH_RULE, SEQUENCE_FORMAT
 from pipelines.preprocess import Preprocessing
 from pipelines.text.tokenizer import PAD_ID, START_ID, UNKNOWN_ID
@@ -23,6 +24,8 @@ NORMALISATION = {
              "one-hot encoded; feed raw numbers and category codes (see preprocessing.json vocabularies) and each text "
              "column's token ids (input.text: the tokenizer's rule and vocabulary)",
 }
+UNNAMED = "kerasflow model"  # a model exported without card facts
+DEFAULT_LICENCE = "The terms of the training data apply; kerasflow grants no licence of its own."
 INTENDED_USE = ("On-device classification of inputs like the training data, in the same units and layout. "
                 "Outputs are softmax probabilities over labels.json, in that order.")
 
@@ -36,6 +39,7 @@ class CardFacts:
         split_sizes: rows per split; test_metrics: the headline scores; per_class: precision/recall/F1/support.
         trained_at: UTC time of training; data_notes: what loading changed (resizing, padding, ...).
         pretrained: the pretrained bases it started from (`pipelines.transfer.describe_lineage`); "" if none.
+        licence: the terms the model is shared under (in the card and the .tflite metadata).
     """
 
     model_name: str
@@ -47,6 +51,7 @@ class CardFacts:
     trained_at: str
     data_notes: list[str] = field(default_factory=list)
     pretrained: str = ""
+    licence: str = DEFAULT_LICENCE
 
     def save(self, path: Path) -> Path:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -64,7 +69,10 @@ def input_layout(prep: Preprocessing) -> str:
                    *(f"{c} ({length} token ids, input.text)" for c in prep.text_columns)]
         return "one row: " + ", ".join(columns)
     if prep.kind == "image":
-        return "one image: height x width x channels"
+        height, width, channels = file_input_shape(prep)
+        gray = ("; the model was trained on gray images and converts RGB to gray itself (luma 0.299 R + 0.587 G + "
+                "0.114 B, as PIL reads gray files)") if has_front(prep) else ""
+        return f"one RGB image: {height} x {width} x {channels} pixel values{gray}"
     return f"one sequence: time steps x features; {LENGTH_RULE}"
 
 
@@ -107,7 +115,7 @@ def spec(result: ExportResult, prep: Preprocessing, data: ExportData) -> dict:
         **({"before_each_call": STATE_RESET} if result.stateful else {}),
         "input": {
             "name": "features",
-            "shape": [batch, *prep.input_shape],
+            "shape": [batch, *file_input_shape(prep)],
             "layout": input_layout(prep),
             "training_value_range": {"min": data.feature_min.tolist(), "max": data.feature_max.tolist(),
                                      "per": "column" if prep.kind == "table" else "channel/feature (last axis)"},
@@ -169,7 +177,7 @@ def write_card(result: ExportResult, prep: Preprocessing, facts: CardFacts | Non
 
 
 def _card_lines(result, prep, facts: CardFacts | None) -> list[str]:
-    name = facts.model_name if facts else "kerasflow model"
+    name = facts.model_name if facts else UNNAMED
     lines = [f"# Model card: {name}", ""]
     if facts:
         lines += [
@@ -182,6 +190,7 @@ def _card_lines(result, prep, facts: CardFacts | None) -> list[str]:
             f"- Trained: {facts.trained_at}, architecture family: {facts.family}",
             *([f"- Pretrained from: {facts.pretrained}; its feature layers are the base under a new head"]
               if facts.pretrained else []),
+            f"- Licence: {facts.licence}",
             "",
             "## Metrics (Keras model, test split)",
             ", ".join(f"{k} {v:.4f}" for k, v in facts.test_metrics.items()),
@@ -198,7 +207,9 @@ def _card_lines(result, prep, facts: CardFacts | None) -> list[str]:
         "",
         "Latency: batch 1, one interpreter thread, on the machine that ran the export, median and p95 after warm-up; "
         "phones differ, the ratios between variants carry over better than the absolute numbers.",
-        "Inputs, outputs, int8 scale/zero-point and vocabularies: `model_spec.json`. Labels: `labels.json`.",
+        "Inputs, outputs, int8 scale/zero-point and vocabularies: `model_spec.json`. Labels: `labels.json`. Every "
+        ".tflite file carries LiteRT metadata too (name, version, tensors, image normalisation, labels.txt packed in), "
+        "which MediaPipe Tasks and Android Studio read.",
         "",
         "## Intended use",
         INTENDED_USE,

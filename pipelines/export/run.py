@@ -1,7 +1,8 @@
 """Export step: .keras, SavedModel and TFLite variants, each checked on the test split.
 
 Every TFLite variant is converted with builtin ops only, its op list is
-checked, and it is run through the LiteRT interpreter on the test split:
+checked, it gets LiteRT metadata (`pipelines.export.metadata`; image models take
+RGB, `pipelines.export.rgb`), and it is run through the LiteRT interpreter on the test split:
 accuracy and macro-F1 next to the Keras model's, label agreement, largest
 probability difference, file size and batch-1 latency. A variant that loses
 more than `tolerance` accuracy is flagged and never recommended.
@@ -28,7 +29,9 @@ from pipelines.config import ExportOptions
 from pipelines.errors import ExportError
 from pipelines.export import model_card
 from pipelines.export.compress import compress
+from pipelines.export.metadata import About, with_metadata
 from pipelines.export.records import TRAINED_MODEL, ExportData, ExportResult, KerasReference, VariantReport
+from pipelines.export.rgb import client_model, file_input_shape, file_samples
 from pipelines.preprocess import REPLAY_ROWS, Preprocessing, Replay
 from pipelines.export.tflite import (
     LiteModel,
@@ -37,6 +40,7 @@ from pipelines.export.tflite import (
     keras_latency,
     sparse_tensors,
     tflite_latency,
+    variable_tensors,
     write_saved_model,
 )
 from pipelines.export.variant_plot import PLOT_FILE, plot_variants
@@ -96,14 +100,14 @@ def export_model(model_path: Path, prep: Preprocessing, data: ExportData, export
     staging.mkdir(parents=True)
     try:
         model.save(staging / "model.keras")
-        write_saved_model(model, staging / "saved_model", prep.input_shape)
+        write_saved_model(client_model(model, prep), staging / "saved_model", file_input_shape(prep))
         keras_probabilities = model.predict(data.x_test, verbose=0)
         reference = _keras_reference(model, keras_probabilities, data, staging / "model.keras", options)
-        variants = [_export_variant(staging, variant, keras_probabilities, reference, data, options)
+        variants = [_export_variant(staging, variant, keras_probabilities, reference, data, options, prep, card)
                     for variant in options.quantize]
         if options.compressing:
             variants += _compressed_variants(model_path, prep, data, staging, options, keras_probabilities,
-                                             reference, training, variants)
+                                             reference, training, variants, card)
         _recommend(variants)
         result = ExportResult(export_dir, {}, reference, variants, options.quantization_tolerance, options.int8_io)
         plot_variants(result, staging / PLOT_FILE)
@@ -161,35 +165,39 @@ def _scores(y: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
 
 def _compressed_variants(model_path: Path, prep: Preprocessing, data: ExportData, staging: Path,
                          options: ExportOptions, keras_probabilities: np.ndarray, reference: KerasReference,
-                         training: Path | None, variants: list[VariantReport]) -> list[VariantReport]:
+                         training: Path | None, variants: list[VariantReport],
+                         card: model_card.CardFacts | None) -> list[VariantReport]:
     """Prune and/or distil the model (`pipelines.export.compress`) and export each as an int8 variant."""
     if training is None or not Path(training).exists():
         raise ExportError(f"compression learns from the run's training sample, and {training or 'replay.npz'} is "
                           "missing: compress a run folder or registered version that has replay.npz")
     x, y = Replay.load(training).sample(REPLAY_ROWS, prep.class_names, seed=0)
     int8 = next((v for v in variants if v.variant == "int8"), None)
-    teacher_kb = (int8.bytes if int8 else len(convert(staging / "saved_model", "int8", data.x_representative))) / 1024
+    teacher_kb = (int8.bytes if int8 else len(convert(staging / "saved_model", "int8",
+                                                      file_samples(data.x_representative, prep)))) / 1024
     work = staging / ".compress"
     reports = []
     for made in compress(model_path, prep, x, y, options, teacher_kb, data.x_representative):
         made.model.save(staging / f"model_{made.kind}.keras")
-        saved_model = write_saved_model(made.model, work / made.kind, prep.input_shape)
-        reports.append(_export_variant(staging, made.variant, keras_probabilities, reference, data, options,
-                                       mode="int8", saved_model=saved_model, source=made.description,
+        saved_model = write_saved_model(client_model(made.model, prep), work / made.kind, file_input_shape(prep))
+        reports.append(_export_variant(staging, made.variant, keras_probabilities, reference, data, options, prep,
+                                       card, mode="int8", saved_model=saved_model, source=made.description,
                                        sparsity=made.sparsity))
     shutil.rmtree(work, ignore_errors=True)
     return reports
 
 
 def _export_variant(staging: Path, variant: str, keras_probabilities: np.ndarray, reference: KerasReference,
-                    data: ExportData, options: ExportOptions, *, mode: str | None = None,
+                    data: ExportData, options: ExportOptions, prep: Preprocessing,
+                    card: model_card.CardFacts | None, *, mode: str | None = None,
                     saved_model: Path | None = None, source: str = TRAINED_MODEL,
                     sparsity: float | None = None) -> VariantReport:
-    """Convert one variant (`mode`: the quantize mode, default `variant`) and check it against the Keras model."""
+    """Convert one variant (`mode`: the quantize mode, default `variant`), write its metadata in and check it against
+    the Keras model."""
     file = f"model_{variant}.tflite"
     try:
-        tflite = convert(saved_model or staging / "saved_model", mode or variant, data.x_representative,
-                         options.int8_io, sparse=sparsity is not None)
+        tflite = convert(saved_model or staging / "saved_model", mode or variant,
+                         file_samples(data.x_representative, prep), options.int8_io, sparse=sparsity is not None)
     except ExportError:
         raise
     except Exception as exc:
@@ -199,6 +207,8 @@ def _export_variant(staging: Path, variant: str, keras_probabilities: np.ndarray
         source += ("; weights stored sparse" if sparse_tensors(tflite) else
                    "; weights stored dense (the sparse form was larger or LiteRT could not run it; gzip shows the "
                    "saving)")
+    tflite = with_metadata(tflite, prep, data, About.of(prep, card, variant, source),
+                           stateful=variable_tensors(tflite) > 0)
     (staging / file).write_bytes(tflite)
     lite = LiteModel(tflite)
     probabilities = lite.predict(data.x_test)

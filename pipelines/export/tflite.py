@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from pipelines.errors import ExportError
+from pipelines.export.rgb import FRONT_NAME, RGB_CHANNELS, as_rgb
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
 PREDICT_BATCH = 256
@@ -145,10 +146,10 @@ def _converter(saved_model: Path):
 
 
 # Layers kept in float in the int8 variant: the in-model preprocessing ("encode" for tables, "normalize" for images
-# and sequences), MiniRocket's fixed features ("rocket") and the tree ensembles ("trees"): their thresholds on
-# quantized values would flip; and the token ids of text ("tokens": integers up to the vocabulary's size, which one
-# int8 scale would merge) with the TF-IDF scores computed from them ("tfidf").
-PREPROCESSING_NODE = re.compile(r"(^|/)(encode|normalize|rocket|trees|tokens|tfidf)(_\d+)?/")
+# and sequences, the RGB front of gray image models), MiniRocket's fixed features ("rocket") and the tree ensembles
+# ("trees"): their thresholds on quantized values would flip; and the token ids of text ("tokens": integers up to
+# the vocabulary's size, which one int8 scale would merge) with the TF-IDF scores computed from them ("tfidf").
+PREPROCESSING_NODE = re.compile(rf"(^|/)(encode|normalize|{FRONT_NAME}|rocket|trees|tokens|tfidf)(_\d+)?/")
 
 
 def preprocessing_nodes(tflite: bytes) -> list[str]:
@@ -232,6 +233,8 @@ def variable_tensors(tflite: bytes) -> int:
 class LiteModel:
     """A LiteRT interpreter that takes and returns float arrays, (de)quantizing int8 I/O itself.
 
+    Gray images given to a file that takes RGB (`pipelines.export.rgb`) are passed as three equal channels.
+
     A stateful model (a fused LSTM: LiteRT keeps its final h and c as the next call's initial state) has its
     variable tensors reset before every call, so each call sees a fresh sequence, as the Keras model does.
     """
@@ -247,6 +250,9 @@ class LiteModel:
         self.input, self.output = _spec(self._input), _spec(self._output)
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim == 4 and x.shape[-1] == 1 and self.input.shape[-1] == RGB_CHANNELS:
+            x = as_rgb(x)
         if not self.input.quantized:
             return np.ascontiguousarray(x, dtype=np.float32)
         info = np.iinfo(self.input.dtype)

@@ -7,6 +7,7 @@ import pytest
 from models.lstm import FUSED_OP
 from pipelines.config import ExportOptions
 from pipelines.errors import ExportError
+from pipelines.export.metadata import LABEL_FILE, packed_file, read_metadata
 from pipelines.export.model_card import CardFacts
 from pipelines.export.records import ExportData
 from pipelines.export.reexport import reexport_run
@@ -79,6 +80,12 @@ def test_every_family_exports_every_variant_with_builtin_ops_and_parity(request,
         assert all(v.stateful for v in result.variants), "LiteRT keeps the LSTM state: the spec must say so"
         spec = json.loads((tmp_path / "export" / "model_spec.json").read_text())
         assert spec["input"]["shape"][0] == 1 and "resetVariableTensors" in spec["before_each_call"]
+    for v in result.variants:  # every file says what it is and carries its labels (pipelines.export.metadata)
+        metadata = read_metadata((tmp_path / "export" / v.file).read_bytes())
+        assert metadata["packed_files"] == [LABEL_FILE] and v.variant in metadata["version"]
+        assert packed_file((tmp_path / "export" / v.file).read_bytes(), LABEL_FILE).decode().split("\n") == \
+            prep.class_names
+        assert v.input.shape[-1] == 3 if prep.kind == "image" else v.input.shape[1:] == prep.input_shape
     spec = json.loads((tmp_path / "export" / "model_spec.json").read_text())
     if prep.kind == "sequence":
         assert spec["input"]["sequence"] == {"length": prep.input_shape[0], "features": prep.input_shape[1],
@@ -92,7 +99,7 @@ def test_metadata_matches_the_interpreter_tensors_with_int8_io(image_folder, tmp
     export_model(tmp_path / "finetuned.keras", prep, data, tmp_path / "export", ExportOptions(int8_io=True, **FAST))
     spec = json.loads((tmp_path / "export" / "model_spec.json").read_text())
     assert spec["labels"] == prep.class_names == json.loads((tmp_path / "export" / "labels.json").read_text())
-    assert spec["input"]["shape"] == [-1, *prep.input_shape]
+    assert spec["input"]["shape"] == [-1, *prep.input_shape[:-1], 3], "the files take RGB (pipelines.export.rgb)"
     assert spec["input"]["training_value_range"]["max"] == pytest.approx([float(data.feature_max[0])])
     for name, variant in spec["variants"].items():
         lite = LiteModel((tmp_path / "export" / variant["file"]).read_bytes())
