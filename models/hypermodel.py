@@ -262,12 +262,13 @@ class KerasflowHyperModel(kt.HyperModel):
 
     def _kernel(self, hp, x):
         """Gaussian similarities of the flattened preprocessed inputs to training rows; `fit` picks the rows and
-        solves the ridge head on them (`models.kernel`). The landmark count is fixed by the rows first fitted on."""
+        solves the ridge head on them (`models.kernel`). The landmark count follows the rows it is fitted on."""
         hp.Choice("kernel_gamma", list(GAMMA_SCALES), default=DEFAULT_GAMMA_SCALE)
         hp.Int("kernel_seed", 0, 9)
         x = keras.layers.Flatten()(x)
-        rows = len(self.x_fit) if self.x_fit is not None else MAX_LANDMARKS
-        landmarks = hp.Fixed("kernel_landmarks", landmark_count(rows, int(x.shape[-1])))
+        landmarks = hp.Fixed("kernel_landmarks", landmark_count(MAX_LANDMARKS, int(x.shape[-1])))
+        if self.x_fit is not None:  # fitted now: every row it is fitted on, up to the bounds (saved with the values)
+            landmarks = hp.values["kernel_landmarks"] = landmark_count(len(self.x_fit), int(x.shape[-1]))
         return RBFFeatures(landmarks, name="rbf", dtype="float32")(x)
 
     def _dense(self, hp, x):

@@ -136,7 +136,7 @@ class SearchOptions(DeviceOptions, MobileBudget):
     selection: Selection = Field("auto", description="How search trials are scored: kfold trains each on 5 "
                                  "stratified folds of train+val and scores its out-of-fold predictions (5x the "
                                  "cost per trial); holdout scores the validation split; auto: kfold when the "
-                                 "validation split has fewer than 100 rows, where one error outweighs a point.")
+                                 "validation split has fewer than 300 rows, where one error is worth a third of a point or more.")
     ensemble_size: int = Field(5, ge=1, le=10, description="Average up to this many of the best distinct trials "
                                "into one model when that scores better on held-out rows than the best single "
                                "trial; 1: never ensemble. Under a mobile budget the whole ensemble must fit.")

@@ -82,18 +82,20 @@ def fine_tune(
     trained = [_train_one(prep, values, x, y, max_epochs, batch_size, seed, class_weight, devices,
                           None if deadline is None else now + (deadline - now) * (i + 1) / len(members))
                for i, values in enumerate(members)]
-    models = [model for model, _, _ in trained]
+    models = [model for model, _, _, _ in trained]
     model = models[0] if len(models) == 1 else average(models)
-    as_float32(model, prep, hyperparameters).save(output_path)
+    # the values each member was built with: a data-fitted size (kernel landmarks) follows these rows
+    built = [values for _, _, _, values in trained]
+    as_float32(model, prep, built[0] if len(built) == 1 else {"family": ENSEMBLE, "members": built}).save(output_path)
     # An ensemble's curves are those of its first member trained by epochs (a closed-form member has one point).
-    curves = next((c for _, c, _ in trained if len(c["loss"]) > 1), trained[0][1])
+    curves = next((c for _, c, _, _ in trained if len(c["loss"]) > 1), trained[0][1])
     return FineTuneResult(output_path, curves, len(curves["loss"]), time.monotonic() - started,
-                          stopped_at_deadline=any(stopped for _, _, stopped in trained))
+                          stopped_at_deadline=any(stopped for _, _, stopped, _ in trained))
 
 
 def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, max_epochs: int, batch_size: int,
                seed: int, class_weight: str, devices: DeviceSetup | None,
-               deadline: float | None) -> tuple[keras.Model, dict, bool]:
+               deadline: float | None) -> tuple[keras.Model, dict, bool, dict]:
     hp = _hyperparameters(values)
     hypermodel = KerasflowHyperModel(prep, [values["family"]], jit_compile=devices.jit_compile if devices else "auto",
                                      x_fit=x)
@@ -102,7 +104,7 @@ def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, 
     weights = class_weights(y, class_weight)
     if closed_form(values):
         metrics = hypermodel.fit(hp, model, x, y, class_weight=weights)
-        return model, {"loss": [metrics["loss"]], "accuracy": [metrics["accuracy"]]}, False
+        return model, {"loss": [metrics["loss"]], "accuracy": [metrics["accuracy"]]}, False, dict(hp.values)
     stop = StopAtDeadline(deadline if deadline is not None else float("inf"), every_batch=True)
     callbacks = [
         keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=3, min_lr=1e-6),
@@ -112,7 +114,8 @@ def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, 
     ]
     history = hypermodel.fit(hp, model, **fit_inputs(x, y, batch_size, devices, shuffle=True, seed=seed),
                              epochs=max_epochs, callbacks=callbacks, class_weight=weights, verbose=0)
-    return model, {k: [float(v) for v in values] for k, values in history.history.items()}, stop.stopped
+    return model, {k: [float(v) for v in values] for k, values in history.history.items()}, stop.stopped, \
+        dict(hp.values)
 
 
 def build_from_hyperparameters(prep: Preprocessing, values: dict, jit_compile: bool | str = "auto") -> keras.Model:

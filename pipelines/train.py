@@ -101,9 +101,9 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     if tuned.cut_short(search.epochs_to_best()):
         shipped_note = (f"the run's deadline stopped the fine-tune of {describe(search.best_hyperparameters)} after "
                         f"{tuned.epochs} epochs, short of the {search.epochs_to_best()} the search's trials needed: "
-                        f"that trial's model ships instead (trained on the training split, trial "
-                        f"{search.best_trial_id}); a larger --budget-minutes leaves the fine-tune more time")
-        tuned, search, search_best = keep_search_model(tuned, search.best_model_path), search.best_trial_alone(), None
+                        f"the search's model ships instead (as its trials trained it, on the training split or "
+                        f"a fold of it); a larger --budget-minutes leaves the fine-tune more time")
+        tuned, search_best = keep_search_model(tuned, search.best_model_path), None
     model = finish_candidate(run_dir, config, splits, validation.suite, inputs, prep, tuned,
                              search.best_hyperparameters, steps, search_best=search_best)
     chosen = any(m.get("balance_classes", True) for m in member_hyperparameters(search.best_hyperparameters))

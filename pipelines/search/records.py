@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Callable
@@ -113,7 +113,8 @@ class SearchResult:
     Attributes:
         objective: what was maximised (val_accuracy or val_macro_f1).
         best_trial_id, best_val_score, best_hyperparameters, best_epochs: the chosen trial.
-        best_model_path: the chosen trial's model, saved in float32 (`search_best.keras`).
+        best_model_path: the chosen model as the search trained it (the best trial's, or the ensemble's members
+            averaged), saved in float32 (`search_best.keras`).
         trials: a record per trial, by trial id.
         families: the families searched; skipped_families: the others, with why.
         seconds: wall time of this search call; budget_spent: it stopped at the deadline.
@@ -155,13 +156,6 @@ class SearchResult:
         if self.cross_validated:
             return max([1, *[t.epochs_run - PATIENCE for t in trained]])
         return max([self.best_epochs, *[t.epochs or 1 for t in trained]])
-
-    def best_trial_alone(self) -> "SearchResult":
-        """This result with the best single trial chosen instead of an ensemble (no ensemble: itself)."""
-        if self.ensemble is None:
-            return self
-        best = next(t for t in self.trials if t.trial_id == self.best_trial_id)
-        return replace(self, best_hyperparameters=dict(best.hyperparameters), ensemble=None)
 
     @property
     def trial_table(self) -> pd.DataFrame:

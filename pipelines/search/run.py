@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from models import ENSEMBLE, families_for
+from models import ENSEMBLE, average, families_for
 from models.transfer import TransferBase
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, float32_policy
@@ -76,13 +76,14 @@ def run_search(
     best = completed[0]
     if ledger.footprints.over_budget(best.trial_id):
         raise SearchFailed(_nothing_fits(trials, options))
-    best_model_path = directory.parent / "search_best.keras"
-    with float32_policy():
-        tuner.get_best_models(1)[0].save(best_model_path)
     cv = CrossValidation.plan(inputs, options.seed, options.selection)
     scored = validation_rows(inputs.y_val, options.subsample_from, options.seed)
     ensemble = _ensemble(tuner, inputs, scored, cv, options, ledger.footprints)
     by_id = tuner.oracle.trials
+    best_model_path = directory.parent / "search_best.keras"
+    with float32_policy():  # the chosen model as the search trained it: the best trial, or the members averaged
+        chosen = [tuner.load_model(by_id[m]) for m in ensemble.members] if ensemble else tuner.get_best_models(1)
+        (chosen[0] if len(chosen) == 1 else average(chosen)).save(best_model_path)
     hyperparameters = model_hyperparameters(best) if ensemble is None else {
         "family": ENSEMBLE, "members": [model_hyperparameters(by_id[m]) for m in ensemble.members]}
     return SearchResult(

@@ -25,7 +25,8 @@ def test_small_validation_splits_switch_to_stratified_k_fold_over_train_and_val(
         assert not set(train) & set(val)
         assert set(cv.y[val]) == {0, 1, 2}, "stratified: each fold holds every class"
     assert CrossValidation.plan(_inputs(600, SMALL_VALIDATION_ROWS), seed=0) is None
-    assert len(CrossValidation.plan(_inputs(600, SMALL_VALIDATION_ROWS), seed=0, selection="kfold").y) == 700
+    assert len(CrossValidation.plan(_inputs(600, SMALL_VALIDATION_ROWS), seed=0, selection="kfold").y) == \
+        600 + SMALL_VALIDATION_ROWS
     assert CrossValidation.plan(_inputs(60, 15), seed=0, selection="holdout") is None
     few = _inputs(6, 3)
     few.y_val[:] = 0
