@@ -3,7 +3,9 @@
 A table with text columns reaches the model as numbers, category codes and,
 per text column, `length` token ids (floats holding integers; see
 `pipelines.text.tokenizer` for the rule). `TokenIds` slices one column's ids
-off the input and casts them to int32; a text-only model's input is its ids.
+off the input and casts them to int32; a text-only model's input is its ids
+(`reads_token_ids_only`), which its TFLite export takes as int32, as MediaPipe
+Tasks' `TextClassifier` feeds them.
 
 - `linear`: TF-IDF into multinomial logistic regression, solved by
   scikit-learn (`fit_tfidf_head`). `TfidfLogits` computes, from the ids,
@@ -111,6 +113,13 @@ class MaskedAverage(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], input_shape[0][2])
+
+
+def reads_token_ids_only(model) -> bool:
+    """Whether `model`'s whole input is token ids: it reads text (`TokenIds`) and no other column (`TableColumns`)."""
+    layers = list(all_layers(model))
+    return any(isinstance(layer, TokenIds) for layer in layers) and \
+        not any(isinstance(layer, TableColumns) for layer in layers)
 
 
 def text_features(hp, family: str, inputs, prep):
