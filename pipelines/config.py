@@ -34,7 +34,7 @@ ModelName = Annotated[str, AfterValidator(checked_model_name)]  # checked where 
 
 Tuner = Literal["hyperband", "bayesian", "random"]
 Objective = Literal["val_accuracy", "val_macro_f1"]
-Family = Literal["linear", "kernel", "dense", "cnn", "lstm", "rocket", "trees", "transfer"]
+Family = Literal["linear", "kernel", "dense", "cnn", "lstm", "rocket", "trees", "transfer", "embedding"]
 ClassWeight = Literal["auto", "balanced", "none"]
 Selection = Literal["auto", "kfold", "holdout"]
 Variant = Literal[VARIANTS]
