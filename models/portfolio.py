@@ -49,9 +49,9 @@ PORTFOLIO: dict[str, tuple[dict, ...]] = {
 }
 TEXT_PORTFOLIO = ({"family": "linear"},
                   {"family": "embedding", "embedding_dim": 16, "dropout": 0.2, "learning_rate": MLP_LEARNING_RATE},
-                  {"family": "cnn", "embedding_dim": 32, "text_filters": 64, "text_kernel": 3, "dropout": 0.2,
+                  {"family": "cnn", "cnn_embedding_dim": 32, "text_filters": 64, "text_kernel": 3, "dropout": 0.2,
                    **GRADIENT_START},
-                  {"family": "lstm", "embedding_dim": 32, "lstm_units": 32, "learning_rate": 3e-3})
+                  {"family": "lstm", "lstm_embedding_dim": 32, "lstm_units": 32, "learning_rate": 3e-3})
 PORTFOLIO["text"] = TEXT_PORTFOLIO
 FIRST = ("transfer",)  # families tried before the portfolio, at their defaults
 

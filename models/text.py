@@ -3,7 +3,9 @@
 A table with text columns reaches the model as numbers, category codes and,
 per text column, `length` token ids (floats holding integers; see
 `pipelines.text.tokenizer` for the rule). `TokenIds` slices one column's ids
-off the input and casts them to int32; a text-only model's input is its ids.
+off the input and casts them to int32; a text-only model's input is its ids
+(`reads_token_ids_only`), which its TFLite export takes as int32, as MediaPipe
+Tasks' `TextClassifier` feeds them.
 
 - `linear`: TF-IDF into multinomial logistic regression, solved by
   scikit-learn (`fit_tfidf_head`). `TfidfLogits` computes, from the ids,
@@ -113,6 +115,13 @@ class MaskedAverage(keras.layers.Layer):
         return (input_shape[0][0], input_shape[0][2])
 
 
+def reads_token_ids_only(model) -> bool:
+    """Whether `model`'s whole input is token ids: it reads text (`TokenIds`) and no other column (`TableColumns`)."""
+    layers = list(all_layers(model))
+    return any(isinstance(layer, TokenIds) for layer in layers) and \
+        not any(isinstance(layer, TableColumns) for layer in layers)
+
+
 def text_features(hp, family: str, inputs, prep):
     """The features of `family` on every text column of `inputs`, then the encoded other columns, concatenated."""
     vocabulary_size, length = len(prep.tokenizer["vocabulary"]), int(prep.tokenizer["length"])
@@ -150,7 +159,7 @@ def _family_features(hp, family: str, ids, vocabulary_size: int, classes: int, s
     if family == "linear":
         hp.Choice("linear_c", list(C_VALUES), default=DEFAULT_C)
         return TfidfLogits(vocabulary_size, classes, name=f"{TFIDF_LAYER}{suffix}", dtype="float32")(ids)
-    width = hp.Choice("embedding_dim", list(EMBEDDING_DIMS), default=EMBEDDING_DIMS[0])
+    width = hp.Choice(embedding_width_name(family), list(EMBEDDING_DIMS), default=EMBEDDING_DIMS[0])
     embedded = keras.layers.Embedding(vocabulary_size, width, name=f"embedding{suffix}")(ids)
     if family == "embedding":
         average = MaskedAverage(name=f"average{suffix}")([embedded, ids])
@@ -163,6 +172,13 @@ def _family_features(hp, family: str, ids, vocabulary_size: int, classes: int, s
     if family == "lstm":
         return FusedLSTM(hp.Choice("lstm_units", list(LSTM_UNITS), default=32))(embedded)
     raise ValueError(f"family {family!r} does not read text; text families are {TEXT_FAMILIES}")
+
+
+def embedding_width_name(family: str) -> str:
+    """The hyperparameter of `family`'s embedding width: one name per family. keras-tuner keeps one value per name,
+    and `HyperParameters.ensure_active_values` drops a name shared with an inactive family's conditional scope
+    (a hyperband trial then fails on the missing value, or reloads weights into a model of another width)."""
+    return "embedding_dim" if family == "embedding" else f"{family}_embedding_dim"
 
 
 def tfidf_matrix(ids: np.ndarray, vocabulary_size: int, idf: np.ndarray | None = None):

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from pipelines.columns import Role, apply_roles, infer_roles, role_notes
+from pipelines.columns import ColumnRole, Role, apply_roles, infer_roles, role_notes
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError, names, shown
+from pipelines.export.tflite import INT8_IO_TOKEN_IDS
 from pipelines.text.folder import FOLDER_ROLE, TEXT_COLUMN, is_text_folder, read_text_folder
 
 Kind = Literal["table", "image", "sequence"]
@@ -153,6 +154,8 @@ def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> t
             raise DataError(f"{data.source}: no feature column is left once each column's role is applied "
                             f"({'; '.join(role_notes(roles))}); set one with --column-role NAME=ROLE")
         test = test.with_roles(roles) if test is not None else None
+        if getattr(config, "int8_io", False) and any(role.role == ColumnRole.TEXT for role in roles.values()):
+            raise DataError(INT8_IO_TOKEN_IDS)
     return data, test
 
 

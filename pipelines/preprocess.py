@@ -63,6 +63,11 @@ class Preprocessing:
         return len(self.numeric_columns) + len(self.categorical_columns)
 
     @property
+    def token_ids_only(self) -> bool:
+        """Whether the model input is token ids alone (text columns and nothing else): int32 in its TFLite file."""
+        return bool(self.text_columns) and not self.text_start
+
+    @property
     def text_tokenizer(self) -> Tokenizer | None:
         return Tokenizer.from_json(self.tokenizer) if self.tokenizer else None
 

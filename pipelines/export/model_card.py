@@ -13,6 +13,7 @@ from pathlib import Path
 from pipelines.columns import DATE_PARTS, DATE_PARTS_MEANING, ColumnRole
 from pipelines.export.records import TRAINED_MODEL, ExportData, ExportResult
 from pipelines.export.rgb import file_input_shape, has_front
+from pipelines.export.tflite import TOKEN_IDS_DTYPE
 from pipelines.load import LENGTH_RULE, SEQUENCE_FORMAT
 from pipelines.preprocess import Preprocessing
 from pipelines.text.tokenizer import PAD_ID, START_ID, UNKNOWN_ID
@@ -83,7 +84,8 @@ def text_input(prep: Preprocessing) -> dict:
             "rule": tokenizer["rule"], "lowercase": tokenizer["lowercase"],
             "split_pattern": tokenizer["split_pattern"], "pad_id": PAD_ID, "start_id": START_ID,
             "unknown_id": UNKNOWN_ID, "vocabulary": tokenizer["vocabulary"],
-            "fed_as": "float32 values of the ids (exact integers), in the input row after the other columns"}
+            "fed_as": (f"{TOKEN_IDS_DTYPE} ids: the whole input row" if prep.token_ids_only else
+                       "float32 values of the ids (exact integers), in the input row after the other columns")}
 
 
 def sequence_input(prep: Preprocessing) -> dict:
@@ -116,6 +118,7 @@ def spec(result: ExportResult, prep: Preprocessing, data: ExportData) -> dict:
         "input": {
             "name": "features",
             "shape": [batch, *file_input_shape(prep)],
+            "dtype": TOKEN_IDS_DTYPE if prep.token_ids_only else "float32",
             "layout": input_layout(prep),
             "training_value_range": {"min": data.feature_min.tolist(), "max": data.feature_max.tolist(),
                                      "per": "column" if prep.kind == "table" else "channel/feature (last axis)"},

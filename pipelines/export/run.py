@@ -34,6 +34,7 @@ from pipelines.export.records import TRAINED_MODEL, ExportData, ExportResult, Ke
 from pipelines.export.rgb import client_model, file_input_shape, file_samples
 from pipelines.preprocess import REPLAY_ROWS, Preprocessing, Replay
 from pipelines.export.tflite import (
+    INT8_IO_TOKEN_IDS,
     LiteModel,
     check_builtin_ops,
     convert,
@@ -95,6 +96,8 @@ def export_model(model_path: Path, prep: Preprocessing, data: ExportData, export
     import keras
 
     options = options or ExportOptions()
+    if options.int8_io and prep.text_columns:
+        raise ExportError(INT8_IO_TOKEN_IDS)
     model = keras.models.load_model(model_path)
     staging = export_dir.with_name(f".{export_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     staging.mkdir(parents=True)

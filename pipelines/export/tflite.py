@@ -24,6 +24,9 @@ from pipelines.errors import ExportError
 from pipelines.export.rgb import FRONT_NAME, RGB_CHANNELS, as_rgb
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
+TOKEN_IDS_DTYPE = "int32"  # a text-only model's TFLite input: token ids, as MediaPipe Tasks' TextClassifier feeds them
+INT8_IO_TOKEN_IDS = ("--int8-io does not apply to a text model: its input holds token ids, which one int8 scale "
+                     "would merge; export without --int8-io (the int8 variant keeps the ids exact)")
 PREDICT_BATCH = 256
 CUSTOM_OPCODE = 32  # BuiltinOperator.CUSTOM: Flex and custom ops carry their name in custom_code
 
@@ -33,18 +36,31 @@ def write_saved_model(model, path: Path, input_shape: list[int]) -> Path:
 
     Its batch is free, except for a model with a fused LSTM: the converter fuses only a static batch
     (`models.lstm.export_batch_size`), so that endpoint takes one sample at a time, as a phone does.
+    Its input is float32, except for a model whose whole input is token ids (`models.text.reads_token_ids_only`):
+    int32 ids, as MediaPipe Tasks' `TextClassifier` feeds them, cast to the Keras model's float input inside the
+    graph (under the `tokens` scope, so the int8 variant keeps that cast in float: `PREPROCESSING_NODE`).
     """
     import keras
     import tensorflow as tf
 
     from models.lstm import export_batch_size
+    from models.text import TOKENS_LAYER, reads_token_ids_only
+
+    token_ids = reads_token_ids_only(model)
+
+    def serve(features):
+        if token_ids:
+            with tf.name_scope(TOKENS_LAYER):
+                features = tf.cast(features, tf.float32)
+        return model(features, training=False)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         name="serve",
-        fn=lambda features: model(features, training=False),
-        input_signature=[tf.TensorSpec((export_batch_size(model), *input_shape), tf.float32, name="features")],
+        fn=serve,
+        input_signature=[tf.TensorSpec((export_batch_size(model), *input_shape),
+                                       TOKEN_IDS_DTYPE if token_ids else tf.float32, name="features")],
     )
     archive.write_out(str(path), verbose=False)
     return path
@@ -75,7 +91,11 @@ def convert(saved_model: Path, variant: str, representative: np.ndarray | None =
         return _finish(converter.convert(), sparse)
     if representative is None or not len(representative):
         raise ExportError("int8 quantization needs representative training samples; none were given")
-    samples = np.asarray(representative, dtype=np.float32)
+    reference = _converter(saved_model).convert()  # float32: its input dtype, and its op names (before stripping)
+    dtype = input_dtype(reference)
+    if int8_io and np.issubdtype(dtype, np.integer):
+        raise ExportError(INT8_IO_TOKEN_IDS)
+    samples = as_input(representative, dtype)
 
     def calibration():
         return ([samples[i:i + 1]] for i in range(len(samples)))
@@ -86,7 +106,7 @@ def convert(saved_model: Path, variant: str, representative: np.ndarray | None =
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
         return _finish(converter.convert(), sparse)
-    float_nodes = preprocessing_nodes(_converter(saved_model).convert())
+    float_nodes = preprocessing_nodes(reference)
     if not float_nodes:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         return _finish(converter.convert(), sparse)
@@ -130,6 +150,24 @@ def _main_graph(tflite: bytes):
     from ai_edge_litert import schema_py_generated as schema
 
     return schema.Model.GetRootAsModel(tflite, 0).Subgraphs(0)
+
+
+def input_dtype(tflite: bytes) -> np.dtype:
+    """The numpy dtype of a TFLite file's (first) input tensor."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = _main_graph(tflite)
+    code = graph.Tensors(graph.Inputs(0)).Type()
+    name = next(name for name, value in vars(schema.TensorType).items() if value == code and not name.startswith("_"))
+    return np.dtype(name.lower())
+
+
+def as_input(x: np.ndarray, dtype) -> np.ndarray:
+    """`x` (the model's float inputs) as an unquantized input tensor of `dtype`: integers (token ids) rounded."""
+    x = np.asarray(x)
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        return np.ascontiguousarray(np.rint(x), dtype=dtype)
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _tensors(tflite: bytes):
@@ -231,7 +269,8 @@ def variable_tensors(tflite: bytes) -> int:
 
 
 class LiteModel:
-    """A LiteRT interpreter that takes and returns float arrays, (de)quantizing int8 I/O itself.
+    """A LiteRT interpreter that takes and returns float arrays, (de)quantizing int8 I/O itself (and rounding
+    token ids to an int32 input).
 
     Gray images given to a file that takes RGB (`pipelines.export.rgb`) are passed as three equal channels.
 
@@ -250,11 +289,13 @@ class LiteModel:
         self.input, self.output = _spec(self._input), _spec(self._output)
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
+        """`x` as the input tensor takes it: float32 (gray images as three equal channels for an RGB input), int32
+        token ids (rounded), or quantized int8."""
         x = np.asarray(x)
         if x.ndim == 4 and x.shape[-1] == 1 and self.input.shape[-1] == RGB_CHANNELS:
             x = as_rgb(x)
         if not self.input.quantized:
-            return np.ascontiguousarray(x, dtype=np.float32)
+            return as_input(x, self.input.dtype)
         info = np.iinfo(self.input.dtype)
         q = np.round(np.asarray(x, np.float32) / self.input.scale + self.input.zero_point)
         return np.clip(np.nan_to_num(q, nan=self.input.zero_point), info.min, info.max).astype(self.input.dtype)

@@ -16,7 +16,9 @@ from models.hypermodel import KerasflowHyperModel
 from models.inference import model_outputs
 from models.text import TEXT_FAMILIES, informative_tokens
 from pipelines.columns import infer_roles
-from pipelines.errors import DataError
+from pipelines.config import ExportOptions
+from pipelines.errors import DataError, ExportError
+from pipelines.export.run import reexport
 from pipelines.export.records import ExportData
 from pipelines.export.tflite import check_builtin_ops, convert, write_saved_model
 from pipelines.load import Dataset, load_path, split_dataset
@@ -151,6 +153,8 @@ def test_a_folder_of_texts_trains_and_scores_its_files(tmp_path):
     spec = json.loads((result.run_dir / "export" / "model_spec.json").read_text())
     length = spec["input"]["text"]["length"]
     assert spec["input"]["shape"] == [-1, length], "a text-only model takes its token ids alone"
+    assert spec["input"]["dtype"] == "int32" and spec["input"]["text"]["fed_as"].startswith("int32")
+    assert {v["input"]["dtype"] for v in spec["variants"].values()} == {"int32"}, "as MediaPipe Tasks feeds ids"
     report = (result.run_dir / "report.md").read_text()
     assert "Most informative tokens per class" in report and "| network | " in report
     new = _text_folder(tmp_path / "new", n=9, seed=3)
@@ -160,6 +164,48 @@ def test_a_folder_of_texts_trains_and_scores_its_files(tmp_path):
     assert (scored["label"] == [f.split("/")[0] for f in scored["file"]]).mean() >= 0.8
     strings = model.predict(["the router is offline again", "refund my invoice please"])
     assert list(strings.labels) == ["network", "billing"]
+    with pytest.raises(ExportError, match="--int8-io does not apply to a text model"):
+        reexport(result.run_dir, ExportOptions(quantize=["int8"], int8_io=True))
+    assert json.loads((result.run_dir / "export" / "model_spec.json").read_text()) == spec, "the export is kept"
+
+
+def test_an_app_feeds_int32_ids_from_model_spec_to_the_int8_file(tmp_path):
+    """MediaPipe's way: the app tokenizes with the spec's rule and sets int32 ids on a bare LiteRT interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    folder = _text_folder(tmp_path / "texts")
+    result = train(fast_config(data=folder, runs_root=tmp_path / "runs", name="texts", families=["cnn"],
+                               quantize=["int8"]))
+    export = result.run_dir / "export"
+    spec = json.loads((export / "model_spec.json").read_text())
+    ids = _spec_tokenizer(spec)
+    texts = ["the router is offline again", "refund my invoice please", "my password is locked"]
+    interpreter = Interpreter(model_path=str(export / "model_int8.tflite"))
+    interpreter.allocate_tensors()
+    feed, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    assert feed["dtype"] == np.int32 and list(feed["shape"]) == [1, spec["input"]["text"]["length"]]
+    app_labels = []
+    for text in texts:
+        interpreter.set_tensor(feed["index"], np.asarray([ids(text)], dtype=np.int32))
+        interpreter.invoke()
+        app_labels.append(spec["labels"][int(np.argmax(interpreter.get_tensor(out["index"])))])
+    assert app_labels == list(kerasflow.load(result.run_dir).predict(texts, variant="int8").labels)
+
+
+def test_int8_io_is_refused_for_text_when_the_data_is_read(tmp_path):
+    from pipelines.config import TrainConfig
+    from pipelines.load import load_dataset
+
+    folder = _text_folder(tmp_path / "texts", n=12)
+    with pytest.raises(DataError, match="^--int8-io does not apply to a text model"):
+        load_dataset(TrainConfig(data=folder, int8_io=True))
+    assert load_dataset(TrainConfig(data=folder))[0].roles["text"].role == "text"
+
+
+def test_a_text_table_keeps_a_float_input_and_says_so(mixed_run):
+    spec = json.loads((mixed_run[1].run_dir / "export" / "model_spec.json").read_text())
+    assert spec["input"]["dtype"] == "float32" and spec["input"]["text"]["fed_as"].startswith("float32")
+    assert {v["input"]["dtype"] for v in spec["variants"].values()} == {"float32"}
 
 
 def test_a_file_not_in_utf8_is_one_error_line_naming_it(tmp_path):
@@ -188,3 +234,34 @@ def test_the_tokenizer_rule_and_vocabulary(tmp_path):
     assert "it's" in tokenizer.vocabulary, "apostrophes stay inside words (Model Maker's [^\\w']+)"
     assert tokenizer.encode(["A, b! zebra"])[0, :4].tolist() == [1, 3, 4, 2]
     assert Tokenizer.from_json(json.loads(json.dumps(tokenizer.to_json()))) == tokenizer
+
+
+def test_a_finetune_retrain_on_new_text_keeps_the_champions_vocabulary(mixed_run, tmp_path):
+    from pipelines.config import RetrainConfig
+    from pipelines.retrain import retrain
+
+    root, first = mixed_run
+    champion = json.loads((first.run_dir / "preprocessing.json").read_text())["tokenizer"]
+    new = make_texts(60, seed=9)
+    new.to_csv(tmp_path / "new.csv", index=False)
+    assert Tokenizer.fit(new["body"]).vocabulary != champion["vocabulary"], "a new vocabulary would differ"
+    result = retrain(RetrainConfig(name="tickets", registry=root / "registry", data=tmp_path / "new.csv",
+                                   mode="finetune", runs_root=tmp_path / "runs", finetune_epochs=2))
+    assert result.mode == "finetune"
+    assert json.loads((result.run_dir / "preprocessing.json").read_text())["tokenizer"] == champion
+    assert {"body.tokens", "body.unknown"} <= {c.column for c in result.drift.columns}, "both text drifts reported"
+
+
+def test_each_text_family_names_its_own_hyperparameters():
+    """keras-tuner keeps one value per name: a name shared by two families' conditional scopes loses its value
+    (`ensure_active_values` pops it for the inactive one), and a hyperband trial fails or reloads the wrong width."""
+    prep = fit_preprocessing(_splits(make_texts(60)[["body", "team"]]))
+    hypermodel, hp = KerasflowHyperModel(prep, list(TEXT_FAMILIES)), kt.HyperParameters()
+    for family in TEXT_FAMILIES:
+        hp.values["family"] = family
+        hypermodel.build(hp)
+    conditional = [h.name for h in hp.space if h.conditions]
+    assert len(conditional) == len(set(conditional)), conditional
+    hp.values.update({"family": "cnn", "cnn_embedding_dim": 64})
+    hp.ensure_active_values()
+    assert hp.values["cnn_embedding_dim"] == 64
