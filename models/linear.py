@@ -47,21 +47,31 @@ def fit_logistic_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_we
         x, y = x[keep], y[keep]
     head = model.get_layer("probabilities")
     features = layer_inputs(model, head, x).astype(np.float64)
+    kernel, bias = solve_logistic(features, y, class_weight, head.units, c=c)
+    head.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return training_metrics(model, x, y)
+
+
+def solve_logistic(features, y: np.ndarray, class_weight: dict | None, n_classes: int, *,
+                   c: float) -> tuple[np.ndarray, np.ndarray]:
+    """`LogisticRegression(C=c)` on `features` (dense or sparse) as a softmax layer's (kernel, bias), float64.
+
+    Two classes give one coefficient row: the first class's logit is 0; a class absent from `y` gets a logit
+    that never wins; one class alone wins everywhere. Class weights weigh each row.
+    """
     weights = None if class_weight is None else np.array([class_weight.get(int(label), 1.0) for label in y])
-    n_classes = head.units
-    kernel = np.zeros((features.shape[1], n_classes), dtype=np.float32)
-    bias = np.full(n_classes, ABSENT_CLASS_LOGIT, dtype=np.float32)
+    kernel = np.zeros((features.shape[1], n_classes))
+    bias = np.full(n_classes, ABSENT_CLASS_LOGIT, dtype=np.float64)
     classes = np.unique(y)
     if len(classes) == 1:  # nothing to separate: that class wins everywhere
         bias[classes[0]] = 0.0
+        return kernel, bias
+    regression = logistic_regression(c).fit(features, y, sample_weight=weights)
+    classes = regression.classes_
+    if len(classes) == 2:
+        bias[classes[0]] = 0.0
+        kernel[:, classes[1]], bias[classes[1]] = regression.coef_[0], regression.intercept_[0]
     else:
-        regression = logistic_regression(c).fit(features, y, sample_weight=weights)
-        classes = regression.classes_
-        if len(classes) == 2:
-            bias[classes[0]] = 0.0
-            kernel[:, classes[1]], bias[classes[1]] = regression.coef_[0], regression.intercept_[0]
-        else:
-            for row, label in enumerate(classes):
-                kernel[:, label], bias[label] = regression.coef_[row], regression.intercept_[row]
-    head.set_weights([kernel, bias])
-    return training_metrics(model, x, y)
+        for row, label in enumerate(classes):
+            kernel[:, label], bias[label] = regression.coef_[row], regression.intercept_[row]
+    return kernel, bias

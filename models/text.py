@@ -32,9 +32,9 @@ from keras import ops
 
 from models.inference import model_outputs
 from models.layers import TabularEncoder, all_layers
-from models.linear import C_VALUES, DEFAULT_C, logistic_regression
+from models.linear import C_VALUES, DEFAULT_C, solve_logistic
 from models.lstm import FusedLSTM
-from models.rocket import ABSENT_CLASS_LOGIT, training_metrics
+from models.rocket import training_metrics
 from models.sampling import stratified_rows
 
 TEXT_FAMILIES = ("linear", "embedding", "cnn", "lstm")
@@ -221,21 +221,7 @@ def fit_tfidf_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weigh
     table = model_outputs(keras.Model(model.input, encode.output), x) if encode is not None else None
     features = sparse.hstack(blocks + ([sparse.csr_matrix(table.astype(np.float64))] if table is not None else [])
                              ).tocsr()
-    weights = None if class_weight is None else np.array([class_weight.get(int(label), 1.0) for label in y])
-    coefficients = np.zeros((features.shape[1], n_classes))
-    bias = np.full(n_classes, ABSENT_CLASS_LOGIT, dtype=np.float64)
-    classes = np.unique(y)
-    if len(classes) == 1:
-        bias[classes[0]] = 0.0
-    else:
-        regression = logistic_regression(c).fit(features, y, sample_weight=weights)
-        classes = regression.classes_
-        if len(classes) == 2:
-            bias[classes[0]] = 0.0
-            coefficients[:, classes[1]], bias[classes[1]] = regression.coef_[0], regression.intercept_[0]
-        else:
-            for row, label in enumerate(classes):
-                coefficients[:, label], bias[label] = regression.coef_[row], regression.intercept_[row]
+    coefficients, bias = solve_logistic(features, y, class_weight, n_classes, c=c)
     kernel_rows, offset = [], 0
     for scorer, idf, block in zip(scorers, idfs, blocks):
         width = block.shape[1]

@@ -23,7 +23,6 @@ two import; `pipelines.export.metadata_version` stands in for it.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +39,7 @@ from pipelines.export.metadata_version import provide as provide_parser_version
 from pipelines.export.records import ExportData
 from pipelines.export.rgb import RGB_CHANNELS, file_input_shape, has_front
 from pipelines.preprocess import Preprocessing
+from pipelines.text.tokenizer import Tokenizer
 
 AUTHOR = "kerasflow"
 LABEL_FILE = "labels.txt"
@@ -51,12 +51,9 @@ OUTPUT_DESCRIPTION = f"Softmax probabilities, one per label, in the order of {LA
 PIXEL_MAX = 255.0  # what a client's 8-bit pixels reach
 UNIT_RANGE = 1.0  # training images at or below this were scaled to [0, 1]: a client divides its pixels by PIXEL_MAX
 
-# Text (Model Maker's average-word-embedding convention, which MediaPipe's TextClassifier reads): words are split
-# on this pattern, looked up in the vocabulary (lines "token id"), and fed as [1, length] int32 ids after <START>,
-# padded with <PAD>; unknown words become <UNKNOWN>. The text is not lower-cased.
-TEXT_DELIMITER = r"[^\w\']+"
-PAD, START, UNKNOWN = "<PAD>", "<START>", "<UNKNOWN>"
-SPECIAL_TOKENS = (PAD, START, UNKNOWN)  # ids 0, 1, 2; the vocabulary's words follow from 3
+# Text: the tokenizer is kerasflow's one rule (`pipelines.text.tokenizer`), Model Maker's average-word-embedding
+# convention, which MediaPipe's TextClassifier applies from the metadata: words split on SPLIT_PATTERN, looked up in
+# the vocabulary file (lines "token id"), fed as [1, length] int32 ids after <START>, padded with <PAD>.
 
 
 @dataclass
@@ -97,6 +94,8 @@ def with_metadata(tflite: bytes, prep: Preprocessing, data: ExportData, about: A
     from mediapipe.tasks.python.metadata.metadata_writers import metadata_info, writer_utils
 
     input_type = writer_utils.get_input_tensor_types(tflite)[0]
+    if prep.token_ids_only:
+        return with_text_metadata(tflite, prep.class_names, prep.text_tokenizer, about)
     if prep.kind == "image":
         mean, std = pixel_normalisation(data)
         height, width, _ = file_input_shape(prep)
@@ -116,33 +115,21 @@ def with_metadata(tflite: bytes, prep: Preprocessing, data: ExportData, about: A
     return _populate(tflite, about, input_md, prep.class_names)
 
 
-def with_text_metadata(tflite: bytes, class_names: list[str], words: list[str], about: About) -> bytes:
-    """`tflite` (input `[1, length]` int32 token ids) with a regex tokenizer, its vocabulary and labels packed in.
-
-    `words[i]` has id i + 3, after `SPECIAL_TOKENS`; what a TextClassifier feeds is `token_ids`.
-    """
+def with_text_metadata(tflite: bytes, class_names: list[str], tokenizer: Tokenizer, about: About) -> bytes:
+    """`tflite` (input `[1, length]` int32 token ids) with a regex tokenizer, its vocabulary and labels packed in:
+    what MediaPipe's TextClassifier needs to feed raw strings itself."""
     from mediapipe.tasks.python.metadata.metadata_writers import metadata_info
 
     input_md = metadata_info.InputTextTensorMd(
-        name=INPUT_NAME, description=(f"Token ids of one text: {START}, then its words split on {TEXT_DELIMITER} "
-                                      f"and looked up in {VOCABULARY_FILE} ({UNKNOWN} if absent), padded with {PAD}."),
-        tokenizer_md=metadata_info.RegexTokenizerMd(TEXT_DELIMITER, VOCABULARY_FILE))
-    return _populate(tflite, about, input_md, class_names, {VOCABULARY_FILE: vocabulary_file(words)})
+        name=INPUT_NAME, description=(f"Token ids of one text ({tokenizer.length} of them): {tokenizer.rule}. "
+                                      f"The vocabulary is {VOCABULARY_FILE}."),
+        tokenizer_md=metadata_info.RegexTokenizerMd(tokenizer.split_pattern, VOCABULARY_FILE))
+    return _populate(tflite, about, input_md, class_names, {VOCABULARY_FILE: vocabulary_file(tokenizer.vocabulary)})
 
 
-def vocabulary_file(words: list[str]) -> bytes:
-    """The vocabulary as a regex tokenizer reads it: one "token id" line each, special tokens first."""
-    tokens = [*SPECIAL_TOKENS, *words]
-    return "".join(f"{token} {i}\n" for i, token in enumerate(tokens)).encode()
-
-
-def token_ids(text: str, words: list[str], length: int) -> np.ndarray:
-    """The `[1, length]` int32 ids a client's regex tokenizer makes of `text` (MediaPipe's RegexPreprocessor)."""
-    index = {word: i for i, word in enumerate(words, start=len(SPECIAL_TOKENS))}
-    unknown = SPECIAL_TOKENS.index(UNKNOWN)
-    pieces = [index.get(piece, unknown) for piece in re.split(TEXT_DELIMITER, text) if piece]
-    ids = [SPECIAL_TOKENS.index(START), *pieces][:length]
-    return np.asarray([ids + [SPECIAL_TOKENS.index(PAD)] * (length - len(ids))], dtype=np.int32)
+def vocabulary_file(vocabulary: list[str]) -> bytes:
+    """The vocabulary as a regex tokenizer reads it: one "token id" line each, the special tokens first."""
+    return "".join(f"{token} {i}\n" for i, token in enumerate(vocabulary)).encode()
 
 
 def _populate(tflite: bytes, about: About, input_md, class_names: list[str],

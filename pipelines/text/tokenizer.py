@@ -6,7 +6,12 @@ classifier (`AverageWordEmbeddingClassifierPreprocessor` in
 one MediaPipe Tasks' `TextClassifier` applies from a model's LiteRT metadata
 (a regex tokenizer and a vocabulary file):
 
-1. lowercase the text, strip leading and trailing whitespace;
+1. strip leading and trailing whitespace; the case is kept (`lowercase`
+   False), as MediaPipe's regex tokenizer keeps it: a model whose words were
+   lower-cased in training would see "Great" as unknown in an app, where
+   kerasflow would see "great" (MediaPipe Tasks 1.2.3's TextClassifier gave
+   different scores for a capitalised word, `tests/model/test_mobile_clients.py`);
+   tokenizers saved with `lowercase` True lower-case first, as before;
 2. split it on the regular expression `[^\\w']+` (Python's `re`, Unicode `\\w`);
    empty pieces are dropped;
 3. each token's id is its index in `vocabulary`, `<UNKNOWN>` (2) if absent;
@@ -39,16 +44,20 @@ MAX_WORDS = 10_000  # Model Maker's default vocabulary size
 LENGTH_PERCENTILE = 95
 MIN_LENGTH = 8
 MAX_LENGTH = 256
-RULE = ("lowercase; strip; split on the regular expression [^\\w']+ and drop empty pieces; id = index in vocabulary, "
+RULE = ("strip (case kept); split on the regular expression [^\\w']+ and drop empty pieces; id = index in vocabulary, "
         "2 (<UNKNOWN>) if absent; prepend 1 (<START>); cut at length or pad at the end with 0 (<PAD>); int32")
 _SPLIT = re.compile(SPLIT_PATTERN)
 
 
-def tokens(text) -> list[str]:
+LOWERCASE_RULE = "lowercase; " + RULE.replace(" (case kept)", "")  # the rule of tokenizers saved before
+
+
+def tokens(text, lowercase: bool = False) -> list[str]:
     """The rule's tokens of one text (an empty or missing value has none)."""
     if text is None or (isinstance(text, float) and math.isnan(text)):
         return []
-    return [t for t in _SPLIT.split(str(text).lower().strip()) if t]
+    text = str(text)
+    return [t for t in _SPLIT.split((text.lower() if lowercase else text).strip()) if t]
 
 
 @dataclass
@@ -58,7 +67,7 @@ class Tokenizer:
     vocabulary: list[str]
     length: int
     split_pattern: str = SPLIT_PATTERN
-    lowercase: bool = True
+    lowercase: bool = False
     rule: str = RULE
 
     @classmethod
@@ -83,7 +92,7 @@ class Tokenizer:
         index = {word: i for i, word in enumerate(self.vocabulary)}
         ids = np.full((len(texts), self.length), PAD_ID, dtype=np.int32)
         for row, text in enumerate(texts):
-            found = [START_ID, *(index.get(t, UNKNOWN_ID) for t in tokens(text))][:self.length]
+            found = [START_ID, *(index.get(t, UNKNOWN_ID) for t in tokens(text, self.lowercase))][:self.length]
             ids[row, :len(found)] = found
         return ids
 
@@ -92,7 +101,7 @@ class Tokenizer:
         known = set(self.vocabulary[FIRST_WORD_ID:])
         shares = np.full(len(texts), np.nan)
         for row, text in enumerate(texts):
-            found = tokens(text)
+            found = tokens(text, self.lowercase)
             if found:
                 shares[row] = sum(t not in known for t in found) / len(found)
         return shares
@@ -102,4 +111,5 @@ class Tokenizer:
 
     @classmethod
     def from_json(cls, saved: dict) -> "Tokenizer":
-        return cls(**saved)
+        lowercase = saved.get("lowercase", True)  # saved before the field: lower-cased
+        return cls(**{**saved, "lowercase": lowercase, "rule": saved.get("rule", LOWERCASE_RULE if lowercase else RULE)})

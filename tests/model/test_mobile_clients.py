@@ -13,7 +13,6 @@ from pipelines.export.metadata import (
     About,
     packed_file,
     read_metadata,
-    token_ids,
     with_text_metadata,
 )
 from pipelines.export.metadata_version import minimum_parser_version
@@ -24,6 +23,7 @@ from pipelines.export.tflite import LiteModel
 from pipelines.finetune import fine_tune
 from pipelines.load import load_path, split_dataset
 from pipelines.predict import TrainedModel, predict
+from pipelines.text.tokenizer import SPECIAL_TOKENS, Tokenizer
 from pipelines.preprocess import Replay, fit_preprocessing, model_inputs
 from tests.conftest import make_sequences, make_table, write_digit_images
 
@@ -166,7 +166,8 @@ def test_text_metadata_lets_mediapipe_text_classifier_feed_raw_strings(tmp_path)
     from mediapipe.tasks.python import text
     from mediapipe.tasks.python.core.base_options import BaseOptions
 
-    file = with_text_metadata(_tiny_text_model(tmp_path), ["negative", "positive"], WORDS,
+    tokenizer = Tokenizer([*SPECIAL_TOKENS, *WORDS], LENGTH)
+    file = with_text_metadata(_tiny_text_model(tmp_path), ["negative", "positive"], tokenizer,
                               About("tiny", "a hand-made average word embedding", "1", "test only"))
     assert packed_file(file, VOCABULARY_FILE).decode().splitlines()[:4] == ["<PAD> 0", "<START> 1", "<UNKNOWN> 2",
                                                                            "good 3"]
@@ -177,7 +178,7 @@ def test_text_metadata_lets_mediapipe_text_classifier_feed_raw_strings(tmp_path)
     with text.TextClassifier.create_from_options(options) as classifier:
         for sentence, expected in [("good fun, great!", "positive"), ("dull and boring", "negative"),
                                    ("Good? bad, bad, zzz", "negative")]:
-            ids = token_ids(sentence, WORDS, LENGTH)
+            ids = tokenizer.encode([sentence])
             interpreter.set_tensor(interpreter.get_input_details()[0]["index"], ids)
             interpreter.invoke()
             ours = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
@@ -185,7 +186,7 @@ def test_text_metadata_lets_mediapipe_text_classifier_feed_raw_strings(tmp_path)
             theirs = {c.category_name: c.score for c in categories}
             assert max(theirs, key=theirs.get) == expected, sentence
             assert [theirs["negative"], theirs["positive"]] == pytest.approx(ours.tolist(), abs=FLOAT_TOLERANCE)
-    assert token_ids("Good? bad, zzz", WORDS, LENGTH).tolist() == [[1, 2, 6, 2, 0, 0, 0, 0]], "case kept, unknown 2"
+    assert tokenizer.encode(["Good? bad, zzz"]).tolist() == [[1, 2, 6, 2, 0, 0, 0, 0]], "case kept, unknown 2"
 
 
 def test_parser_version_follows_mediapipe_rules():

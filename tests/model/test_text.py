@@ -108,11 +108,13 @@ def test_the_tfidf_layer_is_scikit_learns_tfidf_and_logistic_regression():
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     hypermodel.fit(hp, model, inputs.x_train, inputs.y_train)
-    vectorizer = TfidfVectorizer(analyzer=tokens).fit(splits.train.features["body"])
+    vectorizer = TfidfVectorizer(analyzer=tokens, lowercase=False).fit(splits.train.features["body"])
     regression = LogisticRegression(C=1.0, max_iter=1000).fit(vectorizer.transform(splits.train.features["body"]),
                                                                inputs.y_train)
-    expected = regression.predict_proba(vectorizer.transform(splits.test.features["body"]))
-    assert np.allclose(model_outputs(model, inputs.x_test), expected, atol=2e-3)
+    # on the training rows every word is in the vocabulary (scikit-learn drops unknown words; kerasflow counts
+    # <UNKNOWN> as one more token, so rows with unknown words differ by design)
+    expected = regression.predict_proba(vectorizer.transform(splits.train.features["body"]))
+    assert np.allclose(model_outputs(model, inputs.x_train), expected, atol=2e-3)
     top = informative_tokens(model, prep.tokenizer["vocabulary"], prep.class_names, top=3)
     for team, words in TEXT_WORDS.items():
         assert set(top[team]) <= set(words), f"{team}'s most informative tokens are its own words"
@@ -164,9 +166,28 @@ def test_a_folder_of_texts_trains_and_scores_its_files(tmp_path):
     assert (scored["label"] == [f.split("/")[0] for f in scored["file"]]).mean() >= 0.8
     strings = model.predict(["the router is offline again", "refund my invoice please"])
     assert list(strings.labels) == ["network", "billing"]
+    # The judge nobody here wrote: MediaPipe Tasks' TextClassifier feeds raw strings itself, from the metadata.
+    texts = ["The Router is OFFLINE again", "refund my invoice, please!", "my password is locked", "zzz", ""]
+    for variant in ("float32", "int8"):
+        ours = model.predict(texts, variant=variant)
+        theirs = mediapipe_text_scores(result.run_dir / "export" / f"model_{variant}.tflite", texts)
+        assert [max(t, key=t.get) for t in theirs] == list(ours.labels), variant
+        scores = np.array([[t[name] for name in ours.class_names] for t in theirs])
+        assert np.abs(scores - ours.probabilities).max() < 1e-4, variant
     with pytest.raises(ExportError, match="--int8-io does not apply to a text model"):
         reexport(result.run_dir, ExportOptions(quantize=["int8"], int8_io=True))
     assert json.loads((result.run_dir / "export" / "model_spec.json").read_text()) == spec, "the export is kept"
+
+
+def mediapipe_text_scores(tflite_path, texts) -> list[dict[str, float]]:
+    """MediaPipe Tasks' TextClassifier on each raw string: label -> score."""
+    from mediapipe.tasks.python import text
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+
+    options = text.TextClassifierOptions(base_options=BaseOptions(model_asset_path=str(tflite_path)), max_results=-1)
+    with text.TextClassifier.create_from_options(options) as classifier:
+        return [{c.category_name: c.score for c in classifier.classify(value).classifications[0].categories}
+                for value in texts]
 
 
 def test_an_app_feeds_int32_ids_from_model_spec_to_the_int8_file(tmp_path):
@@ -231,9 +252,13 @@ def test_a_table_whose_only_column_is_an_identifier_is_refused_at_once(tmp_path)
 def test_the_tokenizer_rule_and_vocabulary(tmp_path):
     tokenizer = Tokenizer.fit(["b a a", "c b a", "It's A test"])
     assert tokenizer.vocabulary[:6] == ["<PAD>", "<START>", "<UNKNOWN>", "a", "b", "c"]
-    assert "it's" in tokenizer.vocabulary, "apostrophes stay inside words (Model Maker's [^\\w']+)"
-    assert tokenizer.encode(["A, b! zebra"])[0, :4].tolist() == [1, 3, 4, 2]
+    assert "It's" in tokenizer.vocabulary, "apostrophes stay inside words (Model Maker's [^\\w']+), case kept"
+    assert tokenizer.encode(["a, b! zebra"])[0, :4].tolist() == [1, 3, 4, 2]
+    assert tokenizer.encode(["B"])[0, 1] == 2, "case kept, as MediaPipe's regex tokenizer keeps it"
     assert Tokenizer.from_json(json.loads(json.dumps(tokenizer.to_json()))) == tokenizer
+    saved_before = {k: v for k, v in tokenizer.to_json().items() if k not in ("lowercase", "rule")}
+    old = Tokenizer.from_json(saved_before)
+    assert old.lowercase and old.rule.startswith("lowercase;") and old.encode(["B"])[0, 1] == 4, "older runs lower-case"
 
 
 def test_a_finetune_retrain_on_new_text_keeps_the_champions_vocabulary(mixed_run, tmp_path):
