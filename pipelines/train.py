@@ -35,7 +35,7 @@ from pipelines.runs import (
     new_run_dir,
     write_status,
 )
-from pipelines.search import fit_to_data, run_search
+from pipelines.search import SearchResult, fit_to_data, run_search
 from pipelines.search.anytime import ANYTIME_FILE, plot_anytime
 from pipelines.search.frontier import plot_search_frontier
 from pipelines.search.parallel import Launcher
@@ -93,7 +93,8 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                          search.best_trial_id)
     plot_anytime(search.trials, run_dir / ANYTIME_FILE, search.objective, search.seconds)
     tuned = steps(Step.FINE_TUNE, fine_tune, inputs, prep, search.best_hyperparameters, run_dir / "finetuned.keras",
-                  max_epochs=config.finetune_epochs, batch_size=options.batch_size, seed=config.seed,
+                  max_epochs=finetune_epochs(config.finetune_epochs, search), batch_size=options.batch_size,
+                  seed=config.seed,
                   class_weight=config.class_weight, devices=devices,
                   deadline=budget.finetune_deadline(time.monotonic() - search_started))
     budget.finetune_seconds, budget.finetune_stopped = tuned.seconds, tuned.stopped_at_deadline
@@ -115,6 +116,13 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     result.report_path = write_report(result, run_dir / "report.md")
     write_status(run_dir, config, RunStatus.COMPLETED, steps.seconds, budget=budget.to_dict())
     return result
+
+
+def finetune_epochs(most: int, search: SearchResult) -> int:
+    """The fine-tune's epochs: at most `most`; and, where the chosen trials peaked on the validation split before
+    their last epoch, the epochs they took to peak: the fine-tune's early stopping watches the training loss (the
+    validation rows are training rows now), which falls long after the model starts to overfit."""
+    return min(most, search.epochs_to_best()) if search.peaked_early() else most
 
 
 def register_trained(result: RunResult) -> ModelVersion:

@@ -157,6 +157,15 @@ class SearchResult:
             return max([1, *[t.epochs_run - PATIENCE for t in trained]])
         return max([self.best_epochs, *[t.epochs or 1 for t in trained]])
 
+    def peaked_early(self) -> bool:
+        """Whether every chosen trial trained by epochs (an ensemble's members) reached its best validation score
+        before its last epoch, on a holdout split: it then overfits past `epochs_to_best`."""
+        if self.cross_validated:
+            return False
+        chosen = self.ensemble.members if self.ensemble else [self.best_trial_id]
+        trained = [t for t in self.trials if t.trial_id in chosen and t.epochs_run]
+        return bool(trained) and all((t.epochs or t.epochs_run) < t.epochs_run for t in trained)
+
     @property
     def trial_table(self) -> pd.DataFrame:
         rows = [{**asdict(t), "hyperparameters": json.dumps(t.hyperparameters)} for t in self.trials]

@@ -49,6 +49,14 @@ def test_a_fine_tune_cut_short_ships_the_search_model(tmp_path):
 
     assert replace(search, cross_validated=True).epochs_to_best() == 17 - 5, "folds' epochs less the patience"
 
+    from pipelines.train import finetune_epochs
+
+    assert search.peaked_early() and finetune_epochs(40, search) == 12, "cnn peaked at 12 of 17: refit 12 epochs"
+    assert finetune_epochs(8, search) == 8
+    still_rising = replace(search, trials=[trial("0", "cnn", 17, 17), *trials[1:]])
+    assert not still_rising.peaked_early() and finetune_epochs(40, still_rising) == 40, "no sign of overfitting"
+    assert finetune_epochs(40, replace(search, cross_validated=True)) == 40, "k-fold: no holdout peak to go by"
+
     search_model, shipped = tmp_path / "search_best.keras", tmp_path / "finetuned.keras"
     search_model.write_bytes(b"search model")
     shipped.write_bytes(b"two epochs")
