@@ -116,6 +116,7 @@ def budgeted_tuner(name: str) -> type:
                      **kwargs):
             super().__init__(*args, **kwargs)
             self.ledger, self._hook, self._started, self.deadline = ledger, hook, {}, deadline
+            self._seen: dict[str, object] = {}  # trial id -> the trials this process ran
             self.cross_validation: CrossValidation | None = None
             self.subsampling: Subsampling | None = None
             self.training_rows: int | None = None
@@ -146,7 +147,10 @@ def budgeted_tuner(name: str) -> type:
             values = trial.hyperparameters.values
             if self.deadline is None or not closed_form(values):
                 return True
-            expected = self.ledger.expected_seconds(values["family"], rows, self.oracle.trials.values())
+            # a parallel worker's oracle is a client without the trial list: it goes by the trials it ran itself
+            known = getattr(self.oracle, "trials", None)
+            trials = known.values() if known is not None else self._seen.values()
+            expected = self.ledger.expected_seconds(values["family"], rows, trials)
             left = self.deadline - time.time()
             if expected is None or expected <= left:
                 return True
@@ -178,6 +182,7 @@ def budgeted_tuner(name: str) -> type:
 
         def on_trial_begin(self, trial):
             self._started[trial.trial_id] = time.monotonic()
+            self._seen[trial.trial_id] = trial
             self.hypermodel.trial_id = trial.trial_id
             super().on_trial_begin(trial)
 
