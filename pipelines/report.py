@@ -85,7 +85,8 @@ def render_report(result: RunResult) -> str:
         "## Test scores",
         "| model | accuracy | balanced acc. | macro precision | macro recall | macro F1 |",
         "|---|---|---|---|---|---|",
-        *([_score_row("search best", result.search_evaluation)] if result.search_evaluation else []),
+        *([_score_row("search best", result.search_evaluation)]
+          if result.search_evaluation and not result.finetune.search_model_kept else []),
         _score_row("search best, shipped (the fine-tune was cut short)" if result.finetune.search_model_kept
                    else f"fine-tuned ({result.finetune.epochs} epochs)", evaluation),
         "",

@@ -104,7 +104,7 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                         f"{tuned.epochs} epochs, short of the {search.epochs_to_best()} the search's trials needed: "
                         f"the search's model ships instead (as its trials trained it, on the training split or "
                         f"a fold of it); a larger --budget-minutes leaves the fine-tune more time")
-        tuned, search_best = keep_search_model(tuned, search.best_model_path), None
+        tuned = keep_search_model(tuned, search.best_model_path)
     model = finish_candidate(run_dir, config, splits, validation.suite, inputs, prep, tuned,
                              search.best_hyperparameters, steps, search_best=search_best)
     chosen = any(m.get("balance_classes", True) for m in member_hyperparameters(search.best_hyperparameters))
