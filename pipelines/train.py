@@ -94,11 +94,10 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     plot_anytime(search.trials, run_dir / ANYTIME_FILE, search.objective, search.seconds)
     tuned = steps(Step.FINE_TUNE, fine_tune, inputs, prep, search.best_hyperparameters, run_dir / "finetuned.keras",
                   max_epochs=finetune_epochs(config.finetune_epochs, search), batch_size=options.batch_size,
-                  seed=config.seed,
-                  class_weight=config.class_weight, devices=devices,
+                  seed=config.seed, class_weight=config.class_weight, devices=devices,
                   deadline=budget.finetune_deadline(time.monotonic() - search_started))
     budget.finetune_seconds, budget.finetune_stopped = tuned.seconds, tuned.stopped_at_deadline
-    search_best, shipped_note = search.best_model_path, ""
+    shipped_note = ""
     if tuned.cut_short(search.epochs_to_best()):
         shipped_note = (f"the run's deadline stopped the fine-tune of {describe(search.best_hyperparameters)} after "
                         f"{tuned.epochs} epochs, short of the {search.epochs_to_best()} the search's trials needed: "
@@ -106,7 +105,7 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                         f"a fold of it); a larger --budget-minutes leaves the fine-tune more time")
         tuned = keep_search_model(tuned, search.best_model_path)
     model = finish_candidate(run_dir, config, splits, validation.suite, inputs, prep, tuned,
-                             search.best_hyperparameters, steps, search_best=search_best)
+                             search.best_hyperparameters, steps, search_best=search.best_model_path)
     chosen = any(m.get("balance_classes", True) for m in member_hyperparameters(search.best_hyperparameters))
     imbalance = imbalance_note(np.concatenate([inputs.y_train, inputs.y_val]), prep.class_names, config.class_weight,
                                chosen)
