@@ -35,7 +35,7 @@ class FineTuneResult:
         history: Keras history (loss, accuracy, learning rate, and val_* when validated) per epoch.
         epochs: epochs trained; seconds: wall time of the training.
         stopped_at_deadline: the run's budget ended the training (the best weights so far were kept).
-        search_model_kept: `model_path` holds the search's best trial instead (`keep_search_model`).
+        search_model_kept: `model_path` holds the search's chosen model instead (`keep_search_model`).
     """
 
     model_path: Path
@@ -46,7 +46,7 @@ class FineTuneResult:
     search_model_kept: bool = False
 
     def cut_short(self, search_epochs: int) -> bool:
-        """The deadline stopped this training before the epochs the search's best trial needed to its best score."""
+        """The deadline stopped this training before the epochs the search's chosen trials needed to their best."""
         return self.stopped_at_deadline and self.epochs < search_epochs
 
 

@@ -97,10 +97,10 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                   seed=config.seed, class_weight=config.class_weight, devices=devices,
                   deadline=budget.finetune_deadline(time.monotonic() - search_started))
     budget.finetune_seconds, budget.finetune_stopped = tuned.seconds, tuned.stopped_at_deadline
-    shipped_note = ""
-    if tuned.cut_short(search.epochs_to_best()):
+    shipped_note, needed = "", search.epochs_to_best()
+    if tuned.cut_short(needed):
         shipped_note = (f"the run's deadline stopped the fine-tune of {describe(search.best_hyperparameters)} after "
-                        f"{tuned.epochs} epochs, short of the {search.epochs_to_best()} the search's trials needed: "
+                        f"{tuned.epochs} epochs, short of the {needed} the search's trials needed: "
                         f"the search's model ships instead (as its trials trained it, on the training split or "
                         f"a fold of it); a larger --budget-minutes leaves the fine-tune more time")
         tuned = keep_search_model(tuned, search.best_model_path)

@@ -151,8 +151,7 @@ class SearchResult:
     def epochs_to_best(self) -> int:
         """Epochs the chosen trials (an ensemble's members) trained to their best score: the best epoch on the
         validation split; under k-fold, the folds' epochs less the patience that ended them."""
-        chosen = self.ensemble.members if self.ensemble else [self.best_trial_id]
-        trained = [t for t in self.trials if t.trial_id in chosen and t.epochs_run]
+        trained = self._chosen_by_epochs()
         if self.cross_validated:
             return max([1, *[t.epochs_run - PATIENCE for t in trained]])
         return max([self.best_epochs, *[t.epochs or 1 for t in trained]])
@@ -162,9 +161,13 @@ class SearchResult:
         before its last epoch, on a holdout split: it then overfits past `epochs_to_best`."""
         if self.cross_validated:
             return False
-        chosen = self.ensemble.members if self.ensemble else [self.best_trial_id]
-        trained = [t for t in self.trials if t.trial_id in chosen and t.epochs_run]
+        trained = self._chosen_by_epochs()
         return bool(trained) and all((t.epochs or t.epochs_run) < t.epochs_run for t in trained)
+
+    def _chosen_by_epochs(self) -> list[TrialRecord]:
+        """The chosen trials (an ensemble's members, or the best one) that were trained by epochs."""
+        chosen = self.ensemble.members if self.ensemble else [self.best_trial_id]
+        return [t for t in self.trials if t.trial_id in chosen and t.epochs_run]
 
     @property
     def trial_table(self) -> pd.DataFrame:
