@@ -36,6 +36,8 @@ class FineTuneResult:
         epochs: epochs trained; seconds: wall time of the training.
         stopped_at_deadline: the run's budget ended the training (the best weights so far were kept).
         search_model_kept: `model_path` holds the search's chosen model instead (`keep_search_model`).
+        fewest_epochs: the fewest epochs any member trained by epochs ran (an ensemble's members share the
+            time; the curves are the first one's); None when every member is closed-form.
     """
 
     model_path: Path
@@ -44,10 +46,18 @@ class FineTuneResult:
     seconds: float
     stopped_at_deadline: bool = False
     search_model_kept: bool = False
+    fewest_epochs: int | None = None
 
     def cut_short(self, search_epochs: int) -> bool:
-        """The deadline stopped this training before the epochs the search's chosen trials needed to their best."""
-        return self.stopped_at_deadline and self.epochs < search_epochs
+        """The deadline stopped this training before the epochs the search's chosen trials needed to their best:
+        for an ensemble, before any one member trained by epochs reached them (a member trained for one epoch
+        drags the average down however well the others trained)."""
+        return self.stopped_at_deadline and self.least_epochs < search_epochs
+
+    @property
+    def least_epochs(self) -> int:
+        """The epochs of the member trained by epochs that ran fewest (`epochs` for one model)."""
+        return self.epochs if self.fewest_epochs is None else self.fewest_epochs
 
 
 def keep_search_model(tuned: FineTuneResult, search_model: Path) -> FineTuneResult:
@@ -89,8 +99,10 @@ def fine_tune(
     as_float32(model, prep, built[0] if len(built) == 1 else {"family": ENSEMBLE, "members": built}).save(output_path)
     # An ensemble's curves are those of its first member trained by epochs (a closed-form member has one point).
     curves = next((c for _, c, _, _ in trained if len(c["loss"]) > 1), trained[0][1])
+    by_epochs = [len(c["loss"]) for (_, c, _, _), values in zip(trained, members) if not closed_form(values)]
     return FineTuneResult(output_path, curves, len(curves["loss"]), time.monotonic() - started,
-                          stopped_at_deadline=any(stopped for _, _, stopped, _ in trained))
+                          stopped_at_deadline=any(stopped for _, _, stopped, _ in trained),
+                          fewest_epochs=min(by_epochs) if by_epochs else None)
 
 
 def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, max_epochs: int, batch_size: int,

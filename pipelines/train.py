@@ -99,8 +99,9 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     budget.finetune_seconds, budget.finetune_stopped = tuned.seconds, tuned.stopped_at_deadline
     shipped_note, needed = "", search.epochs_to_best()
     if tuned.cut_short(needed):
+        which = " (its shortest-trained member)" if tuned.least_epochs < tuned.epochs else ""
         shipped_note = (f"the run's deadline stopped the fine-tune of {describe(search.best_hyperparameters)} after "
-                        f"{tuned.epochs} epochs, short of the {needed} the search's trials needed: "
+                        f"{tuned.least_epochs} epochs{which}, short of the {needed} the search's trials needed: "
                         f"the search's model ships instead (as its trials trained it, on the training split or "
                         f"a fold of it); a larger --budget-minutes leaves the fine-tune more time")
         tuned = keep_search_model(tuned, search.best_model_path)

@@ -5,6 +5,7 @@ import time
 import keras
 import numpy as np
 
+from models import ENSEMBLE
 from pipelines.finetune import fine_tune
 from pipelines.load import load_path, split_dataset
 from pipelines.preprocess import fit_preprocessing, model_inputs
@@ -25,6 +26,9 @@ def test_fine_tuning_stops_at_its_deadline_and_saves_a_usable_model(table_csv, t
     assert np.isfinite(model.predict(inputs.x_test, verbose=0)).all()
     unbounded = fine_tune(inputs, prep, values, tmp_path / "n.keras", max_epochs=2, batch_size=8, seed=0)
     assert not unbounded.stopped_at_deadline and unbounded.epochs == 2
+    pair = {"family": ENSEMBLE, "members": [{"family": "linear"}, {**values, "learning_rate": 1e-3}]}
+    ensemble = fine_tune(inputs, prep, pair, tmp_path / "e.keras", max_epochs=3, batch_size=8, seed=0)
+    assert ensemble.fewest_epochs == 3 and ensemble.least_epochs == 3, "the one member trained by epochs ran 3"
 
 
 def test_a_fine_tune_cut_short_ships_the_search_model(tmp_path):
@@ -64,5 +68,8 @@ def test_a_fine_tune_cut_short_ships_the_search_model(tmp_path):
     assert cut.cut_short(search.epochs_to_best())
     assert not FineTuneResult(shipped, {}, 2, 5.0).cut_short(12), "a fine-tune that ended by itself stays"
     assert not FineTuneResult(shipped, {}, 30, 5.0, stopped_at_deadline=True).cut_short(12), "past the search's epochs"
+    assert FineTuneResult(shipped, {}, 30, 5.0, stopped_at_deadline=True, fewest_epochs=1).cut_short(12), \
+        "an ensemble member the deadline left at one epoch: the ensemble is cut short"
+    assert not FineTuneResult(shipped, {}, 30, 5.0, stopped_at_deadline=True, fewest_epochs=15).cut_short(12)
     kept = keep_search_model(cut, search_model)
     assert kept.search_model_kept and shipped.read_bytes() == b"search model"

@@ -20,7 +20,7 @@ from pipelines.config import ExportOptions
 from pipelines.errors import DataError, ExportError
 from pipelines.export.run import reexport
 from pipelines.export.records import ExportData
-from pipelines.export.tflite import check_builtin_ops, convert, write_saved_model
+from pipelines.export.tflite import LiteModel, check_builtin_ops, convert, write_saved_model
 from pipelines.load import Dataset, load_path, split_dataset
 from pipelines.preprocess import encode_features, fit_preprocessing, model_inputs
 from pipelines.text.tokenizer import Tokenizer
@@ -118,6 +118,43 @@ def test_the_tfidf_layer_is_scikit_learns_tfidf_and_logistic_regression():
     top = informative_tokens(model, prep.tokenizer["vocabulary"], prep.class_names, top=3)
     for team, words in TEXT_WORDS.items():
         assert set(top[team]) <= set(words), f"{team}'s most informative tokens are its own words"
+
+
+def test_word_pairs_and_sublinear_counts_are_scikit_learns_and_export_with_builtin_ops(tmp_path):
+    """`tfidf_bigrams` and `tfidf_sublinear` compute TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True): on
+    the training rows (every pair seen, no hash collision among a few hundred pairs) the probabilities are
+    scikit-learn's, and the float TFLite model (hashing in int32 ops) gives them too."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from pipelines.text.tokenizer import tokens
+
+    frame = make_texts(90)[["body", "team"]]
+    splits = _splits(frame)
+    prep = fit_preprocessing(splits)
+    prep.tokenizer["length"] = 32  # no text is cut
+    prep.input_shape = [32]
+    inputs = model_inputs(splits, prep)
+    hp = kt.HyperParameters()
+    hp.values.update({"family": "linear", "linear_c": 10.0, "tfidf_bigrams": True, "tfidf_sublinear": True})
+    hypermodel = KerasflowHyperModel(prep, ["linear"])
+    model = hypermodel.build(hp)
+    hypermodel.fit(hp, model, inputs.x_train, inputs.y_train)
+
+    def words_and_pairs(text):
+        found = tokens(text)
+        return found + [f"{a} {b}" for a, b in zip(found, found[1:])]
+
+    texts = splits.train.features["body"]
+    vectorizer = TfidfVectorizer(analyzer=words_and_pairs, lowercase=False, sublinear_tf=True).fit(texts)
+    assert any(" " in term for term in vectorizer.vocabulary_), "the texts have word pairs"
+    regression = LogisticRegression(C=10.0, max_iter=1000).fit(vectorizer.transform(texts), inputs.y_train)
+    expected = regression.predict_proba(vectorizer.transform(texts))
+    assert np.allclose(model_outputs(model, inputs.x_train), expected, atol=2e-3)
+    saved = write_saved_model(model, tmp_path / "saved_model", prep.input_shape)
+    tflite = convert(saved, "float32", inputs.x_train[:20])
+    check_builtin_ops(tflite, "linear")
+    assert np.allclose(LiteModel(tflite).predict(inputs.x_train), expected, atol=2e-3)
 
 
 @pytest.mark.parametrize("family", TEXT_FAMILIES)
