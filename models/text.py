@@ -19,10 +19,9 @@ Tasks' `TextClassifier` feeds them.
   adjacent counted ids hashed into `BIGRAM_BUCKETS` (MUL, ADD, FLOOR_MOD on
   int32: an app's ids give the same terms), as `TfidfVectorizer(ngram_range=(1, 2))`
   up to hash collisions; and 1 + log(count) in place of the count
-  (`sublinear_tf=True`). Which helps depends on the text: on the two bench
-  sets' fixed splits, with kerasflow's tokenizer, pairs and C=10 scored
-  ~2 points higher than words alone on product reviews and ~3 points lower
-  on tweets, so the search tries both and the validation split decides.
+  (`sublinear_tf=True`). Which helps depends on the text, so the portfolio
+  tries both (`models.portfolio`, with the measurements) and the validation
+  split decides.
 - `embedding`: MediaPipe Model Maker's average word embedding (embedding,
   average over the text's tokens, a ReLU layer of the embedding's width).
 - `cnn`: 1-D convolution over the embeddings, global max pooling.
