@@ -9,6 +9,8 @@ from models.hypermodel import (
     cheapest_first,
     closed_form,
     families_for,
+    trained_by_epochs,
+    trial_class_weight,
 )
 from models.layers import TabularEncoder
 from models.portfolio import PORTFOLIO, first_trials
@@ -17,4 +19,4 @@ from models.trees import TreeEnsemble
 
 __all__ = ["CLOSED_FORM_FAMILIES", "ENSEMBLE", "FAMILIES", "KerasflowHyperModel", "MiniRocket", "PORTFOLIO",
            "TabularEncoder", "TreeEnsemble", "average", "cheapest_first", "closed_form", "describe", "families_for",
-           "first_trials", "member_hyperparameters"]
+           "first_trials", "member_hyperparameters", "trained_by_epochs", "trial_class_weight"]

@@ -128,6 +128,17 @@ def closed_form(values: dict) -> bool:
     return values.get("family") in CLOSED_FORM_FAMILIES or (values.get("family") == "transfer" and probe_only(values))
 
 
+def trial_class_weight(values: dict, class_weight: dict | None) -> dict | None:
+    """The class weights a trial of these hyperparameters trains with: none where it chose not to balance."""
+    return None if values.get("balance_classes") is False else class_weight
+
+
+def trained_by_epochs(values: dict) -> bool:
+    """Whether a model of these hyperparameters is trained by Keras's `fit` alone, as it was built: not solved in
+    closed form, and not a pretrained base (whose fine-tune unfreezes part of it and compiles it again)."""
+    return not closed_form(values) and values.get("family") != "transfer"
+
+
 def cheapest_first(families: list[str]) -> list[str]:
     """The order a search tries each family's default architecture in, before sampling at random."""
     return sorted(families, key=CHEAPEST_FIRST.index)
@@ -181,8 +192,7 @@ class KerasflowHyperModel(kt.HyperModel):
 
     def fit(self, hp, model, x=None, y=None, validation_data=None, class_weight=None, **kwargs):
         """Keras training, except for a closed-form family: it is solved, and metrics come back as a dict."""
-        if hp.values.get("balance_classes") is False:
-            class_weight = None
+        class_weight = trial_class_weight(hp.values, class_weight)
         family = hp.get("family")
         if family not in CLOSED_FORM_FAMILIES and family != "transfer":
             return super().fit(hp, model, x=x, y=y, validation_data=validation_data, class_weight=class_weight,

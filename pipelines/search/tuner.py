@@ -15,7 +15,7 @@ import keras_tuner as kt
 import numpy as np
 from sklearn.metrics import f1_score
 
-from models import KerasflowHyperModel, closed_form, first_trials
+from models import KerasflowHyperModel, closed_form, first_trials, trained_by_epochs, trial_class_weight
 from models.inference import model_outputs
 from models.transfer import TransferBase
 from pipelines.budget import StopAtDeadline
@@ -29,11 +29,12 @@ from pipelines.search.keras_tuner_bridge import (
     stopped_for_failures,
     tuner_taking_an_oracle,
 )
-from pipelines.search.fidelity import Fidelity, converging, fidelity_for, hyperband_schedule
+from pipelines.search.fidelity import PATIENCE, Fidelity, converging, fidelity_for, hyperband_schedule
 from pipelines.search.ledger import TrialLedger
 from pipelines.search.records import TrialHook
 from pipelines.search.selection import CrossValidation, save_heldout, scores
 from pipelines.search.subsample import Subsampling, validation_rows
+from pipelines.search.towers import fit_towers
 
 MAX_CONSECUTIVE_FAILURES = 5
 # The score of a trial left untrained for want of time: below any real score, and not a failure (keras-tuner
@@ -160,9 +161,14 @@ def budgeted_tuner(name: str) -> type:
             return False
 
         def _cross_validate(self, trial, cv: CrossValidation, *, epochs: int, **kwargs):
-            """Train on each fold, score the out-of-fold predictions of every train+val row (keras-tuner #420)."""
+            """Train on each fold, score the out-of-fold predictions of every train+val row (keras-tuner #420).
+
+            A family trained by epochs trains its k fold models at once, as towers of one graph (`.towers`).
+            """
             hp = trial.hyperparameters
             epochs = hp.values.get("tuner/epochs", epochs)  # hyperband's budget for this round
+            if trained_by_epochs(hp.values):
+                return self._fold_towers(trial, cv, epochs=epochs, **kwargs)
             heldout = np.zeros((len(cv.y), len(self.hypermodel.prep.class_names)), dtype=np.float32)
             model = None
             # Past the deadline, StopAtDeadline ends each remaining fold after one batch, as it ends a holdout trial.
@@ -174,6 +180,26 @@ def budgeted_tuner(name: str) -> type:
                 if isinstance(result, float):  # over the mobile budget: not trained
                     return result
                 heldout[val] = model_outputs(model, cv.x[val])
+            return self._scored(trial, cv, model, heldout)
+
+        def _fold_towers(self, trial, cv: CrossValidation, *, epochs: int, batch_size: int | None = None,
+                         class_weight=None, callbacks=None, **_):
+            """The k fold models of a trial trained by epochs, in one graph; to convergence on small data."""
+            hp = trial.hyperparameters
+            members = [self.hypermodel.build(hp) for _ in cv.folds]
+            penalty = self.ledger.footprints.measure(trial.trial_id, members[0], hp).get("penalty")
+            if penalty is not None:  # over the mobile budget: not trained
+                return penalty
+            converge = self.hypermodel.fidelity == Fidelity.CONVERGED
+            heldout, ran = fit_towers(members, cv.x, cv.y, cv.folds, batch_size=batch_size, callbacks=callbacks,
+                                      epochs=(self.hypermodel.max_epochs or epochs) if converge else epochs,
+                                      class_weight=trial_class_weight(hp.values, class_weight),
+                                      patience=PATIENCE if converge else None)
+            self.ledger.footprints.note(trial.trial_id, epochs_run=ran)
+            return self._scored(trial, cv, members[-1], heldout)
+
+        def _scored(self, trial, cv: CrossValidation, model, heldout: np.ndarray) -> dict:
+            """Keep the last fold's model and the out-of-fold probabilities; the trial's k-fold scores."""
             save_checkpoint(self, trial.trial_id, model)
             save_heldout(self.get_trial_dir(trial.trial_id), heldout)
             values = scores(cv.y, heldout, self.oracle.objective.name)
