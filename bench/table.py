@@ -91,9 +91,10 @@ WALL_GRACE, WALL_SLACK_SECONDS = 1.1, 60  # a run is within its budget at <= 1.1
 AUTOGLUON_VENV = Path(__file__).parent / ".venv-autogluon"
 AUTOGLUON_RUNNER = Path(__file__).parent / "autogluon_peer.py"
 AUTOGLUON_PRESETS = {"AG medium": "medium_quality", "AG best": "best_quality"}
+SAVED_LIMIT_SLACK = 0.1  # a saved best_quality fit within 10% of this budget was run at this budget
 AUTOGLUON_GRACE = 2.0  # a preset's subprocess is killed after this many times its time limit, plus start-up
 AUTOGLUON_STARTUP_SECONDS = 120
-PEERS = ["autogluon"]
+PEERS = ["autogluon", "saved-autogluon"]  # saved-autogluon: AutoGluon's scores from the saved peers table
 
 
 def config_for(name: str, budget_minutes: float, workdir: Path, **overrides) -> TrainConfig:
@@ -285,6 +286,24 @@ def autogluon_peers(train_path: Path, test_path: Path, label: str, seconds: floa
     return results
 
 
+def saved_autogluon(name: str, budget_minutes: float) -> dict[str, dict]:
+    """AutoGluon's scores on this table from the saved peers table, with the commit they were measured at: neither
+    the split (seeded) nor AutoGluon depends on kerasflow's code, and each preset takes 5 minutes a table to run
+    again. Only a row measured at the same budget is taken."""
+    saved = RESULTS / f"{PEERS_STEM}.csv"
+    rows = pd.read_csv(saved) if saved.exists() else pd.DataFrame(columns=["dataset"])
+    row = rows[rows["dataset"] == name]
+    used = row.get("AG best seconds")  # best_quality uses its whole time limit
+    if row.empty or used is None or not abs(float(used.iloc[0]) / (budget_minutes * 60) - 1) <= SAVED_LIMIT_SLACK:
+        print(f"{name}: no saved AutoGluon scores at {budget_minutes:g} min; run with --peers autogluon", flush=True)
+        return {}
+    row = row.iloc[0]
+    measured = row["AG commit"] if pd.notna(row.get("AG commit")) else row["commit"]
+    return {peer: {"accuracy": row[f"{peer} accuracy"], "macro_f1": row[f"{peer} macro-F1"],
+                   "fit_seconds": row[f"{peer} seconds"], "commit": measured}
+            for peer in AUTOGLUON_PRESETS if pd.notna(row.get(f"{peer} accuracy"))}
+
+
 def peers_row(name: str, budget_minutes: float, workdir: Path, peers: list[str]) -> dict:
     """kerasflow and every peer on one public table's split: accuracy, macro-F1, the best peer by accuracy."""
     train_path, test_path, label, rows = public_split(name, workdir)
@@ -301,6 +320,8 @@ def peers_row(name: str, budget_minutes: float, workdir: Path, peers: list[str])
     results = table_peers(config)
     if "autogluon" in peers:
         results |= autogluon_peers(train_path, test_path, label, budget_minutes * 60, workdir)
+    elif "saved-autogluon" in peers:
+        results |= saved_autogluon(name, budget_minutes)
     best = max(results, key=lambda peer: results[peer]["accuracy"])
     accuracy = headline["accuracy"] if headline else None
     row = {"dataset": name, "rows": rows, "kerasflow accuracy": round(accuracy, 4) if headline else None,
@@ -310,6 +331,8 @@ def peers_row(name: str, budget_minutes: float, workdir: Path, peers: list[str])
         row[f"{peer} macro-F1"] = round(result["macro_f1"], 4)
         if "fit_seconds" in result:
             row[f"{peer} seconds"] = result["fit_seconds"]
+        if "commit" in result:  # taken from the saved table
+            row["AG commit"] = result["commit"]
     return {**row, "best peer": f"{best} {results[best]['accuracy']:.4f}",
             "gap": round(accuracy - results[best]["accuracy"], 4) if headline else None,
             "ratio": round(accuracy / results[best]["accuracy"], 4) if headline else None,
@@ -321,9 +344,9 @@ def peers_columns(table: pd.DataFrame) -> pd.DataFrame:
     peer_columns = [f"{peer} {metric}" for peer in [*BASELINES, *AUTOGLUON_PRESETS]
                     for metric in ("accuracy", "macro-F1", "seconds")]
     order = ["dataset", "rows", "kerasflow accuracy", "kerasflow macro-F1", "seconds", *peer_columns,
-             "best peer", "gap", "ratio", "kerasflow refused", "commit"]
+             "best peer", "gap", "ratio", "kerasflow refused", "commit", "AG commit"]
     return table[[column for column in order if column in table.columns and
-                  (column != "kerasflow refused" or table[column].notna().any())]]
+                  (column not in ("kerasflow refused", "AG commit") or table[column].notna().any())]]
 
 
 def write_results(stem: str, header: list[str], table: pd.DataFrame) -> str:
@@ -391,7 +414,9 @@ def main() -> None:
                         help=f"default: {' '.join(DATASETS)}; public tables: {' '.join(PUBLIC)}")
     parser.add_argument("--peers", nargs="*", default=[], choices=PEERS,
                         help="peers besides SVC, HGB and LogReg on the public tables (autogluon: "
-                             f"medium_quality and best_quality, run in {AUTOGLUON_VENV.name}; `make bench-peers`)")
+                             f"medium_quality and best_quality, run in {AUTOGLUON_VENV.name}; `make bench-peers`; "
+                             "saved-autogluon: their scores from the saved peers table, at the same budget, "
+                             "with the commit they were measured at: 10 minutes a table less)")
     parser.add_argument("--workers-budget", type=float, default=0.0,
                         help="search budget of each trials/hour run (0: skip)")
     args = parser.parse_args()
