@@ -191,7 +191,12 @@ def fit_ridge_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weigh
         for column, label in enumerate(ridge.classes_):
             kernel[:, label], bias[label] = coef[column] * temperature, intercept[column] * temperature
     head.set_weights([kernel, bias])
-    return {**training_metrics(model, x, y), "temperature": float(temperature), "ridge_alpha": float(ridge.alpha_)}
+    # The head's own arithmetic on the features at hand: running the model again would recompute them (MiniRocket's
+    # convolutions were a quarter of a rocket trial).
+    logits = (features * scale) @ kernel.astype(np.float64) + bias
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    return {**log_loss_and_accuracy(probabilities, y), "temperature": float(temperature), "ridge_alpha": float(ridge.alpha_)}
 
 
 def training_metrics(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict:

@@ -105,6 +105,11 @@ def test_rocket_head_is_solved_in_closed_form_and_the_model_round_trips(tmp_path
     metrics = hypermodel.fit(hp, model, x[:30], y[:30], validation_data=(x[30:], y[30:]))
     assert metrics["accuracy"] == 1.0 and metrics["val_accuracy"] == 1.0
     assert metrics["temperature"] > 0 and np.isfinite(metrics["val_loss"])
+    # the training metrics come from the head's arithmetic on the features, not a second run of the model
+    from models.inference import log_loss_and_accuracy, model_outputs
+
+    assert metrics["loss"] == pytest.approx(log_loss_and_accuracy(model_outputs(model, x[:30]), y[:30])["loss"],
+                                            rel=1e-4, abs=1e-6)
     model.save(tmp_path / "rocket.keras")
     again = keras.models.load_model(tmp_path / "rocket.keras")
     assert np.allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
