@@ -12,15 +12,19 @@ The weights are scaled so that a tower's share of the loss is the mean over
 its own rows, as in a model trained alone: the L2 penalties in the graph keep
 their strength.
 
+Inputs of more than `MAX_TOWER_INPUT_VALUES` values a row are left to the one-after-another loop.
+
 `FoldStopping` scores each tower on its held-out fold after every epoch. It
 keeps each tower's best epoch, ends the fit when every tower has gone
 `patience` epochs without a lower held-out loss, and puts each tower's best
 weights back. The folds' rows stay apart: a tower's weights do not depend on
-its held-out rows' labels (`tests/test_fold_towers.py`). Batch normalisation
+its held-out rows' labels (`tests/model/test_fold_towers.py`). Batch normalisation
 does see their inputs, but never their labels.
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 import numpy as np
@@ -28,6 +32,15 @@ import numpy as np
 from models.inference import BATCH_ROWS
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
+# Values per input row up to which the fold models train as towers: tables, series, images up to 64x64 gray. On
+# larger images a CNN trial is its arithmetic, which towers do not shrink (even a 251-step series' CNN trial took
+# 26.9 s either way), and k towers would hold k times the activations: their fold models train one after another.
+MAX_TOWER_INPUT_VALUES = 4096
+
+
+def towers_pay(input_shape) -> bool:
+    """Whether the k fold models of a trial on inputs of this shape train as towers of one graph."""
+    return math.prod(input_shape) <= MAX_TOWER_INPUT_VALUES
 
 
 def fold_towers(members: list[keras.Model]) -> keras.Model:

@@ -34,7 +34,7 @@ from pipelines.search.ledger import TrialLedger
 from pipelines.search.records import TrialHook
 from pipelines.search.selection import CrossValidation, save_heldout, scores
 from pipelines.search.subsample import Subsampling, validation_rows
-from pipelines.search.towers import fit_towers
+from pipelines.search.towers import fit_towers, towers_pay
 
 MAX_CONSECUTIVE_FAILURES = 5
 # The score of a trial left untrained for want of time: below any real score, and not a failure (keras-tuner
@@ -163,11 +163,12 @@ def budgeted_tuner(name: str) -> type:
         def _cross_validate(self, trial, cv: CrossValidation, *, epochs: int, **kwargs):
             """Train on each fold, score the out-of-fold predictions of every train+val row (keras-tuner #420).
 
-            A family trained by epochs trains its k fold models at once, as towers of one graph (`.towers`).
+            A family trained by epochs trains its k fold models at once, as towers of one graph, on small inputs
+            (`.towers`).
             """
             hp = trial.hyperparameters
             epochs = hp.values.get("tuner/epochs", epochs)  # hyperband's budget for this round
-            if trained_by_epochs(hp.values):
+            if trained_by_epochs(hp.values) and towers_pay(self.hypermodel.prep.input_shape):
                 return self._fold_towers(trial, cv, epochs=epochs, **kwargs)
             heldout = np.zeros((len(cv.y), len(self.hypermodel.prep.class_names)), dtype=np.float32)
             model = None

@@ -89,3 +89,11 @@ def test_each_tower_keeps_its_own_best_epoch_and_the_fit_ends_when_all_have_stop
     for tower, (_, val) in enumerate(folds):
         loss = float(-np.log(np.clip(heldout[val, y[val]], 1e-7, 1.0)).mean())
         assert loss == pytest.approx(stopping.best[tower], rel=1e-5)
+
+
+def test_towers_are_for_small_inputs_only():
+    """Tables, series and small images train their fold models as towers; larger images one after another."""
+    from pipelines.search.towers import towers_pay
+
+    assert towers_pay([30]) and towers_pay([251, 1]) and towers_pay([64, 64, 1])
+    assert not towers_pay([64, 64, 3]) and not towers_pay([224, 224, 3])
