@@ -196,7 +196,8 @@ def fit_ridge_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weigh
     logits = (features * scale) @ kernel.astype(np.float64) + bias
     probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
     probabilities /= probabilities.sum(axis=1, keepdims=True)
-    return {**log_loss_and_accuracy(probabilities, y), "temperature": float(temperature), "ridge_alpha": float(ridge.alpha_)}
+    return {**log_loss_and_accuracy(probabilities, y), "temperature": float(temperature),
+            "ridge_alpha": float(ridge.alpha_)}
 
 
 def training_metrics(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict:

@@ -124,8 +124,8 @@ def fit_towers(members: list[keras.Model], x: np.ndarray, y: np.ndarray, folds: 
     the fit ran. With `patience`, each member is trained to convergence on its fold (`FoldStopping`)."""
     towers = fold_towers(members)
     stopping = [FoldStopping(members, x, y, folds, patience)] if patience is not None else []
-    history = towers.fit(x, np.repeat(y[:, None], len(folds), axis=1), sample_weight=tower_weights(y, folds, class_weight),
+    targets = np.repeat(y[:, None], len(folds), axis=1)  # every tower's label for every row
+    history = towers.fit(x, targets, sample_weight=tower_weights(y, folds, class_weight),
                          epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
                          callbacks=[*stopping, *(callbacks or [])])
     return tower_outputs(towers, x, folds), len(history.epoch)
-

@@ -97,3 +97,14 @@ def test_towers_are_for_small_inputs_only():
 
     assert towers_pay([30]) and towers_pay([251, 1]) and towers_pay([64, 64, 1])
     assert not towers_pay([64, 64, 3]) and not towers_pay([224, 224, 3])
+
+
+def test_a_tower_saved_as_the_trials_checkpoint_loads_into_the_model_the_space_builds(tmp_path):
+    """The tuner keeps the last tower as the trial's checkpoint; its weights load into the model that
+    `get_best_models` and the ensemble build from the same hyperparameters (a tower is renamed in the graph)."""
+    x, y, folds, hypermodel, hp = _table()
+    last = _trained_members(x, y, folds, hypermodel, hp)[-1]
+    last.save_weights(tmp_path / "checkpoint.weights.h5")
+    again = hypermodel.build(hp)
+    again.load_weights(tmp_path / "checkpoint.weights.h5")
+    np.testing.assert_allclose(again.predict(x, verbose=0), last.predict(x, verbose=0), atol=1e-6)
