@@ -19,6 +19,7 @@ import itertools
 import keras
 import numpy as np
 from keras import ops
+from scipy.special import softmax
 
 from models.inference import layer_inputs, log_loss_and_accuracy, model_outputs
 
@@ -194,9 +195,7 @@ def fit_ridge_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weigh
     # The head's own arithmetic on the features at hand: running the model again would recompute them (MiniRocket's
     # convolutions were a quarter of a rocket trial).
     logits = (features * scale) @ kernel.astype(np.float64) + bias
-    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
-    return {**log_loss_and_accuracy(probabilities, y), "temperature": float(temperature),
+    return {**log_loss_and_accuracy(softmax(logits, axis=1), y), "temperature": float(temperature),
             "ridge_alpha": float(ridge.alpha_)}
 
 

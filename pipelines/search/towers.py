@@ -29,7 +29,7 @@ import math
 import keras
 import numpy as np
 
-from models.inference import BATCH_ROWS
+from models.inference import BATCH_ROWS, log_loss_and_accuracy
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 # Values per input row up to which the fold models train as towers: tables, series, images up to 64x64 gray. On
@@ -98,8 +98,7 @@ class FoldStopping(keras.callbacks.Callback):
         heldout = tower_outputs(self.model, self.x, self.folds)
         losses = []
         for tower, (_, val) in enumerate(self.folds):
-            picked = np.clip(heldout[val, self.y[val]], 1e-7, 1.0)
-            loss = float(-np.log(picked).mean())
+            loss = log_loss_and_accuracy(heldout[val], self.y[val])["loss"]
             losses.append(loss)
             if loss < self.best[tower]:
                 self.best[tower], self.waits[tower], self.epochs_to_best[tower] = loss, 0, epoch + 1

@@ -188,15 +188,14 @@ def budgeted_tuner(name: str) -> type:
             """The k fold models of a trial trained by epochs, in one graph; to convergence on small data."""
             hp = trial.hyperparameters
             members = [self.hypermodel.build(hp) for _ in cv.folds]
-            penalty = self.ledger.footprints.measure(trial.trial_id, members[0], hp).get("penalty")
+            penalty = self.hypermodel.penalty(hp, members[0])
             if penalty is not None:  # over the mobile budget: not trained
                 return penalty
-            converge = self.hypermodel.fidelity == Fidelity.CONVERGED
+            cap = self.hypermodel.converging_epochs(hp.values, epochs)
             heldout, ran = fit_towers(members, cv.x, cv.y, cv.folds, batch_size=batch_size, callbacks=callbacks,
-                                      epochs=(self.hypermodel.max_epochs or epochs) if converge else epochs,
-                                      class_weight=trial_class_weight(hp.values, class_weight),
-                                      patience=PATIENCE if converge else None)
-            self.ledger.footprints.note(trial.trial_id, epochs_run=ran)
+                                      epochs=cap or epochs, class_weight=trial_class_weight(hp.values, class_weight),
+                                      patience=PATIENCE if cap is not None else None)
+            self.hypermodel.note_epochs(ran)
             return self._scored(trial, cv, members[-1], heldout)
 
         def _scored(self, trial, cv: CrossValidation, model, heldout: np.ndarray) -> dict:
@@ -249,20 +248,37 @@ class SearchHyperModel(KerasflowHyperModel):
         self.heldout: dict[str, np.ndarray] = {}
 
     def fit(self, hp, model, *args, **kwargs):
-        penalty = self.ledger.footprints.measure(self.trial_id, model, hp).get("penalty")
+        penalty = self.penalty(hp, model)
         if penalty is not None:
             return penalty
-        if self.fidelity == Fidelity.CONVERGED and not closed_form(hp.values):
-            kwargs = converging(kwargs, self.max_epochs or kwargs.get("epochs", 1))
+        cap = self.converging_epochs(hp.values, kwargs.get("epochs", 1))
+        if cap is not None:
+            kwargs = converging(kwargs, cap)
         result = super().fit(hp, model, *args, **kwargs)
         if self.heldout_rows is not None and self.trial_id is not None and \
                 (self.fidelity == Fidelity.CONVERGED or closed_form(hp.values)):
             self.heldout[self.trial_id] = model_outputs(model, self.heldout_rows)
         ran = getattr(result, "epoch", None)  # a History; a closed-form fit returns its metrics
-        if ran is not None and self.trial_id is not None:
-            earlier = self.ledger.footprints.by_trial.get(self.trial_id, {}).get("epochs_run", 0)
-            self.ledger.footprints.note(self.trial_id, epochs_run=max(earlier, len(ran)))
+        if ran is not None:
+            self.note_epochs(len(ran))
         return result
+
+    def penalty(self, hp, model) -> float | None:
+        """The score of an architecture over the mobile budget, which is then not trained; None when it fits."""
+        return self.ledger.footprints.measure(self.trial_id, model, hp).get("penalty")
+
+    def converging_epochs(self, values: dict, epochs: int) -> int | None:
+        """The most epochs a trial of these hyperparameters trains when it trains to convergence (small data, a
+        family trained by epochs); None when it trains the `epochs` it is given (or is solved)."""
+        if self.fidelity == Fidelity.CONVERGED and not closed_form(values):
+            return self.max_epochs or epochs
+        return None
+
+    def note_epochs(self, ran: int) -> None:
+        """The epochs the current trial trained, to the ledger (under k-fold, the most of its folds)."""
+        if self.trial_id is not None:
+            earlier = self.ledger.footprints.by_trial.get(self.trial_id, {}).get("epochs_run", 0)
+            self.ledger.footprints.note(self.trial_id, epochs_run=max(earlier, ran))
 
 
 class MacroF1(keras.callbacks.Callback):
