@@ -34,6 +34,7 @@ def describe(values: dict) -> str:
 
 
 def member_models(model: keras.Model) -> list[keras.Model]:
-    """The member models of an ensemble built by `average` (also once saved and loaded); a single model alone."""
+    """The member models of an ensemble built by `average` (also once saved and loaded), a member that is itself an
+    average (a bag of fold models, `pipelines.finetune`) by its own members; a single model alone."""
     found = [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.startswith("member_")]
-    return found or [model]
+    return [leaf for member in found for leaf in member_models(member)] if found else [model]

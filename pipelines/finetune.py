@@ -5,6 +5,24 @@ learns from it too; early stopping and learning-rate reduction watch the
 training loss, and the test split stays untouched for evaluation. An
 ensemble's members are trained one by one, then averaged into one model; a
 closed-form family (MiniRocket) solves its head instead of running epochs.
+
+Under k-fold selection a member the search trained as fold towers
+(`pipelines.search.towers`) is not refitted: its trial's fold models, each
+stopped at its best epoch on its own held-out fold, ship averaged, a bag
+(AutoGluon's k-fold bagging). What ships is then what the out-of-fold score
+measured. A refit on every row has no held-out rows to stop on: it watches
+the training loss, trains past the best epoch, and its seed moves the test
+score by one to three rows. Measured on three bench sets (test accuracy of
+the search's chosen architecture, three seeds each):
+
+| data (train+val rows) | architecture | refit on train+val | bag of its 5 fold models |
+|---|---|---|---|
+| breast_cancer (455) | MLP 2x32 | 0.9708 (0.965-0.974) | 0.9825 (all three) |
+| wine (142) | MLP 2x64 | 0.9630 (0.944-0.972) | 0.9722 (all three) |
+| digits (1,437) | small CNN | 0.9842 (0.978-0.994) | 0.9944 (0.992-0.997) |
+
+Under a mobile budget (a bag is k models in one) and for members the search
+trained otherwise, members are refitted as above.
 """
 
 from __future__ import annotations
@@ -20,10 +38,12 @@ import keras_tuner as kt
 import numpy as np
 
 from models import ENSEMBLE, KerasflowHyperModel, average, closed_form, member_hyperparameters
+from models.ensemble import member_models
 from pipelines.budget import StopAtDeadline
 from pipelines.devices import DeviceSetup, fit_inputs, float32_policy, strategy_scope
 from pipelines.imbalance import class_weights
 from pipelines.preprocess import ModelInputs, Preprocessing
+from pipelines.search.towers import load_bag
 
 
 @dataclass
@@ -38,6 +58,7 @@ class FineTuneResult:
         search_model_kept: `model_path` holds the search's chosen model instead (`keep_search_model`).
         fewest_epochs: the fewest epochs any member trained by epochs ran (an ensemble's members share the
             time; the curves are the first one's); None when every member is closed-form.
+        bagged: the members that ship as a bag of their fold models (0: every member was trained on train+val).
     """
 
     model_path: Path
@@ -47,6 +68,7 @@ class FineTuneResult:
     stopped_at_deadline: bool = False
     search_model_kept: bool = False
     fewest_epochs: int | None = None
+    bagged: int = 0
 
     def cut_short(self, search_epochs: int) -> bool:
         """The deadline stopped this training before the epochs the search's chosen trials needed to their best:
@@ -79,19 +101,22 @@ def fine_tune(
     class_weight: str = "auto",
     devices: DeviceSetup | None = None,
     deadline: float | None = None,
+    bags: list[Path | None] | None = None,
 ) -> FineTuneResult:
     """Train the chosen architecture (or each member of an ensemble) from scratch on train+val; save it to
     `output_path` (always float32). With a `deadline` (time.time()), training stops there after the running
-    batch, with the best weights so far; an ensemble's members share the time equally."""
+    batch, with the best weights so far; an ensemble's members share the time equally. `bags` (one per member, from
+    `SearchResult.member_bags`): the trial folder whose bag of fold models ships as that member, or None."""
     keras.utils.set_random_seed(seed)
     x = np.concatenate([inputs.x_train, inputs.x_val])
     y = np.concatenate([inputs.y_train, inputs.y_val])
     started = time.monotonic()
     members = member_hyperparameters(hyperparameters)
     now = time.time()
+    bags = bags or [None] * len(members)
     trained = [_train_one(prep, values, x, y, max_epochs, batch_size, seed, class_weight, devices,
-                          None if deadline is None else now + (deadline - now) * (i + 1) / len(members))
-               for i, values in enumerate(members)]
+                          None if deadline is None else now + (deadline - now) * (i + 1) / len(members), bag)
+               for i, (values, bag) in enumerate(zip(members, bags))]
     models = [model for model, _, _, _ in trained]
     model = models[0] if len(models) == 1 else average(models)
     # the values each member was built with: a data-fitted size (kernel landmarks) follows these rows
@@ -102,15 +127,20 @@ def fine_tune(
     by_epochs = [len(c["loss"]) for (_, c, _, _), values in zip(trained, members) if not closed_form(values)]
     return FineTuneResult(output_path, curves, len(curves["loss"]), time.monotonic() - started,
                           stopped_at_deadline=any(stopped for _, _, stopped, _ in trained),
-                          fewest_epochs=min(by_epochs) if by_epochs else None)
+                          fewest_epochs=min(by_epochs) if by_epochs else None,
+                          bagged=sum(values.get("family") == ENSEMBLE for values in built))
 
 
 def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, max_epochs: int, batch_size: int,
                seed: int, class_weight: str, devices: DeviceSetup | None,
-               deadline: float | None) -> tuple[keras.Model, dict, bool, dict]:
+               deadline: float | None, bag: Path | None = None) -> tuple[keras.Model, dict, bool, dict]:
     hp = _hyperparameters(values)
     hypermodel = KerasflowHyperModel(prep, [values["family"]], jit_compile=devices.jit_compile if devices else "auto",
                                      x_fit=x)
+    if bag is not None:  # the search's fold models, as it scored them: nothing to train
+        with strategy_scope(devices):
+            model, curves = load_bag(bag, lambda: hypermodel.build(hp))
+        return model, curves, False, {"family": ENSEMBLE, "members": [dict(hp.values)] * len(member_models(model))}
     with strategy_scope(devices):
         model = hypermodel.build(hp)
     weights = class_weights(y, class_weight)

@@ -17,7 +17,7 @@ from models import describe, member_hyperparameters
 from pipelines.budget import RunBudget
 from pipelines.config import TrainConfig
 from pipelines.devices import DeviceSetup, using
-from pipelines.finetune import fine_tune, keep_search_model
+from pipelines.finetune import FineTuneResult, fine_tune, keep_search_model
 from pipelines.imbalance import imbalance_note
 from pipelines.load import Splits, load_dataset, split_dataset
 from pipelines.preprocess import fit_preprocessing, model_inputs
@@ -95,9 +95,9 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     tuned = steps(Step.FINE_TUNE, fine_tune, inputs, prep, search.best_hyperparameters, run_dir / "finetuned.keras",
                   max_epochs=finetune_epochs(config.finetune_epochs, search), batch_size=options.batch_size,
                   seed=config.seed, class_weight=config.class_weight, devices=devices,
-                  deadline=budget.finetune_deadline(time.monotonic() - search_started))
+                  deadline=budget.finetune_deadline(time.monotonic() - search_started), bags=search.member_bags())
     budget.finetune_seconds, budget.finetune_stopped = tuned.seconds, tuned.stopped_at_deadline
-    shipped_note, needed = "", search.epochs_to_best()
+    shipped_note, needed = bag_note(tuned), search.epochs_to_best()
     if tuned.cut_short(needed):
         which = " (its shortest-trained member)" if tuned.least_epochs < tuned.epochs else ""
         shipped_note = (f"the run's deadline stopped the fine-tune of {describe(search.best_hyperparameters)} after "
@@ -116,6 +116,15 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     result.report_path = write_report(result, run_dir / "report.md")
     write_status(run_dir, config, RunStatus.COMPLETED, steps.seconds, budget=budget.to_dict())
     return result
+
+
+def bag_note(tuned: FineTuneResult) -> str:
+    """The report's line on what ships when the search's bags of fold models do (`pipelines.finetune`)."""
+    if not tuned.bagged:
+        return ""
+    which = "the chosen model ships" if tuned.bagged == 1 else f"{tuned.bagged} of the ensemble's members ship"
+    return (f"k-fold selection: {which} as the search trained and scored them: the average of the fold models, "
+            f"each stopped at its best epoch on its own held-out fold (a bag), not refitted on train+val")
 
 
 def finetune_epochs(most: int, search: SearchResult) -> int:

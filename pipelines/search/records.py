@@ -127,6 +127,7 @@ class SearchResult:
             (`pipelines.search.subsample.validation_rows`); None: all of them.
         fidelity: how long trials trained, a `pipelines.search.fidelity.Fidelity` value: converged (small data),
             hyperband (its rounds) or max_epochs; "" for a result saved before it was recorded.
+        bags: chosen trial id -> the trial folder whose bag of fold models ships as it (`pipelines.search.towers`).
     """
 
     objective: str
@@ -147,6 +148,7 @@ class SearchResult:
     ensemble: EnsembleChoice | None = None
     scored_rows: int | None = None
     fidelity: str = ""
+    bags: dict[str, str] = field(default_factory=dict)
 
     def epochs_to_best(self) -> int:
         """Epochs the chosen trials (an ensemble's members) trained to their best score: the best epoch on the
@@ -164,10 +166,18 @@ class SearchResult:
         trained = self._chosen_by_epochs()
         return bool(trained) and all((t.epochs or t.epochs_run) < t.epochs_run for t in trained)
 
+    def member_bags(self) -> list[Path | None]:
+        """For each chosen trial (an ensemble's members, or the best one), the folder of the bag that ships as it."""
+        return [Path(self.bags[m]) if m in self.bags else None for m in self.chosen_ids]
+
+    @property
+    def chosen_ids(self) -> list[str]:
+        """The chosen trials: an ensemble's members, or the best one."""
+        return self.ensemble.members if self.ensemble else [self.best_trial_id]
+
     def _chosen_by_epochs(self) -> list[TrialRecord]:
-        """The chosen trials (an ensemble's members, or the best one) that were trained by epochs."""
-        chosen = self.ensemble.members if self.ensemble else [self.best_trial_id]
-        return [t for t in self.trials if t.trial_id in chosen and t.epochs_run]
+        """The chosen trials that were trained by epochs."""
+        return [t for t in self.trials if t.trial_id in self.chosen_ids and t.epochs_run]
 
     @property
     def trial_table(self) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from pipelines.search.parallel import Launcher, search_in_parallel
 from pipelines.search.records import EnsembleChoice, SearchResult, TrialHook, TrialRecord
 from pipelines.search.selection import CrossValidation, load_heldout
 from pipelines.search.subsample import validation_rows
+from pipelines.search.towers import has_bag, load_bag
 from pipelines.search.tuner import run_trials, searching_tuner
 
 SMALL_BATCH = 8
@@ -80,9 +81,14 @@ def run_search(
     scored = validation_rows(inputs.y_val, options.subsample_from, options.seed)
     ensemble = _ensemble(tuner, inputs, scored, cv, options, ledger.footprints)
     by_id = tuner.oracle.trials
+    members = ensemble.members if ensemble else [best.trial_id]
+    # Under k-fold, a chosen trial trained as fold towers ships as its bag of fold models (`.towers`); not under a
+    # mobile budget, which its trials were measured against one model at a time.
+    bags = {} if cv is None or options.mobile_budget else {
+        m: str(tuner.get_trial_dir(m)) for m in members if has_bag(tuner.get_trial_dir(m))}
     best_model_path = directory.parent / "search_best.keras"
     with float32_policy():  # the chosen model as the search trained it: the best trial, or the members averaged
-        chosen = [tuner.load_model(by_id[m]) for m in ensemble.members] if ensemble else tuner.get_best_models(1)
+        chosen = [_trained(tuner, by_id[m], bags.get(m)) for m in members]
         (chosen[0] if len(chosen) == 1 else average(chosen)).save(best_model_path)
     hyperparameters = model_hyperparameters(best) if ensemble is None else {
         "family": ENSEMBLE, "members": [model_hyperparameters(by_id[m]) for m in ensemble.members]}
@@ -105,7 +111,15 @@ def run_search(
         ensemble=ensemble,
         scored_rows=None if cv is not None or len(scored) == len(inputs.y_val) else len(scored),
         fidelity=str(tuner.hypermodel.fidelity),
+        bags=bags,
     )
+
+
+def _trained(tuner, trial, bag: str | None) -> keras.Model:
+    """A trial's model as the search trained it: its bag of fold models, or its checkpoint."""
+    if bag is None:
+        return tuner.load_model(trial)
+    return load_bag(Path(bag), lambda: tuner.hypermodel.build(trial.hyperparameters))[0]
 
 
 def _ensemble(tuner, inputs: ModelInputs, scored: np.ndarray, cv: CrossValidation | None, options: SearchOptions,

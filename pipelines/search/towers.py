@@ -14,6 +14,10 @@ their strength.
 
 Inputs of more than `MAX_TOWER_INPUT_VALUES` values a row are left to the one-after-another loop.
 
+A trial keeps its k fold models, averaged, as its bag (`save_bag`): if it is
+chosen, that bag ships (`pipelines.finetune`), so what ships is what the
+out-of-fold score measured.
+
 `FoldStopping` scores each tower on its held-out fold after every epoch. It
 keeps each tower's best epoch, ends the fit when every tower has gone
 `patience` epochs without a lower held-out loss, and puts each tower's best
@@ -24,11 +28,15 @@ does see their inputs, but never their labels.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
 
+from models import average
 from models.inference import BATCH_ROWS, log_loss_and_accuracy
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
@@ -36,6 +44,8 @@ Folds = list[tuple[np.ndarray, np.ndarray]]
 # larger images a CNN trial is its arithmetic, which towers do not shrink (even a 251-step series' CNN trial took
 # 26.9 s either way), and k towers would hold k times the activations: their fold models train one after another.
 MAX_TOWER_INPUT_VALUES = 4096
+BAG_WEIGHTS_FILE = "fold_bag.weights.h5"
+BAG_FILE = "fold_bag.json"  # the bag's fold count and curves
 
 
 def towers_pay(input_shape) -> bool:
@@ -96,17 +106,19 @@ class FoldStopping(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         heldout = tower_outputs(self.model, self.x, self.folds)
-        losses = []
+        losses, accuracies = [], []
         for tower, (_, val) in enumerate(self.folds):
-            loss = log_loss_and_accuracy(heldout[val], self.y[val])["loss"]
+            scored = log_loss_and_accuracy(heldout[val], self.y[val])
+            loss = scored["loss"]
             losses.append(loss)
+            accuracies.append(scored["accuracy"])
             if loss < self.best[tower]:
                 self.best[tower], self.waits[tower], self.epochs_to_best[tower] = loss, 0, epoch + 1
                 self.best_weights[tower] = self.members[tower].get_weights()
             else:
                 self.waits[tower] += 1
         if logs is not None:
-            logs["val_loss"] = float(np.mean(losses))
+            logs["val_loss"], logs["val_accuracy"] = float(np.mean(losses)), float(np.mean(accuracies))
         if min(self.waits) >= self.patience:
             self.model.stop_training = True
 
@@ -118,13 +130,36 @@ class FoldStopping(keras.callbacks.Callback):
 
 def fit_towers(members: list[keras.Model], x: np.ndarray, y: np.ndarray, folds: Folds, *, epochs: int,
                batch_size: int | None, class_weight: dict[int, float] | None = None, patience: int | None = None,
-               callbacks: list | None = None) -> tuple[np.ndarray, int]:
-    """Train the k fold `members` (compiled, not trained) together; their out-of-fold probabilities and the epochs
-    the fit ran. With `patience`, each member is trained to convergence on its fold (`FoldStopping`)."""
+               callbacks: list | None = None) -> tuple[np.ndarray, keras.callbacks.History]:
+    """Train the k fold `members` (compiled, not trained) together; their out-of-fold probabilities and the fit's
+    history (`loss`: the towers' mean losses summed; with `patience`, `val_loss` and `val_accuracy`: the folds'
+    held-out means). With `patience`, each member is trained to convergence on its fold (`FoldStopping`)."""
     towers = fold_towers(members)
     stopping = [FoldStopping(members, x, y, folds, patience)] if patience is not None else []
     targets = np.repeat(y[:, None], len(folds), axis=1)  # every tower's label for every row
     history = towers.fit(x, targets, sample_weight=tower_weights(y, folds, class_weight),
                          epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
                          callbacks=[*stopping, *(callbacks or [])])
-    return tower_outputs(towers, x, folds), len(history.epoch)
+    return tower_outputs(towers, x, folds), history
+
+
+def save_bag(trial_dir: Path, members: list[keras.Model], history: keras.callbacks.History) -> None:
+    """Keep a trial's fold models, averaged (a bag), in `trial_dir`: their weights, as keras-tuner keeps a
+    checkpoint (the bag is rebuilt from the trial's values), and the fit's curves, a fold model's mean loss."""
+    average(members).save_weights(Path(trial_dir) / BAG_WEIGHTS_FILE)
+    curves = {key: [float(v) / (len(members) if key == "loss" else 1) for v in values]
+              for key, values in history.history.items()}
+    (Path(trial_dir) / BAG_FILE).write_text(json.dumps({"folds": len(members), "curves": curves}))
+
+
+def has_bag(trial_dir: Path) -> bool:
+    return (Path(trial_dir) / BAG_FILE).exists() and (Path(trial_dir) / BAG_WEIGHTS_FILE).exists()
+
+
+def load_bag(trial_dir: Path, build: Callable[[], keras.Model]) -> tuple[keras.Model, dict[str, list[float]]]:
+    """The bag `save_bag` kept in `trial_dir`, its fold models built by `build` (the trial's architecture), and
+    its curves."""
+    kept = json.loads((Path(trial_dir) / BAG_FILE).read_text())
+    bag = average([build() for _ in range(kept["folds"])])
+    bag.load_weights(Path(trial_dir) / BAG_WEIGHTS_FILE)
+    return bag, kept["curves"]

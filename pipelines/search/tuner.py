@@ -34,7 +34,7 @@ from pipelines.search.ledger import TrialLedger
 from pipelines.search.records import TrialHook
 from pipelines.search.selection import CrossValidation, save_heldout, scores
 from pipelines.search.subsample import Subsampling, validation_rows
-from pipelines.search.towers import fit_towers, towers_pay
+from pipelines.search.towers import fit_towers, save_bag, towers_pay
 
 MAX_CONSECUTIVE_FAILURES = 5
 # The score of a trial left untrained for want of time: below any real score, and not a failure (keras-tuner
@@ -192,10 +192,11 @@ def budgeted_tuner(name: str) -> type:
             if penalty is not None:  # over the mobile budget: not trained
                 return penalty
             cap = self.hypermodel.converging_epochs(hp.values, epochs)
-            heldout, ran = fit_towers(members, cv.x, cv.y, cv.folds, batch_size=batch_size, callbacks=callbacks,
+            heldout, history = fit_towers(members, cv.x, cv.y, cv.folds, batch_size=batch_size, callbacks=callbacks,
                                       epochs=cap or epochs, class_weight=trial_class_weight(hp.values, class_weight),
                                       patience=PATIENCE if cap is not None else None)
-            self.hypermodel.note_epochs(ran)
+            self.hypermodel.note_epochs(len(history.epoch))
+            save_bag(self.get_trial_dir(trial.trial_id), members, history)
             return self._scored(trial, cv, members[-1], heldout)
 
         def _scored(self, trial, cv: CrossValidation, model, heldout: np.ndarray) -> dict:

@@ -1,0 +1,75 @@
+"""Under k-fold selection a trial trained as fold towers keeps its fold models, averaged (a bag); chosen, the bag
+ships as the search scored it (`pipelines.search.towers`, `pipelines.finetune`)."""
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pandas as pd
+
+from models import ENSEMBLE, KerasflowHyperModel
+from models.ensemble import member_models
+from pipelines.finetune import build_from_hyperparameters, fine_tune
+from pipelines.load import load_path, split_dataset
+from pipelines.preprocess import fit_preprocessing, model_inputs
+from pipelines.search.fidelity import PATIENCE
+from pipelines.search.selection import CrossValidation
+from pipelines.search.towers import fit_towers, has_bag, load_bag, save_bag
+
+DENSE = {"family": "dense", "dense_layers": 1, "dense_units": 16, "learning_rate": 1e-2}
+
+
+def table(table_csv):
+    frame = pd.read_csv(table_csv)  # labels a model cannot learn past a point: early stopping ends each fold
+    frame["label"] = np.random.default_rng(0).permutation(frame["label"].to_numpy())
+    frame.to_csv(table_csv, index=False)
+    splits = split_dataset(load_path(table_csv, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    prep = fit_preprocessing(splits)
+    return prep, model_inputs(splits, prep)
+
+
+def trained_bag(prep, inputs, trial_dir):
+    """What the search does for a dense trial under k-fold: fold towers to convergence, the bag kept."""
+    cv = CrossValidation.plan(inputs, seed=0, selection="kfold")
+    hypermodel, hp = KerasflowHyperModel(prep, ["dense"]), kt.HyperParameters()
+    hp.values.update(DENSE)
+    members = [hypermodel.build(hp) for _ in cv.folds]
+    heldout, history = fit_towers(members, cv.x, cv.y, cv.folds, epochs=200, batch_size=8, patience=PATIENCE)
+    save_bag(trial_dir, members, history)
+    return cv, heldout, history, lambda: hypermodel.build(hp)
+
+
+def test_the_bag_a_trial_keeps_is_the_fold_models_its_score_came_from(table_csv, tmp_path):
+    prep, inputs = table(table_csv)
+    cv, heldout, history, build = trained_bag(prep, inputs, tmp_path)
+    assert has_bag(tmp_path) and len(history.epoch) < 200, "each fold model stopped on its held-out fold"
+    bag, curves = load_bag(tmp_path, build)
+    members = member_models(bag)
+    assert len(members) == len(cv.folds)
+    for member, (_, val) in zip(members, cv.folds):  # fold k's model scored fold k's held-out rows
+        np.testing.assert_allclose(member.predict(cv.x[val], verbose=0), heldout[val], atol=1e-5)
+    outputs = [np.asarray(m.predict(inputs.x_test, verbose=0)) for m in members]
+    np.testing.assert_allclose(bag.predict(inputs.x_test, verbose=0), np.mean(outputs, axis=0), atol=1e-5)
+    assert {"loss", "val_loss", "val_accuracy"} <= set(curves) and len(curves["loss"]) == len(history.epoch)
+
+
+def test_a_chosen_bag_ships_as_it_is_and_closed_form_members_are_refitted(table_csv, tmp_path):
+    prep, inputs = table(table_csv)
+    cv, _, _, build = trained_bag(prep, inputs, tmp_path)
+    kept = load_bag(tmp_path, build)[0].predict(inputs.x_test, verbose=0)
+    shipped = fine_tune(inputs, prep, DENSE, tmp_path / "bag.keras", max_epochs=5, batch_size=8, seed=0,
+                        bags=[tmp_path])
+    assert shipped.bagged == 1 and shipped.epochs > 5, "the bag's curves, not five epochs of a refit"
+    bag = keras.models.load_model(shipped.model_path)
+    np.testing.assert_allclose(bag.predict(inputs.x_test, verbose=0), kept, atol=1e-5)
+    # the values it reports rebuild it: the float32 copy under mixed precision depends on it
+    rebuilt = build_from_hyperparameters(prep, {"family": ENSEMBLE, "members": [DENSE] * len(cv.folds)})
+    rebuilt.set_weights(bag.get_weights())
+    np.testing.assert_allclose(rebuilt.predict(inputs.x_test, verbose=0), kept, atol=1e-5)
+    pair = {"family": ENSEMBLE, "members": [{"family": "linear"}, DENSE]}
+    mixed = fine_tune(inputs, prep, pair, tmp_path / "pair.keras", max_epochs=5, batch_size=8, seed=0,
+                      bags=[None, tmp_path])
+    assert mixed.bagged == 1
+    assert len(member_models(keras.models.load_model(mixed.model_path))) == 1 + len(cv.folds)
+    single = fine_tune(inputs, prep, DENSE, tmp_path / "one.keras", max_epochs=2, batch_size=8, seed=0)
+    assert single.bagged == 0 and single.epochs == 2
+    assert len(member_models(keras.models.load_model(single.model_path))) == 1
