@@ -153,6 +153,7 @@ def save_bag(trial_dir: Path, members: list[keras.Model], history: keras.callbac
 
 
 def has_bag(trial_dir: Path) -> bool:
+    """Whether the trial in `trial_dir` kept a bag (it trained as fold towers)."""
     return (Path(trial_dir) / BAG_FILE).exists() and (Path(trial_dir) / BAG_WEIGHTS_FILE).exists()
 
 

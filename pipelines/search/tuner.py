@@ -192,9 +192,10 @@ def budgeted_tuner(name: str) -> type:
             if penalty is not None:  # over the mobile budget: not trained
                 return penalty
             cap = self.hypermodel.converging_epochs(hp.values, epochs)
-            heldout, history = fit_towers(members, cv.x, cv.y, cv.folds, batch_size=batch_size, callbacks=callbacks,
-                                      epochs=cap or epochs, class_weight=trial_class_weight(hp.values, class_weight),
-                                      patience=PATIENCE if cap is not None else None)
+            heldout, history = fit_towers(members, cv.x, cv.y, cv.folds, batch_size=batch_size,
+                                          callbacks=callbacks, epochs=cap or epochs,
+                                          class_weight=trial_class_weight(hp.values, class_weight),
+                                          patience=PATIENCE if cap is not None else None)
             self.hypermodel.note_epochs(len(history.epoch))
             save_bag(self.get_trial_dir(trial.trial_id), members, history)
             return self._scored(trial, cv, members[-1], heldout)
