@@ -35,6 +35,6 @@ def describe(values: dict) -> str:
 
 def member_models(model: keras.Model) -> list[keras.Model]:
     """The member models of an ensemble built by `average` (also once saved and loaded), a member that is itself an
-    average (a bag of fold models, `pipelines.finetune`) by its own members; a single model alone."""
+    average (a bag of fold models, `pipelines.search.towers`) by its own members; a single model alone."""
     found = [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.startswith("member_")]
     return [leaf for member in found for leaf in member_models(member)] if found else [model]
