@@ -9,6 +9,7 @@ from models.hypermodel import (
     cheapest_first,
     closed_form,
     families_for,
+    features_fit_without_labels,
     trained_by_epochs,
     trial_class_weight,
 )
@@ -19,4 +20,5 @@ from models.trees import TreeEnsemble
 
 __all__ = ["CLOSED_FORM_FAMILIES", "ENSEMBLE", "FAMILIES", "KerasflowHyperModel", "MiniRocket", "PORTFOLIO",
            "TabularEncoder", "TreeEnsemble", "average", "cheapest_first", "closed_form", "describe", "families_for",
-           "first_trials", "member_hyperparameters", "trained_by_epochs", "trial_class_weight"]
+           "features_fit_without_labels", "first_trials", "member_hyperparameters", "trained_by_epochs",
+           "trial_class_weight"]

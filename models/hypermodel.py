@@ -128,6 +128,13 @@ def closed_form(values: dict) -> bool:
     return values.get("family") in CLOSED_FORM_FAMILIES or (values.get("family") == "transfer" and probe_only(values))
 
 
+def features_fit_without_labels(values: dict) -> bool:
+    """Whether a model of these hyperparameters is a solved head on features fitted without labels: MiniRocket's
+    (its biases and scaling come from the series alone) or a frozen pretrained base's. Under k-fold the features of
+    every row can be computed once and the head solved per fold (`pipelines.search.tuner`)."""
+    return values.get("family") == "rocket" or (values.get("family") == "transfer" and probe_only(values))
+
+
 def trial_class_weight(values: dict, class_weight: dict | None) -> dict | None:
     """The class weights a trial of these hyperparameters trains with: none where it chose not to balance."""
     return None if values.get("balance_classes") is False else class_weight

@@ -35,3 +35,9 @@ def log_loss_and_accuracy(probabilities: np.ndarray, y: np.ndarray) -> dict:
 def layer_inputs(model: keras.Model, layer: keras.layers.Layer, x: np.ndarray) -> np.ndarray:
     """What `layer` of `model` receives for `x`: the features a closed-form head or tree ensemble is fitted on."""
     return model_outputs(keras.Model(model.input, layer.input), x)
+
+
+def head_outputs(head: keras.layers.Layer, features: np.ndarray) -> np.ndarray:
+    """A model's last layer's outputs on the features it receives (what `layer_inputs` returned), as float32 numpy:
+    the model without its feature layers, whose dropout passes features through at inference."""
+    return keras.ops.convert_to_numpy(head(np.asarray(features, dtype=np.float32))).astype(np.float32)

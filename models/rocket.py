@@ -157,7 +157,8 @@ ABSENT_CLASS_LOGIT = -30.0
 MIN_FEATURE_STD = 1e-8  # a constant feature is left unscaled
 
 
-def fit_ridge_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: dict | None = None) -> dict:
+def fit_ridge_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: dict | None = None,
+                   features: np.ndarray | None = None) -> dict:
     """Fit the `probabilities` layer on its input features with ridge regression, as MiniRocket does (on the
     `rocket` layer's features; a pretrained base's, for a linear probe: `models.transfer`).
 
@@ -168,12 +169,14 @@ def fit_ridge_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weigh
     `RidgeClassifierCV`). Ridge gives scores, not probabilities: the softmax
     temperature is the one that minimises the log loss of the leave-one-out
     scores, so the model's probabilities are calibrated enough to average in an
-    ensemble. Returns the training loss and accuracy.
+    ensemble. `features`: the head's inputs for `x`, when the caller has them
+    (`layer_inputs`); k folds of one trial share them. Returns the training
+    loss and accuracy.
     """
     from sklearn.linear_model import RidgeClassifierCV
 
     head = model.get_layer("probabilities")
-    features = layer_inputs(model, head, x).astype(np.float64)
+    features = (layer_inputs(model, head, x) if features is None else features).astype(np.float64)
     scale = features.std(axis=0)
     scale[scale < MIN_FEATURE_STD] = 1.0
     features = features / scale
@@ -181,7 +184,7 @@ def fit_ridge_head(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weigh
     ridge = RidgeClassifierCV(alphas=RIDGE_ALPHAS, class_weight=class_weight).fit(features, y)
     coef = np.atleast_2d(ridge.coef_) / scale
     intercept = np.atleast_1d(ridge.intercept_)
-    scores = _loo_scores(features, y, ridge.classes_, ridge.alpha_)
+    scores = leave_one_out_scores(features, y, ridge.classes_, ridge.alpha_)
     temperature = _temperature(scores, y, ridge.classes_)
     kernel = np.zeros((features.shape[1], n_classes), dtype=np.float32)
     bias = np.full(n_classes, ABSENT_CLASS_LOGIT, dtype=np.float32)
@@ -204,18 +207,28 @@ def training_metrics(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict:
     return log_loss_and_accuracy(model_outputs(model, x), y)
 
 
-def _targets(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+def ridge_targets(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Ridge's ±1 targets: one column per class, or one column for two classes."""
     columns = classes[1:] if len(classes) == 2 else classes
     return np.where(y[:, None] == columns[None, :], 1.0, -1.0)
 
 
-def _loo_scores(features: np.ndarray, y: np.ndarray, classes: np.ndarray, alpha: float) -> np.ndarray:
-    """Leave-one-out ridge scores at `alpha`, from the dual form: y - G(y - mean) / diag(G), G = (K + alpha I)^-1."""
-    targets = _targets(y, classes)
+def leave_one_out_scores(features: np.ndarray, y: np.ndarray, classes: np.ndarray, alpha: float) -> np.ndarray:
+    """Leave-one-out ridge scores at `alpha` with an unpenalised intercept, as scikit-learn's `RidgeClassifierCV`
+    scores them: y - G^-1 (y - mean) / (diag(G^-1) - 1/n^2), with G = K + alpha P + 11^T, K the centred Gram
+    matrix and P the centring projection.
+
+    G acts as K + alpha I on centred vectors and as n on the constant one. The
+    intercept is not penalised, so the constant direction must not count in
+    the leverage: (K + alpha I)^-1 gives it 1/(alpha n), which at a small alpha
+    outweighs the rest and made every row's left-out score match its label.
+    """
+    targets = ridge_targets(y, classes)
+    n = len(features)
     centred = features - features.mean(axis=0)
-    gram_inverse = np.linalg.inv(centred @ centred.T + alpha * np.eye(len(features)))
-    residual = gram_inverse @ (targets - targets.mean(axis=0)) / np.diag(gram_inverse)[:, None]
+    gram_inverse = np.linalg.inv(centred @ centred.T + alpha * (np.eye(n) - 1.0 / n) + np.ones((n, n)))
+    left_out_scale = np.diag(gram_inverse) - 1.0 / n ** 2  # (1 - the hat matrix's diagonal) / alpha
+    residual = gram_inverse @ (targets - targets.mean(axis=0)) / left_out_scale[:, None]
     return targets - residual
 
 

@@ -65,6 +65,7 @@ def run_search(
     else:
         run_trials(tuner, inputs, options, deadline, devices)
     tuner.oracle.save()  # keras-tuner saves before it clears the last ongoing trial; a resume would rerun it
+    tuner.hypermodel.x_fit = None  # from here models are loaded: data-fitted layers are built empty for their weights
     ledger = tuner.ledger.reload()
     trials = ledger.records(tuner.oracle.trials.values())
     completed = tuner.oracle.get_best_trials(1)

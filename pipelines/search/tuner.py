@@ -15,8 +15,16 @@ import keras_tuner as kt
 import numpy as np
 from sklearn.metrics import f1_score
 
-from models import KerasflowHyperModel, closed_form, first_trials, trained_by_epochs, trial_class_weight
-from models.inference import model_outputs
+from models import (
+    KerasflowHyperModel,
+    closed_form,
+    features_fit_without_labels,
+    first_trials,
+    trained_by_epochs,
+    trial_class_weight,
+)
+from models.inference import head_outputs, layer_inputs, model_outputs
+from models.rocket import fit_ridge_head
 from models.transfer import TransferBase
 from pipelines.budget import StopAtDeadline
 from pipelines.config import SearchOptions
@@ -164,12 +172,14 @@ def budgeted_tuner(name: str) -> type:
             """Train on each fold, score the out-of-fold predictions of every train+val row (keras-tuner #420).
 
             A family trained by epochs trains its k fold models at once, as towers of one graph, on small inputs
-            (`.towers`).
+            (`.towers`); a head solved on features fitted without labels shares them across folds.
             """
             hp = trial.hyperparameters
             epochs = hp.values.get("tuner/epochs", epochs)  # hyperband's budget for this round
             if trained_by_epochs(hp.values) and towers_pay(self.hypermodel.prep.input_shape):
                 return self._fold_towers(trial, cv, epochs=epochs, **kwargs)
+            if features_fit_without_labels(hp.values):
+                return self._shared_features(trial, cv, class_weight=kwargs.get("class_weight"))
             heldout = np.zeros((len(cv.y), len(self.hypermodel.prep.class_names)), dtype=np.float32)
             model = None
             # Past the deadline, StopAtDeadline ends each remaining fold after one batch, as it ends a holdout trial.
@@ -199,6 +209,29 @@ def budgeted_tuner(name: str) -> type:
             self.hypermodel.note_epochs(len(history.epoch))
             save_bag(self.get_trial_dir(trial.trial_id), members, history)
             return self._scored(trial, cv, members[-1], heldout)
+
+        def _shared_features(self, trial, cv: CrossValidation, class_weight=None):
+            """The k folds of a head solved on features fitted without labels (MiniRocket's, a frozen base's): the
+            features of every row computed once, then the head solved on each fold's training rows and applied to
+            its held-out rows. Computing MiniRocket's features was most of such a trial, done three times per fold.
+
+            MiniRocket is fitted on every row, held-out ones included. Its fit reads no labels (its biases are
+            quantiles of a few series' convolutions, its scaling their spread), so no fold's labels reach another.
+            """
+            hp = trial.hyperparameters
+            self.hypermodel.x_fit = cv.x
+            model = self.hypermodel.build(hp)
+            penalty = self.hypermodel.penalty(hp, model)
+            if penalty is not None:  # over the mobile budget: not solved
+                return penalty
+            head = model.get_layer("probabilities")
+            features = layer_inputs(model, head, cv.x)
+            weights = trial_class_weight(hp.values, class_weight)
+            heldout = np.zeros((len(cv.y), len(self.hypermodel.prep.class_names)), dtype=np.float32)
+            for train, val in cv.folds:
+                fit_ridge_head(model, cv.x[train], cv.y[train], weights, features=features[train])
+                heldout[val] = head_outputs(head, features[val])
+            return self._scored(trial, cv, model, heldout)
 
         def _scored(self, trial, cv: CrossValidation, model, heldout: np.ndarray) -> dict:
             """Keep the last fold's model and the out-of-fold probabilities; the trial's k-fold scores."""

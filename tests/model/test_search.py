@@ -151,6 +151,51 @@ def test_small_data_is_scored_out_of_fold_and_each_family_starts_from_its_defaul
         assert result.ensemble.members[0] == result.best_trial_id and result.ensemble.score > result.ensemble.single_score
 
 
+def test_a_minirocket_trials_folds_share_its_features_and_each_head_leaves_its_fold_out(sequences_npz, tmp_path,
+                                                                                        monkeypatch):
+    """Under k-fold, MiniRocket's features of every row are computed once per trial (they were computed three
+    times per fold); each fold's head is solved on the other folds' rows alone."""
+    import keras
+    import keras_tuner as kt
+    import numpy as np
+
+    from models import KerasflowHyperModel, MiniRocket
+    from models.inference import head_outputs, layer_inputs
+    from models.rocket import fit_ridge_head
+    from pipelines.load import load_path, split_dataset
+    from pipelines.preprocess import fit_preprocessing, model_inputs
+    from pipelines.search.selection import CrossValidation, load_heldout
+
+    splits = split_dataset(load_path(sequences_npz, None), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    prep = fit_preprocessing(splits)
+    inputs = model_inputs(splits, prep)
+    rows_featurised = []
+    ppv = MiniRocket.ppv
+    monkeypatch.setattr(MiniRocket, "ppv", lambda layer, x: rows_featurised.append(len(x)) or ppv(layer, x))
+    options = _options(max_trials=1, families=["rocket"], selection="kfold")
+    result = run_search(inputs, prep, tmp_path / "search", options)
+    cv = CrossValidation.plan(inputs, options.seed, "kfold")
+    assert result.cross_validated and result.trials[0].family == "rocket"
+    # keras-tuner builds a model to declare the space; the trial fits MiniRocket, then featurises for the heads;
+    # after the search, models are loaded, not fitted again
+    assert rows_featurised == [len(inputs.x_train), len(cv.y), len(cv.y)]
+    trial_dir = tmp_path / "search" / f"trial_{result.trials[0].trial_id}"
+    hp = kt.HyperParameters()
+    hp.values.update(result.trials[0].hyperparameters)
+    model = KerasflowHyperModel(prep, ["rocket"]).build(hp)
+    model.load_weights(trial_dir / "checkpoint.weights.h5")  # MiniRocket fitted on every row, held-out ones too
+    head = model.get_layer("probabilities")
+    features = layer_inputs(model, head, cv.x)
+    heldout = load_heldout(trial_dir)
+    for train, val in cv.folds:
+        fit_ridge_head(model, cv.x[train], cv.y[train], features=features[train])
+        # relative: these toy classes part so well that the losing class's probability is 1e-12 or less
+        np.testing.assert_allclose(head_outputs(head, features[val]), heldout[val], rtol=1e-3, atol=0)
+    fit_ridge_head(model, cv.x, cv.y, features=features)  # a head that saw the held-out labels scores otherwise
+    assert not np.allclose(head_outputs(head, features), heldout, rtol=1e-1, atol=0)
+    keras.backend.clear_session()
+
+
 def test_a_closed_form_trial_on_a_validation_split_keeps_its_checkpoint_and_can_join_an_ensemble(table_csv, tmp_path):
     """Trees are fitted, not trained by epochs: keras-tuner's checkpoint callback still sees their one 'epoch'."""
     from pipelines.load import load_path, split_dataset

@@ -115,6 +115,23 @@ def test_rocket_head_is_solved_in_closed_form_and_the_model_round_trips(tmp_path
     assert np.allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
+@pytest.mark.parametrize("rows, columns, classes", [(29, 500, 3), (60, 20, 2)])
+def test_the_ridge_heads_leave_one_out_scores_are_scikit_learns(rows, columns, classes):
+    """The softmax temperature is fitted on these scores: at a small alpha, wide features (MiniRocket's 10,000 on a
+    few dozen series) once scored every left-out row as its own label, and the head came out overconfident."""
+    from sklearn.linear_model import RidgeClassifierCV
+
+    from models.rocket import RIDGE_ALPHAS, leave_one_out_scores, ridge_targets
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(rows, columns)), np.arange(rows) % classes
+    ridge = RidgeClassifierCV(alphas=RIDGE_ALPHAS, store_cv_results=True).fit(x, y)
+    targets = ridge_targets(y, ridge.classes_)
+    for i, alpha in enumerate(RIDGE_ALPHAS):  # scikit-learn keeps each row's squared left-out error
+        ours = (targets - leave_one_out_scores(x, y, ridge.classes_, alpha)) ** 2
+        np.testing.assert_allclose(ours, ridge.cv_results_[:, :, i].reshape(ours.shape), rtol=1e-6, atol=1e-8)
+
+
 def test_trees_are_for_tables_only():
     assert "trees" in families_for("table")[0]
     assert "trees" in families_for("image")[1] and "trees" in families_for("sequence", input_shape=[30, 1])[1]
