@@ -15,7 +15,7 @@ No other image set is bundled with an installed package (scikit-image is not
 installed), and no ImageNet weights file is on this machine, so digits is the
 one row pair here. Not a test.
 
-    python bench/transfer.py [--budget-minutes 2] [--rows-per-class 10 30] [--seeds 0 1]
+    python bench/transfer.py [--budget-minutes 2] [--rows-per-class 10 30] [--seeds 0 1 2]
 
 Prints the table and writes bench/results/transfer.md and transfer.csv.
 """
@@ -43,7 +43,10 @@ from table import commit, write_results  # bench/table.py, next to this script (
 
 PARENT_CLASSES = (0, 1, 2, 3, 4)
 CHILD_CLASSES = (5, 6, 7, 8, 9)
-TARGETS = {10: ("pretrained >= scratch + 10 points", 10.0), 30: ("pretrained >= scratch - 1 point", -1.0)}
+# At every size, on the mean of the seeds: the search given the parent does at least as well as without it (it can
+# still choose a family trained from scratch). An earlier target asked +10 points at 10 rows per class: from scratch
+# already scores 0.93 there.
+TARGET, LEAST_GAP = "pretrained >= scratch", 0.0
 
 
 def write_folder(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
@@ -103,7 +106,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-minutes", type=float, default=2.0, help="budget of every run, the parent's too")
     parser.add_argument("--rows-per-class", type=int, nargs="*", default=[10, 30])
-    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1], help="child splits (and search seeds)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2],
+                        help="child splits (and search seeds)")
     args = parser.parse_args()
     digits = load_digits()
     rows = []
@@ -120,14 +124,12 @@ def main() -> None:
             runs = [child_run(work, digits, n, seed, common) for seed in args.seeds]
             rows += runs
             gap = float(np.mean([r["gap (points)"] for r in runs]))
-            target, least = TARGETS.get(n, ("", None))
             rows.append({"dataset": "digits 0-4 -> 5-9", "rows/class": n, "seed": "mean",
                          "test rows": runs[0]["test rows"],
                          "scratch": round(float(np.mean([r["scratch"] for r in runs])), 4),
                          "pretrained": round(float(np.mean([r["pretrained"] for r in runs])), 4),
                          "uses parent": f"{sum(r['uses parent'] for r in runs)} of {len(runs)}",
-                         "gap (points)": round(gap, 2), "target": target,
-                         "met": None if least is None else gap >= least})
+                         "gap (points)": round(gap, 2), "target": TARGET, "met": gap >= LEAST_GAP})
             print(pd.DataFrame(rows[-len(runs) - 1:]).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     header = [f"# Transfer benchmark ({os.cpu_count()} CPU cores, budget {args.budget_minutes:g} min per run, "

@@ -216,13 +216,14 @@ def test_a_closed_form_trial_on_a_validation_split_keeps_its_checkpoint_and_can_
 
 def test_a_closed_form_trial_that_would_overrun_the_search_is_not_started(tmp_path):
     """Trees are solved in one go and cannot stop at the deadline: with less time left than the family's trials
-    took, a trees trial is recorded as not started; with enough, it starts."""
+    took, a trees trial is recorded as not started and the search ends; with enough, it starts."""
     import re
     import time
 
     from sklearn.datasets import make_classification
 
     from pipelines.preprocess import ModelInputs, Preprocessing
+    from pipelines.search.selection import CrossValidation
     from pipelines.search.tuner import searching_tuner
 
     x, y = make_classification(160, 6, n_informative=4, n_classes=3, n_clusters_per_class=1, random_state=0)
@@ -241,8 +242,17 @@ def test_a_closed_form_trial_that_would_overrun_the_search_is_not_started(tmp_pa
     record = tuner.ledger.record(trial)
     assert record.status == "NOT_STARTED" and record.val_score is None
     assert re.match(r"not started: trees trials .* took up to \d+ s here", record.message)
+    assert tuner.oracle.deadline <= time.time(), "the search ends: no more trials drawn only to be left unstarted"
     tuner.deadline = time.time() + 3600
     assert tuner.time_left_for(trial, 100), "time enough: it starts"
+    # A trial trained by epochs can stop at the deadline after a batch; under k-fold it trains every fold to
+    # convergence at once, and its first batch traces k models: it is held to the same rule.
+    tuner.deadline = time.time() + took / 2
+    trial.hyperparameters.values["family"] = "dense"
+    assert tuner.time_left_for(trial, 100), "holdout: it starts, and stops at the deadline"
+    tuner.cross_validation = CrossValidation.plan(inputs, seed=0, selection="kfold")
+    assert not tuner.time_left_for(trial, 100)
+    assert "dense trials train every fold to convergence at once" in tuner.ledger.record(trial).message
 
 
 def _random_table(n: int, features: int = 4, seed: int = 0):
