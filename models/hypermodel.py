@@ -132,7 +132,7 @@ def features_fit_without_labels(values: dict) -> bool:
     """Whether a model of these hyperparameters is a solved head on features fitted without labels: MiniRocket's
     (its biases and scaling come from the series alone) or a frozen pretrained base's. Under k-fold the features of
     every row can be computed once and the head solved per fold (`pipelines.search.tuner`)."""
-    return values.get("family") == "rocket" or (values.get("family") == "transfer" and probe_only(values))
+    return closed_form(values) and values.get("family") in ("rocket", "transfer")
 
 
 def trial_class_weight(values: dict, class_weight: dict | None) -> dict | None:
