@@ -73,6 +73,7 @@ def render_report(result: RunResult) -> str:
         f"- Best trial {search.best_trial_id}: {best_single['family']}, {search.objective} {search.best_val_score:.4f}",
         *[f"- {'Best hyperparameters' if i == 0 else f'Member {i + 1}'}: `{compact(values)}`"
           for i, values in enumerate(member_hyperparameters(best))],
+        *([f"- Choice: {search.choice}"] if search.choice else []),
         *([f"- Ensemble: trials {', '.join(search.ensemble.members)} averaged into one model; held-out score "
            f"{search.ensemble.score:.4f} against {search.ensemble.single_score:.4f} for the best trial alone"]
           if search.ensemble else []),

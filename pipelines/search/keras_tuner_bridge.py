@@ -63,11 +63,21 @@ def deadline_oracle(name: str) -> type:
             """Each of `first` (e.g. {"family": "rocket"}, with defaults elsewhere) before random values."""
             tried = [t.hyperparameters.values for t in self.trials.values()]
             for fixed in self.first:
-                wanted = default_values(self.hyperparameters, fixed)
-                given = [k for k in fixed if k in wanted]
-                if not any(all(values.get(k) == wanted[k] for k in given) for values in tried):
-                    return wanted
+                if not any(self._serves(fixed, values) for values in tried):
+                    return default_values(self.hyperparameters, fixed)
             return super()._random_values()
+
+        def served_first(self) -> list[str]:
+            """The ids of the trials that tried `first`: for each entry, the earliest trial that matches it."""
+            served = []
+            for fixed in self.first:
+                matching = [i for i in sorted(self.trials) if self._serves(fixed, self.trials[i].hyperparameters.values)]
+                served += matching[:1]
+            return served
+
+        def _serves(self, fixed: dict, values: dict) -> bool:
+            wanted = default_values(self.hyperparameters, fixed)
+            return all(values.get(k) == wanted[k] for k in fixed if k in wanted)
 
     DeadlineOracle.__name__ = DeadlineOracle.__qualname__ = f"Deadline{base.__name__}"
     return DeadlineOracle

@@ -128,6 +128,7 @@ class SearchResult:
         fidelity: how long trials trained, a `pipelines.search.fidelity.Fidelity` value: converged (small data),
             hyperband (its rounds) or max_epochs; "" for a result saved before it was recorded.
         bags: chosen trial id -> the trial folder whose bag of fold models ships as it (`pipelines.search.towers`).
+        choice: why the chosen trial is not the best-scored one (`pipelines.search.winner`); "" when it is.
     """
 
     objective: str
@@ -149,6 +150,7 @@ class SearchResult:
     scored_rows: int | None = None
     fidelity: str = ""
     bags: dict[str, str] = field(default_factory=dict)
+    choice: str = ""
 
     def epochs_to_best(self) -> int:
         """Epochs the chosen trials (an ensemble's members) trained to their best score: the best epoch on the

@@ -7,6 +7,7 @@ workers. `fit_to_data` adapts batch size and epochs to a small or a large traini
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from pipelines.search.selection import CrossValidation, load_heldout
 from pipelines.search.subsample import validation_rows
 from pipelines.search.towers import has_bag, load_bag
 from pipelines.search.tuner import run_trials, searching_tuner
+from pipelines.search.winner import choose_trial
 
 SMALL_BATCH = 8
 MAX_EPOCH_STEPS = 1000  # optimiser steps of one epoch over a large training set (the batch grows past that)
@@ -75,12 +77,17 @@ def run_search(
     if not completed or completed[0].score is None or not np.isfinite(completed[0].score):
         reasons = "; ".join(f"trial {t.trial_id} ({t.family}): {t.status} {t.message}" for t in trials[:5])
         raise SearchFailed(f"no search trial produced a usable model. {reasons or 'No trial ran: is the budget too small?'}")
-    best = completed[0]
-    if ledger.footprints.over_budget(best.trial_id):
+    if ledger.footprints.over_budget(completed[0].trial_id):
         raise SearchFailed(_nothing_fits(trials, options))
     cv = CrossValidation.plan(inputs, options.seed, options.selection)
     scored = validation_rows(inputs.y_val, options.subsample_from, options.seed)
-    ensemble = _ensemble(tuner, inputs, scored, cv, options, ledger.footprints)
+    y = cv.y if cv is not None else inputs.y_val[scored]
+    ranked = [t for t in tuner.oracle.get_best_trials(len(tuner.oracle.trials))
+              if t.score is not None and np.isfinite(t.score) and not ledger.footprints.untrained(t.trial_id)
+              and not ledger.footprints.over_budget(t.trial_id)]
+    heldout = functools.cache(lambda trial_id: load_heldout(tuner.get_trial_dir(trial_id)))  # kept by each trial
+    best, choice = choose_trial(ranked, set(tuner.oracle.served_first()), heldout, y, options.objective)
+    ensemble = _ensemble(tuner, inputs, scored, cv, ranked, best, heldout, options, ledger.footprints)
     by_id = tuner.oracle.trials
     members = ensemble.members if ensemble else [best.trial_id]
     # Under k-fold, a chosen trial trained as fold towers ships as its bag of fold models (`.towers`); not under a
@@ -113,6 +120,7 @@ def run_search(
         scored_rows=None if cv is not None or len(scored) == len(inputs.y_val) else len(scored),
         fidelity=str(tuner.hypermodel.fidelity),
         bags=bags,
+        choice=choice,
     )
 
 
@@ -123,24 +131,21 @@ def _trained(tuner, trial, bag: str | None) -> keras.Model:
     return load_bag(Path(bag), lambda: tuner.hypermodel.build(trial.hyperparameters))[0]
 
 
-def _ensemble(tuner, inputs: ModelInputs, scored: np.ndarray, cv: CrossValidation | None, options: SearchOptions,
-              footprints: Footprints) -> EnsembleChoice | None:
-    """Average the best distinct trials when that beats the best one on held-out rows (`.ensemble`): out-of-fold
-    predictions under cross-validation, else each trial's best weights on the `scored` validation rows (kept by
-    the trial, or its checkpoint run again)."""
+def _ensemble(tuner, inputs: ModelInputs, scored: np.ndarray, cv: CrossValidation | None, ranked: list, best,
+              heldout, options: SearchOptions, footprints: Footprints) -> EnsembleChoice | None:
+    """Average the best distinct trials when that beats the chosen one, `best`, on held-out rows (`.ensemble`):
+    out-of-fold predictions under cross-validation, else each trial's best weights on the `scored` validation rows
+    (kept by the trial, `heldout`, or its checkpoint run again)."""
     if options.ensemble_size < 2:
         return None
-    completed = [t for t in tuner.oracle.get_best_trials(len(tuner.oracle.trials))
-                 if t.score is not None and np.isfinite(t.score) and not footprints.untrained(t.trial_id)]
-    candidates = distinct_best(completed)
     predictions = {}
-    for trial in candidates:
-        heldout = load_heldout(tuner.get_trial_dir(trial.trial_id))  # kept by the trial (`.tuner.SearchHyperModel`)
-        if heldout is None and cv is None:
+    for trial in distinct_best([best, *(t for t in ranked if t is not best)]):
+        probabilities = heldout(trial.trial_id)
+        if probabilities is None and cv is None:
             with float32_policy():
-                heldout = np.asarray(tuner.load_model(trial).predict(inputs.x_val[scored], verbose=0))
-        if heldout is not None:
-            predictions[trial.trial_id] = heldout
+                probabilities = np.asarray(tuner.load_model(trial).predict(inputs.x_val[scored], verbose=0))
+        if probabilities is not None:
+            predictions[trial.trial_id] = probabilities
     y = cv.y if cv is not None else inputs.y_val[scored]
 
     def fits(members: list[str]) -> bool:

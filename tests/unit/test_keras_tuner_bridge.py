@@ -93,6 +93,7 @@ def test_given_starting_points_come_before_random_ones(tmp_path):
     first, second = oracle.create_trial("tuner0"), oracle.create_trial("tuner1")
     assert [first.hyperparameters.values, second.hyperparameters.values] == [{"units": 2}, {"units": 1}]
     assert oracle.create_trial("tuner2").status == KT_STATUS.STOPPED, "both values tried: random finds no new one"
+    assert oracle.served_first() == [first.trial_id, second.trial_id], "the trial that tried each entry of `first`"
 
 
 @pytest.mark.parametrize("name", ["hyperband", "random"])

@@ -7,6 +7,7 @@ from pipelines.imbalance import class_weights, imbalance_note
 from pipelines.preprocess import ModelInputs
 from pipelines.search.ensemble import choose_ensemble
 from pipelines.search.selection import FOLDS, SMALL_VALIDATION_ROWS, CrossValidation, scores
+from pipelines.search.winner import Lead, choose_trial
 
 
 def _inputs(n_train, n_val, classes=3):
@@ -117,3 +118,38 @@ def test_a_large_validation_split_scores_trials_on_the_same_stratified_share():
     assert len(scored) == 2000 and np.array_equal(np.bincount(y[scored]), [1200, 600, 200])
     assert np.array_equal(scored, validation_rows(y, 2000, seed=42)), "the same rows for every trial"
     assert len(validation_rows(y, 20_000, seed=42)) == len(y) and len(validation_rows(y, 0, seed=42)) == len(y)
+
+
+def _probabilities(y, wrong, classes=2):
+    """One-hot probabilities right on every row of `y` except the rows in `wrong`."""
+    labels = y.copy()
+    labels[list(wrong)] = (labels[list(wrong)] + 1) % classes
+    return np.eye(classes)[labels]
+
+
+class _Trial:
+    def __init__(self, trial_id):
+        self.trial_id = trial_id
+
+
+def test_a_sampled_trial_replaces_the_portfolios_best_only_with_a_clear_paired_lead():
+    y = np.arange(100) % 2
+    portfolio, lucky, clear = _Trial("0"), _Trial("7"), _Trial("9")
+    heldout = {"0": _probabilities(y, [0, 1, 2, 3]),
+               "7": _probabilities(y, [4, 5]),  # 2 rows ahead, but it disagrees with the portfolio's on 6 rows
+               "9": _probabilities(y, [])}  # 4 rows ahead, every one of them a row the portfolio's got wrong
+    chosen, note = choose_trial([lucky, portfolio], {"0"}, heldout.get, y, "val_accuracy")
+    assert chosen is portfolio and "trial 7" in note and "2.0 of 100" in note
+    chosen, note = choose_trial([clear, lucky, portfolio], {"0"}, heldout.get, y, "val_accuracy")
+    assert (chosen, note) == (clear, "")
+    assert choose_trial([portfolio, lucky], {"0"}, heldout.get, y, "val_accuracy") == (portfolio, "")
+    assert choose_trial([lucky, portfolio], set(), heldout.get, y, "val_accuracy") == (lucky, ""), \
+        "no portfolio trial: the best-scored one"
+    assert Lead.of(y, heldout["9"], heldout["0"], "val_accuracy").mean == pytest.approx(0.04)
+
+
+def test_under_macro_f1_a_lead_on_the_rare_class_weighs_more():
+    y = np.array([0] * 90 + [1] * 10)
+    rare_right, common_right = _probabilities(y, [0, 1, 2]), _probabilities(y, [90, 91, 92])
+    assert Lead.of(y, rare_right, common_right, "val_macro_f1").clear
+    assert not Lead.of(y, rare_right, common_right, "val_accuracy").clear, "the same count of rows both ways"
