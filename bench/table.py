@@ -86,6 +86,8 @@ PUBLIC_SPLIT_SEED = 0
 PUBLIC_QUANTIZE = ["float32"]  # the peers table reports no model size: export the one variant
 MISSING_CATEGORY = "missing"  # what an empty categorical cell one-hot encodes as (sklearn peers)
 PEERS_STEM = "peers"
+# Whether the search shipped its best-scored trial or kept the portfolio's best (`pipelines.search.winner`).
+CHOICES = {False: "best-scored", True: "portfolio's best kept"}
 DEFAULT_BUDGET_MINUTES = 10.0
 WALL_GRACE, WALL_SLACK_SECONDS = 1.1, 60  # a run is within its budget at <= 1.1 x budget + 60 s (load, server)
 AUTOGLUON_VENV = Path(__file__).parent / ".venv-autogluon"
@@ -180,6 +182,7 @@ def kerasflow_row(name: str, budget_minutes: float, workdir: Path, **overrides) 
                                               median_seconds_by_family(result.search.trials).items()),
         "within budget": seconds <= WALL_GRACE * budget_minutes * 60 + WALL_SLACK_SECONDS,
         "selection": "5-fold" if result.search.cross_validated else "holdout",
+        "choice": CHOICES[bool(result.search.choice)],
         "int8 KiB": round(int8.bytes / 1024, 1) if int8 else None,
         **{baseline: round(score, 4) for baseline, score in baselines.items()},
         "MiniRocket": round(baselines["MiniRocket"], 4) if "MiniRocket" in baselines else None,
@@ -311,9 +314,11 @@ def peers_row(name: str, budget_minutes: float, workdir: Path, peers: list[str])
                          runs_root=workdir / "runs", name=f"bench-{name}", quantize=PUBLIC_QUANTIZE)
     started = time.monotonic()
     try:
-        headline, refused = train(config).evaluation.headline(), None
+        result = train(config)
+        headline, refused, family = result.evaluation.headline(), None, describe(result.search.best_hyperparameters)
+        family += f"; {CHOICES[True]}" if result.search.choice else ""
     except ValidationFailed as exc:  # kerasflow refusing the data is a result too: the row says why, peers still run
-        headline = None
+        headline, family = None, None
         refused = next((line[2:] for line in exc.report.splitlines() if line.startswith("- ")), "see the run's log")
         print(f"{name}: kerasflow's data validation failed, nothing was trained: {refused}", flush=True)
     seconds = time.monotonic() - started
@@ -325,7 +330,8 @@ def peers_row(name: str, budget_minutes: float, workdir: Path, peers: list[str])
     best = max(results, key=lambda peer: results[peer]["accuracy"])
     accuracy = headline["accuracy"] if headline else None
     row = {"dataset": name, "rows": rows, "kerasflow accuracy": round(accuracy, 4) if headline else None,
-           "kerasflow macro-F1": round(headline["macro_f1"], 4) if headline else None, "seconds": round(seconds, 1)}
+           "kerasflow macro-F1": round(headline["macro_f1"], 4) if headline else None, "seconds": round(seconds, 1),
+           "kerasflow family": family}
     for peer, result in results.items():
         row[f"{peer} accuracy"] = round(result["accuracy"], 4)
         row[f"{peer} macro-F1"] = round(result["macro_f1"], 4)
@@ -343,7 +349,7 @@ def peers_columns(table: pd.DataFrame) -> pd.DataFrame:
     """The peers table's columns in a fixed order: kerasflow, the sklearn peers, AutoGluon's presets, the verdict."""
     peer_columns = [f"{peer} {metric}" for peer in [*BASELINES, *AUTOGLUON_PRESETS]
                     for metric in ("accuracy", "macro-F1", "seconds")]
-    order = ["dataset", "rows", "kerasflow accuracy", "kerasflow macro-F1", "seconds", *peer_columns,
+    order = ["dataset", "rows", "kerasflow accuracy", "kerasflow macro-F1", "seconds", "kerasflow family", *peer_columns,
              "best peer", "gap", "ratio", "kerasflow refused", "commit", "AG commit"]
     return table[[column for column in order if column in table.columns and
                   (column not in ("kerasflow refused", "AG commit") or table[column].notna().any())]]

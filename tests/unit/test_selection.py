@@ -7,7 +7,7 @@ from pipelines.imbalance import class_weights, imbalance_note
 from pipelines.preprocess import ModelInputs
 from pipelines.search.ensemble import choose_ensemble
 from pipelines.search.selection import FOLDS, SMALL_VALIDATION_ROWS, CrossValidation, scores
-from pipelines.search.winner import Lead, choose_trial
+from pipelines.search.winner import Lead, choose_trial, min_paired_z
 
 
 def _inputs(n_train, n_val, classes=3):
@@ -151,5 +151,17 @@ def test_a_sampled_trial_replaces_the_portfolios_best_only_with_a_clear_paired_l
 def test_under_macro_f1_a_lead_on_the_rare_class_weighs_more():
     y = np.array([0] * 90 + [1] * 10)
     rare_right, common_right = _probabilities(y, [0, 1, 2]), _probabilities(y, [90, 91, 92])
-    assert Lead.of(y, rare_right, common_right, "val_macro_f1").clear
-    assert not Lead.of(y, rare_right, common_right, "val_accuracy").clear, "the same count of rows both ways"
+    assert Lead.of(y, rare_right, common_right, "val_macro_f1").clear()
+    assert not Lead.of(y, rare_right, common_right, "val_accuracy").clear(), "the same count of rows both ways"
+
+
+def test_the_more_trials_were_sampled_the_clearer_a_lead_must_be():
+    y = np.arange(100) % 2
+    portfolio, lucky = _Trial("0"), _Trial("7")
+    heldout = {"0": _probabilities(y, range(6)), "7": _probabilities(y, [6, 7])}  # 4 rows ahead: 6 won, 2 lost
+    lead = Lead.of(y, heldout["7"], heldout["0"], "val_accuracy")
+    assert lead.clear(1) and not lead.clear(10), (lead, min_paired_z(1), min_paired_z(10))
+    assert choose_trial([lucky, portfolio], {"0"}, heldout.get, y, "val_accuracy") == (lucky, "")
+    also_sampled = [_Trial(str(i)) for i in range(8, 17)]  # nine more sampled trials, each scored below both
+    chosen, note = choose_trial([lucky, portfolio, *also_sampled], {"0"}, heldout.get, y, "val_accuracy")
+    assert chosen is portfolio and "best of 10 sampled trials" in note, note
