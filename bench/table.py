@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -61,9 +62,11 @@ from pipelines.errors import ValidationFailed
 from pipelines.load import load_dataset, split_dataset
 from pipelines.preprocess import fit_preprocessing, model_inputs
 from pipelines.search import SearchOptions, run_search
+from pipelines.search.anytime import ANYTIME_FILE
 from pipelines.train import train
 
 RESULTS = Path(__file__).parent / "results"
+ANYTIME = RESULTS / "anytime"  # each row's best-score-so-far plot: <table stem>-<dataset>.png
 UCR = {"GunPoint": 100.0, "ItalyPowerDemand": 96.5, "ArrowHead": 84.5}  # Fawaz et al. 2019, best DL model
 DATASETS = ["digits", "breast_cancer", "wine", *UCR]
 BASELINES = {
@@ -166,6 +169,8 @@ def kerasflow_row(name: str, budget_minutes: float, workdir: Path, **overrides) 
     started = time.monotonic()
     result = train(config)
     seconds = time.monotonic() - started
+    ANYTIME.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(result.run_dir / ANYTIME_FILE, ANYTIME / f"{table_stem(budget_minutes)}-{name}.png")
     int8 = next((v for v in result.export.variants if v.variant == "int8"), None)
     baselines = baseline_scores(config)
     best_name = max(baselines, key=baselines.get)

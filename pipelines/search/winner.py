@@ -23,9 +23,8 @@ trials at 10 minutes: an LSTM shipped at 0.954).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 from statistics import NormalDist
+from typing import Callable
 
 import numpy as np
 
