@@ -123,7 +123,8 @@ class SearchOptions(DeviceOptions, MobileBudget):
     seed: int = Field(42, description="Seed of the split and the search.")
     min_trial_steps: int = Field(250, ge=0, description="Small training sets: smaller batches (an eighth of the "
                                  "rows, at least 8) and more epochs per trial (up to 5x max epochs) until a trial "
-                                 "takes this many optimiser steps; 0: off.")
+                                 "takes this many optimiser steps; under 2,000 training rows, where trials stop by "
+                                 "early stopping, at least 3x max epochs. 0: off.")
     subsample_from: int = Field(20_000, ge=0, description="Large training sets, hyperband: from this many "
                                 "training rows on, a trial sees a stratified share of the rows (of at most 5x "
                                 "this many) equal to its share of the epochs (at least a quarter of this), so "

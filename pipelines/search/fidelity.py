@@ -9,7 +9,9 @@ small set costs little. So below `CONVERGE_ROWS` training rows (and when
 hyperband's row subsampling does not apply, `pipelines.search.subsample`)
 every gradient-trained trial trains until its validation loss has not
 improved for `PATIENCE` epochs, up to the search's `max_epochs` (which
-`fit_to_data` raises on small sets), and keeps its best epoch's weights;
+`fit_to_data` raises to at least `CONVERGED_EPOCH_FACTOR` times the asked
+epochs, so the cap bounds a trial that keeps improving, not one that would
+stop), and keeps its best epoch's weights;
 hyperband then runs brackets of one round (no successive halving: a trial
 trained to convergence has nothing left to gain from a later round). On
 large data an epoch is costly: hyperband keeps its short first rounds, and
@@ -27,6 +29,11 @@ from pipelines.config import SearchOptions
 
 CONVERGE_ROWS = 2000  # training rows below which every trial is trained to convergence
 PATIENCE = 5  # epochs without a better validation loss before a converging trial stops
+# A converging trial's epoch cap, in multiples of the asked `max_epochs`. At 20 the digits portfolio CNN (augmented,
+# five fold towers, 1,222 images) hit the cap in each of three seeds, still improving; at 60 it stopped by itself after
+# 32, 34 and 59 epochs, out-of-fold 0.9803 -> 0.9851 and test 0.9889 -> 0.9935 (means), 32 s -> 47 s a trial. The dense
+# portfolio MLP stopped before 20 on breast_cancer, wine and digits alike (unchanged).
+CONVERGED_EPOCH_FACTOR = 3
 
 
 class Fidelity(StrEnum):

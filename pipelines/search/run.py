@@ -22,6 +22,7 @@ from pipelines.devices import DeviceSetup, float32_policy
 from pipelines.errors import SearchFailed
 from pipelines.preprocess import ModelInputs, Preprocessing
 from pipelines.search.ensemble import choose_ensemble, distinct_best
+from pipelines.search.fidelity import CONVERGED_EPOCH_FACTOR, Fidelity, fidelity_for
 from pipelines.search.ledger import Footprints, Timings, best_epochs, model_hyperparameters
 from pipelines.search.parallel import Launcher, search_in_parallel
 from pipelines.search.records import EnsembleChoice, SearchResult, TrialHook, TrialRecord
@@ -33,6 +34,7 @@ from pipelines.search.winner import choose_trial
 
 SMALL_BATCH = 8
 MAX_EPOCH_STEPS = 1000  # optimiser steps of one epoch over a large training set (the batch grows past that)
+MAX_EPOCH_FACTOR = 5  # a small training set's trials train at most this many times the asked epochs
 
 
 def run_search(
@@ -166,7 +168,9 @@ def fit_to_data(options: SearchOptions, n_train: int) -> tuple[SearchOptions, st
     handful of updates: every family looks alike and the search picks at
     random. A million rows in batches of 32 take 30,000 steps an epoch: the
     search compares a handful of models, and the fine-tune sees every row once
-    or twice. Returns the options to use and a note for the report ("" if unchanged).
+    or twice. Where trials train to convergence (`pipelines.search.fidelity`), the epochs are a cap that early
+    stopping comes under, so it is raised to `CONVERGED_EPOCH_FACTOR` times the asked epochs. Returns the options
+    to use and a note for the report ("" if unchanged).
     """
     if n_train > MAX_EPOCH_STEPS * options.batch_size:
         batch = math.ceil(n_train / MAX_EPOCH_STEPS)
@@ -177,12 +181,16 @@ def fit_to_data(options: SearchOptions, n_train: int) -> tuple[SearchOptions, st
         return options, ""
     batch = min(options.batch_size, max(SMALL_BATCH, n_train // SMALL_BATCH))
     steps_per_epoch = math.ceil(n_train / batch)
-    epochs = min(max(options.max_epochs, math.ceil(options.min_trial_steps / steps_per_epoch)), 5 * options.max_epochs)
+    by_steps = math.ceil(options.min_trial_steps / steps_per_epoch)
+    converging = fidelity_for(n_train, options) == Fidelity.CONVERGED
+    floor = options.max_epochs * (CONVERGED_EPOCH_FACTOR if converging else 1)
+    epochs = min(max(floor, by_steps), MAX_EPOCH_FACTOR * options.max_epochs)
     if (batch, epochs) == (options.batch_size, options.max_epochs):
         return options, ""
+    why = (f"so a trial takes about {steps_per_epoch * epochs} optimiser steps" if by_steps >= floor else
+           "as a cap: each trial stops when its validation loss stops improving")
     note = (f"small training set ({n_train} rows): batch size {batch} (asked {options.batch_size}) and up to "
-            f"{epochs} epochs per trial (asked {options.max_epochs}), so a trial takes about "
-            f"{steps_per_epoch * epochs} optimiser steps")
+            f"{epochs} epochs per trial (asked {options.max_epochs}), {why}")
     return options.model_copy(update={"batch_size": batch, "max_epochs": epochs}), note
 
 

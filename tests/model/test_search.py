@@ -118,10 +118,13 @@ def test_small_training_sets_get_smaller_batches_and_more_epochs_large_ones_larg
 
     asked = _options(batch_size=32, max_epochs=20, min_trial_steps=250)
     small, note = fit_to_data(asked, 42)  # GunPoint's training rows
-    assert (small.batch_size, small.max_epochs) == (8, 42) and "small training set (42 rows)" in note
+    assert (small.batch_size, small.max_epochs) == (8, 60) and "small training set (42 rows)" in note
     tiny, _ = fit_to_data(asked, 10)
     assert tiny.max_epochs == 100, "never more than 5x the asked epochs"
-    assert fit_to_data(asked, 1222) == (asked, ""), "digits-sized data keeps what was asked"
+    digits, note = fit_to_data(asked, 1222)
+    assert (digits.batch_size, digits.max_epochs) == (32, 60) and "stops when its validation loss" in note, \
+        "trained to convergence, the asked epochs become a cap 3x as high, not a stop"
+    assert fit_to_data(asked, 5000) == (asked, ""), "past the convergence rule, mid-sized data keeps what was asked"
     large, note = fit_to_data(asked, 680_000)
     assert large.batch_size == 680 and "680,000 rows" in note, "an epoch over a million-row table takes 1,000 steps"
     assert fit_to_data(_options(batch_size=32, max_epochs=20, min_trial_steps=0), 42)[0].batch_size == 32, \
