@@ -187,8 +187,8 @@ def fit_to_data(options: SearchOptions, n_train: int) -> tuple[SearchOptions, st
     epochs = min(max(floor, by_steps), MAX_EPOCH_FACTOR * options.max_epochs)
     if (batch, epochs) == (options.batch_size, options.max_epochs):
         return options, ""
-    why = (f"so a trial takes about {steps_per_epoch * epochs} optimiser steps" if by_steps >= floor else
-           "as a cap: each trial stops when its validation loss stops improving")
+    why = ("as a cap: each trial stops when its validation loss stops improving" if converging and floor > by_steps
+           else f"so a trial takes about {steps_per_epoch * epochs} optimiser steps")
     note = (f"small training set ({n_train} rows): batch size {batch} (asked {options.batch_size}) and up to "
             f"{epochs} epochs per trial (asked {options.max_epochs}), {why}")
     return options.model_copy(update={"batch_size": batch, "max_epochs": epochs}), note

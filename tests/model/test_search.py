@@ -125,6 +125,9 @@ def test_small_training_sets_get_smaller_batches_and_more_epochs_large_ones_larg
     assert (digits.batch_size, digits.max_epochs) == (32, 60) and "stops when its validation loss" in note, \
         "trained to convergence, the asked epochs become a cap 3x as high, not a stop"
     assert fit_to_data(asked, 5000) == (asked, ""), "past the convergence rule, mid-sized data keeps what was asked"
+    _, note = fit_to_data(_options(batch_size=512, max_epochs=20, min_trial_steps=50), 3000)
+    assert "optimiser steps" in note and "validation loss" not in note, \
+        "past the convergence rule, the note does not claim that early stopping ends the trials"
     large, note = fit_to_data(asked, 680_000)
     assert large.batch_size == 680 and "680,000 rows" in note, "an epoch over a million-row table takes 1,000 steps"
     assert fit_to_data(_options(batch_size=32, max_epochs=20, min_trial_steps=0), 42)[0].batch_size == 32, \
