@@ -10,8 +10,9 @@ which fails loudly when a keras-tuner release changes it:
 - an oracle with a wall-clock deadline, by overriding `populate_space`, the
   method keras-tuner documents for oracle subclasses, and that tries given
   starting points (each family's defaults, cheapest family first) before
-  random ones, by overriding `_random_values`, which every built-in oracle
-  calls for a new random point (`models.portfolio`);
+  random ones, and draws no more trials of a family left out for want of
+  time, by overriding `_random_values`, which every built-in oracle calls for
+  a new random point (`models.portfolio`);
 - the built-in tuners rebuilt around such an oracle: `Hyperband`,
   `RandomSearch` and `BayesianOptimization` are `kt.Tuner`s that build their
   own oracle in `__init__` (Hyperband also sets each trial's epochs and warm
@@ -33,6 +34,9 @@ from keras_tuner.src import utils as kt_utils
 from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
 KT_STATUS = kt.engine.trial.TrialStatus
+# Random draws an oracle makes for a trial of a family not left out before it gives up (and the search stops): with
+# one family of F left, F * 10 draws all miss it with probability (1 - 1/F) ** (10 F) < e ** -10.
+DRAWS_PER_FAMILY = 10
 BUILTIN = {
     "hyperband": (kt.Hyperband, kt.oracles.HyperbandOracle),
     "bayesian": (kt.BayesianOptimization, kt.oracles.BayesianOptimizationOracle),
@@ -53,19 +57,41 @@ def deadline_oracle(name: str) -> type:
             super().__init__(*args, **kwargs)
             self.deadline = deadline
             self.first = list(first or [])
+            self.left_out: set[str] = set()  # families whose trials no longer fit in the time left
 
         def populate_space(self, trial_id):
             if time.time() >= self.deadline:
                 return {"status": KT_STATUS.STOPPED, "values": None}
-            return super().populate_space(trial_id)
+            result = super().populate_space(trial_id)
+            values = result.get("values") or {}
+            # A model-based proposal (Bayesian) of a family left out: a random trial of one still in. Hyperband's
+            # values are drawn by `_random_values`, or carry on an earlier trial in its bracket.
+            if values.get("family") in self.left_out and "tuner/bracket" not in values:
+                values = self._random_values()
+                return {"status": KT_STATUS.RUNNING if values else KT_STATUS.STOPPED, "values": values}
+            return result
+
+        def leave_out(self, family: str) -> None:
+            """Draw no more trials of `family`, whose trials no longer fit in the time left; past the last family of
+            the space, the search stops."""
+            self.left_out.add(family)
+            if set(space_families(self.hyperparameters)) <= self.left_out:
+                self.deadline = time.time()
 
         def _random_values(self):
-            """Each of `first` (e.g. {"family": "rocket"}, with defaults elsewhere) before random values."""
+            """Each of `first` (e.g. {"family": "rocket"}, with defaults elsewhere) before random values; neither of
+            a family left out."""
             tried = [t.hyperparameters.values for t in self.trials.values()]
             for fixed in self.first:
+                if fixed.get("family") in self.left_out:
+                    continue
                 if not any(self._serves(fixed, values) for values in tried):
                     return default_values(self.hyperparameters, fixed)
-            return super()._random_values()
+            for _ in range(DRAWS_PER_FAMILY * max(1, len(space_families(self.hyperparameters)))):
+                values = super()._random_values()
+                if values is None or values.get("family") not in self.left_out:
+                    return values
+            return None
 
         def served_first(self) -> list[str]:
             """The ids of the trials that tried `first`: for each entry, the earliest trial that matches it."""
@@ -81,6 +107,11 @@ def deadline_oracle(name: str) -> type:
 
     DeadlineOracle.__name__ = DeadlineOracle.__qualname__ = f"Deadline{base.__name__}"
     return DeadlineOracle
+
+
+def space_families(space: kt.HyperParameters) -> list:
+    """The values of the space's `family` choice; none before a model registered it."""
+    return next((list(hp.values) for hp in space.space if hp.name == "family"), [])
 
 
 def default_values(space: kt.HyperParameters, fixed: dict) -> dict:

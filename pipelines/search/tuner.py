@@ -88,7 +88,7 @@ def run_trials(tuner, inputs: ModelInputs, options: SearchOptions, deadline: flo
     A small validation split switches the tuner to k-fold scoring (`pipelines.search.selection`); a large one is
     scored on a stratified share of its rows (`pipelines.search.subsample.validation_rows`). Past the deadline, a
     trial stops after the batch it is training; one solved in closed form is not started when its family's earlier
-    trials took longer than the time left (`Budgeted.time_left_for`).
+    trials took longer than the time left, and no more of that family are drawn (`Budgeted.time_left_for`).
     """
     callbacks = [FailOnNaN(), StopAtDeadline(deadline, every_batch=True)]
     weights = class_weights(np.concatenate([inputs.y_train, inputs.y_val]), options.class_weight)
@@ -157,8 +157,9 @@ def budgeted_tuner(name: str) -> type:
             """False (and the trial noted as not started) for a trial that cannot stop usefully at the deadline when
             its family's earlier trials, scaled to its rows, took longer than the time left: one solved in closed
             form, or any under k-fold (its k fold models train to convergence at once, and their first batch
-            traces all k: a 5-tower ResNet's took 46 s on 36 series). The search then ends: trying other values at
-            random until the deadline would fill its table with trials not started."""
+            traces all k: a 5-tower ResNet's took 46 s on 36 series). The oracle then draws no more trials of that
+            family, so the time left goes to the families that still fit (kernel ridge takes seconds where a CNN
+            took minutes) without a table full of trials not started; the search ends when none is left."""
             values = trial.hyperparameters.values
             if self.deadline is None or not (closed_form(values) or self.cross_validation is not None):
                 return True
@@ -173,8 +174,8 @@ def budgeted_tuner(name: str) -> type:
             self.ledger.footprints.note(trial.trial_id, not_started=(
                 f"not started: {values['family']} trials {how} and took up to {expected:.0f} s here; "
                 f"{max(left, 0):.0f} s of the search were left"))
-            if hasattr(self.oracle, "deadline"):  # a parallel worker's client oracle has none: the chief's ends it
-                self.oracle.deadline = time.time()
+            if hasattr(self.oracle, "leave_out"):  # a parallel worker's client oracle has none: the chief's ends it
+                self.oracle.leave_out(values["family"])
             return False
 
         def _cross_validate(self, trial, cv: CrossValidation, *, epochs: int, **kwargs):

@@ -57,6 +57,45 @@ def test_the_deadline_oracle_stops_creating_trials_and_the_tuner_keeps_its_own_b
     assert oracle.create_trial("tuner0").status == KT_STATUS.RUNNING
 
 
+class TwoFamilies(kt.HyperModel):
+    def build(self, hp):
+        hp.Choice("family", ["cheap", "slow"])
+        hp.Int("width", 1, 64)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile(loss="mse")
+        return model
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_a_family_left_out_is_drawn_no_more_and_leaving_out_the_last_ends_the_search(name, tmp_path):
+    """Trials of a family that no longer fits in the time left are not drawn again, by random draws, the portfolio
+    or (Bayesian) the model's proposals, which favour the family that scored best; the other family still is."""
+    rounds = dict(max_epochs=2, hyperband_iterations=100) if name == "hyperband" else dict(max_trials=100)
+    if name == "bayesian":
+        rounds["num_initial_points"] = 2
+    oracle = deadline_oracle(name)(objective=kt.Objective("score", "max"), deadline=time.time() + 600, seed=0,
+                                   first=[{"family": "slow"}, {"family": "cheap"}, {"family": "slow", "width": 3}],
+                                   **rounds)
+    tuner_taking_an_oracle(name)(oracle=oracle, hypermodel=TwoFamilies(), directory=str(tmp_path), project_name="p")
+
+    def run(score):
+        trial = oracle.create_trial("tuner0")
+        assert trial.status == KT_STATUS.RUNNING
+        oracle.update_trial(trial.trial_id, {"score": score(trial.hyperparameters.values)})
+        trial.status = KT_STATUS.COMPLETED
+        oracle.end_trial(trial)
+        return trial.hyperparameters.values["family"]
+
+    best_when_slow = lambda values: 1.0 if values["family"] == "slow" else 0.1  # noqa: E731
+    assert [run(best_when_slow) for _ in range(2)] == ["slow", "cheap"], "the portfolio first"
+    oracle.leave_out("slow")
+    assert oracle.deadline > time.time(), "a family still fits: the search goes on"
+    assert {run(best_when_slow) for _ in range(12)} == {"cheap"}, "the portfolio's slow entry is skipped too"
+    oracle.leave_out("cheap")
+    assert oracle.deadline <= time.time(), "no family left: the search ends"
+    assert oracle.create_trial("tuner0").status == KT_STATUS.STOPPED
+
+
 def test_too_many_consecutive_failures_is_told_apart_from_other_runtime_errors(tmp_path):
     oracle = deadline_oracle("random")(objective=kt.Objective("score", "max"), max_trials=10,
                                        max_consecutive_failed_trials=2, deadline=time.time() + 300)
