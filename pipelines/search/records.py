@@ -15,7 +15,8 @@ from pipelines.search.fidelity import PATIENCE
 
 class TrialStatus(StrEnum):
     """Status of a trial record: keras-tuner's trial statuses, plus `OVER_BUDGET` (not trained: too big or slow
-    for the phone) and `NOT_STARTED` (solved in one go, and too slow for the search time left)."""
+    for the phone) and `NOT_STARTED` (solved in one go, or every fold trained at once, and its family's trials
+    too slow for the search time left: no more of that family are drawn)."""
 
     RUNNING = "RUNNING"
     IDLE = "IDLE"

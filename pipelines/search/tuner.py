@@ -174,7 +174,7 @@ def budgeted_tuner(name: str) -> type:
             self.ledger.footprints.note(trial.trial_id, not_started=(
                 f"not started: {values['family']} trials {how} and took up to {expected:.0f} s here; "
                 f"{max(left, 0):.0f} s of the search were left"))
-            if hasattr(self.oracle, "leave_out"):  # a parallel worker's client oracle has none: the chief's ends it
+            if hasattr(self.oracle, "leave_out"):  # a parallel worker's client oracle has none: the deadline ends it
                 self.oracle.leave_out(values["family"])
             return False
 
