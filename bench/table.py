@@ -24,10 +24,14 @@ as their time limit, run in their own venv (bench/.venv-autogluon, made by
 
 Prints the tables and writes bench/results/table.md and table.csv (or
 peers.md and peers.csv); a run on some of the datasets replaces their rows
-and keeps the others (each row names the commit it was measured at). Not a test.
+and keeps the others (each row names the commit it was measured at). With
+--seeds, each bundled and UCR dataset runs once per seed and
+table[-<N>min]-seeds.md gives every seed's row and each dataset's mean
+against the one-liners' means. Not a test.
 
     python bench/table.py [--budget-minutes 10] [--datasets digits GunPoint] [--workers-budget 2]
     python bench/table.py --datasets ad_data OJ --budget-minutes 5 --peers autogluon
+    python bench/table.py --budget-minutes 1 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -92,6 +96,11 @@ PEERS_STEM = "peers"
 # Whether the search shipped its best-scored trial or kept the portfolio's best (`pipelines.search.winner`).
 CHOICES = {False: "best-scored", True: "portfolio's best kept"}
 DEFAULT_BUDGET_MINUTES = 10.0
+ONE_LINERS = [*BASELINES, "MiniRocket"]  # the baselines kerasflow's target compares with (MiniRocket: sequences)
+SEEDS_SUFFIX = "-seeds"  # --seeds: bench/results/<table stem>-seeds.md, every seed's row and each dataset's mean
+SEEDS_COLUMNS = ["dataset", "seed", "test accuracy", "macro-F1", "seconds", "family", "trials", "median s/trial",
+                 "within budget", *ONE_LINERS, "best baseline", "gap", "ratio", "seeds at or above", "choice",
+                 "commit"]
 WALL_GRACE, WALL_SLACK_SECONDS = 1.1, 60  # a run is within its budget at <= 1.1 x budget + 60 s (load, server)
 AUTOGLUON_VENV = Path(__file__).parent / ".venv-autogluon"
 AUTOGLUON_RUNNER = Path(__file__).parent / "autogluon_peer.py"
@@ -124,14 +133,16 @@ def ucr_files(name: str, workdir: Path) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def minirocket():
+def minirocket(seed: int = 0):
     from aeon.classification.convolution_based import MiniRocketClassifier
 
-    return MiniRocketClassifier(random_state=0)
+    return MiniRocketClassifier(random_state=seed)
 
 
-def baseline_scores(config: TrainConfig) -> dict[str, float]:
-    """Each baseline's test accuracy on the split kerasflow used (features flattened; MiniRocket: [N, channels, T])."""
+def baseline_scores(config: TrainConfig, rocket_seed: int = 0) -> dict[str, float]:
+    """Each baseline's test accuracy on the split kerasflow used (features flattened; MiniRocket: [N, channels, T]).
+
+    SVC, HGB and LogReg are deterministic on a given split; MiniRocket draws its kernels' biases (`rocket_seed`)."""
     data, test = load_dataset(config)
     splits = split_dataset(data, test, test_fraction=config.test_fraction, val_fraction=config.val_fraction,
                            seed=config.seed)
@@ -148,7 +159,7 @@ def baseline_scores(config: TrainConfig) -> dict[str, float]:
     if data.kind == "sequence":
         series = lambda d: np.transpose(np.asarray(d.features, dtype=np.float64), (0, 2, 1))
         x_series = np.concatenate([series(splits.train), series(splits.val)])
-        results["MiniRocket"] = accuracy_score(y_test, minirocket().fit(x_series, y_fit).predict(series(splits.test)))
+        results["MiniRocket"] = accuracy_score(y_test, minirocket(rocket_seed).fit(x_series, y_fit).predict(series(splits.test)))
     return results
 
 
@@ -164,19 +175,23 @@ def median_seconds_by_family(trials) -> dict[str, float]:
     return {family: value for family, value in found.items() if value is not None}
 
 
-def kerasflow_row(name: str, budget_minutes: float, workdir: Path, **overrides) -> dict:
-    config = config_for(name, budget_minutes, workdir, **overrides)
+def kerasflow_row(name: str, budget_minutes: float, workdir: Path, seed: int | None = None) -> dict:
+    """One dataset's row: kerasflow at the config's seed (its anytime plot kept), or at `seed` (split, search and
+    MiniRocket seeded by it; a `seed` column, no plot)."""
+    config = config_for(name, budget_minutes, workdir, **({} if seed is None else {"seed": seed}))
     started = time.monotonic()
     result = train(config)
     seconds = time.monotonic() - started
-    ANYTIME.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(result.run_dir / ANYTIME_FILE, ANYTIME / f"{table_stem(budget_minutes)}-{name}.png")
+    if seed is None:
+        ANYTIME.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.run_dir / ANYTIME_FILE, ANYTIME / f"{table_stem(budget_minutes)}-{name}.png")
     int8 = next((v for v in result.export.variants if v.variant == "int8"), None)
-    baselines = baseline_scores(config)
+    baselines = baseline_scores(config, rocket_seed=0 if seed is None else seed)
     best_name = max(baselines, key=baselines.get)
     accuracy = result.evaluation.headline()["accuracy"]
     return {
         "dataset": name,
+        **({} if seed is None else {"seed": seed}),
         "test accuracy": round(accuracy, 4),
         "macro-F1": round(result.evaluation.headline()["macro_f1"], 4),
         "seconds": round(seconds, 1),
@@ -384,7 +399,7 @@ def merged(rows: list[dict], stem: str = "table", datasets: list[str] = DATASETS
         kept = pd.read_csv(saved)
         table = pd.concat([kept[~kept["dataset"].isin(table["dataset"])], table], ignore_index=True)
     order = {name: i for i, name in enumerate(datasets)}
-    return table.sort_values("dataset", key=lambda names: names.map(order)).reset_index(drop=True)
+    return table.sort_values("dataset", key=lambda names: names.map(order), kind="stable").reset_index(drop=True)
 
 
 def trials_per_hour(budget_minutes: float, workdir: Path) -> list[dict]:
@@ -410,6 +425,31 @@ def trials_per_hour(budget_minutes: float, workdir: Path) -> list[dict]:
     return rows
 
 
+def seed_means(rows: list[dict]) -> list[dict]:
+    """Each dataset's seeded rows, then its mean row.
+
+    The mean row compares kerasflow's mean test accuracy with the one-liner of the best mean (a fixed choice,
+    as a user's one line is; the best one-liner of each seed is picked after seeing that seed's test rows),
+    and counts the seeds on which kerasflow was at or above that seed's best one-liner."""
+    table, out = pd.DataFrame(rows), []
+    for name, group in table.groupby("dataset", sort=False):
+        out += group.to_dict("records")
+        liners = {b: group[b].mean() for b in ONE_LINERS if b in group and group[b].notna().all()}
+        best = max(liners, key=liners.get)
+        accuracy = group["test accuracy"].mean()
+        at_or_above = int((group["test accuracy"] >= group[list(liners)].max(axis=1)).sum())
+        out.append({"dataset": name, "seed": "mean", "test accuracy": round(accuracy, 4),
+                    "macro-F1": round(group["macro-F1"].mean(), 4), "seconds": round(group["seconds"].mean(), 1),
+                    "trials": round(group["trials"].mean(), 1),
+                    "median s/trial": round(group["median s/trial"].mean(), 1),
+                    "within budget": bool(group["within budget"].all()),
+                    **{b: round(value, 4) for b, value in liners.items()},
+                    "best baseline": f"{best} {liners[best]:.4f}", "gap": round(accuracy - liners[best], 4),
+                    "ratio": round(accuracy / liners[best], 4),
+                    "seeds at or above": f"{at_or_above} of {len(group)}", "commit": group["commit"].iloc[0]})
+    return out
+
+
 def markdown(frame: pd.DataFrame) -> str:
     cells = frame.astype(object).where(frame.notna(), "")
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
@@ -430,12 +470,21 @@ def main() -> None:
                              "with the commit they were measured at: 10 minutes a table less)")
     parser.add_argument("--workers-budget", type=float, default=0.0,
                         help="search budget of each trials/hour run (0: skip)")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[],
+                        help="run each bundled and UCR dataset once per seed (split, search and MiniRocket seeded "
+                             "by it) and write bench/results/<table>-seeds.md: every seed's row and each dataset's "
+                             "mean against the one-liners' means (a single split moves by a test row or two)")
     args = parser.parse_args()
     public = [name for name in args.datasets if name in PUBLIC]
     own = [name for name in args.datasets if name not in PUBLIC]
     if args.peers and not public:
         parser.error(f"--peers runs on the public tables; name some in --datasets ({', '.join(PUBLIC)})")
-    if own or args.workers_budget:
+    if args.seeds and (public or args.workers_budget or not own):
+        parser.error("--seeds runs the bundled and UCR datasets only (each public table has one split, "
+                     "which AutoGluon's saved scores were measured on), without --workers-budget")
+    if args.seeds:
+        bench_seeds(own, args.budget_minutes, args.seeds)
+    elif own or args.workers_budget:
         bench_table(own, args.budget_minutes, args.workers_budget)
     if public:
         bench_peers(public, args.budget_minutes, args.peers)
@@ -467,6 +516,25 @@ def bench_table(names: list[str], budget_minutes: float, workers_budget: float) 
     (RESULTS / f"{stem}.md").write_text("\n".join(text) + "\n")
     table.to_csv(RESULTS / f"{stem}.csv", index=False)
     print("\n".join(text))
+
+
+def bench_seeds(names: list[str], budget_minutes: float, seeds: list[int]) -> None:
+    """The bundled and UCR datasets once per seed, and each dataset's mean: bench/results/<table stem>-seeds.md."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for name in names:
+            for seed in seeds:
+                rows.append(kerasflow_row(name, budget_minutes, Path(tmp), seed=seed))
+                print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
+    stem = table_stem(budget_minutes) + SEEDS_SUFFIX
+    table = merged(seed_means(rows), stem)
+    header = [f"# kerasflow benchmark over seeds ({os.cpu_count()} CPU cores, search budget {budget_minutes:g} min "
+              "per dataset)", "",
+              "Each seed draws the split of digits, breast_cancer and wine (the UCR sets keep their official "
+              "split), kerasflow's folds and initial weights, and MiniRocket's kernels. Mean row: kerasflow's "
+              "mean test accuracy against each one-liner's mean; gap: against the one-liner with the best mean; "
+              "seeds at or above: the seeds on which kerasflow was at or above that seed's best one-liner.", ""]
+    print(write_results(stem, header, table[[c for c in SEEDS_COLUMNS if c in table.columns]]))
 
 
 def bench_peers(names: list[str], budget_minutes: float, peers: list[str]) -> None:
