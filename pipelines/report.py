@@ -74,9 +74,7 @@ def render_report(result: RunResult) -> str:
         *[f"- {'Best hyperparameters' if i == 0 else f'Member {i + 1}'}: `{compact(values)}`"
           for i, values in enumerate(member_hyperparameters(best))],
         *([f"- Choice: {search.choice}"] if search.choice else []),
-        *([f"- Ensemble: trials {', '.join(search.ensemble.members)} averaged into one model; held-out score "
-           f"{search.ensemble.score:.4f} against {search.ensemble.single_score:.4f} for the best trial alone"]
-          if search.ensemble else []),
+        *([_ensemble_line(search.ensemble)] if search.ensemble else []),
         *([f"- Mobile budget: {search.mobile_budget}; architectures over it were not trained "
            f"({sum(t.status == TrialStatus.OVER_BUDGET for t in search.trials)} trials)"] if search.mobile_budget else []),
         "",
@@ -148,6 +146,15 @@ def _anytime_lines(search: SearchResult) -> list[str]:
         return []
     steps = "; ".join(f"{score:.4f} at {seconds:.0f} s (trial {trial})" for seconds, score, trial in curve)
     return [f"- Best score so far: {steps}"]
+
+
+def _ensemble_line(ensemble) -> str:
+    members = f"- Ensemble: trials {', '.join(ensemble.members)} averaged into one model"
+    if ensemble.why:
+        return (f"{members}: {ensemble.why}; held-out score {ensemble.score:.4f} against {ensemble.single_score:.4f} "
+                f"for the search's own choice")
+    return (f"{members}; held-out score {ensemble.score:.4f} against {ensemble.single_score:.4f} for the best trial "
+            f"alone")
 
 
 def _selection_line(search) -> str:

@@ -100,11 +100,13 @@ class EnsembleChoice:
     Attributes:
         members: trial ids, in the order they were added (the best single trial first).
         score: the ensemble's selection score on the held-out rows; single_score: the best trial's.
+        why: how the members were chosen, for the report ("" for greedy selection on held-out rows).
     """
 
     members: list[str]
     score: float
     single_score: float
+    why: str = ""
 
 
 @dataclass

@@ -11,6 +11,7 @@ import functools
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
@@ -21,7 +22,7 @@ from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, float32_policy
 from pipelines.errors import SearchFailed
 from pipelines.preprocess import ModelInputs, Preprocessing
-from pipelines.search.ensemble import choose_ensemble, distinct_best
+from pipelines.search.ensemble import average_portfolio, choose_ensemble, distinct_best
 from pipelines.search.fidelity import CONVERGED_EPOCH_FACTOR, Fidelity, fidelity_for
 from pipelines.search.ledger import Footprints, Timings, best_epochs, model_hyperparameters
 from pipelines.search.parallel import Launcher, search_in_parallel
@@ -35,6 +36,7 @@ from pipelines.search.winner import choose_trial
 SMALL_BATCH = 8
 MAX_EPOCH_STEPS = 1000  # optimiser steps of one epoch over a large training set (the batch grows past that)
 MAX_EPOCH_FACTOR = 5  # a small training set's trials train at most this many times the asked epochs
+AVERAGED_KIND = "table"  # under k-fold, the portfolio's trials on this kind of input are averaged (`.ensemble`)
 
 
 def run_search(
@@ -88,8 +90,12 @@ def run_search(
               if t.score is not None and np.isfinite(t.score) and not ledger.footprints.untrained(t.trial_id)
               and not ledger.footprints.over_budget(t.trial_id)]
     heldout = functools.cache(lambda trial_id: load_heldout(tuner.get_trial_dir(trial_id)))  # kept by each trial
-    best, choice = choose_trial(ranked, set(tuner.oracle.served_first()), heldout, y, options.objective)
-    ensemble = _ensemble(tuner, inputs, scored, cv, ranked, best, heldout, options, ledger.footprints)
+    portfolio = set(tuner.oracle.served_first())
+    best, choice = choose_trial(ranked, portfolio, heldout, y, options.objective)
+    fits = _fits(options, ledger.footprints)
+    ensemble = _ensemble(tuner, inputs, scored, cv, ranked, best, heldout, options, fits)
+    if cv is not None and prep.search_kind == AVERAGED_KIND:
+        ensemble = _portfolio_average(ranked, portfolio, best, ensemble, heldout, y, options, fits) or ensemble
     by_id = tuner.oracle.trials
     members = ensemble.members if ensemble else [best.trial_id]
     # Under k-fold, a chosen trial trained as fold towers ships as its bag of fold models (`.towers`); not under a
@@ -134,7 +140,7 @@ def _trained(tuner, trial, bag: str | None) -> keras.Model:
 
 
 def _ensemble(tuner, inputs: ModelInputs, scored: np.ndarray, cv: CrossValidation | None, ranked: list, best,
-              heldout, options: SearchOptions, footprints: Footprints) -> EnsembleChoice | None:
+              heldout, options: SearchOptions, fits: Callable[[list[str]], bool]) -> EnsembleChoice | None:
     """Average the best distinct trials when that beats the chosen one, `best`, on held-out rows (`.ensemble`):
     out-of-fold predictions under cross-validation, else each trial's best weights on the `scored` validation rows
     (kept by the trial, `heldout`, or its checkpoint run again)."""
@@ -149,14 +155,34 @@ def _ensemble(tuner, inputs: ModelInputs, scored: np.ndarray, cv: CrossValidatio
         if probabilities is not None:
             predictions[trial.trial_id] = probabilities
     y = cv.y if cv is not None else inputs.y_val[scored]
+    return choose_ensemble(predictions, y, options.objective, options.ensemble_size, fits)
 
+
+def _portfolio_average(ranked: list, portfolio: set[str], best, ensemble: EnsembleChoice | None, heldout,
+                       y: np.ndarray, options: SearchOptions, fits: Callable[[list[str]], bool]) -> EnsembleChoice | None:
+    """The portfolio's completed trials averaged, unless the search's own choice (`best`, or its `ensemble`) leads
+    them clearly on the out-of-fold rows (`.ensemble.average_portfolio`)."""
+    if options.ensemble_size < 2:
+        return None
+    tried = {t.trial_id: heldout(t.trial_id) for t in ranked if t.trial_id in portfolio}
+    members = ensemble.members if ensemble else [best.trial_id]
+    chosen = [heldout(m) for m in members]
+    if any(p is None for p in [*tried.values(), *chosen]):
+        return None
+    challengers = sum(t.trial_id not in portfolio for t in ranked)
+    return average_portfolio(tried, np.mean(chosen, axis=0), y, options.objective, challengers,
+                             options.ensemble_size, fits)
+
+
+def _fits(options: SearchOptions, footprints: Footprints) -> Callable[[list[str]], bool]:
+    """Whether trials averaged into one model fit the mobile budget: their int8 sizes and latencies added up."""
     def fits(members: list[str]) -> bool:
         measured = [footprints.by_trial.get(m, {}) for m in members]
         return ((options.max_model_kb is None or sum(f.get("int8_kb", 0.0) for f in measured) <= options.max_model_kb)
                 and (options.max_latency_ms is None
                      or sum(f.get("latency_ms", 0.0) for f in measured) <= options.max_latency_ms))
 
-    return choose_ensemble(predictions, y, options.objective, options.ensemble_size, fits)
+    return fits
 
 
 def fit_to_data(options: SearchOptions, n_train: int) -> tuple[SearchOptions, str]:

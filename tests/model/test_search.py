@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 import models.hypermodel
@@ -200,6 +201,36 @@ def test_a_minirocket_trials_folds_share_its_features_and_each_head_leaves_its_f
     fit_ridge_head(model, cv.x, cv.y, features=features)  # a head that saw the held-out labels scores otherwise
     assert not np.allclose(head_outputs(head, features), heldout, rtol=1e-1, atol=0)
     keras.backend.clear_session()
+
+
+def test_under_k_fold_a_small_tables_portfolio_trials_ship_averaged(table_csv, tmp_path):
+    """The portfolio's trials are averaged unless the search's own choice leads them clearly (`.ensemble`); that
+    choice is the best-scored trial here (all but one are the portfolio's), and its lead is checked from the same
+    out-of-fold rows the search saved."""
+    from pipelines.load import load_path, split_dataset
+    from pipelines.preprocess import fit_preprocessing, model_inputs
+    from pipelines.search.selection import CrossValidation, load_heldout
+    from pipelines.search.winner import Lead, min_paired_z
+
+    splits = split_dataset(load_path(table_csv, "label"), None, test_fraction=0.2, val_fraction=0.3, seed=0)
+    prep = fit_preprocessing(splits)
+    inputs = model_inputs(splits, prep)
+    options = _options(max_trials=5, families=["linear", "kernel", "trees"], ensemble_size=5, selection="kfold")
+    result = run_search(inputs, prep, tmp_path / "search", options)
+    portfolio = [t for t in result.trials[:4]]
+    assert [t.family for t in portfolio] == ["linear", "kernel", "trees", "trees"] and result.cross_validated
+    y = CrossValidation.plan(inputs, options.seed, "kfold").y
+    heldout = {t.trial_id: load_heldout(tmp_path / "search" / f"trial_{t.trial_id}") for t in result.trials}
+    ranked = sorted(portfolio, key=lambda t: -t.val_score)
+    averaged = np.mean([heldout[t.trial_id] for t in ranked], axis=0)
+    lead = Lead.of(y, heldout[result.best_trial_id], averaged, options.objective)
+    if lead.mean > min_paired_z(1) * lead.standard_error:
+        assert result.ensemble is None or not result.ensemble.why, "the search's choice led the average clearly"
+    else:
+        assert result.ensemble is not None and result.ensemble.members == [t.trial_id for t in ranked]
+        assert "portfolio" in result.ensemble.why and result.best_hyperparameters["family"] == "ensemble"
+        assert len(member_hyperparameters(result.best_hyperparameters)) == 4
+        assert result.best_model_path.exists()
 
 
 def test_a_closed_form_trial_on_a_validation_split_keeps_its_checkpoint_and_can_join_an_ensemble(table_csv, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 
 from pipelines.imbalance import class_weights, imbalance_note
 from pipelines.preprocess import ModelInputs
-from pipelines.search.ensemble import choose_ensemble
+from pipelines.search.ensemble import average_portfolio, choose_ensemble
 from pipelines.search.selection import FOLDS, SMALL_VALIDATION_ROWS, CrossValidation, scores
 from pipelines.search.winner import Lead, choose_trial, min_paired_z
 
@@ -125,6 +125,29 @@ def _probabilities(y, wrong, classes=2):
     labels = y.copy()
     labels[list(wrong)] = (labels[list(wrong)] + 1) % classes
     return np.eye(classes)[labels]
+
+
+def test_a_small_tables_portfolio_is_averaged_unless_the_searchs_choice_leads_it_clearly():
+    y = np.arange(100) % 2
+    # five portfolio trials, each wrong on its own ten rows: any one scores 0.9, their average every row
+    portfolio = {name: _probabilities(y, range(10 * i, 10 * i + 10)) for i, name in enumerate("abcde")}
+    chosen = portfolio["a"]
+    choice = average_portfolio(portfolio, chosen, y, "val_accuracy", challengers=3, max_members=5)
+    assert choice is not None and choice.members == list("abcde") and "portfolio" in choice.why
+    assert choice.score > choice.single_score, "the average is right where each member alone is not"
+    assert average_portfolio(portfolio, chosen, y, "val_accuracy", 3, max_members=3).members == list("abc")
+    assert average_portfolio(portfolio, chosen, y, "val_accuracy", 3, max_members=1) is None
+    assert average_portfolio({"a": chosen}, chosen, y, "val_accuracy", 3, max_members=5) is None, "one trial"
+    assert average_portfolio(portfolio, chosen, y, "val_accuracy", 3, 5, fits=lambda members: False) is None
+    # two portfolio trials wrong on the same 20 rows: a sampled choice right on them leads the average clearly ...
+    alike = {"a": _probabilities(y, range(20)), "b": _probabilities(y, range(20))}
+    assert average_portfolio(alike, _probabilities(y, []), y, "val_accuracy", 3, 5) is None
+    # ... two rows ahead and none behind is 1.4 standard errors: clear for one sampled trial, not for the best of ten
+    close = _probabilities(y, [0, 1, *range(4, 20)])
+    assert average_portfolio(alike, close, y, "val_accuracy", challengers=1, max_members=5) is None
+    assert average_portfolio(alike, close, y, "val_accuracy", challengers=10, max_members=5) is not None
+    level = _probabilities(y, [*range(2, 20), 50, 51])  # two rows won, two lost
+    assert average_portfolio(alike, level, y, "val_accuracy", challengers=1, max_members=5) is not None
 
 
 class _Trial:
