@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_iris, load_wine
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
@@ -118,10 +118,10 @@ def one_split(name: str, x, y, columns, seed: int) -> dict:
     y_test = np.searchsorted(classes, y_test)
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x_fit, y_fit))
     heldout, test = {}, {}
-    for member in portfolio(seed):
+    for member, unfitted in portfolio(seed).items():
         heldout[member], bag = np.zeros((len(y_fit), len(classes))), []
         for train, val in folds:
-            model = portfolio(seed)[member].fit(x_fit[train], y_fit[train])
+            model = clone(unfitted).fit(x_fit[train], y_fit[train])
             heldout[member][val] = model.predict_proba(x_fit[val])
             bag.append(model.predict_proba(x_test))
         test[member] = np.mean(bag, axis=0)

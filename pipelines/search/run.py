@@ -31,7 +31,7 @@ from pipelines.search.selection import CrossValidation, load_heldout
 from pipelines.search.subsample import validation_rows
 from pipelines.search.towers import has_bag, load_bag
 from pipelines.search.tuner import run_trials, searching_tuner
-from pipelines.search.winner import choose_trial
+from pipelines.search.winner import choose_trial, sampled_trials
 
 SMALL_BATCH = 8
 MAX_EPOCH_STEPS = 1000  # optimiser steps of one epoch over a large training set (the batch grows past that)
@@ -162,16 +162,13 @@ def _portfolio_average(ranked: list, portfolio: set[str], best, ensemble: Ensemb
                        y: np.ndarray, options: SearchOptions, fits: Callable[[list[str]], bool]) -> EnsembleChoice | None:
     """The portfolio's completed trials averaged, unless the search's own choice (`best`, or its `ensemble`) leads
     them clearly on the out-of-fold rows (`.ensemble.average_portfolio`)."""
-    if options.ensemble_size < 2:
-        return None
     tried = {t.trial_id: heldout(t.trial_id) for t in ranked if t.trial_id in portfolio}
     members = ensemble.members if ensemble else [best.trial_id]
     chosen = [heldout(m) for m in members]
     if any(p is None for p in [*tried.values(), *chosen]):
         return None
-    challengers = sum(t.trial_id not in portfolio for t in ranked)
-    return average_portfolio(tried, np.mean(chosen, axis=0), y, options.objective, challengers,
-                             options.ensemble_size, fits)
+    return average_portfolio(tried, np.mean(chosen, axis=0), y, options.objective,
+                             sampled_trials(ranked, portfolio), options.ensemble_size, fits)
 
 
 def _fits(options: SearchOptions, footprints: Footprints) -> Callable[[list[str]], bool]:

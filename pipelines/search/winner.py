@@ -61,6 +61,11 @@ class Lead:
         return cls(float(differences.mean()), float(error))
 
 
+def sampled_trials(ranked: list, portfolio: set[str]) -> int:
+    """How many of the `ranked` trials were sampled after the portfolio: each raises the bar a lead must clear."""
+    return sum(t.trial_id not in portfolio for t in ranked)
+
+
 def choose_trial(ranked: list, portfolio: set[str], heldout: Callable[[str], np.ndarray | None], y: np.ndarray,
                  objective: str) -> tuple[object, str]:
     """The trial to ship out of `ranked` (completed trials, best score first) and a note for the report ("" when it
@@ -73,7 +78,7 @@ def choose_trial(ranked: list, portfolio: set[str], heldout: Callable[[str], np.
     incumbent = next((t for t in ranked if t.trial_id in portfolio), None)
     if incumbent is None or incumbent is ranked[0] or (kept := heldout(incumbent.trial_id)) is None:
         return ranked[0], ""
-    challengers = sum(t.trial_id not in portfolio for t in ranked)
+    challengers = sampled_trials(ranked, portfolio)
     for challenger in ranked[:ranked.index(incumbent)]:
         probabilities = heldout(challenger.trial_id)
         if probabilities is None or Lead.of(y, probabilities, kept, objective).clear(challengers):
