@@ -59,6 +59,10 @@ RAW_SKIP_FEATURES = 4096  # inputs up to this size (a 64x64 gray image) may reac
 IMAGE_BLOCKS = ("plain", "residual", "separable")
 SEQUENCE_BLOCKS = ("resnet", "inception", "fcn", "plain")  # the first is the default
 SEQUENCE_KERNELS = (8, 5, 3)  # FCN's and ResNet's kernel lengths (Wang et al. 2017)
+# The hyperparameters that set how many layers a model has and of which kind (its widths aside): a new value builds
+# and traces a different graph, where a new width only rescales the same one.
+LAYER_STRUCTURE = ("cnn_block", "cnn_blocks", "inception_modules", "dense_layers", "dense_residual", "lstm_layers",
+                   "augment")
 SKIPPED_FOR_TABLES = {
     "cnn": "tables have no spatial or temporal axis for convolutions to slide along",
     "lstm": "tables have no time axis; rows are independent samples",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.hypermodel import LAYER_STRUCTURE
 from pipelines.config import SearchOptions
 from pipelines.export.tflite import int8_footprint
 from pipelines.registry import atomic_write
@@ -21,6 +22,10 @@ from pipelines.search.records import TrialRecord, TrialStatus
 
 TIMINGS = "trial_seconds"
 FOOTPRINTS = "trial_footprints"
+# A layer structure its family has not run yet may take this many times the family's slowest trial: under k-fold on
+# ArrowHead (36 series), the first ResNet trial took 39 s where the FCN's had taken 16 s (its first batch traces
+# five towers of three times the layers).
+NEW_STRUCTURE_FACTOR = 2.0
 
 
 class Timings:
@@ -116,9 +121,11 @@ class TrialLedger:
         """Ids of the trials this process (or worker) timed."""
         return sorted(self.timings.own)
 
-    def expected_seconds(self, family: str, rows: int | None, trials) -> float | None:
-        """How long a trial of `family` on `rows` rows may take: the longest earlier trial of that family (of any,
-        if none ran yet) that was trained, its seconds scaled up to `rows`; None before any trial was timed."""
+    def expected_seconds(self, values: dict, rows: int | None, trials) -> float | None:
+        """How long a trial with hyperparameters `values` on `rows` rows may take, from the earlier trials that were
+        trained, their seconds scaled up to `rows`: the longest of the same family and layer structure
+        (`layer_structure`); the longest of its family times `NEW_STRUCTURE_FACTOR` when that structure has not run
+        yet; the longest of any family when none of its family ran. None before any trial was timed."""
         def cost(trial) -> float | None:
             seconds = self.timings.seconds.get(trial.trial_id)
             footprint = self.footprints.by_trial.get(trial.trial_id, {})
@@ -127,10 +134,15 @@ class TrialLedger:
             seen = footprint.get("rows")
             return seconds * max(1.0, rows / seen) if rows and seen else seconds
 
-        timed = [(str(t.hyperparameters.values.get("family")), cost(t)) for t in trials]
-        timed = [(f, c) for f, c in timed if c is not None]
-        same = [c for f, c in timed if f == family]
-        return max(same or [c for _, c in timed], default=None)
+        timed = [(t.hyperparameters.values, cost(t)) for t in trials]
+        timed = [(v, c) for v, c in timed if c is not None]
+        family = [(v, c) for v, c in timed if v.get("family") == values.get("family")]
+        same = [c for v, c in family if layer_structure(v) == layer_structure(values)]
+        if same:
+            return max(same)
+        if family:
+            return NEW_STRUCTURE_FACTOR * max(c for _, c in family)
+        return max((c for _, c in timed), default=None)
 
     def record(self, trial) -> TrialRecord:
         """The record of one keras-tuner trial."""
@@ -182,6 +194,11 @@ def merged(directory: Path, stem: str) -> dict:
 
 def _own_file(directory: Path, stem: str, worker: str | None) -> Path:
     return directory / (f"{stem}.{worker}.json" if worker else f"{stem}.json")
+
+
+def layer_structure(values: dict) -> tuple:
+    """The family and the values that set its layers' number and kind (`models.hypermodel.LAYER_STRUCTURE`)."""
+    return (values.get("family"), *(values.get(name) for name in LAYER_STRUCTURE))
 
 
 def _architecture_key(hp) -> str:

@@ -155,7 +155,8 @@ def budgeted_tuner(name: str) -> type:
 
         def time_left_for(self, trial, rows: int | None) -> bool:
             """False (and the trial noted as not started) for a trial that cannot stop usefully at the deadline when
-            its family's earlier trials, scaled to its rows, took longer than the time left: one solved in closed
+            the trials before it say it takes longer than the time left (`TrialLedger.expected_seconds`: its
+            family's, scaled to its rows, and twice those for a layer structure not run yet): one solved in closed
             form, or any under k-fold (its k fold models train to convergence at once, and their first batch
             traces all k: a 5-tower ResNet's took 46 s on 36 series). The oracle then draws no more trials of that
             family, so the time left goes to the families that still fit (kernel ridge takes seconds where a CNN
@@ -166,14 +167,14 @@ def budgeted_tuner(name: str) -> type:
             # a parallel worker's oracle is a client without the trial list: it goes by the trials it ran itself
             known = getattr(self.oracle, "trials", None)
             trials = known.values() if known is not None else self._seen.values()
-            expected = self.ledger.expected_seconds(values["family"], rows, trials)
+            expected = self.ledger.expected_seconds(values, rows, trials)
             left = self.deadline - time.time()
             if expected is None or expected <= left:
                 return True
             how = "are solved in one go" if closed_form(values) else "train every fold to convergence at once"
             self.ledger.footprints.note(trial.trial_id, not_started=(
-                f"not started: {values['family']} trials {how} and took up to {expected:.0f} s here; "
-                f"{max(left, 0):.0f} s of the search were left"))
+                f"not started: {values['family']} trials {how}, and this one may take {expected:.0f} s by the "
+                f"trials before it (`TrialLedger.expected_seconds`); {max(left, 0):.0f} s of the search were left"))
             if hasattr(self.oracle, "leave_out"):  # a parallel worker's client oracle has none: the deadline ends it
                 self.oracle.leave_out(values["family"])
             return False

@@ -68,7 +68,7 @@ def wide_table_model(tmp_path_factory):
 
 def test_pruned_and_distilled_models_are_exported_and_checked_like_any_variant(wide_table_model, tmp_path):
     folder, prep, data, _ = wide_table_model
-    options = ExportOptions(quantize=["int8"], prune=0.5, distill=True, compress_epochs=10, latency_runs=5)
+    options = ExportOptions(quantize=["int8"], prune=0.5, distill=True, compress_epochs=4, latency_runs=5)
     result = export_model(folder / "finetuned.keras", prep, data, tmp_path / "export", options,
                           training=folder / "replay.npz")
     assert [v.variant for v in result.variants] == ["int8", "pruned_int8", "distilled_int8"]

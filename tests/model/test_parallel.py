@@ -14,8 +14,8 @@ from pipelines.search import SearchOptions, run_search
 
 
 def _options(**overrides):
-    options = dict(tuner="random", max_trials=4, max_epochs=3, batch_size=4, budget_minutes=4, workers=2,
-                   families=["dense", "cnn"])
+    options = dict(tuner="random", max_trials=4, max_epochs=2, batch_size=4, budget_minutes=4, workers=2,
+                   families=["dense"])
     options.update(overrides)
     return SearchOptions(**options)
 

@@ -1,0 +1,44 @@
+"""How long the ledger expects a trial to take, from the trials before it (the deadline rule in
+`pipelines.search.tuner.Budgeted.time_left_for`)."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pipelines.config import SearchOptions
+from pipelines.search.ledger import NEW_STRUCTURE_FACTOR, TrialLedger, layer_structure
+
+FCN = {"family": "cnn", "cnn_block": "fcn", "cnn_filters": 32, "learning_rate": 1e-3}
+RESNET = {"family": "cnn", "cnn_block": "resnet", "cnn_filters": 32, "learning_rate": 1e-3}
+ROCKET = {"family": "rocket", "rocket_seed": 0}
+
+
+def _ledger(tmp_path, timed: dict[str, tuple[dict, float, int]]):
+    """A ledger holding the seconds and rows of `timed` (trial id -> values, seconds, rows), and those trials."""
+    ledger = TrialLedger(tmp_path, SearchOptions(), [20, 1], np.zeros((1, 20, 1), np.float32))
+    trials = []
+    for trial_id, (values, seconds, rows) in timed.items():
+        ledger.timings.record(trial_id, seconds)
+        ledger.footprints.note(trial_id, rows=rows)
+        trials.append(SimpleNamespace(trial_id=trial_id, hyperparameters=SimpleNamespace(values=values)))
+    return ledger, trials
+
+
+def test_a_layer_structure_its_family_has_not_run_is_expected_to_cost_more_than_the_familys_slowest(tmp_path):
+    ledger, trials = _ledger(tmp_path, {"0": (ROCKET, 2.0, 30), "1": (FCN, 16.0, 30)})
+    assert ledger.expected_seconds({**FCN, "cnn_filters": 64, "learning_rate": 1e-2}, 30, trials) == 16.0, \
+        "another width or learning rate of a structure that ran: that structure's time"
+    assert ledger.expected_seconds(RESNET, 30, trials) == pytest.approx(NEW_STRUCTURE_FACTOR * 16.0), \
+        "a ResNet after an FCN: more than the FCN took"
+    assert ledger.expected_seconds(RESNET, 60, trials) == pytest.approx(NEW_STRUCTURE_FACTOR * 32.0), "scaled to rows"
+    assert ledger.expected_seconds({"family": "lstm", "lstm_layers": 1}, 30, trials) == 16.0, \
+        "a family that has not run: the slowest trial of any"
+    assert ledger.expected_seconds(FCN, 30, []) is None
+
+
+def test_the_layer_structure_leaves_out_widths_and_the_optimiser():
+    assert layer_structure(FCN) == layer_structure({**FCN, "cnn_filters": 8, "dropout": 0.3})
+    assert layer_structure(FCN) != layer_structure(RESNET)
+    assert layer_structure({"family": "dense", "dense_layers": 1}) != layer_structure({"family": "dense",
+                                                                                      "dense_layers": 3})
