@@ -70,10 +70,6 @@ def evaluate_labels(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[st
     )
 
 
-def evaluate_model(model, x: np.ndarray, y: np.ndarray, class_names: list[str]) -> Evaluation:
-    return evaluate_predictions(y, model.predict(x, verbose=0), class_names)
-
-
 def evaluate_by_name(model, x: np.ndarray, true_names: np.ndarray, model_classes: list[str],
                      class_names: list[str]) -> Evaluation:
     """Score a model whose outputs are `model_classes` against labels indexed by `class_names`.

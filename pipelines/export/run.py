@@ -87,8 +87,9 @@ REEXPORT_FILES = tuple(p.name for p in vars(ExportSource.run_folder(Path("."))).
 
 def export_model(model_path: Path, prep: Preprocessing, data: ExportData, export_dir: Path,
                  options: ExportOptions | None = None, card: model_card.CardFacts | None = None,
-                 training: Path | None = None) -> ExportResult:
-    """Write the model in every asked format to `export_dir` atomically, each checked on the test split.
+                 training: Path | None = None, test_probabilities: np.ndarray | None = None) -> ExportResult:
+    """Write the model in every asked format to `export_dir` atomically, each checked on the test split against
+    the Keras model's probabilities (`test_probabilities` when the caller has them, as the run's evaluation does).
 
     With `options.prune` / `options.distill`, a pruned model and a distilled student (`pipelines.export.compress`),
     trained on the sample in `training` (a `replay.npz`), are exported as int8 variants beside the others.
@@ -104,7 +105,8 @@ def export_model(model_path: Path, prep: Preprocessing, data: ExportData, export
     try:
         model.save(staging / "model.keras")
         write_saved_model(client_model(model, prep), staging / "saved_model", file_input_shape(prep))
-        keras_probabilities = model.predict(data.x_test, verbose=0)
+        keras_probabilities = (model.predict(data.x_test, verbose=0) if test_probabilities is None
+                               else test_probabilities)
         reference = _keras_reference(model, keras_probabilities, data, staging / "model.keras", options)
         variants = [_export_variant(staging, variant, keras_probabilities, reference, data, options, prep, card)
                     for variant in options.quantize]

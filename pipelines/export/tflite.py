@@ -31,6 +31,7 @@ INT8_IO_TOKEN_IDS = ("--int8-io does not apply to a text model: its input holds 
 # batches: 175 ArrowHead series through a MiniRocket ensemble took 2.8 s in batches of 256, 1.6-1.8 s in batches of
 # 32; a digits CNN and a wine MLP took the same at 16 to 256 (2 CPU cores).
 PREDICT_BATCH = 32
+KERAS_LATENCY_SECONDS = 1.0  # the Keras reference's latency column: eager calls timed for at most this long
 CUSTOM_OPCODE = 32  # BuiltinOperator.CUSTOM: Flex and custom ops carry their name in custom_code
 
 
@@ -368,9 +369,11 @@ def tflite_latency(tflite: bytes, sample: np.ndarray, runs: int = 100) -> Latenc
 
 
 def keras_latency(model, sample: np.ndarray, runs: int = 100) -> Latency:
-    """Keras `model(x)` on one sample: the eager call an app developer would try first."""
+    """Keras `model(x)` on one sample: the eager call an app developer would try first. An eager call traces
+    nothing, so one call warms it up, and `KERAS_LATENCY_SECONDS` bound the timing (a MiniRocket ensemble's call
+    takes half a second: ten warm-up calls and three seconds were 9 s of a 1-minute run's export)."""
     x = np.ascontiguousarray(sample[:1], dtype=np.float32)
-    return measure_latency(lambda: model(x, training=False), runs=runs)
+    return measure_latency(lambda: model(x, training=False), runs=runs, warmup=1, max_seconds=KERAS_LATENCY_SECONDS)
 
 
 @dataclass
