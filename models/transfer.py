@@ -27,6 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from models.backbones import BACKBONES
 from models.ensemble import member_models
 from models.layers import all_layers
 from models.rocket import MiniRocket
@@ -45,25 +46,6 @@ class Source:
     BACKBONE = "backbone"
 
 
-@dataclass(frozen=True)
-class Backbone:
-    """A Keras application usable as an image base: its constructor, the input it expects and its input range."""
-
-    constructor: str
-    sides: tuple[int, ...]  # input sides it was trained at; the smallest one not below the image is used
-    scale: float  # pixels in [0, 255] -> the application's input: x * scale + offset
-    offset: float
-    options: tuple[tuple[str, object], ...] = ()  # constructor arguments beyond the common ones
-
-
-BACKBONES = {
-    # MobileNetV3 rescales 0-255 pixels itself (include_preprocessing); MobileNetV2 takes [-1, 1]
-    "mobilenet_v3_small": Backbone("MobileNetV3Small", (96, 128, 160, 192, 224), 1.0, 0.0,
-                                   (("include_preprocessing", True),)),
-    "mobilenet_v3_large": Backbone("MobileNetV3Large", (96, 128, 160, 192, 224), 1.0, 0.0,
-                                   (("include_preprocessing", True),)),
-    "mobilenet_v2": Backbone("MobileNetV2", (96, 128, 160, 192, 224), 1 / 127.5, -1.0),
-}
 # ImageNet's RGB pixel statistics (0-255): standardised inputs are mapped onto them, so the backbone sees the
 # first two moments it was trained on whatever the data's range (0-16 digits, 0-255 photos, 0-1 floats).
 IMAGENET_MEAN = (123.7, 116.3, 103.5)

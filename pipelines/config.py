@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from data_checks.drift import ALPHA, PSI_THRESHOLD
-from models.transfer import BACKBONES
+from models.backbones import BACKBONES
 from pipelines.errors import ExportError
 from pipelines.export.tflite import VARIANTS
 from pipelines.registry import model_name_problem, safe_model_name

@@ -1,5 +1,8 @@
 """Every CLI error path that can be found before work starts: exit 2, one `error:` line, nothing written."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,3 +65,25 @@ def test_a_cli_error_is_one_line_exit_2_and_writes_nothing(files, case, monkeypa
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
     assert not (files / "runs").exists() and not (files / "registry").exists()
     assert (files / "taken").read_text() == "a file"
+
+
+# Run in a new interpreter: the suite's own process has long imported Keras.
+WITHOUT_KERAS = """
+import sys
+from typer.testing import CliRunner
+from flows.cli import app
+for args in (["--help"], ["train", "--help"], ["train", "--data", "gone.csv", "--target", "y"]):
+    result = CliRunner().invoke(app, args)
+    print(result.exit_code, result.output.strip().splitlines()[-1])
+print(sorted({"keras", "tensorflow"} & set(sys.modules)))
+"""
+
+
+def test_help_and_a_bad_paths_error_come_before_keras_loads(tmp_path):
+    """Keras and TensorFlow take seconds to import; `--help` and an error found before work starts must not wait."""
+    run = subprocess.run([sys.executable, "-c", WITHOUT_KERAS], cwd=tmp_path, capture_output=True, text=True,
+                         check=True, timeout=120)
+    lines = run.stdout.strip().splitlines()
+    assert lines[-1] == "[]", run.stdout
+    assert [line.split(" ", 1)[0] for line in lines[:-1]] == ["0", "0", "2"], run.stdout
+    assert "gone.csv: no such file or folder" in lines[-2], run.stdout
