@@ -86,4 +86,4 @@ def test_help_and_a_bad_paths_error_come_before_keras_loads(tmp_path):
     lines = run.stdout.strip().splitlines()
     assert lines[-1] == "[]", run.stdout
     assert [line.split(" ", 1)[0] for line in lines[:-1]] == ["0", "0", "2"], run.stdout
-    assert "gone.csv: no such file or folder" in lines[-2], run.stdout
+    assert CASES["missing file"][1] in lines[-2], run.stdout
