@@ -259,10 +259,13 @@ def budgeted_tuner(name: str) -> type:
             super().on_trial_begin(trial)
 
         def on_trial_end(self, trial):
-            started = self._started.pop(trial.trial_id, time.monotonic())
-            self.ledger.timings.record(trial.trial_id, time.monotonic() - started)
-            self.ledger.footprints.note(trial.trial_id, ended_at=round(time.time(), 2))  # the anytime curve's x
+            seconds = time.monotonic() - self._started.pop(trial.trial_id, time.monotonic())
+            ended_at = round(time.time(), 2)  # the anytime curve's x
+            # keras-tuner's state first (the trial, the oracle, then the tuner file a resume looks for), the ledger
+            # after: a search killed in between resumes with every trial the ledger names.
             super().on_trial_end(trial)
+            self.ledger.timings.record(trial.trial_id, seconds)
+            self.ledger.footprints.note(trial.trial_id, ended_at=ended_at)
             if self._hook:
                 self._hook(self.ledger.record(trial), len(self.oracle.trials))
 

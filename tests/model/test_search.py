@@ -61,6 +61,25 @@ def test_an_interrupted_search_resumes_where_it_stopped(image_inputs, tmp_path):
     assert [t.trial_id for t in result.trials] == ["0", "1", "2", "3"]
 
 
+def test_a_search_killed_as_its_ledger_records_a_trial_resumes_with_that_trial(image_inputs, tmp_path, monkeypatch):
+    """The ledger's seconds file is the sign a trial ended (the kill test of `tests/flows/test_retrain.py` waits for
+    it): keras-tuner's own files, which a resume reads, are written before it."""
+    from pipelines.search.ledger import Timings
+
+    inputs, prep = image_inputs
+
+    def killed(self, trial_id, seconds):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Timings, "record", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_search(inputs, prep, tmp_path / "search", _options(max_trials=2))
+    result = run_search(inputs, prep, tmp_path / "search", _options(max_trials=2))
+    assert result.resumed_trials == 1
+    assert [t.trial_id for t in result.trials] == ["0", "1"]
+
+
 def test_a_spent_budget_starts_no_trial_and_says_so(image_inputs, tmp_path):
     inputs, prep = image_inputs
     with pytest.raises(SearchFailed, match="No trial ran"):
