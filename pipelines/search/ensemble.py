@@ -88,11 +88,11 @@ def choose_ensemble(predictions: dict[str, np.ndarray], y: np.ndarray, objective
 def average_portfolio(portfolio: dict[str, np.ndarray], chosen: np.ndarray, y: np.ndarray, objective: str,
                       challengers: int, max_members: int,
                       fits: Callable[[list[str]], bool] = lambda members: True) -> EnsembleChoice | None:
-    """The plain average of the `portfolio` trials' held-out probabilities (trial id -> probabilities, best first)
-    that the best of them does not lead clearly (`contenders`), unless the held-out `chosen` probabilities (the
-    chosen trial's, or its ensemble's) lead that average clearly: by more than `min_paired_z(challengers)` paired
-    standard errors. At most `max_members` (the best); None when fewer than two are left, or they do not fit."""
-    members = contenders(portfolio, y, objective)[:max_members]
+    """The plain average of the `portfolio` trials' held-out probabilities (trial id -> probabilities, best first),
+    unless the held-out `chosen` probabilities (the chosen trial's, or its ensemble's) lead it clearly: by more than
+    `min_paired_z(challengers)` paired standard errors. At most `max_members` (the best); None when fewer than two
+    completed, or they do not fit."""
+    members = list(portfolio)[:max_members]
     if max_members < 2 or len(members) < 2 or not fits(members):
         return None
     averaged = np.mean([portfolio[m] for m in members], axis=0)
@@ -100,19 +100,6 @@ def average_portfolio(portfolio: dict[str, np.ndarray], chosen: np.ndarray, y: n
         return None
     score = lambda probabilities: scores(y, probabilities, objective)["selection"]
     return EnsembleChoice(members, score(averaged), score(chosen),
-                          why=f"the portfolio's {len(members)} trials that its best did not lead clearly, unselected: "
-                              f"on a few hundred rows their held-out scores are too close to pick among, and the "
-                              f"search's own choice did not lead their average by {min_paired_z(challengers):.2g} "
-                              f"paired standard errors")
-
-
-def contenders(portfolio: dict[str, np.ndarray], y: np.ndarray, objective: str) -> list[str]:
-    """The `portfolio` trials (trial id -> held-out probabilities, best first) that the best of them does not lead
-    clearly: by more than `min_paired_z` paired standard errors, the bar raised for each of the others it is
-    compared with. A member clearly worse than the best (a linear model on raw series where MiniRocket is right on
-    nearly every row) would pull the average down; members within noise of the best are what averaging is for."""
-    ids = list(portfolio)
-    if not ids:
-        return []
-    best = portfolio[ids[0]]
-    return [ids[0], *(m for m in ids[1:] if not Lead.of(y, best, portfolio[m], objective).clear(len(ids) - 1))]
+                          why=f"the portfolio's {len(members)} trials, unselected: on a small table their held-out "
+                              f"scores are too close to pick among, and the search's own choice did not lead their "
+                              f"average by {min_paired_z(challengers):.2g} paired standard errors")

@@ -222,7 +222,12 @@ def test_a_minirocket_trials_folds_share_its_features_and_each_head_leaves_its_f
     keras.backend.clear_session()
 
 
-def test_under_k_fold_a_small_tables_portfolio_trials_ship_averaged(table_csv, tmp_path):
+@pytest.mark.parametrize("data, families, portfolio_families", [
+    ("table_csv", ["linear", "kernel", "trees"], ["linear", "kernel", "trees", "trees"]),
+    ("image_folder", ["linear", "kernel", "dense"], ["linear", "kernel", "dense"]),
+])
+def test_under_k_fold_the_portfolio_trials_of_a_small_table_or_image_set_ship_averaged(
+        data, families, portfolio_families, request, tmp_path):
     """The portfolio's trials are averaged unless the search's own choice leads them clearly (`.ensemble`); that
     choice is the best-scored trial here (all but one are the portfolio's), and its lead is checked from the same
     out-of-fold rows the search saved."""
@@ -231,13 +236,15 @@ def test_under_k_fold_a_small_tables_portfolio_trials_ship_averaged(table_csv, t
     from pipelines.search.selection import CrossValidation, load_heldout
     from pipelines.search.winner import Lead, min_paired_z
 
-    splits = split_dataset(load_path(table_csv, "label"), None, test_fraction=0.2, val_fraction=0.3, seed=0)
+    label = "label" if data == "table_csv" else None
+    splits = split_dataset(load_path(request.getfixturevalue(data), label), None, test_fraction=0.2,
+                           val_fraction=0.3, seed=0)
     prep = fit_preprocessing(splits)
     inputs = model_inputs(splits, prep)
-    options = _options(max_trials=5, families=["linear", "kernel", "trees"], ensemble_size=5, selection="kfold")
+    options = _options(max_trials=len(portfolio_families) + 1, families=families, ensemble_size=5, selection="kfold")
     result = run_search(inputs, prep, tmp_path / "search", options)
-    portfolio = [t for t in result.trials[:4]]
-    assert [t.family for t in portfolio] == ["linear", "kernel", "trees", "trees"] and result.cross_validated
+    portfolio = result.trials[:len(portfolio_families)]
+    assert [t.family for t in portfolio] == portfolio_families and result.cross_validated
     y = CrossValidation.plan(inputs, options.seed, "kfold").y
     heldout = {t.trial_id: load_heldout(tmp_path / "search" / f"trial_{t.trial_id}") for t in result.trials}
     ranked = sorted(portfolio, key=lambda t: -t.val_score)
@@ -248,8 +255,22 @@ def test_under_k_fold_a_small_tables_portfolio_trials_ship_averaged(table_csv, t
     else:
         assert result.ensemble is not None and result.ensemble.members == [t.trial_id for t in ranked]
         assert "portfolio" in result.ensemble.why and result.best_hyperparameters["family"] == "ensemble"
-        assert len(member_hyperparameters(result.best_hyperparameters)) == 4
+        assert len(member_hyperparameters(result.best_hyperparameters)) == len(portfolio_families)
         assert result.best_model_path.exists()
+
+
+def test_under_k_fold_a_sequence_portfolio_is_not_averaged(sequences_npz, tmp_path):
+    """On series the portfolio's trials are not averaged (`pipelines.search.run.AVERAGED_KINDS`): MiniRocket, the
+    linear and the kernel model are all tried, and what ships is one trial or the greedy ensemble of a few."""
+    from pipelines.load import load_path, split_dataset
+    from pipelines.preprocess import fit_preprocessing, model_inputs
+
+    splits = split_dataset(load_path(sequences_npz, None), None, test_fraction=0.2, val_fraction=0.3, seed=0)
+    prep = fit_preprocessing(splits)
+    options = _options(max_trials=3, families=["rocket", "linear", "kernel"], ensemble_size=5, selection="kfold")
+    result = run_search(model_inputs(splits, prep), prep, tmp_path / "search", options)
+    assert [t.family for t in result.trials] == ["rocket", "linear", "kernel"] and result.cross_validated
+    assert result.ensemble is None or "portfolio" not in result.ensemble.why
 
 
 def test_a_closed_form_trial_on_a_validation_split_keeps_its_checkpoint_and_can_join_an_ensemble(table_csv, tmp_path):
