@@ -20,8 +20,9 @@ after the first minute:
   then the FCN and ResNet-1D of Wang et al. 2017, the strongest plain deep
   baselines on the UCR archive (Fawaz et al. 2019).
 
-On a small table the portfolio's trials ship averaged unless the search's own
-choice leads their average clearly (`pipelines.search.ensemble.average_portfolio`).
+On a small table or image set the portfolio's trials ship averaged unless the
+search's own choice leads their average clearly
+(`pipelines.search.ensemble.average_portfolio`); on series they do not.
 
 Entries of families that do not fit or were not requested are left out. A
 pretrained base (`transfer`) comes before them all: a user asked to try it;

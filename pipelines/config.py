@@ -140,9 +140,9 @@ class SearchOptions(DeviceOptions, MobileBudget):
                                  "validation split has fewer than 300 rows, where one error is worth a third of a point or more.")
     ensemble_size: int = Field(5, ge=1, le=10, description="Average up to this many of the best distinct trials "
                                "into one model when that scores better on held-out rows than the best single "
-                               "trial; on a small table (k-fold), the portfolio's trials, unless the search's "
-                               "choice clearly beats their average; 1: never ensemble. Under a mobile budget the "
-                               "whole ensemble must fit.")
+                               "trial; on a small table or image set (k-fold), the portfolio's trials, unless the "
+                               "search's choice clearly beats their average; 1: never ensemble. Under a mobile budget "
+                               "the whole ensemble must fit.")
     workers: int = Field(1, ge=1, le=64, description="Search workers training trials in parallel: keras-tuner's "
                          "chief oracle here, workers as Dask tasks. Each gets its own GPU when GPUs exist, else an "
                          "equal share of the CPU threads.")

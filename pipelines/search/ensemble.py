@@ -12,10 +12,11 @@ an ensemble "better" by one row is as likely noise as not (digits: chosen at
 single trial scored 0.989). Under a mobile budget the members' int8 sizes and
 latencies are added up and must fit.
 
-On a small table the portfolio's trials are averaged instead, unselected
-(`average_portfolio`): the logistic regression, kernel ridge, forest,
-boosted trees and MLP that `models.portfolio` tries first, each at its
-known-good values. On a few hundred rows their out-of-fold scores sit within
+On a small table or image set the portfolio's trials are averaged instead,
+unselected (`average_portfolio`): the logistic regression, kernel ridge,
+forest, boosted trees and MLP that `models.portfolio` tries first on a
+table (on images: logistic regression and kernel ridge on the pixels, a
+small CNN, the MLP), each at its known-good values. On a few hundred rows their out-of-fold scores sit within
 a row or two of each other, so picking among them (or greedily adding to the
 best of them) picks by luck; their plain average does not. A stand-in study
 (scikit-learn's versions of the five, 5-fold out-of-fold selection, 10 seeded
@@ -30,7 +31,12 @@ the held-out choice above (the chosen trial, or its ensemble) leads it
 clearly on the same rows (`pipelines.search.winner.Lead`, the bar
 raised for every sampled trial, as the winner rule raises it); the TabRepo
 and AutoGluon finding that a fixed portfolio, ensembled, beats search from
-scratch at small budgets.
+scratch at small budgets. On images it was measured by kerasflow itself:
+the transfer benchmark's 50-row and 150-row image sets (`bench/transfer.py`,
+three seeds) and digits at one minute. Sequences are not averaged
+(`pipelines.search.run.AVERAGED_KINDS`): the same study's series stand-ins
+scored below the best single trial averaged, with or without the members
+the best one leads clearly (`bench/results/selection_study.md`).
 """
 
 from __future__ import annotations
@@ -100,6 +106,6 @@ def average_portfolio(portfolio: dict[str, np.ndarray], chosen: np.ndarray, y: n
         return None
     score = lambda probabilities: scores(y, probabilities, objective)["selection"]
     return EnsembleChoice(members, score(averaged), score(chosen),
-                          why=f"the portfolio's {len(members)} trials, unselected: on a small table their held-out "
-                              f"scores are too close to pick among, and the search's own choice did not lead their "
-                              f"average by {min_paired_z(challengers):.2g} paired standard errors")
+                          why=f"the portfolio's {len(members)} trials, unselected: on a few hundred rows their "
+                              f"held-out scores are too close to pick among, and the search's own choice did not "
+                              f"lead their average by {min_paired_z(challengers):.2g} paired standard errors")
