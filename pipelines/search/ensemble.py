@@ -109,3 +109,15 @@ def average_portfolio(portfolio: dict[str, np.ndarray], chosen: np.ndarray, y: n
                           why=f"the portfolio's {len(members)} trials, unselected: on a few hundred rows their "
                               f"held-out scores are too close to pick among, and the search's own choice did not "
                               f"lead their average by {min_paired_z(challengers):.2g} paired standard errors")
+
+
+def contenders(portfolio: dict[str, np.ndarray], y: np.ndarray, objective: str) -> list[str]:
+    """The `portfolio` trials (trial id -> held-out probabilities, best first) that the best of them does not lead
+    clearly: by more than `min_paired_z` paired standard errors, the bar raised for each of the others it is compared
+    with. On raw pixels a linear model can sit several points below kernel ridge and a CNN, and averaging it in pulls
+    the average down; members within noise of the best are what averaging is for."""
+    ids = list(portfolio)
+    if not ids:
+        return []
+    best = portfolio[ids[0]]
+    return [ids[0], *(m for m in ids[1:] if not Lead.of(y, best, portfolio[m], objective).clear(len(ids) - 1))]

@@ -5,7 +5,7 @@ import pytest
 
 from pipelines.imbalance import class_weights, imbalance_note
 from pipelines.preprocess import ModelInputs
-from pipelines.search.ensemble import average_portfolio, choose_ensemble
+from pipelines.search.ensemble import average_portfolio, choose_ensemble, contenders
 from pipelines.search.selection import FOLDS, SMALL_VALIDATION_ROWS, CrossValidation, scores
 from pipelines.search.winner import Lead, choose_trial, min_paired_z
 
@@ -148,6 +148,25 @@ def test_a_small_tables_portfolio_is_averaged_unless_the_searchs_choice_leads_it
     assert average_portfolio(alike, close, y, "val_accuracy", challengers=10, max_members=5) is not None
     level = _probabilities(y, [*range(2, 20), 50, 51])  # two rows won, two lost
     assert average_portfolio(alike, level, y, "val_accuracy", challengers=1, max_members=5) is not None
+
+
+def test_a_portfolio_trial_its_best_leads_clearly_is_left_out_of_the_pruned_average():
+    y = np.arange(100) % 2
+    # on pixels: kernel ridge wrong on 2 rows, a CNN and an MLP on 3 others each, logistic regression on 30 more
+    portfolio = {"kernel": _probabilities(y, [90, 91]), "cnn": _probabilities(y, [0, 1, 2]),
+                 "mlp": _probabilities(y, [3, 4, 5]), "linear": _probabilities(y, range(40, 70))}
+    assert contenders(portfolio, y, "val_accuracy") == ["kernel", "cnn", "mlp"]
+    kept = {m: portfolio[m] for m in contenders(portfolio, y, "val_accuracy")}
+    choice = average_portfolio(kept, portfolio["kernel"], y, "val_accuracy", challengers=0, max_members=5)
+    assert choice is not None and choice.members == ["kernel", "cnn", "mlp"]
+    assert choice.score > choice.single_score, "each is wrong on its own rows: their average is right on all of them"
+    near = {**portfolio, "linear": _probabilities(y, [6, 7, 8])}
+    assert contenders(near, y, "val_accuracy") == list(near), "a row behind the best is within noise"
+    # three rows behind and none ahead is a clear lead (1.7 standard errors; the bar for two others is 1.4)
+    behind = {"kernel": _probabilities(y, []), "cnn": _probabilities(y, [0, 1, 2]), "mlp": _probabilities(y, [3])}
+    assert contenders(behind, y, "val_accuracy") == ["kernel", "mlp"]
+    assert contenders({"kernel": portfolio["kernel"]}, y, "val_accuracy") == ["kernel"]
+    assert contenders({}, y, "val_accuracy") == []
 
 
 class _Trial:
