@@ -12,8 +12,8 @@ the mean of its five fold models', as kerasflow ships a bag:
 - average: the plain average of the five (of the three on series);
 - average unless led: the average, unless the greedy choice leads it by one paired standard error
   (`pipelines.search.winner.Lead`), the rule kerasflow applies (with its bar raised for sampled trials);
-- contenders: the average of the trials the best one does not lead clearly (`contenders`: by more than
-  `pipelines.search.winner.min_paired_z` paired standard errors, raised for each other trial); tried, not adopted;
+- contenders: the average of the trials the best one does not lead clearly (`pipelines.search.ensemble.contenders`),
+  kerasflow's rule on images, not adopted for tables or series;
 - contenders unless led: that average, unless the greedy choice leads it as above.
 
 Tables: sklearn's wine, breast_cancer, iris and four public tables of the
@@ -55,7 +55,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from pipelines.search.ensemble import MIN_GAIN_ROWS, choose_ensemble
+from pipelines.search.ensemble import MIN_GAIN_ROWS, choose_ensemble, contenders
 from pipelines.search.selection import FOLDS, scores
 from pipelines.search.winner import Lead
 from table import BASELINES, PUBLIC, RDATASETS, RESULTS, commit, public_table, write_results  # bench/table.py, next to this script (sys.path[0] when run as a script)
@@ -160,13 +160,6 @@ def series() -> dict:
     return found
 
 
-def contenders(heldout: dict[str, np.ndarray], y: np.ndarray) -> list[str]:
-    """The trials (trial -> out-of-fold probabilities, best first) that the best of them does not lead clearly."""
-    ids = list(heldout)
-    best = heldout[ids[0]]
-    return [ids[0], *(m for m in ids[1:] if not Lead.of(y, best, heldout[m], OBJECTIVE).clear(len(ids) - 1))]
-
-
 def one_split(name: str, x, y, columns, seed: int, kind: str = "table", train_rows: int | None = None) -> dict:
     x_fit, x_test, y_fit, y_test = train_test_split(x, y, test_size=None if train_rows else TEST_FRACTION,
                                                     train_size=train_rows, stratify=y, random_state=seed)
@@ -189,7 +182,7 @@ def one_split(name: str, x, y, columns, seed: int, kind: str = "table", train_ro
     greedy_members = greedy.members if greedy else ranked[:1]
     greedy_heldout = np.mean([heldout[m] for m in greedy_members], axis=0)
     led = Lead.of(y_fit, greedy_heldout, np.mean(list(heldout.values()), axis=0), OBJECTIVE).clear(1)
-    near = contenders({m: heldout[m] for m in ranked}, y_fit)
+    near = contenders({m: heldout[m] for m in ranked}, y_fit, OBJECTIVE)
     near_led = Lead.of(y_fit, greedy_heldout, np.mean([heldout[m] for m in near], axis=0), OBJECTIVE).clear(1)
     accuracy = lambda members: accuracy_score(y_test, np.mean([test[m] for m in members], axis=0).argmax(axis=1))
     row = {"dataset": name, "seed": seed, "rows": len(y_fit), "single": accuracy(ranked[:1]),

@@ -12,11 +12,10 @@ an ensemble "better" by one row is as likely noise as not (digits: chosen at
 single trial scored 0.989). Under a mobile budget the members' int8 sizes and
 latencies are added up and must fit.
 
-On a small table or image set the portfolio's trials are averaged instead,
-unselected (`average_portfolio`): the logistic regression, kernel ridge,
-forest, boosted trees and MLP that `models.portfolio` tries first on a
-table (on images: logistic regression and kernel ridge on the pixels, a
-small CNN, the MLP), each at its known-good values. On a few hundred rows their out-of-fold scores sit within
+On a small table the portfolio's trials are averaged instead, unselected
+(`average_portfolio`): the logistic regression, kernel ridge, forest,
+boosted trees and MLP that `models.portfolio` tries first, each at its
+known-good values. On a few hundred rows their out-of-fold scores sit within
 a row or two of each other, so picking among them (or greedily adding to the
 best of them) picks by luck; their plain average does not. A stand-in study
 (scikit-learn's versions of the five, 5-fold out-of-fold selection, 10 seeded
@@ -31,12 +30,17 @@ the held-out choice above (the chosen trial, or its ensemble) leads it
 clearly on the same rows (`pipelines.search.winner.Lead`, the bar
 raised for every sampled trial, as the winner rule raises it); the TabRepo
 and AutoGluon finding that a fixed portfolio, ensembled, beats search from
-scratch at small budgets. On images it was measured by kerasflow itself:
-the transfer benchmark's 50-row and 150-row image sets (`bench/transfer.py`,
-three seeds) and digits at one minute. Sequences are not averaged
-(`pipelines.search.run.AVERAGED_KINDS`): the same study's series stand-ins
-scored below the best single trial averaged, with or without the members
-the best one leads clearly (`bench/results/selection_study.md`).
+scratch at small budgets.
+
+An image set's portfolio (logistic regression and kernel ridge on the
+pixels, a small CNN, the MLP) is averaged too, less the trials its best
+leads clearly (`contenders`): on pixels a linear model can trail kernel
+ridge by several points, and averaging it in cost digits a test image.
+Measured by kerasflow itself: the transfer benchmark's 50- and 150-image
+sets (`bench/transfer.py`, three seeds), digits at one minute and `make
+run`. Series are not averaged (`pipelines.search.run.AVERAGED_KINDS`): the
+study's series stand-ins scored below the best single trial averaged
+(`bench/results/selection_study.md`).
 """
 
 from __future__ import annotations
