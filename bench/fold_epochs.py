@@ -102,7 +102,7 @@ def fit(name: str, entry: dict, seed: int) -> dict:
     stopping, every = FoldStopping(members, x, y, folds, PATIENCE), EveryEpoch(x, x_test)
     started = time.monotonic()
     towers.fit(x, np.repeat(y[:, None], len(folds), axis=1), sample_weight=tower_weights(y, folds),
-               epochs=TrainConfig().max_epochs * CONVERGED_EPOCH_FACTOR,
+               epochs=TrainConfig.model_fields["max_epochs"].default * CONVERGED_EPOCH_FACTOR,
                batch_size=min(32, max(SMALL_BATCH, len(y) // SMALL_BATCH)), shuffle=True, verbose=0,
                callbacks=[stopping, every])
     seconds = time.monotonic() - started
