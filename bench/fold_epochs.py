@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -40,8 +39,9 @@ from pipelines.search.fidelity import CONVERGED_EPOCH_FACTOR, PATIENCE
 from pipelines.search.run import SMALL_BATCH
 from pipelines.search.selection import FOLDS
 from pipelines.search.towers import FoldStopping, fold_towers, tower_weights
+from table import commit, write_results  # bench/table.py, next to this script (sys.path[0] when run as a script)
 
-RESULTS = Path(__file__).parent / "results"
+STEM = "fold_epochs"
 FCN, RESNET = PORTFOLIO["sequence"][3], PORTFOLIO["sequence"][4]
 # dataset, the portfolio network fitted on it
 RUNS = [("ItalyPowerDemand", FCN), ("ItalyPowerDemand", RESNET), ("GunPoint", FCN), ("ArrowHead", FCN),
@@ -137,6 +137,16 @@ def with_means(rows: list[dict]) -> pd.DataFrame:
     return pd.concat([table, means]).sort_values(["dataset", "network"], kind="stable").fillna("")
 
 
+def header() -> list[str]:
+    return [f"# Fold towers: each tower's own best epoch against one epoch for all (2 CPU cores, commit {commit()})",
+            "",
+            "own: each tower back to its own lowest held-out loss; one: every tower back to the epoch of the lowest "
+            "held-out loss over the folds (`FoldStopping`). out-of-fold: the accuracy the search scores the trial "
+            "by; bag test: the test accuracy of the fold models averaged, as it ships; optimism: their difference. "
+            "Both rules are read off the same fit, which ends when every tower has stopped improving.",
+            ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
@@ -148,16 +158,7 @@ def main() -> None:
             rows.append(fit(name, entry, seed))
             print(rows[-1], flush=True)
     table = with_means(rows)
-    RESULTS.mkdir(exist_ok=True)
-    table.to_csv(RESULTS / "fold_epochs.csv", index=False)
-    header = ("# Fold towers: each tower's own best epoch against one epoch for all (2 CPU cores)\n\n"
-              "own: each tower back to its own lowest held-out loss; one: every tower back to the epoch of the "
-              "lowest held-out loss over the folds (`FoldStopping`). out-of-fold: the accuracy the search "
-              "scores the trial by; bag test: the test accuracy of the fold models averaged, as it ships; "
-              "optimism: their difference.\n\n")
-    (RESULTS / "fold_epochs.md").write_text(header + table.to_markdown(index=False) + "\n")
-    print(table.to_markdown(index=False))
-
+    print(write_results(STEM, header(), table))
 
 if __name__ == "__main__":
     main()
