@@ -19,19 +19,11 @@ chosen, that bag ships (`pipelines.finetune`), so what ships is what the
 out-of-fold score measured.
 
 `FoldStopping` scores each tower on its held-out fold after every epoch. It
-ends the fit when every tower has gone `patience` epochs without a lower
-held-out loss, and puts back every tower's weights of one epoch: the one with
-the lowest held-out loss over all the folds, as `xgboost.cv` and
-`lightgbm.cv` choose one round count from the folds' mean. Each tower
-keeping its own best epoch chose that epoch on the very rows that then
-scored it: on ItalyPowerDemand's 67 rows (13 a fold) that raised a CNN's
-out-of-fold accuracy 1.5 to 3 points above the one-epoch rule's (four fits,
-two seeds of the portfolio's FCN and ResNet), with the same test accuracy
-within a point, and made the CNNs look as good as MiniRocket out of fold
-while they trail it on test; on breast_cancer's and wine's MLP the two rules
-differ by under a point. The folds' rows stay apart: a tower's weights do not
-depend on its held-out rows' labels (`tests/model/test_fold_towers.py`).
-Batch normalisation does see their inputs, but never their labels.
+keeps each tower's best epoch, ends the fit when every tower has gone
+`patience` epochs without a lower held-out loss, and puts each tower's best
+weights back. The folds' rows stay apart: a tower's weights do not depend on
+its held-out rows' labels (`tests/model/test_fold_towers.py`). Batch normalisation
+does see their inputs, but never their labels.
 """
 
 from __future__ import annotations
@@ -98,41 +90,42 @@ def tower_outputs(towers: keras.Model, x: np.ndarray, folds: Folds) -> np.ndarra
 
 
 class FoldStopping(keras.callbacks.Callback):
-    """Early stopping on the towers' held-out folds, every tower put back to the epoch of the lowest held-out loss
-    over all the folds (their mean).
+    """Early stopping per tower on its held-out fold's log loss, each tower's best epoch restored at the end.
 
-    Ends the fit when every tower has gone `patience` epochs without a lower loss on its own fold (Keras's
-    `EarlyStopping` for each tower). `best` is the lowest mean held-out loss, `best_epoch` its epoch (1-based).
+    Ends the fit when every tower has gone `patience` epochs without improving (Keras's `EarlyStopping`, with
+    `restore_best_weights`, for each tower). `epochs_to_best` holds each tower's best epoch (1-based).
     """
 
     def __init__(self, members: list[keras.Model], x: np.ndarray, y: np.ndarray, folds: Folds, patience: int):
         super().__init__()
         self.members, self.x, self.y, self.folds, self.patience = members, x, y, folds, patience
-        self.lowest = [np.inf] * len(members)  # each tower's lowest held-out loss: when it stops improving
+        self.best = [np.inf] * len(members)
         self.waits = [0] * len(members)
-        self.best, self.best_epoch = np.inf, 0
-        self.best_weights: list[list] | None = None
+        self.best_weights: list[list | None] = [None] * len(members)
+        self.epochs_to_best = [0] * len(members)
 
     def on_epoch_end(self, epoch, logs=None):
         heldout = tower_outputs(self.model, self.x, self.folds)
-        scored = [log_loss_and_accuracy(heldout[val], self.y[val]) for _, val in self.folds]
-        losses, accuracies = [s["loss"] for s in scored], [s["accuracy"] for s in scored]
-        for tower, loss in enumerate(losses):
-            if loss < self.lowest[tower]:
-                self.lowest[tower], self.waits[tower] = loss, 0
+        losses, accuracies = [], []
+        for tower, (_, val) in enumerate(self.folds):
+            scored = log_loss_and_accuracy(heldout[val], self.y[val])
+            loss = scored["loss"]
+            losses.append(loss)
+            accuracies.append(scored["accuracy"])
+            if loss < self.best[tower]:
+                self.best[tower], self.waits[tower], self.epochs_to_best[tower] = loss, 0, epoch + 1
+                self.best_weights[tower] = self.members[tower].get_weights()
             else:
                 self.waits[tower] += 1
-        if np.mean(losses) < self.best:
-            self.best, self.best_epoch = float(np.mean(losses)), epoch + 1
-            self.best_weights = [member.get_weights() for member in self.members]
         if logs is not None:
             logs["val_loss"], logs["val_accuracy"] = float(np.mean(losses)), float(np.mean(accuracies))
         if min(self.waits) >= self.patience:
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        for member, weights in zip(self.members, self.best_weights or []):
-            member.set_weights(weights)
+        for member, weights in zip(self.members, self.best_weights):
+            if weights is not None:
+                member.set_weights(weights)
 
 
 def fit_towers(members: list[keras.Model], x: np.ndarray, y: np.ndarray, folds: Folds, *, epochs: int,
@@ -140,7 +133,7 @@ def fit_towers(members: list[keras.Model], x: np.ndarray, y: np.ndarray, folds: 
                callbacks: list | None = None) -> tuple[np.ndarray, keras.callbacks.History]:
     """Train the k fold `members` (compiled, not trained) together; their out-of-fold probabilities and the fit's
     history (`loss`: the towers' mean losses summed; with `patience`, `val_loss` and `val_accuracy`: the folds'
-    held-out means). With `patience`, the members are trained to convergence on their folds (`FoldStopping`)."""
+    held-out means). With `patience`, each member is trained to convergence on its fold (`FoldStopping`)."""
     towers = fold_towers(members)
     stopping = [FoldStopping(members, x, y, folds, patience)] if patience is not None else []
     targets = np.repeat(y[:, None], len(folds), axis=1)  # every tower's label for every row
