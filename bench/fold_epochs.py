@@ -1,10 +1,10 @@
 """Which epoch a converging trial's fold towers go back to, and what that does to its out-of-fold score.
 
 A trial under k-fold trains its fold models as towers (`pipelines.search.towers`) until every tower has
-stopped improving on its held-out fold. Then either each tower goes back to its own best epoch (before
-ccec780), or all go back to the one epoch whose held-out loss over all the folds is lowest (`FoldStopping`
-now). The first chooses each tower's epoch on the rows that then score it, so its out-of-fold accuracy is
-optimistic where folds are small; this measures by how much, against the test accuracy of the bag that ships.
+stopped improving on its held-out fold. Then each tower goes back to its own best epoch (`FoldStopping`), which
+chooses that epoch on the rows that then score it: optimistic where folds are small. The other rule, tried at
+ccec780 and reverted: every tower goes back to the one epoch whose held-out loss over all the folds is lowest
+(as `xgboost.cv` chooses a round count). This measures both, against the test accuracy of the bag that ships.
 
 Each row is one real fit of a portfolio network (`models.portfolio`), with the search's batch size, its
 converging cap and patience: the held-out and test probabilities of every tower are kept after each epoch,
@@ -32,6 +32,7 @@ from sklearn import datasets
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from models import KerasflowHyperModel
+from models.inference import log_loss_and_accuracy
 from models.portfolio import PORTFOLIO, REGULARISED_MLP, SMALL_CNN
 from pipelines.config import TrainConfig
 from pipelines.preprocess import Preprocessing
@@ -84,10 +85,6 @@ class EveryEpoch(keras.callbacks.Callback):
         self.test.append(np.asarray(self.model.predict(self.x_test, verbose=0, batch_size=1024)))
 
 
-def log_loss(probabilities: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0))))
-
-
 def fit(name: str, entry: dict, seed: int) -> dict:
     x, y, x_test, y_test, prep = split(name, seed)
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x, y))
@@ -106,10 +103,11 @@ def fit(name: str, entry: dict, seed: int) -> dict:
                batch_size=min(32, max(SMALL_BATCH, len(y) // SMALL_BATCH)), shuffle=True, verbose=0,
                callbacks=[stopping, every])
     seconds = time.monotonic() - started
-    losses = np.array([[log_loss(epoch[val, t], y[val]) for t, (_, val) in enumerate(folds)] for epoch in every.train])
+    losses = np.array([[log_loss_and_accuracy(epoch[val, t], y[val])["loss"] for t, (_, val) in enumerate(folds)]
+                       for epoch in every.train])  # epochs x towers, each on its held-out fold
     own = losses.argmin(axis=0)  # each tower's own best epoch (0-based)
     one = int(losses.mean(axis=1).argmin())
-    assert one + 1 == stopping.best_epoch, (one, stopping.best_epoch)
+    assert [e + 1 for e in own] == stopping.epochs_to_best, (own, stopping.epochs_to_best)
 
     def scored(epochs) -> tuple[float, float]:
         heldout = np.zeros(every.train[0].shape[::2], np.float32)
@@ -140,9 +138,9 @@ def with_means(rows: list[dict]) -> pd.DataFrame:
 def header() -> list[str]:
     return [f"# Fold towers: each tower's own best epoch against one epoch for all (2 CPU cores, commit {commit()})",
             "",
-            "own: each tower back to its own lowest held-out loss; one: every tower back to the epoch of the lowest "
-            "held-out loss over the folds (`FoldStopping`). out-of-fold: the accuracy the search scores the trial "
-            "by; bag test: the test accuracy of the fold models averaged, as it ships; optimism: their difference. "
+            "own: each tower back to its own lowest held-out loss (`FoldStopping`); one: every tower back to the epoch "
+            "of the lowest held-out loss over the folds (tried at ccec780, reverted). out-of-fold: the accuracy the "
+            "search scores the trial by; bag test: the test accuracy of the fold models averaged, as it ships; optimism: their difference. "
             "Both rules are read off the same fit, which ends when every tower has stopped improving.",
             ""]
 

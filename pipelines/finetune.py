@@ -7,8 +7,8 @@ ensemble's members are trained one by one, then averaged into one model; a
 closed-form family (MiniRocket) solves its head instead of running epochs.
 
 Under k-fold selection a member the search trained as fold towers
-(`pipelines.search.towers`) is not refitted: its trial's fold models, stopped
-at the epoch of the lowest held-out loss over the folds, ship averaged, a bag
+(`pipelines.search.towers`) is not refitted: its trial's fold models, each
+stopped at its best epoch on its own held-out fold, ship averaged, a bag
 (AutoGluon's k-fold bagging). What ships is then what the out-of-fold score
 measured. A refit on every row has no held-out rows to stop on: it watches
 the training loss, trains past the best epoch, and its seed moves the test

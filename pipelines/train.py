@@ -124,7 +124,7 @@ def bag_note(tuned: FineTuneResult) -> str:
         return ""
     which = "the chosen model ships" if tuned.bagged == 1 else f"{tuned.bagged} of the ensemble's members ship"
     return (f"k-fold selection: {which} as the search trained and scored them: the average of the fold models, "
-            f"stopped at the epoch of the lowest held-out loss over the folds (a bag), not refitted on train+val")
+            f"each stopped at its best epoch on its own held-out fold (a bag), not refitted on train+val")
 
 
 def finetune_epochs(most: int, search: SearchResult) -> int:
