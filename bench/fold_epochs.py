@@ -136,13 +136,12 @@ def with_means(rows: list[dict]) -> pd.DataFrame:
 
 
 def header() -> list[str]:
-    return [f"# Fold towers: each tower's own best epoch against one epoch for all (2 CPU cores, commit {commit()})",
-            "",
-            "own: each tower back to its own lowest held-out loss (`FoldStopping`); one: every tower back to the epoch "
-            "of the lowest held-out loss over the folds (tried at ccec780, reverted). out-of-fold: the accuracy the "
-            "search scores the trial by; bag test: the test accuracy of the fold models averaged, as it ships; optimism: their difference. "
-            "Both rules are read off the same fit, which ends when every tower has stopped improving.",
-            ""]
+    return [f"# Fold towers: each tower's own best epoch against one epoch for all (2 CPU cores, {commit()})", "",
+            "own: each tower back to its own lowest held-out loss (`FoldStopping`); one: every tower back to the "
+            "epoch of the lowest held-out loss over the folds (tried at ccec780, reverted). out-of-fold: the "
+            "accuracy the search scores the trial by; bag test: the test accuracy of the fold models averaged, as "
+            "it ships; optimism: their difference. Both rules are read off the same fit, which ends when every "
+            "tower has stopped improving.", ""]
 
 
 def main() -> None:
