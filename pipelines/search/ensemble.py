@@ -38,12 +38,9 @@ leads clearly (`contenders`): on pixels a linear model can trail kernel
 ridge by several points, and averaging it in cost digits a test image.
 Measured by kerasflow itself: the transfer benchmark's 50- and 150-image
 sets (`bench/transfer.py`, three seeds), digits at one minute and `make
-run`. A series set's portfolio is averaged the same way
-(`pipelines.search.run.AVERAGED_KINDS`): the study's stand-ins (MiniRocket,
-logistic regression, kernel ridge) scored a little below the best single
-trial that way (`bench/results/selection_study.md`), but on a few dozen
-series the portfolio's trials, CNNs included, tie out of fold, and the
-log-loss tie-break then picked a CNN that lost to MiniRocket on test.
+run`. Series are not averaged (`pipelines.search.run.AVERAGED_KINDS`): the
+study's series stand-ins scored below the best single trial averaged
+(`bench/results/selection_study.md`).
 """
 
 from __future__ import annotations

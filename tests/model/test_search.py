@@ -225,13 +225,12 @@ def test_a_minirocket_trials_folds_share_its_features_and_each_head_leaves_its_f
 @pytest.mark.parametrize("data, families, portfolio_families", [
     ("table_csv", ["linear", "kernel", "trees"], ["linear", "kernel", "trees", "trees"]),
     ("image_folder", ["linear", "kernel", "dense"], ["linear", "kernel", "dense"]),
-    ("sequences_npz", ["rocket", "linear", "kernel"], ["rocket", "linear", "kernel"]),
 ])
-def test_under_k_fold_the_portfolio_trials_of_a_small_data_set_ship_averaged(
+def test_under_k_fold_the_portfolio_trials_of_a_small_table_or_image_set_ship_averaged(
         data, families, portfolio_families, request, tmp_path):
-    """The portfolio's trials (on images and series, those its best does not lead clearly) are averaged unless the
-    search's own choice leads them clearly (`.ensemble`); that choice is the best-scored trial here (all but one are
-    the portfolio's), and the leads are checked from the same out-of-fold rows the search saved."""
+    """The portfolio's trials (on images, those its best does not lead clearly) are averaged unless the search's own
+    choice leads them clearly (`.ensemble`); that choice is the best-scored trial here (all but one are the
+    portfolio's), and the leads are checked from the same out-of-fold rows the search saved."""
     from pipelines.load import load_path, split_dataset
     from pipelines.preprocess import fit_preprocessing, model_inputs
     from pipelines.search.ensemble import contenders
@@ -250,7 +249,7 @@ def test_under_k_fold_the_portfolio_trials_of_a_small_data_set_ship_averaged(
     y = CrossValidation.plan(inputs, options.seed, "kfold").y
     heldout = {t.trial_id: load_heldout(tmp_path / "search" / f"trial_{t.trial_id}") for t in result.trials}
     ranked = {t.trial_id: heldout[t.trial_id] for t in sorted(portfolio, key=lambda t: -t.val_score)}
-    kept = list(ranked) if data == "table_csv" else contenders(ranked, y, options.objective)
+    kept = contenders(ranked, y, options.objective) if data == "image_folder" else list(ranked)
     averaged = np.mean([ranked[m] for m in kept], axis=0)
     lead = Lead.of(y, heldout[result.best_trial_id], averaged, options.objective)
     if len(kept) < 2 or lead.mean > min_paired_z(1) * lead.standard_error:
@@ -260,6 +259,20 @@ def test_under_k_fold_the_portfolio_trials_of_a_small_data_set_ship_averaged(
         assert "portfolio" in result.ensemble.why and result.best_hyperparameters["family"] == "ensemble"
         assert len(member_hyperparameters(result.best_hyperparameters)) == len(kept)
         assert result.best_model_path.exists()
+
+
+def test_under_k_fold_a_sequence_portfolio_is_not_averaged(sequences_npz, tmp_path):
+    """On series the portfolio's trials are not averaged (`pipelines.search.run.AVERAGED_KINDS`): MiniRocket, the
+    linear and the kernel model are all tried, and what ships is one trial or the greedy ensemble of a few."""
+    from pipelines.load import load_path, split_dataset
+    from pipelines.preprocess import fit_preprocessing, model_inputs
+
+    splits = split_dataset(load_path(sequences_npz, None), None, test_fraction=0.2, val_fraction=0.3, seed=0)
+    prep = fit_preprocessing(splits)
+    options = _options(max_trials=3, families=["rocket", "linear", "kernel"], ensemble_size=5, selection="kfold")
+    result = run_search(model_inputs(splits, prep), prep, tmp_path / "search", options)
+    assert [t.family for t in result.trials] == ["rocket", "linear", "kernel"] and result.cross_validated
+    assert result.ensemble is None or "portfolio" not in result.ensemble.why
 
 
 def test_a_closed_form_trial_on_a_validation_split_keeps_its_checkpoint_and_can_join_an_ensemble(table_csv, tmp_path):
