@@ -34,10 +34,10 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from models import KerasflowHyperModel
 from models.inference import log_loss_and_accuracy
 from models.portfolio import PORTFOLIO, REGULARISED_MLP, SMALL_CNN
-from pipelines.config import TrainConfig
+from pipelines.config import SearchOptions
 from pipelines.preprocess import Preprocessing
-from pipelines.search.fidelity import CONVERGED_EPOCH_FACTOR, PATIENCE
-from pipelines.search.run import SMALL_BATCH
+from pipelines.search.fidelity import PATIENCE
+from pipelines.search.run import fit_to_data
 from pipelines.search.selection import FOLDS
 from pipelines.search.towers import FoldStopping, fold_towers, tower_weights
 from table import commit, write_results  # bench/table.py, next to this script (sys.path[0] when run as a script)
@@ -96,11 +96,11 @@ def fit(name: str, entry: dict, seed: int) -> dict:
         hp.values.update(entry)
         members.append(hypermodel.build(hp))
     towers = fold_towers(members)
+    options, _ = fit_to_data(SearchOptions(), len(y))  # the search's batch size and converging cap for these rows
     stopping, every = FoldStopping(members, x, y, folds, PATIENCE), EveryEpoch(x, x_test)
     started = time.monotonic()
     towers.fit(x, np.repeat(y[:, None], len(folds), axis=1), sample_weight=tower_weights(y, folds),
-               epochs=TrainConfig.model_fields["max_epochs"].default * CONVERGED_EPOCH_FACTOR,
-               batch_size=min(32, max(SMALL_BATCH, len(y) // SMALL_BATCH)), shuffle=True, verbose=0,
+               epochs=options.max_epochs, batch_size=options.batch_size, shuffle=True, verbose=0,
                callbacks=[stopping, every])
     seconds = time.monotonic() - started
     losses = np.array([[log_loss_and_accuracy(epoch[val, t], y[val])["loss"] for t, (_, val) in enumerate(folds)]
@@ -156,6 +156,7 @@ def main() -> None:
             print(rows[-1], flush=True)
     table = with_means(rows)
     print(write_results(STEM, header(), table))
+
 
 if __name__ == "__main__":
     main()
