@@ -16,7 +16,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from models import ENSEMBLE, average, families_for
+from models import ENSEMBLE, average, closed_form, families_for
 from models.transfer import TransferBase
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, float32_policy
@@ -99,7 +99,8 @@ def run_search(
               and not ledger.footprints.over_budget(t.trial_id)]
     heldout = functools.cache(lambda trial_id: load_heldout(tuner.get_trial_dir(trial_id)))  # kept by each trial
     portfolio = set(tuner.oracle.served_first())
-    best, choice = choose_trial(ranked, portfolio, heldout, y, options.objective)
+    best, choice = choose_trial(ranked, portfolio, heldout, y, options.objective,
+                                solved=lambda trial: closed_form(trial.hyperparameters.values))
     fits = _fits(options, ledger.footprints)
     ensemble = _ensemble(tuner, inputs, scored, cv, ranked, best, heldout, options, fits)
     if cv is not None and prep.search_kind in AVERAGED_KINDS:

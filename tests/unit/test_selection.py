@@ -170,8 +170,12 @@ def test_a_portfolio_trial_its_best_leads_clearly_is_left_out_of_the_pruned_aver
 
 
 class _Trial:
-    def __init__(self, trial_id):
-        self.trial_id = trial_id
+    def __init__(self, trial_id, family="dense"):
+        self.trial_id, self.family = trial_id, family
+
+
+def _solved(trial):
+    return trial.family in ("linear", "kernel", "rocket", "trees")
 
 
 def test_a_sampled_trial_replaces_the_portfolios_best_only_with_a_clear_paired_lead():
@@ -188,6 +192,22 @@ def test_a_sampled_trial_replaces_the_portfolios_best_only_with_a_clear_paired_l
     assert choose_trial([lucky, portfolio], set(), heldout.get, y, "val_accuracy") == (lucky, ""), \
         "no portfolio trial: the best-scored one"
     assert Lead.of(y, heldout["9"], heldout["0"], "val_accuracy").mean == pytest.approx(0.04)
+
+
+def test_a_portfolio_trial_trained_by_epochs_replaces_the_best_solved_one_only_with_a_clear_lead():
+    y = np.arange(100) % 2
+    cnn, rocket, linear = _Trial("3", "cnn"), _Trial("0", "rocket"), _Trial("1", "linear")
+    heldout = {"3": _probabilities(y, [0, 1]), "0": _probabilities(y, [2, 3]), "1": _probabilities(y, [4, 5, 6])}
+    ranked = [cnn, rocket, linear]  # the CNN tied with MiniRocket on rows, ranked first on its (optimistic) loss
+    assert choose_trial(ranked, {"0", "1", "3"}, heldout.get, y, "val_accuracy") == (cnn, ""), \
+        "without telling solved trials apart, the portfolio's best-scored one"
+    chosen, note = choose_trial(ranked, {"0", "1", "3"}, heldout.get, y, "val_accuracy", solved=_solved)
+    assert chosen is rocket and "best solved trial 0" in note and "best of 1 challenger," not in note and "best of 1 challenger" in note, note
+    clear = {**heldout, "3": _probabilities(y, []), "0": _probabilities(y, range(6))}  # 6 rows ahead, none behind
+    assert choose_trial(ranked, {"0", "1", "3"}, clear.get, y, "val_accuracy", solved=_solved) == (cnn, "")
+    only_trained = {"3", "4"}  # no solved trial in the portfolio: its best, as before
+    lstm = _Trial("4", "lstm")
+    assert choose_trial([lstm, cnn], only_trained, heldout.get, y, "val_accuracy", solved=_solved) == (lstm, "")
 
 
 def test_under_macro_f1_a_lead_on_the_rare_class_weighs_more():
