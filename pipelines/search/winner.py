@@ -100,9 +100,8 @@ def choose_trial(ranked: list, portfolio: set[str], heldout: Callable[[str], np.
         if probabilities is None or Lead.of(y, probabilities, kept, objective).clear(challengers):
             return challenger, ""
     lead = Lead.of(y, heldout(ranked[0].trial_id), kept, objective)
-    best = "best solved trial" if solved(incumbent) else "best trial"
+    best, others = ("best solved trial", "challenger") if solved(incumbent) else ("best trial", "sampled trial")
     return incumbent, (f"the portfolio's {best} {incumbent.trial_id} is kept: trial {ranked[0].trial_id} "
                        f"scored higher, but its lead of {lead.mean * len(y):.1f} of {len(y)} held-out rows is within "
                        f"{min_paired_z(challengers):.2g} paired standard errors ({lead.standard_error * len(y):.1f} "
-                       f"rows each), the bar for the best of {challengers} "
-                       f"{'challenger' if solved(incumbent) else 'sampled trial'}{'' if challengers == 1 else 's'}")
+                       f"rows each), the bar for the best of {challengers} {others}{'' if challengers == 1 else 's'}")
