@@ -531,7 +531,8 @@ def bench_seeds(names: list[str], budget_minutes: float, seeds: list[int]) -> No
     header = [f"# kerasflow benchmark over seeds ({os.cpu_count()} CPU cores, search budget {budget_minutes:g} min "
               "per dataset)", "",
               "Each seed draws the split of digits, breast_cancer and wine (the UCR sets keep their official "
-              "split), kerasflow's folds and initial weights, and MiniRocket's kernels. Mean row: kerasflow's "
+              "split), kerasflow's folds, initial weights and its portfolio's random draws, "
+              "and MiniRocket's kernels. Mean row: kerasflow's "
               "mean test accuracy against each one-liner's mean; gap: against the one-liner with the best mean; "
               "seeds at or above: the seeds on which kerasflow was at or above that seed's best one-liner.", ""]
     print(write_results(stem, header, table[[c for c in SEEDS_COLUMNS if c in table.columns]]))

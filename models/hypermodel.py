@@ -54,6 +54,10 @@ FAMILIES = ("linear", "kernel", "dense", "cnn", "lstm", "rocket", "trees", "tran
 CHEAPEST_FIRST = ("transfer", "linear", "kernel", "rocket", "embedding", "dense", "trees", "cnn", "lstm")
 TEXT = "text"  # the kind of a table with text columns (`pipelines.preprocess.Preprocessing.search_kind`)
 CLOSED_FORM_FAMILIES = ("linear", "kernel", "rocket", "trees")
+# The families that draw at random when fitted (landmark rows, kernel biases, bootstrap rows), and the
+# hyperparameter each draws from: 0 to SEED_VALUES - 1, sampled by the search; the portfolio's follows the run's seed.
+SEED_HYPERPARAMETERS = {"kernel": "kernel_seed", "rocket": "rocket_seed", "trees": "trees_seed"}
+SEED_VALUES = 10
 MAX_LSTM_STEPS = 256  # a training-time bound; the fused export has none
 RAW_SKIP_FEATURES = 4096  # inputs up to this size (a 64x64 gray image) may reach a pretrained base's head too
 IMAGE_BLOCKS = ("plain", "residual", "separable")
@@ -219,14 +223,16 @@ class KerasflowHyperModel(kt.HyperModel):
             metrics = fit_logistic_head(model, *_arrays(x, y), class_weight, c=hp.get("linear_c"))
         elif family == "kernel":
             x, y = _arrays(x, y)
-            fit_rbf_features(model, x, gamma_scale=hp.get("kernel_gamma"), seed=hp.get("kernel_seed"))
+            fit_rbf_features(model, x, gamma_scale=hp.get("kernel_gamma"),
+                             seed=hp.get(SEED_HYPERPARAMETERS["kernel"]))
             metrics = fit_ridge_head(model, x, y, class_weight)
         elif family == "trees":
             values = hp.values  # the learning rate is absent for a forest
             kind = values["trees_kind"]
             metrics = fit_trees(model, *_arrays(x, y), class_weight, kind=kind,
                                 n_estimators=values["trees_count"], n_leaves=values[f"{kind}_leaves"],
-                                learning_rate=values.get("trees_learning_rate", 0.1), seed=values["trees_seed"])
+                                learning_rate=values.get("trees_learning_rate", 0.1),
+                                seed=values[SEED_HYPERPARAMETERS["trees"]])
         else:
             metrics = fit_ridge_head(model, *_arrays(x, y), class_weight)
         if validation_data is not None:
@@ -285,7 +291,7 @@ class KerasflowHyperModel(kt.HyperModel):
         """Gaussian similarities of the flattened preprocessed inputs to training rows; `fit` picks the rows and
         solves the ridge head on them (`models.kernel`). The landmark count follows the rows it is fitted on."""
         hp.Choice("kernel_gamma", list(GAMMA_SCALES), default=DEFAULT_GAMMA_SCALE)
-        hp.Int("kernel_seed", 0, 9)
+        hp.Int(SEED_HYPERPARAMETERS["kernel"], 0, SEED_VALUES - 1)
         x = keras.layers.Flatten()(x)
         landmarks = hp.Fixed("kernel_landmarks", landmark_count(MAX_LANDMARKS, int(x.shape[-1])))
         if self.x_fit is not None:  # fitted now: every row it is fitted on, up to the bounds (saved with the values)
@@ -401,7 +407,7 @@ class KerasflowHyperModel(kt.HyperModel):
 
     def _rocket(self, hp, x):
         """MiniRocket features (fixed, fitted on `x_fit`); the head on top is solved in closed form (`fit`, `models.rocket.fit_ridge_head`)."""
-        seed = hp.Int("rocket_seed", 0, 9)
+        seed = hp.Int(SEED_HYPERPARAMETERS["rocket"], 0, SEED_VALUES - 1)
         if self.x_fit is None:
             layer = MiniRocket(*fit_dilations(self.prep.input_shape[0]), name="rocket", dtype="float32")
         else:
@@ -421,7 +427,7 @@ class KerasflowHyperModel(kt.HyperModel):
         with hp.conditional_scope("trees_kind", "boosted"):
             boosted_leaves = hp.Choice("boosted_leaves", [4, 8, 16, 32], default=8)  # default: sklearn's depth 3
             hp.Float("trees_learning_rate", 0.02, 0.3, sampling="log", default=0.1)
-        hp.Int("trees_seed", 0, 9)
+        hp.Int(SEED_HYPERPARAMETERS["trees"], 0, SEED_VALUES - 1)
         leaves = forest_leaves if kind == "forest" else boosted_leaves
         n_classes = len(self.prep.class_names)
         n_trees = count if kind == "forest" else count * trees_per_round(n_classes)

@@ -24,7 +24,11 @@ On a small table or image set the portfolio's trials ship averaged unless the
 search's own choice leads their average clearly
 (`pipelines.search.ensemble.average_portfolio`); on series they do not.
 
-Entries of families that do not fit or were not requested are left out. A
+A family that draws at random when fitted (kernel ridge's landmark rows,
+MiniRocket's biases, a forest's bootstrap rows) draws with the run's seed, so
+the seeds of a benchmark vary the portfolio as they vary the folds and the
+networks' initial weights. Entries of families that do not fit or were not
+requested are left out. A
 pretrained base (`transfer`) comes before them all: a user asked to try it;
 families without an entry follow at their defaults, cheapest first, gradient
 ones at `GRADIENT_START`'s learning rate.
@@ -32,7 +36,7 @@ ones at `GRADIENT_START`'s learning rate.
 
 from __future__ import annotations
 
-from models.hypermodel import CLOSED_FORM_FAMILIES, cheapest_first
+from models.hypermodel import CLOSED_FORM_FAMILIES, SEED_HYPERPARAMETERS, SEED_VALUES, cheapest_first
 
 GRADIENT_START = {"learning_rate": 1e-3}  # the space's default (its lower bound, 1e-4) trains too slowly
 # The space's top rate: on a 300-row table it stopped improving after 8 epochs at 0.99 out-of-fold accuracy, where
@@ -66,10 +70,13 @@ PORTFOLIO["text"] = TEXT_PORTFOLIO
 FIRST = ("transfer",)  # families tried before the portfolio, at their defaults
 
 
-def first_trials(kind: str, families: list[str]) -> list[dict]:
-    """The partial hyperparameter values a search of `families` on `kind` data tries first, in order."""
+def first_trials(kind: str, families: list[str], seed: int = 0) -> list[dict]:
+    """The partial hyperparameter values a search of `families` on `kind` data tries first, in order; a family
+    that draws at random when fitted draws with the run's `seed` (its hyperparameter's range wraps it)."""
     entries = [{"family": f} for f in FIRST if f in families]
     entries += [dict(entry) for entry in PORTFOLIO.get(kind, ()) if entry["family"] in families]
     covered = {entry["family"] for entry in entries}
-    return entries + [{"family": f, **({} if f in CLOSED_FORM_FAMILIES else GRADIENT_START)}
-                      for f in cheapest_first(families) if f not in covered]
+    entries += [{"family": f, **({} if f in CLOSED_FORM_FAMILIES else GRADIENT_START)}
+                for f in cheapest_first(families) if f not in covered]
+    return [{**entry, SEED_HYPERPARAMETERS[entry["family"]]: seed % SEED_VALUES}
+            if entry["family"] in SEED_HYPERPARAMETERS else entry for entry in entries]

@@ -73,8 +73,8 @@ def searching_tuner(prep: Preprocessing, families: list[str], directory: Path, o
                               hyperband_iterations=HYPERBAND_ITERATIONS)
     else:
         oracle_options.update(max_trials=options.max_trials)
-    oracle = deadline_oracle(options.tuner)(deadline=deadline, first=first_trials(prep.search_kind, families),
-                                            **oracle_options)
+    first = first_trials(prep.search_kind, families, options.seed)
+    oracle = deadline_oracle(options.tuner)(deadline=deadline, first=first, **oracle_options)
     return budgeted_tuner(options.tuner)(
         oracle=oracle, hypermodel=hypermodel, ledger=ledger, hook=on_trial_end, deadline=deadline,
         directory=str(directory.parent), project_name=directory.name, overwrite=False,

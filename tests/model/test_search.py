@@ -383,12 +383,18 @@ def test_the_fidelity_rule_converges_small_data_only():
 
 def test_a_table_search_tries_the_portfolio_first(tmp_path):
     from models import PORTFOLIO
+    from models.hypermodel import SEED_HYPERPARAMETERS
 
     inputs, prep = _random_table(60)
     portfolio = PORTFOLIO["table"]
-    result = run_search(inputs, prep, tmp_path / "search", _options(max_trials=len(portfolio), max_epochs=3))
+    seed = 3  # not the seed hyperparameters' default (0)
+    result = run_search(inputs, prep, tmp_path / "search",
+                        _options(max_trials=len(portfolio), max_epochs=3, seed=seed))
     assert len(result.trials) == len(portfolio)
     for trial, entry in zip(result.trials, portfolio):
         assert {k: trial.hyperparameters.get(k) for k in entry} == entry, (trial.trial_id, entry)
     assert [t.family for t in result.trials] == ["linear", "kernel", "trees", "trees", "dense"]
+    drawn = {t.trial_id: t.hyperparameters[SEED_HYPERPARAMETERS[t.family]]
+             for t in result.trials if t.family in SEED_HYPERPARAMETERS}
+    assert len(drawn) == 3 and set(drawn.values()) == {seed}, f"the portfolio draws with the run's seed: {drawn}"
     assert result.trials[0].epochs_run is None and result.trials[4].epochs_run >= 1, "closed form: no epochs"
