@@ -444,7 +444,8 @@ def seed_means(rows: list[dict]) -> list[dict]:
                     "median s/trial": round(group["median s/trial"].mean(), 1),
                     "within budget": bool(group["within budget"].all()),
                     **{b: round(value, 4) for b, value in liners.items()},
-                    "best baseline": f"{best} {liners[best]:.4f}", "gap": round(accuracy - liners[best], 4),
+                    # + 0.0: level means differ by float rounding, and -0.0 would read as behind
+                    "best baseline": f"{best} {liners[best]:.4f}", "gap": round(accuracy - liners[best], 4) + 0.0,
                     "ratio": round(accuracy / liners[best], 4),
                     "seeds at or above": f"{at_or_above} of {len(group)}", "commit": group["commit"].iloc[0]})
     return out
@@ -528,14 +529,18 @@ def bench_seeds(names: list[str], budget_minutes: float, seeds: list[int]) -> No
                 print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
     stem = table_stem(budget_minutes) + SEEDS_SUFFIX
     table = merged(seed_means(rows), stem)
-    header = [f"# kerasflow benchmark over seeds ({os.cpu_count()} CPU cores, search budget {budget_minutes:g} min "
-              "per dataset)", "",
-              "Each seed draws the split of digits, breast_cancer and wine (the UCR sets keep their official "
-              "split), kerasflow's folds, initial weights and its portfolio's random draws, "
-              "and MiniRocket's kernels. Mean row: kerasflow's "
-              "mean test accuracy against each one-liner's mean; gap: against the one-liner with the best mean; "
-              "seeds at or above: the seeds on which kerasflow was at or above that seed's best one-liner.", ""]
-    print(write_results(stem, header, table[[c for c in SEEDS_COLUMNS if c in table.columns]]))
+    print(write_results(stem, seeds_header(budget_minutes), table[[c for c in SEEDS_COLUMNS if c in table.columns]]))
+
+
+def seeds_header(budget_minutes: float) -> list[str]:
+    """The header lines of bench/results/<table stem>-seeds.md."""
+    return [f"# kerasflow benchmark over seeds ({os.cpu_count()} CPU cores, search budget {budget_minutes:g} min "
+            "per dataset)", "",
+            "Each seed draws the split of digits, breast_cancer and wine (the UCR sets keep their official "
+            "split), kerasflow's folds, initial weights and its portfolio's random draws, and MiniRocket's "
+            "kernels. Mean row: kerasflow's mean test accuracy against each one-liner's mean; gap: against the "
+            "one-liner with the best mean; seeds at or above: the seeds on which kerasflow was at or above that "
+            "seed's best one-liner.", ""]
 
 
 def bench_peers(names: list[str], budget_minutes: float, peers: list[str]) -> None:

@@ -70,7 +70,7 @@ PORTFOLIO["text"] = TEXT_PORTFOLIO
 FIRST = ("transfer",)  # families tried before the portfolio, at their defaults
 
 
-def first_trials(kind: str, families: list[str], seed: int = 0) -> list[dict]:
+def first_trials(kind: str, families: list[str], seed: int) -> list[dict]:
     """The partial hyperparameter values a search of `families` on `kind` data tries first, in order; a family
     that draws at random when fitted draws with the run's `seed` (its hyperparameter's range wraps it)."""
     entries = [{"family": f} for f in FIRST if f in families]
