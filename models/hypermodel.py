@@ -54,7 +54,7 @@ FAMILIES = ("linear", "kernel", "dense", "cnn", "lstm", "rocket", "trees", "tran
 CHEAPEST_FIRST = ("transfer", "linear", "kernel", "rocket", "embedding", "dense", "trees", "cnn", "lstm")
 TEXT = "text"  # the kind of a table with text columns (`pipelines.preprocess.Preprocessing.search_kind`)
 CLOSED_FORM_FAMILIES = ("linear", "kernel", "rocket", "trees")
-# The families that draw at random when fitted (landmark rows, kernel biases, bootstrap rows), and the
+# The families that draw at random when fitted (landmark rows, MiniRocket's biases, bootstrap rows), and the
 # hyperparameter each draws from: 0 to SEED_VALUES - 1, sampled by the search; the portfolio's follows the run's seed.
 SEED_HYPERPARAMETERS = {"kernel": "kernel_seed", "rocket": "rocket_seed", "trees": "trees_seed"}
 SEED_VALUES = 10
