@@ -164,8 +164,8 @@ def baseline_scores(config: TrainConfig, rocket_seed: int = 0) -> dict[str, floa
 
 
 def median_seconds(trials) -> float | None:
-    """The median wall time of the trials that trained (completed)."""
-    timed = [t.seconds for t in trials if t.status == "COMPLETED" and t.seconds]
+    """The median wall time of the trials that trained (completed; not those that copied an earlier round's model)."""
+    timed = [t.seconds for t in trials if t.status == "COMPLETED" and t.seconds and t.copied_from is None]
     return round(float(np.median(timed)), 1) if timed else None
 
 

@@ -25,7 +25,9 @@ which fails loudly when a keras-tuner release changes it:
 from __future__ import annotations
 
 import functools
+import shutil
 import time
+from pathlib import Path
 
 import keras_tuner as kt
 from keras_tuner.src import backend as kt_backend
@@ -163,6 +165,17 @@ def save_checkpoint(tuner, trial_id: str, model) -> None:
     model.save_weights(tuner._get_checkpoint_fname(trial_id))
     if kt_backend.config.multi_backend():
         kt_utils.save_json(tuner._get_build_config_fname(trial_id), model.get_build_config())
+
+
+def copy_checkpoint(tuner, source_id: str, target_id: str) -> None:
+    """Keep trial `source_id`'s best model (`save_checkpoint`'s files) as trial `target_id`'s too."""
+    names = [tuner._get_checkpoint_fname]
+    if kt_backend.config.multi_backend():
+        names.append(tuner._get_build_config_fname)
+    for name in names:
+        target = Path(name(target_id))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(name(source_id), target)
 
 
 def stopped_for_failures(oracle) -> bool:

@@ -22,6 +22,7 @@ from pipelines.search.records import TrialRecord, TrialStatus
 
 TIMINGS = "trial_seconds"
 FOOTPRINTS = "trial_footprints"
+COPIED_FROM = "copied_from"  # a footprint's note: the trial whose model and scores this one copied
 # A layer structure its family has not run yet may take this many times the family's slowest trial: under k-fold on
 # ArrowHead (36 series), the first ResNet trial took 39 s where the FCN's had taken 16 s (its first batch traces
 # five towers of three times the layers).
@@ -161,13 +162,16 @@ class TrialLedger:
             epochs=best_epochs(trial) if trial.status == KT_STATUS.COMPLETED and not untrained else None,
             hyperparameters=model_hyperparameters(trial),
             message=f"not trained: over the mobile budget ({self.options.budget_text()})" if over
-            else footprint.get("not_started") or (message[-1] if message else ""),
+            else footprint.get("not_started") or (message[-1] if message else "")
+            or (f"copied from trial {footprint[COPIED_FROM]}: a later hyperband round of a model solved in closed "
+                "form, on the same rows, is not solved again" if COPIED_FROM in footprint else ""),
             params=footprint.get("params"),
             int8_kb=footprint.get("int8_kb"),
             latency_ms=footprint.get("latency_ms"),
             rows=footprint.get("rows"),
             epochs_run=footprint.get("epochs_run") if not untrained else None,
             ended_at=footprint.get("ended_at"),
+            copied_from=footprint.get(COPIED_FROM),
         )
 
     def records(self, trials) -> list[TrialRecord]:

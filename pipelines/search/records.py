@@ -50,6 +50,8 @@ class TrialRecord:
             or not trained. Trained to convergence (`pipelines.search.fidelity`), fewer than the cap when its
             validation loss stopped improving.
         ended_at: when the trial ended (Unix time), for the best score against elapsed time (`.anytime`).
+        copied_from: the trial whose model and scores this one copied instead of training: a later hyperband round
+            of a trial solved in closed form, on the same rows (`pipelines.search.tuner`); None for a trained one.
     """
 
     trial_id: str
@@ -66,6 +68,7 @@ class TrialRecord:
     rows: int | None = None
     epochs_run: int | None = None
     ended_at: float | None = None
+    copied_from: str | None = None
 
 
 TrialHook = Callable[[TrialRecord, int], None]

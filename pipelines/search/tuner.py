@@ -32,15 +32,16 @@ from pipelines.devices import DeviceSetup, distribution_strategy, fit_inputs, va
 from pipelines.preprocess import ModelInputs, Preprocessing
 from pipelines.imbalance import class_weights
 from pipelines.search.keras_tuner_bridge import (
+    copy_checkpoint,
     deadline_oracle,
     save_checkpoint,
     stopped_for_failures,
     tuner_taking_an_oracle,
 )
 from pipelines.search.fidelity import PATIENCE, Fidelity, converging, fidelity_for, hyperband_schedule
-from pipelines.search.ledger import TrialLedger
+from pipelines.search.ledger import COPIED_FROM, TrialLedger
 from pipelines.search.records import TrialHook
-from pipelines.search.selection import CrossValidation, save_heldout, scores
+from pipelines.search.selection import CrossValidation, load_heldout, save_heldout, scores
 from pipelines.search.subsample import Subsampling, validation_rows
 from pipelines.search.towers import fit_towers, save_bag, towers_pay
 
@@ -135,6 +136,9 @@ def budgeted_tuner(name: str) -> type:
                 cv = self.cross_validation
                 rows = len(cv.y) - len(cv.y) // len(cv.folds)
                 self.ledger.footprints.note(trial.trial_id, rows=rows)
+                copied = self.solved_before(trial, rows)
+                if copied is not None:
+                    return copied
                 if not self.time_left_for(trial, rows):
                     return NOT_STARTED_SCORE
                 return self._cross_validate(trial, cv, **kwargs)
@@ -145,6 +149,9 @@ def budgeted_tuner(name: str) -> type:
                 kwargs = {**{k: v for k, v in kwargs.items() if k not in ("x", "y", "batch_size")}, **data}
             if rows is not None:
                 self.ledger.footprints.note(trial.trial_id, rows=rows)
+            copied = self.solved_before(trial, rows)
+            if copied is not None:
+                return copied
             if not self.time_left_for(trial, rows):
                 return NOT_STARTED_SCORE
             result = super().run_trial(trial, *args, **kwargs)
@@ -152,6 +159,29 @@ def budgeted_tuner(name: str) -> type:
             if heldout is not None:
                 save_heldout(self.get_trial_dir(trial.trial_id), heldout)
             return result
+
+        def solved_before(self, trial, rows: int | None) -> dict | None:
+            """The scores of a later hyperband round of a trial solved in closed form, on the rows its earlier round
+            solved on, with that round's model and held-out probabilities copied to it; None for any other trial.
+            Solved again it would give the same model: epochs do not change a solved head. On 3,400 tweets a TF-IDF
+            head over word pairs took 22 s a solve, and hyperband carried one on twice."""
+            values = trial.hyperparameters.values
+            earlier = values.get("tuner/trial_id")
+            known = getattr(self.oracle, "trials", None)  # a parallel worker's client oracle has no trial list
+            if earlier is None or not closed_form(values) or known is None or earlier not in known:
+                return None
+            footprints, objective = self.ledger.footprints, self.oracle.objective.name
+            metrics = known[earlier].metrics
+            if footprints.untrained(earlier) or footprints.by_trial.get(earlier, {}).get("rows") != rows \
+                    or not metrics.exists(objective):
+                return None
+            copy_checkpoint(self, earlier, trial.trial_id)
+            heldout = load_heldout(self.get_trial_dir(earlier))
+            if heldout is not None:
+                save_heldout(self.get_trial_dir(trial.trial_id), heldout)
+            kept = {k: v for k, v in footprints.by_trial[earlier].items() if k != "ended_at"}
+            footprints.note(trial.trial_id, **{COPIED_FROM: earlier, **kept})  # a copy's copy names the solved one
+            return {name: metrics.get_last_value(name) for name in metrics.metrics}
 
         def time_left_for(self, trial, rows: int | None) -> bool:
             """False (and the trial noted as not started) for a trial that cannot stop usefully at the deadline when

@@ -106,6 +106,37 @@ def test_on_large_data_early_hyperband_rounds_see_a_share_of_the_rows(image_inpu
     assert all(t.rows <= n for t in completed) and "rows" in result.trial_table.columns
 
 
+def test_a_later_hyperband_round_of_a_solved_trial_copies_it_instead_of_solving_again(image_inputs, tmp_path,
+                                                                                     monkeypatch):
+    """Epochs do not change a head solved in closed form: hyperband carrying one on to a later round on the same rows
+    gets the earlier round's model and scores, and nothing is solved again."""
+    import models.hypermodel as hypermodel
+    import pipelines.search.fidelity as fidelity
+
+    monkeypatch.setattr(fidelity, "CONVERGE_ROWS", 1)  # these 19 rows count as large: hyperband keeps its rounds
+    solves = []
+    solve = hypermodel.fit_logistic_head
+    monkeypatch.setattr(hypermodel, "fit_logistic_head", lambda *args, **kwargs: solves.append(1) or solve(*args,
+                                                                                                         **kwargs))
+    inputs, prep = image_inputs
+    result = run_search(inputs, prep, tmp_path / "search",
+                        _options(tuner="hyperband", max_epochs=9, budget_minutes=0.3, families=["linear"]))
+    assert result.fidelity == "hyperband"
+    assert {t.status for t in result.trials} <= {"COMPLETED", "NOT_STARTED"}
+    completed = {t.trial_id: t for t in result.trials if t.status == "COMPLETED"}
+    copies = [t for t in completed.values() if t.copied_from is not None]
+    assert copies, "hyperband carried a solved trial on to its next round"
+    assert len(solves) == len(completed) - len(copies), "a copied trial is not solved again"
+    assert all(completed[t.copied_from].copied_from is None for t in copies), "a copy names the trial solved"
+    directory = tmp_path / "search"
+    for copy in copies:
+        earlier = completed[copy.copied_from]
+        assert copy.val_score == earlier.val_score and copy.hyperparameters == earlier.hyperparameters
+        assert copy.message.startswith(f"copied from trial {earlier.trial_id}")
+        weights = [(directory / f"trial_{t.trial_id}" / "checkpoint.weights.h5").read_bytes() for t in (copy, earlier)]
+        assert weights[0] == weights[1]
+
+
 def test_mobile_budget_trains_only_architectures_that_fit(image_inputs, tmp_path):
     inputs, prep = image_inputs
     result = run_search(inputs, prep, tmp_path / "search",

@@ -42,3 +42,7 @@ def test_the_layer_structure_leaves_out_widths_and_the_optimiser():
     assert layer_structure(FCN) != layer_structure(RESNET)
     assert layer_structure({"family": "dense", "dense_layers": 1}) != layer_structure({"family": "dense",
                                                                                       "dense_layers": 3})
+    words = {"family": "linear", "tfidf_bigrams": False, "linear_c": 1.0}
+    assert layer_structure(words) == layer_structure({**words, "linear_c": 10.0})
+    assert layer_structure(words) != layer_structure({**words, "tfidf_bigrams": True}), \
+        "word pairs: 2**18 more terms, ten times the solve"
