@@ -164,11 +164,14 @@ def budgeted_tuner(name: str) -> type:
             """The scores of a later hyperband round of a trial solved in closed form, on the rows its earlier round
             solved on, with that round's model and held-out probabilities copied to it; None for any other trial.
             Solved again it would give the same model: epochs do not change a solved head. On 3,400 tweets a TF-IDF
-            head over word pairs took 22 s a solve, and hyperband carried one on twice."""
+            head over word pairs took 22 s a solve, and hyperband carried one on twice. Under row shares
+            (`.subsample`) only rounds on every row are the same rows: a share is drawn anew for each trial."""
             values = trial.hyperparameters.values
             earlier = values.get("tuner/trial_id")
             known = getattr(self.oracle, "trials", None)  # a parallel worker's client oracle has no trial list
             if earlier is None or not closed_form(values) or known is None or earlier not in known:
+                return None
+            if self.subsampling is not None and rows != len(self.subsampling.x):
                 return None
             footprints, objective = self.ledger.footprints, self.oracle.objective.name
             metrics = known[earlier].metrics
