@@ -132,21 +132,15 @@ def budgeted_tuner(name: str) -> type:
             self.training_rows: int | None = None
 
         def run_trial(self, trial, *args, **kwargs):
-            if self.cross_validation is not None:
-                cv = self.cross_validation
+            cv = self.cross_validation
+            if cv is not None:
                 rows = len(cv.y) - len(cv.y) // len(cv.folds)
-                self.ledger.footprints.note(trial.trial_id, rows=rows)
-                copied = self.solved_before(trial, rows)
-                if copied is not None:
-                    return copied
-                if not self.time_left_for(trial, rows):
-                    return NOT_STARTED_SCORE
-                return self._cross_validate(trial, cv, **kwargs)
-            rows = self.training_rows
-            if self.subsampling is not None:  # large data: this round's share of the rows (`.subsample`)
-                epochs = trial.hyperparameters.values.get("tuner/epochs", kwargs.get("epochs"))
-                data, rows = self.subsampling.fit_kwargs(trial.trial_id, epochs)
-                kwargs = {**{k: v for k, v in kwargs.items() if k not in ("x", "y", "batch_size")}, **data}
+            else:
+                rows = self.training_rows
+                if self.subsampling is not None:  # large data: this round's share of the rows (`.subsample`)
+                    epochs = trial.hyperparameters.values.get("tuner/epochs", kwargs.get("epochs"))
+                    data, rows = self.subsampling.fit_kwargs(trial.trial_id, epochs)
+                    kwargs = {**{k: v for k, v in kwargs.items() if k not in ("x", "y", "batch_size")}, **data}
             if rows is not None:
                 self.ledger.footprints.note(trial.trial_id, rows=rows)
             copied = self.solved_before(trial, rows)
@@ -154,6 +148,8 @@ def budgeted_tuner(name: str) -> type:
                 return copied
             if not self.time_left_for(trial, rows):
                 return NOT_STARTED_SCORE
+            if cv is not None:
+                return self._cross_validate(trial, cv, **kwargs)
             result = super().run_trial(trial, *args, **kwargs)
             heldout = self.hypermodel.heldout.pop(trial.trial_id, None)
             if heldout is not None:
