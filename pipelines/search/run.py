@@ -36,9 +36,10 @@ from pipelines.search.winner import choose_trial, sampled_trials
 SMALL_BATCH = 8
 MAX_EPOCH_STEPS = 1000  # optimiser steps of one epoch over a large training set (the batch grows past that)
 MAX_EPOCH_FACTOR = 5  # a small training set's trials train at most this many times the asked epochs
-# Under k-fold, the portfolio's trials on these kinds of input are averaged (`.ensemble`). Not sequences: there
-# MiniRocket is often right where the linear and kernel models on the raw series are not, and the average of the
-# three scored below the best of them on three UCR sets (`bench/selection_study.py`). Text: not measured.
+# The portfolio's trials on these kinds of input are averaged (`.ensemble`), under k-fold and under holdout alike.
+# Not sequences: there MiniRocket is often right where the linear and kernel models on the raw series are not, and the
+# average of the three scored below the best of them on three UCR sets (`bench/selection_study.py`). Text: not
+# measured. Under holdout, measured on tables only (wa_churn, `.ensemble`).
 AVERAGED_KINDS = frozenset({"table", "image"})
 # On these kinds the average leaves out the trials the portfolio's best leads clearly (`.ensemble.contenders`): on
 # digits' 1,438 rows logistic regression and an LSTM on the pixels trailed kernel ridge by 39 and 76 rows out of fold,
@@ -97,13 +98,13 @@ def run_search(
     ranked = [t for t in tuner.oracle.get_best_trials(len(tuner.oracle.trials))
               if t.score is not None and np.isfinite(t.score) and not ledger.footprints.untrained(t.trial_id)
               and not ledger.footprints.over_budget(t.trial_id)]
-    heldout = functools.cache(lambda trial_id: load_heldout(tuner.get_trial_dir(trial_id)))  # kept by each trial
+    heldout = _heldout(tuner, inputs.x_val[scored], cv)
     portfolio = set(tuner.oracle.served_first())
     best, choice = choose_trial(ranked, portfolio, heldout, y, options.objective,
                                 solved=lambda trial: closed_form(trial.hyperparameters.values))
     fits = _fits(options, ledger.footprints)
-    ensemble = _ensemble(tuner, inputs, scored, cv, ranked, best, heldout, options, fits)
-    if cv is not None and prep.search_kind in AVERAGED_KINDS:
+    ensemble = _ensemble(ranked, best, heldout, y, options, fits)
+    if prep.search_kind in AVERAGED_KINDS:
         ensemble = _portfolio_average(ranked, portfolio, best, ensemble, heldout, y, options, fits,
                                       pruned=prep.search_kind in PRUNED_KINDS) or ensemble
     by_id = tuner.oracle.trials
@@ -149,22 +150,34 @@ def _trained(tuner, trial, bag: str | None) -> keras.Model:
     return load_bag(Path(bag), lambda: tuner.hypermodel.build(trial.hyperparameters))[0]
 
 
-def _ensemble(tuner, inputs: ModelInputs, scored: np.ndarray, cv: CrossValidation | None, ranked: list, best,
-              heldout, options: SearchOptions, fits: Callable[[list[str]], bool]) -> EnsembleChoice | None:
-    """Average the best distinct trials when that beats the chosen one, `best`, on held-out rows (`.ensemble`):
-    out-of-fold predictions under cross-validation, else each trial's best weights on the `scored` validation rows
-    (kept by the trial, `heldout`, or its checkpoint run again)."""
+def _heldout(tuner, x_scored: np.ndarray, cv: CrossValidation | None) -> Callable[[str], np.ndarray | None]:
+    """A trial's probabilities on the held-out rows that scored it, by trial id: under k-fold the out-of-fold ones
+    each trial kept; under holdout the ones a trial kept (solved, or trained to convergence), else its checkpoint's
+    (keras-tuner keeps a trial's best epoch) run again on the scored validation rows `x_scored`. Without them the
+    winner rule (`.winner.choose_trial`) could not weigh a trial trained in hyperband's rounds against the
+    portfolio's best, and shipped the best-scored one whatever its lead."""
+    @functools.cache
+    def heldout(trial_id: str) -> np.ndarray | None:
+        kept = load_heldout(tuner.get_trial_dir(trial_id))
+        if kept is not None or cv is not None:
+            return kept
+        with float32_policy():
+            return np.asarray(tuner.load_model(tuner.oracle.trials[trial_id]).predict(x_scored, verbose=0))
+
+    return heldout
+
+
+def _ensemble(ranked: list, best, heldout: Callable[[str], np.ndarray | None], y: np.ndarray,
+              options: SearchOptions, fits: Callable[[list[str]], bool]) -> EnsembleChoice | None:
+    """Average the best distinct trials when that beats the chosen one, `best`, on the held-out rows of `y`
+    (`.ensemble`; the probabilities by `heldout`)."""
     if options.ensemble_size < 2:
         return None
     predictions = {}
     for trial in distinct_best([best, *(t for t in ranked if t is not best)]):
         probabilities = heldout(trial.trial_id)
-        if probabilities is None and cv is None:
-            with float32_policy():
-                probabilities = np.asarray(tuner.load_model(trial).predict(inputs.x_val[scored], verbose=0))
         if probabilities is not None:
             predictions[trial.trial_id] = probabilities
-    y = cv.y if cv is not None else inputs.y_val[scored]
     return choose_ensemble(predictions, y, options.objective, options.ensemble_size, fits)
 
 
@@ -172,7 +185,7 @@ def _portfolio_average(ranked: list, portfolio: set[str], best, ensemble: Ensemb
                        y: np.ndarray, options: SearchOptions, fits: Callable[[list[str]], bool],
                        pruned: bool = False) -> EnsembleChoice | None:
     """The portfolio's completed trials averaged (`pruned`: those its best does not lead clearly), unless the
-    search's own choice (`best`, or its `ensemble`) leads them clearly on the out-of-fold rows
+    search's own choice (`best`, or its `ensemble`) leads them clearly on the held-out rows of `y`
     (`.ensemble.average_portfolio`)."""
     tried = {t.trial_id: heldout(t.trial_id) for t in ranked if t.trial_id in portfolio}
     members = ensemble.members if ensemble else [best.trial_id]

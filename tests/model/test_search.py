@@ -137,6 +137,38 @@ def test_a_later_hyperband_round_of_a_solved_trial_copies_it_instead_of_solving_
         assert weights[0] == weights[1]
 
 
+def test_under_holdout_the_winner_rule_weighs_trials_trained_in_hyperbands_rounds(image_inputs, tmp_path,
+                                                                                 monkeypatch):
+    """A trial trained in hyperband's rounds keeps no held-out probabilities of its own (its last weights are not its
+    best): the winner rule gets them from its checkpoint on the scored validation rows, so it can weigh an MLP against
+    the portfolio's solved logistic regression instead of shipping the best-scored trial whatever its lead."""
+    import keras
+
+    import pipelines.search.fidelity as fidelity
+    import pipelines.search.run as run
+
+    monkeypatch.setattr(fidelity, "CONVERGE_ROWS", 1)  # these 19 rows count as large: hyperband keeps its rounds
+    seen = {}
+    choose = run.choose_trial
+
+    def recording(ranked, portfolio, heldout, y, objective, solved):
+        seen.update(ranked=ranked, y=y, probabilities={t.trial_id: heldout(t.trial_id) for t in ranked})
+        return choose(ranked, portfolio, heldout, y, objective, solved)
+
+    monkeypatch.setattr(run, "choose_trial", recording)
+    inputs, prep = image_inputs
+    result = run_search(inputs, prep, tmp_path / "search",
+                        _options(tuner="hyperband", max_epochs=3, max_trials=6, budget_minutes=0.4,
+                                 families=["linear", "dense"]))
+    assert result.fidelity == "hyperband" and not result.cross_validated
+    trained = [t for t in seen["ranked"] if t.hyperparameters.values["family"] == "dense"]
+    assert trained, "MLP trials were trained in hyperband's rounds"
+    assert all(seen["probabilities"][t.trial_id] is not None for t in seen["ranked"]), "every trial can be weighed"
+    assert all(seen["probabilities"][t.trial_id].shape == (len(seen["y"]), len(prep.class_names)) for t in trained)
+    shipped = keras.saving.load_model(result.best_model_path).predict(inputs.x_val, verbose=0)
+    np.testing.assert_allclose(seen["probabilities"][result.best_trial_id], shipped, atol=1e-5)
+
+
 def test_mobile_budget_trains_only_architectures_that_fit(image_inputs, tmp_path):
     inputs, prep = image_inputs
     result = run_search(inputs, prep, tmp_path / "search",
@@ -253,15 +285,17 @@ def test_a_minirocket_trials_folds_share_its_features_and_each_head_leaves_its_f
     keras.backend.clear_session()
 
 
-@pytest.mark.parametrize("data, families, portfolio_families", [
-    ("table_csv", ["linear", "kernel", "trees"], ["linear", "kernel", "trees", "trees"]),
-    ("image_folder", ["linear", "kernel", "dense"], ["linear", "kernel", "dense"]),
+@pytest.mark.parametrize("data, families, portfolio_families, selection", [
+    ("table_csv", ["linear", "kernel", "trees"], ["linear", "kernel", "trees", "trees"], "kfold"),
+    ("image_folder", ["linear", "kernel", "dense"], ["linear", "kernel", "dense"], "kfold"),
+    ("table_csv", ["linear", "kernel", "trees"], ["linear", "kernel", "trees", "trees"], "holdout"),
 ])
-def test_under_k_fold_the_portfolio_trials_of_a_small_table_or_image_set_ship_averaged(
-        data, families, portfolio_families, request, tmp_path):
+def test_the_portfolio_trials_of_a_table_or_image_set_ship_averaged(
+        data, families, portfolio_families, selection, request, tmp_path):
     """The portfolio's trials (on images, those its best does not lead clearly) are averaged unless the search's own
-    choice leads them clearly (`.ensemble`); that choice is the best-scored trial here (all but one are the
-    portfolio's), and the leads are checked from the same out-of-fold rows the search saved."""
+    choice leads them clearly (`.ensemble`), under k-fold and under holdout; that choice is the best-scored trial here
+    (all but one are the portfolio's), and the leads are checked from the same held-out rows the search saved (out of
+    fold, or the validation split)."""
     from pipelines.load import load_path, split_dataset
     from pipelines.preprocess import fit_preprocessing, model_inputs
     from pipelines.search.ensemble import contenders
@@ -273,11 +307,12 @@ def test_under_k_fold_the_portfolio_trials_of_a_small_table_or_image_set_ship_av
                            val_fraction=0.3, seed=0)
     prep = fit_preprocessing(splits)
     inputs = model_inputs(splits, prep)
-    options = _options(max_trials=len(portfolio_families) + 1, families=families, ensemble_size=5, selection="kfold")
+    options = _options(max_trials=len(portfolio_families) + 1, families=families, ensemble_size=5,
+                       selection=selection)
     result = run_search(inputs, prep, tmp_path / "search", options)
     portfolio = result.trials[:len(portfolio_families)]
-    assert [t.family for t in portfolio] == portfolio_families and result.cross_validated
-    y = CrossValidation.plan(inputs, options.seed, "kfold").y
+    assert [t.family for t in portfolio] == portfolio_families and result.cross_validated == (selection == "kfold")
+    y = CrossValidation.plan(inputs, options.seed, "kfold").y if selection == "kfold" else inputs.y_val
     heldout = {t.trial_id: load_heldout(tmp_path / "search" / f"trial_{t.trial_id}") for t in result.trials}
     ranked = {t.trial_id: heldout[t.trial_id] for t in sorted(portfolio, key=lambda t: -t.val_score)}
     kept = contenders(ranked, y, options.objective) if data == "image_folder" else list(ranked)
