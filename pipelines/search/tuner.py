@@ -312,7 +312,8 @@ class SearchHyperModel(KerasflowHyperModel):
     `heldout_rows` (the scored validation rows of a holdout search), a trial
     whose final weights are its best (solved, or trained to convergence with
     the best epoch restored) keeps its probabilities on them in `heldout`, so the
-    ensemble choice need not load and run every trial's model again.
+    winner rule and the ensemble choice need not load and run its model again
+    (they do for the others: `pipelines.search.run`).
     """
 
     def __init__(self, prep: Preprocessing, families: list[str], ledger: TrialLedger,
