@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from models import ENSEMBLE, average, closed_form, families_for
+from models.inference import model_outputs
 from models.transfer import TransferBase
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, float32_policy
@@ -161,8 +162,8 @@ def _heldout(tuner, x_scored: np.ndarray, cv: CrossValidation | None) -> Callabl
         kept = load_heldout(tuner.get_trial_dir(trial_id))
         if kept is not None or cv is not None:
             return kept
-        with float32_policy():
-            return np.asarray(tuner.load_model(tuner.oracle.trials[trial_id]).predict(x_scored, verbose=0))
+        with float32_policy():  # the same call as the probabilities a trial keeps (`.tuner.SearchHyperModel`)
+            return model_outputs(tuner.load_model(tuner.oracle.trials[trial_id]), x_scored)
 
     return heldout
 
