@@ -23,6 +23,12 @@ from pipelines.load import Dataset, Splits
 from pipelines.text.tokenizer import Tokenizer
 
 TEXT_KIND = "text"  # the search's kind for a table with a text column: its families read token ids
+# A numeric column (or an image's or series' channel) that varies less than this on the training split is constant
+# there, and is scaled by 1, as scikit-learn's StandardScaler scales it: divided by its square root, a value the
+# column takes later (another split, a fold, the user's data) came out a million times its size. hepatic_injury_qsar
+# (376 descriptors, 281 rows): two columns constant on its training split and not in the other rows sent the
+# encoded values' variance to 1e7, RBF kernel ridge's similarities all to 1 and its predictions to one class.
+CONSTANT_VARIANCE = 1e-12
 
 
 @dataclass
@@ -113,8 +119,15 @@ def fit_preprocessing(splits: Splits) -> Preprocessing:
         input_shape=list(values.shape[1:]),
         class_names=splits.class_names,
         mean=per_channel.mean(axis=0).tolist(),
-        variance=per_channel.var(axis=0).tolist(),
+        variance=scaling_variance(per_channel.var(axis=0)),
     )
+
+
+def scaling_variance(variance: np.ndarray) -> list[float]:
+    """The variances the model's inputs are standardised with: a column constant on the training split (or all
+    missing there) gets 1 (`CONSTANT_VARIANCE`)."""
+    variance = np.asarray(variance, dtype=np.float64)
+    return np.where(variance > CONSTANT_VARIANCE, variance, 1.0).tolist()
 
 
 def _fit_table(frame: pd.DataFrame, class_names: list[str], roles: dict[str, dict]) -> Preprocessing:
@@ -130,7 +143,7 @@ def _fit_table(frame: pd.DataFrame, class_names: list[str], roles: dict[str, dic
         input_shape=[len(numeric) + len(categorical) + len(text) * (tokenizer.length if tokenizer else 0)],
         class_names=class_names,
         mean=np.nanmean(values, axis=0).tolist() if numeric else [],
-        variance=np.nanvar(values, axis=0).tolist() if numeric else [],
+        variance=scaling_variance(np.nanvar(values, axis=0)) if numeric else [],
         numeric_columns=list(map(str, numeric)),
         categorical_columns=list(map(str, categorical)),
         vocabularies=vocabularies,

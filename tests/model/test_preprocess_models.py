@@ -11,6 +11,7 @@ from models.lstm import FusedLSTM
 from pipelines.finetune import build_from_hyperparameters
 from pipelines.load import load_path, split_dataset
 from pipelines.preprocess import Preprocessing, encode_features, fit_preprocessing
+from tests.conftest import make_table
 
 
 def _table_prep(table_csv):
@@ -37,6 +38,23 @@ def test_model_takes_raw_features_nan_and_unseen_categories(table_csv):
     assert np.isfinite(encoded).all()
     assert np.allclose(encoded[:, 2:].sum(axis=1), 1.0)
     assert abs(encoded[:, 0].mean()) < 1e-5  # standardised on train
+
+
+def test_a_column_constant_on_the_training_split_is_scaled_by_one_not_blown_up(tmp_path):
+    """A descriptor that is 0 on every training row and 1 on a later one: standardised by its training variance
+    (0, floored at 1e-12) the later 1 came out as 1e6, and the kernel's similarities of every row collapsed."""
+    frame = make_table(60)
+    frame["flag"] = 0.0
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    splits = split_dataset(load_path(tmp_path / "t.csv", "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    prep = fit_preprocessing(splits)
+    flag = prep.numeric_columns.index("flag")
+    assert prep.variance[flag] == 1.0 and prep.variance[0] == pytest.approx(np.var(splits.train.features["x1"]))
+    x = encode_features(splits.test, prep)
+    x[0, flag] = 1.0
+    encoder = build_from_hyperparameters(prep, {"family": "dense"}).get_layer("encode")
+    encoded = keras.ops.convert_to_numpy(encoder(x))
+    assert encoded[0, flag] == pytest.approx(1.0) and (encoded[1:, flag] == 0).all()
 
 
 def test_tables_search_linear_kernel_dense_and_trees_only_and_say_why():
