@@ -167,23 +167,26 @@ class KerasflowHyperModel(kt.HyperModel):
     (MiniRocket's biases) are fitted on; without it they are built empty, to
     receive saved weights. `balance_choice` (imbalanced classes, class weights
     left to the search) adds the hyperparameter `balance_classes`: whether a
-    trial uses the class weights it is given.
+    trial uses the class weights it is given; `balanced_first` is its default,
+    so the portfolio's trials (at their defaults) are trained that way.
     """
 
     def __init__(self, prep, families: list[str], jit_compile: bool | str = "auto", x_fit: np.ndarray | None = None,
-                 balance_choice: bool = False, base: TransferBase | None = None, **kwargs):
+                 balance_choice: bool = False, base: TransferBase | None = None, balanced_first: bool = True,
+                 **kwargs):
         super().__init__(**kwargs)
         self.prep = prep
         self.families = list(families)
         self.jit_compile = jit_compile
         self.x_fit = x_fit
         self.balance_choice = balance_choice
+        self.balanced_first = balanced_first
         self.base = base
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         family = hp.Choice("family", self.families)
         if self.balance_choice:
-            hp.Boolean("balance_classes", default=True)
+            hp.Boolean("balance_classes", default=self.balanced_first)
         inputs = keras.Input(shape=tuple(self.prep.input_shape), name="features")
         # Augmentation sees raw pixels (RandomContrast clips to 0-255); a pretrained base holds its own preprocessing.
         x = self._augmentation(hp, inputs) if self.prep.kind == "image" else inputs

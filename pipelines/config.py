@@ -133,7 +133,8 @@ class SearchOptions(DeviceOptions, MobileBudget):
     class_weight: ClassWeight = Field("auto", description="Weight classes inversely to their counts (sklearn's "
                                       "balanced rule): auto, when the largest class has 3x+ the rows of the "
                                       "smallest, lets the search decide per trial (hyperparameter balance_classes, "
-                                      "on at first); balanced always; none never.")
+                                      "on at first when the objective is val_macro_f1, off for val_accuracy); "
+                                      "balanced always; none never.")
     selection: Selection = Field("auto", description="How search trials are scored: kfold trains each on 5 "
                                  "stratified folds of train+val and scores its out-of-fold predictions (5x the "
                                  "cost per trial); holdout scores the validation split; auto: kfold when the "

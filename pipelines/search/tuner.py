@@ -30,7 +30,7 @@ from pipelines.budget import StopAtDeadline
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, distribution_strategy, fit_inputs, validation_inputs
 from pipelines.preprocess import ModelInputs, Preprocessing
-from pipelines.imbalance import class_weights
+from pipelines.imbalance import balanced_first, class_weights
 from pipelines.search.keras_tuner_bridge import (
     copy_checkpoint,
     deadline_oracle,
@@ -99,6 +99,7 @@ def run_trials(tuner, inputs: ModelInputs, options: SearchOptions, deadline: flo
         Subsampling.plan(inputs.x_train, inputs.y_train, options, devices)
     # imbalanced classes under --class-weight auto: each trial's `balance_classes` says whether it uses the weights
     tuner.hypermodel.balance_choice = options.class_weight == "auto" and weights is not None
+    tuner.hypermodel.balanced_first = balanced_first(options.objective)
     if tuner.cross_validation is not None:
         data = dict(batch_size=options.batch_size)
     else:

@@ -447,6 +447,20 @@ def test_the_fidelity_rule_converges_small_data_only():
     assert fidelity_for(CONVERGE_ROWS, _options(tuner="random")) == Fidelity.MAX_EPOCHS
 
 
+@pytest.mark.parametrize("objective, balanced", [("val_accuracy", False), ("val_macro_f1", True)])
+def test_on_imbalanced_classes_the_portfolio_weights_them_only_for_macro_f1(tmp_path, objective, balanced):
+    """Under `--class-weight auto` the first trials' `balance_classes` follows the objective: balanced weights lift
+    the small class's recall and cost accuracy, so a search for accuracy starts unweighted."""
+    inputs, prep = _random_table(80)
+    prep.class_names = ["common", "rare"]
+    for split in ("train", "val", "test"):  # 4 : 1
+        y = getattr(inputs, f"y_{split}")
+        y[:] = (np.arange(len(y)) % 5 == 0).astype(y.dtype)
+    result = run_search(inputs, prep, tmp_path / "search",
+                        _options(max_trials=2, families=["linear", "kernel"], objective=objective))
+    assert [t.hyperparameters.get("balance_classes") for t in result.trials] == [balanced, balanced]
+
+
 def test_a_table_search_tries_the_portfolio_first(tmp_path):
     from models import PORTFOLIO
     from models.hypermodel import SEED_HYPERPARAMETERS
