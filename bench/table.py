@@ -27,11 +27,14 @@ peers.md and peers.csv); a run on some of the datasets replaces their rows
 and keeps the others (each row names the commit it was measured at). With
 --seeds, each bundled and UCR dataset runs once per seed and
 table[-<N>min]-seeds.md gives every seed's row and each dataset's mean
-against the one-liners' means. Not a test.
+against the one-liners' means; on public tables (AutoGluon run live on each
+seed's split), peers-seeds.md gives every seed's row and each table's mean
+against the peers' means. Not a test.
 
     python bench/table.py [--budget-minutes 10] [--datasets digits GunPoint] [--workers-budget 2]
     python bench/table.py --datasets ad_data OJ --budget-minutes 5 --peers autogluon
     python bench/table.py --budget-minutes 1 --seeds 0 1 2
+    python bench/table.py --datasets ad_data --budget-minutes 5 --peers autogluon --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -234,13 +237,14 @@ def public_table(name: str) -> pd.DataFrame:
     return frame.drop(columns=dropped)
 
 
-def public_split(name: str, workdir: Path) -> tuple[Path, Path, str, int]:
-    """The table's seeded stratified train/test split as two CSVs (label column included), its label and rows."""
+def public_split(name: str, workdir: Path, seed: int = PUBLIC_SPLIT_SEED) -> tuple[Path, Path, str, int]:
+    """The table's stratified train/test split drawn with `seed`, as two CSVs (label column included), its label
+    and rows."""
     frame = public_table(name)
     label = PUBLIC[name][1]
     train_rows, test_rows = train_test_split(frame, test_size=PUBLIC_TEST_FRACTION, stratify=frame[label],
-                                             random_state=PUBLIC_SPLIT_SEED)
-    train_path, test_path = workdir / f"{name}_train.csv", workdir / f"{name}_test.csv"
+                                             random_state=seed)
+    train_path, test_path = workdir / f"{name}_{seed}_train.csv", workdir / f"{name}_{seed}_test.csv"
     train_rows.to_csv(train_path, index=False)
     test_rows.to_csv(test_path, index=False)
     return train_path, test_path, label, len(frame)
@@ -327,11 +331,14 @@ def saved_autogluon(name: str, budget_minutes: float) -> dict[str, dict]:
             for peer in AUTOGLUON_PRESETS if pd.notna(row.get(f"{peer} accuracy"))}
 
 
-def peers_row(name: str, budget_minutes: float, workdir: Path, peers: list[str]) -> dict:
-    """kerasflow and every peer on one public table's split: accuracy, macro-F1, the best peer by accuracy."""
-    train_path, test_path, label, rows = public_split(name, workdir)
+def peers_row(name: str, budget_minutes: float, workdir: Path, peers: list[str], seed: int | None = None) -> dict:
+    """kerasflow and every peer on one public table's split: accuracy, macro-F1, the best peer by accuracy. The
+    split is `PUBLIC_SPLIT_SEED`'s, kerasflow at its default seed; or, with `seed`, the split and kerasflow's search
+    are drawn with it (a `seed` column)."""
+    train_path, test_path, label, rows = public_split(name, workdir, PUBLIC_SPLIT_SEED if seed is None else seed)
     config = TrainConfig(data=train_path, test_data=test_path, target=label, budget_minutes=budget_minutes,
-                         runs_root=workdir / "runs", name=f"bench-{name}", quantize=PUBLIC_QUANTIZE)
+                         runs_root=workdir / "runs", name=f"bench-{name}", quantize=PUBLIC_QUANTIZE,
+                         **({} if seed is None else {"seed": seed}))
     started = time.monotonic()
     try:
         result = train(config)
@@ -349,7 +356,7 @@ def peers_row(name: str, budget_minutes: float, workdir: Path, peers: list[str])
         results |= saved_autogluon(name, budget_minutes)
     best = max(results, key=lambda peer: results[peer]["accuracy"])
     accuracy = headline["accuracy"] if headline else None
-    row = {"dataset": name, "rows": rows, "kerasflow accuracy": round(accuracy, 4) if headline else None,
+    row = {"dataset": name, **({} if seed is None else {"seed": seed}), "rows": rows, "kerasflow accuracy": round(accuracy, 4) if headline else None,
            "kerasflow macro-F1": round(headline["macro_f1"], 4) if headline else None, "seconds": round(seconds, 1),
            "kerasflow family": family}
     for peer, result in results.items():
@@ -369,8 +376,9 @@ def peers_columns(table: pd.DataFrame) -> pd.DataFrame:
     """The peers table's columns in a fixed order: kerasflow, the sklearn peers, AutoGluon's presets, the verdict."""
     peer_columns = [f"{peer} {metric}" for peer in [*BASELINES, *AUTOGLUON_PRESETS]
                     for metric in ("accuracy", "macro-F1", "seconds")]
-    order = ["dataset", "rows", "kerasflow accuracy", "kerasflow macro-F1", "seconds", "kerasflow family", *peer_columns,
-             "best peer", "gap", "ratio", "kerasflow refused", "commit", "AG commit"]
+    order = ["dataset", "seed", "rows", "kerasflow accuracy", "kerasflow macro-F1", "seconds", "kerasflow family", *peer_columns,
+             "best peer", "gap", "ratio", "seeds at or above", "seeds at or above AG", "kerasflow refused", "commit",
+             "AG commit"]
     return table[[column for column in order if column in table.columns and
                   (column not in ("kerasflow refused", "AG commit") or table[column].notna().any())]]
 
@@ -472,20 +480,27 @@ def main() -> None:
     parser.add_argument("--workers-budget", type=float, default=0.0,
                         help="search budget of each trials/hour run (0: skip)")
     parser.add_argument("--seeds", nargs="*", type=int, default=[],
-                        help="run each bundled and UCR dataset once per seed (split, search and MiniRocket seeded "
-                             "by it) and write bench/results/<table>-seeds.md: every seed's row and each dataset's "
-                             "mean against the one-liners' means (a single split moves by a test row or two)")
+                        help="run each dataset once per seed (split, search and MiniRocket seeded by it) and write "
+                             "bench/results/<table>-seeds.md (public tables: peers-seeds.md, AutoGluon run live): "
+                             "every seed's row and each dataset's mean against the peers' means (a single split "
+                             "moves by a test row or two: 1.5 points on a 67-row test split)")
     args = parser.parse_args()
     public = [name for name in args.datasets if name in PUBLIC]
     own = [name for name in args.datasets if name not in PUBLIC]
     if args.peers and not public:
         parser.error(f"--peers runs on the public tables; name some in --datasets ({', '.join(PUBLIC)})")
-    if args.seeds and (public or args.workers_budget or not own):
-        parser.error("--seeds runs the bundled and UCR datasets only (each public table has one split, "
-                     "which AutoGluon's saved scores were measured on), without --workers-budget")
+    if args.seeds and args.workers_budget:
+        parser.error("--seeds runs without --workers-budget")
+    if args.seeds and "saved-autogluon" in args.peers:
+        parser.error(f"--seeds draws a split per seed; AutoGluon's saved scores are split {PUBLIC_SPLIT_SEED}'s "
+                     "alone: use --peers autogluon")
     if args.seeds:
-        bench_seeds(own, args.budget_minutes, args.seeds)
-    elif own or args.workers_budget:
+        if own:
+            bench_seeds(own, args.budget_minutes, args.seeds)
+        if public:
+            bench_peers_seeds(public, args.budget_minutes, args.peers, args.seeds)
+        return
+    if own or args.workers_budget:
         bench_table(own, args.budget_minutes, args.workers_budget)
     if public:
         bench_peers(public, args.budget_minutes, args.peers)
@@ -551,12 +566,68 @@ def bench_peers(names: list[str], budget_minutes: float, peers: list[str]) -> No
             rows.append(peers_row(name, budget_minutes, Path(tmp), peers))
             print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
     table = peers_columns(merged(rows, PEERS_STEM, list(PUBLIC)))
-    header = [f"# kerasflow vs peers on public tables ({os.cpu_count()} CPU cores, {budget_minutes:g} min per "
-              "table: kerasflow's search and fine-tune, each AutoGluon preset's time_limit)", "",
+    header = [peers_title(budget_minutes), "",
               f"One stratified split per table ({PUBLIC_TEST_FRACTION:g} test, seed {PUBLIC_SPLIT_SEED}); every "
               "model is scored on the same test rows. gap and ratio: kerasflow's accuracy against the best "
               "peer's. seconds: kerasflow's whole run; AG ... seconds: AutoGluon's fit.", ""]
     print(write_results(PEERS_STEM, header, table))
+
+
+def peers_title(budget_minutes: float) -> str:
+    return (f"# kerasflow vs peers on public tables ({os.cpu_count()} CPU cores, {budget_minutes:g} min per table: "
+            "kerasflow's search and fine-tune, each AutoGluon preset's time_limit)")
+
+
+def bench_peers_seeds(names: list[str], budget_minutes: float, peers: list[str], seeds: list[int]) -> None:
+    """The public tables once per seed (split and search drawn with it) and each table's mean against the peers'
+    means: bench/results/peers-seeds.md and .csv."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for name in names:
+            for seed in seeds:
+                rows.append(peers_row(name, budget_minutes, Path(tmp), peers, seed=seed))
+                print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
+    stem = PEERS_STEM + SEEDS_SUFFIX
+    table = peers_columns(merged(peers_seed_means(rows), stem, list(PUBLIC)))
+    header = [peers_title(budget_minutes), "",
+              f"Each seed draws the table's stratified split ({PUBLIC_TEST_FRACTION:g} test) and seeds kerasflow's "
+              "search; every model of a seed is scored on the same test rows, AutoGluon run afresh on each. Mean "
+              "row: each model's mean; best peer, gap and ratio: against the peer with the best mean; seeds at or "
+              "above: the seeds on which kerasflow was at or above that seed's best peer (AG: the better AutoGluon "
+              "preset).", ""]
+    print(write_results(stem, header, table))
+
+
+def peers_seed_means(rows: list[dict]) -> list[dict]:
+    """Each public table's seeded rows, then its mean row (the peer of the best mean accuracy is the one compared)."""
+    table, out = pd.DataFrame(rows), []
+    for name, group in table.groupby("dataset", sort=False):
+        out += group.to_dict("records")
+        peers = [c.removesuffix(" accuracy") for c in group.columns
+                 if c.endswith(" accuracy") and c != "kerasflow accuracy" and group[c].notna().all()]
+        means = {peer: group[f"{peer} accuracy"].mean() for peer in peers}
+        best = max(means, key=means.get)
+        accuracy = group["kerasflow accuracy"].mean()
+        mean = {"dataset": name, "seed": "mean", "rows": group["rows"].iloc[0], "kerasflow accuracy": round(accuracy, 4),
+                "kerasflow macro-F1": round(group["kerasflow macro-F1"].mean(), 4),
+                "seconds": round(group["seconds"].mean(), 1),
+                **{f"{peer} {metric}": round(group[f"{peer} {metric}"].mean(), 4)
+                   for peer in peers for metric in ("accuracy", "macro-F1")},
+                # + 0.0: level means differ by float rounding, and -0.0 would read as behind
+                "best peer": f"{best} {round(means[best], 4):.4f}", "gap": round(accuracy - means[best], 4) + 0.0,
+                "ratio": round(accuracy / means[best], 4),
+                "seeds at or above": at_or_above(group, peers), "commit": group["commit"].iloc[0]}
+        presets = [peer for peer in AUTOGLUON_PRESETS if peer in peers]
+        if presets:
+            mean["seeds at or above AG"] = at_or_above(group, presets)
+        out.append(mean)
+    return out
+
+
+def at_or_above(group: pd.DataFrame, peers: list[str]) -> str:
+    """On how many of the seeded rows kerasflow's accuracy is at or above the best of `peers`' on that seed."""
+    best = group[[f"{peer} accuracy" for peer in peers]].max(axis=1)
+    return f"{int((group['kerasflow accuracy'] >= best).sum())} of {len(group)}"
 
 
 if __name__ == "__main__":
