@@ -356,7 +356,8 @@ def peers_row(name: str, budget_minutes: float, workdir: Path, peers: list[str],
         results |= saved_autogluon(name, budget_minutes)
     best = max(results, key=lambda peer: results[peer]["accuracy"])
     accuracy = headline["accuracy"] if headline else None
-    row = {"dataset": name, **({} if seed is None else {"seed": seed}), "rows": rows, "kerasflow accuracy": round(accuracy, 4) if headline else None,
+    row = {"dataset": name, **({} if seed is None else {"seed": seed}), "rows": rows,
+           "kerasflow accuracy": round(accuracy, 4) if headline else None,
            "kerasflow macro-F1": round(headline["macro_f1"], 4) if headline else None, "seconds": round(seconds, 1),
            "kerasflow family": family}
     for peer, result in results.items():
@@ -376,9 +377,9 @@ def peers_columns(table: pd.DataFrame) -> pd.DataFrame:
     """The peers table's columns in a fixed order: kerasflow, the sklearn peers, AutoGluon's presets, the verdict."""
     peer_columns = [f"{peer} {metric}" for peer in [*BASELINES, *AUTOGLUON_PRESETS]
                     for metric in ("accuracy", "macro-F1", "seconds")]
-    order = ["dataset", "seed", "rows", "kerasflow accuracy", "kerasflow macro-F1", "seconds", "kerasflow family", *peer_columns,
-             "best peer", "gap", "ratio", "seeds at or above", "seeds at or above AG", "kerasflow refused", "commit",
-             "AG commit"]
+    order = ["dataset", "seed", "rows", "kerasflow accuracy", "kerasflow macro-F1", "seconds", "kerasflow family",
+             *peer_columns, "best peer", "gap", "ratio", "seeds at or above", "seeds at or above AG",
+             "kerasflow refused", "commit", "AG commit"]
     return table[[column for column in order if column in table.columns and
                   (column not in ("kerasflow refused", "AG commit") or table[column].notna().any())]]
 
@@ -599,16 +600,21 @@ def bench_peers_seeds(names: list[str], budget_minutes: float, peers: list[str],
 
 
 def peers_seed_means(rows: list[dict]) -> list[dict]:
-    """Each public table's seeded rows, then its mean row (the peer of the best mean accuracy is the one compared)."""
+    """Each public table's seeded rows, then its mean row (the peer of the best mean accuracy is the one compared)
+    over the seeds kerasflow trained on: a split its data validation refused counts in no mean."""
     table, out = pd.DataFrame(rows), []
-    for name, group in table.groupby("dataset", sort=False):
-        out += group.to_dict("records")
+    for name, seeded in table.groupby("dataset", sort=False):
+        out += seeded.to_dict("records")
+        group = seeded[seeded["kerasflow accuracy"].notna()]
+        if group.empty:
+            continue
         peers = [c.removesuffix(" accuracy") for c in group.columns
                  if c.endswith(" accuracy") and c != "kerasflow accuracy" and group[c].notna().all()]
         means = {peer: group[f"{peer} accuracy"].mean() for peer in peers}
         best = max(means, key=means.get)
         accuracy = group["kerasflow accuracy"].mean()
-        mean = {"dataset": name, "seed": "mean", "rows": group["rows"].iloc[0], "kerasflow accuracy": round(accuracy, 4),
+        mean = {"dataset": name, "seed": "mean", "rows": group["rows"].iloc[0],
+                "kerasflow accuracy": round(accuracy, 4),
                 "kerasflow macro-F1": round(group["kerasflow macro-F1"].mean(), 4),
                 "seconds": round(group["seconds"].mean(), 1),
                 **{f"{peer} {metric}": round(group[f"{peer} {metric}"].mean(), 4)
