@@ -446,7 +446,6 @@ def seed_means(rows: list[dict]) -> list[dict]:
         liners = {b: group[b].mean() for b in ONE_LINERS if b in group and group[b].notna().all()}
         best = max(liners, key=liners.get)
         accuracy = group["test accuracy"].mean()
-        at_or_above = int((group["test accuracy"] >= group[list(liners)].max(axis=1)).sum())
         out.append({"dataset": name, "seed": "mean", "test accuracy": round(accuracy, 4),
                     "macro-F1": round(group["macro-F1"].mean(), 4), "seconds": round(group["seconds"].mean(), 1),
                     "trials": round(group["trials"].mean(), 1),
@@ -456,7 +455,8 @@ def seed_means(rows: list[dict]) -> list[dict]:
                     # + 0.0: level means differ by float rounding, and -0.0 would read as behind
                     "best baseline": f"{best} {liners[best]:.4f}", "gap": round(accuracy - liners[best], 4) + 0.0,
                     "ratio": round(accuracy / liners[best], 4),
-                    "seeds at or above": f"{at_or_above} of {len(group)}", "commit": group["commit"].iloc[0]})
+                    "seeds at or above": at_or_above(group["test accuracy"], group[list(liners)]),
+                    "commit": group["commit"].iloc[0]})
     return out
 
 
@@ -622,18 +622,23 @@ def peers_seed_means(rows: list[dict]) -> list[dict]:
                 # + 0.0: level means differ by float rounding, and -0.0 would read as behind
                 "best peer": f"{best} {round(means[best], 4):.4f}", "gap": round(accuracy - means[best], 4) + 0.0,
                 "ratio": round(accuracy / means[best], 4),
-                "seeds at or above": at_or_above(group, peers), "commit": group["commit"].iloc[0]}
+                "seeds at or above": at_or_above(group["kerasflow accuracy"], accuracies(group, peers)),
+                "commit": group["commit"].iloc[0]}
         presets = [peer for peer in AUTOGLUON_PRESETS if peer in peers]
         if presets:
-            mean["seeds at or above AG"] = at_or_above(group, presets)
+            mean["seeds at or above AG"] = at_or_above(group["kerasflow accuracy"], accuracies(group, presets))
         out.append(mean)
     return out
 
 
-def at_or_above(group: pd.DataFrame, peers: list[str]) -> str:
-    """On how many of the seeded rows kerasflow's accuracy is at or above the best of `peers`' on that seed."""
-    best = group[[f"{peer} accuracy" for peer in peers]].max(axis=1)
-    return f"{int((group['kerasflow accuracy'] >= best).sum())} of {len(group)}"
+def accuracies(group: pd.DataFrame, peers: list[str]) -> pd.DataFrame:
+    """The `peers`' accuracy columns of a public table's seeded rows."""
+    return group[[f"{peer} accuracy" for peer in peers]]
+
+
+def at_or_above(accuracy: pd.Series, rivals: pd.DataFrame) -> str:
+    """On how many seeded rows kerasflow's `accuracy` is at or above the best of the `rivals`' columns on that row."""
+    return f"{int((accuracy >= rivals.max(axis=1)).sum())} of {len(accuracy)}"
 
 
 if __name__ == "__main__":
