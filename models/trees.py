@@ -34,6 +34,14 @@ KINDS = ("forest", "boosted")  # the first is the default
 UNREACHABLE = 1e9
 MIN_PROBABILITY = 1e-6
 MAX_FIT_ROWS = 20_000  # the most rows the trees are fitted on (a stratified sample of larger sets)
+# Stochastic gradient boosting (Friedman 2002, "Stochastic gradient boosting"): the share of the rows each round
+# fits, the share of the features each split weighs, the fewest rows a leaf may hold. The first of each is
+# scikit-learn's default (every row, every feature, one row), the boosted trees kerasflow grew before.
+BOOSTED_ROW_SHARES = (1.0, 0.8)
+BOOSTED_FEATURE_SHARES = (1.0, 0.5)
+BOOSTED_MIN_LEAF_ROWS = (1, 10, 20)
+BOOSTED_SAMPLING = ("row_share", "feature_share", "min_leaf_rows")  # `make_estimator`'s keywords; hyperparameter
+# names prefix "boosted_"
 
 
 @keras.saving.register_keras_serializable(package="kerasflow")
@@ -85,31 +93,39 @@ def trees_per_round(n_classes: int) -> int:
     return 1 if n_classes == 2 else n_classes
 
 
-def make_estimator(kind: str, n_estimators: int, n_leaves: int, learning_rate: float, seed: int):
+def make_estimator(kind: str, n_estimators: int, n_leaves: int, learning_rate: float, seed: int, *,
+                   row_share: float = BOOSTED_ROW_SHARES[0], feature_share: float = BOOSTED_FEATURE_SHARES[0],
+                   min_leaf_rows: int = BOOSTED_MIN_LEAF_ROWS[0]):
+    """scikit-learn's forest, or its gradient boosting; `row_share`, `feature_share` and `min_leaf_rows` (boosting
+    only; `BOOSTED_*`) make it stochastic: each round fits a share of the rows, each split weighs a share of the
+    features, and no leaf holds fewer rows than `min_leaf_rows`. Their defaults are scikit-learn's."""
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 
     if kind == "forest":
         return RandomForestClassifier(n_estimators=n_estimators, max_leaf_nodes=n_leaves, random_state=seed,
                                       n_jobs=-1)
     return GradientBoostingClassifier(n_estimators=n_estimators, max_leaf_nodes=n_leaves, max_depth=None,
-                                      learning_rate=learning_rate, random_state=seed)
+                                      learning_rate=learning_rate, subsample=row_share,
+                                      max_features=None if feature_share == 1.0 else feature_share,
+                                      min_samples_leaf=min_leaf_rows, random_state=seed)
 
 
 def fit_trees(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: dict | None, *, kind: str,
-              n_estimators: int, n_leaves: int, learning_rate: float, seed: int) -> dict:
+              n_estimators: int, n_leaves: int, learning_rate: float, seed: int, **sampling) -> dict:
     """Fit the tree ensemble on the `trees` layer's input (the encoded features) and copy it into the layer.
 
     The `probabilities` layer after it becomes the identity, so the model's
     output is softmax(tree scores): the boosted model's probabilities, or
     the forest's averaged ones. Over `MAX_FIT_ROWS` rows, the trees are fitted
-    on a stratified sample of that many. Returns the training loss and accuracy.
+    on a stratified sample of that many. `sampling`: `make_estimator`'s
+    keywords (boosting). Returns the training loss and accuracy.
     """
     if len(x) > MAX_FIT_ROWS:  # trees of at most 64 leaves gain little past it; sklearn's fit time grows with rows
         keep = stratified_rows(y, MAX_FIT_ROWS, seed)
         x, y = x[keep], y[keep]
     layer = model.get_layer("trees")
     features = layer_inputs(model, layer, x)
-    estimator = make_estimator(kind, n_estimators, n_leaves, learning_rate, seed)
+    estimator = make_estimator(kind, n_estimators, n_leaves, learning_rate, seed, **sampling)
     weights = None if class_weight is None else np.array([class_weight.get(int(c), 1.0) for c in y])
     estimator.fit(features, y, sample_weight=weights)
     layer.set_weights(_tree_weights(estimator, features, layer))

@@ -138,24 +138,31 @@ def test_trees_are_for_tables_only():
     assert cheapest_first(["cnn", "trees", "dense"]) == ["dense", "trees", "cnn"]
 
 
-@pytest.mark.parametrize("kind, classes, present", [
-    ("boosted", 3, 3), ("boosted", 2, 2), ("boosted", 4, 3), ("forest", 3, 3), ("forest", 4, 2)],
-    ids=["boosted-3", "boosted-binary", "boosted-class-absent", "forest-3", "forest-classes-absent"])
-def test_tree_layer_reproduces_sklearns_probabilities_and_round_trips(tmp_path, kind, classes, present):
-    """The tensor-op trees give sklearn's predict_proba; a class absent from the fitted rows (a CV fold) gets ~0."""
+STOCHASTIC = {"row_share": 0.8, "feature_share": 0.5, "min_leaf_rows": 10}
+
+
+@pytest.mark.parametrize("kind, classes, present, sampling", [
+    ("boosted", 3, 3, {}), ("boosted", 2, 2, {}), ("boosted", 4, 3, {}), ("boosted", 3, 3, STOCHASTIC),
+    ("forest", 3, 3, {}), ("forest", 4, 2, {})],
+    ids=["boosted-3", "boosted-binary", "boosted-class-absent", "boosted-stochastic", "forest-3",
+         "forest-classes-absent"])
+def test_tree_layer_reproduces_sklearns_probabilities_and_round_trips(tmp_path, kind, classes, present, sampling):
+    """The tensor-op trees give sklearn's predict_proba (stochastic boosting: the trial's row and feature shares
+    and leaf size reach scikit-learn); a class absent from the fitted rows (a CV fold) gets ~0."""
     from sklearn.datasets import make_classification
 
     x, y = make_classification(300, 6, n_informative=4, n_classes=present, n_clusters_per_class=1, random_state=0)
     x = x.astype("float32")
     y = np.array([0, classes - 1, *range(1, classes - 1)])[y] if present < classes else y
     prep = _prep("table", (6,), classes=[f"c{i}" for i in range(classes)])
-    values = {"family": "trees", "trees_kind": kind, "trees_count": 30, f"{kind}_leaves": 8, "trees_seed": 1}
+    values = {"family": "trees", "trees_kind": kind, "trees_count": 30, f"{kind}_leaves": 8, "trees_seed": 1,
+              **{f"boosted_{name}": value for name, value in sampling.items()}}
     hp = kt.HyperParameters()
     hp.values.update(values)
     hypermodel = KerasflowHyperModel(prep, ["trees"])
     model = hypermodel.build(hp)
     metrics = hypermodel.fit(hp, model, x[:200], y[:200], validation_data=(x[200:], y[200:]))
-    reference = make_estimator(kind, 30, 8, 0.1, 1).fit(x[:200], y[:200])
+    reference = make_estimator(kind, 30, 8, 0.1, 1, **sampling).fit(x[:200], y[:200])
     probabilities = model.predict(x, verbose=0)
     assert np.allclose(probabilities[:, reference.classes_], reference.predict_proba(x), atol=1e-5)
     absent = np.setdiff1d(np.arange(classes), reference.classes_)
