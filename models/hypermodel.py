@@ -47,15 +47,7 @@ from models.rocket import MIN_LENGTH, MiniRocket, fit_dilations, fit_ridge_head
 from models.text import fit_tfidf_head, text_features
 from models.transfer import FROZEN_SHARES, TransferBase, fine_tune_base, freeze, probe_only
 from models.trees import KINDS as TREE_KINDS
-from models.trees import (
-    BOOSTED_FEATURE_SHARES,
-    BOOSTED_MIN_LEAF_ROWS,
-    BOOSTED_ROW_SHARES,
-    BOOSTED_SAMPLING,
-    TreeEnsemble,
-    fit_trees,
-    trees_per_round,
-)
+from models.trees import BOOSTED_SAMPLING, TreeEnsemble, fit_trees, trees_per_round
 
 FAMILIES = ("linear", "kernel", "dense", "cnn", "lstm", "rocket", "trees", "transfer", "embedding")
 # seconds per trial on a small set, fewest first; a pretrained base goes first: it is what a user asked to try
@@ -435,7 +427,7 @@ class KerasflowHyperModel(kt.HyperModel):
     def _trees(self, hp, x):
         """Room for the trees `fit` grows (`models.trees.fit_trees`): a forest (the default: few settings matter,
         strong on small tables) or boosted rounds x classes, each with its own leaf counts; boosting may be
-        stochastic (`models.trees.BOOSTED_ROW_SHARES` and after)."""
+        stochastic (`models.trees.BOOSTED_SAMPLING`)."""
         kind = hp.Choice("trees_kind", list(TREE_KINDS))
         count = hp.Choice("trees_count", [50, 100, 200], default=100)
         with hp.conditional_scope("trees_kind", "forest"):
@@ -443,9 +435,8 @@ class KerasflowHyperModel(kt.HyperModel):
         with hp.conditional_scope("trees_kind", "boosted"):
             boosted_leaves = hp.Choice("boosted_leaves", [4, 8, 16, 32], default=8)  # default: sklearn's depth 3
             hp.Float("trees_learning_rate", 0.02, 0.3, sampling="log", default=0.1)
-            hp.Choice("boosted_row_share", list(BOOSTED_ROW_SHARES))
-            hp.Choice("boosted_feature_share", list(BOOSTED_FEATURE_SHARES))
-            hp.Choice("boosted_min_leaf_rows", list(BOOSTED_MIN_LEAF_ROWS))
+            for name, choices in BOOSTED_SAMPLING.items():  # stochastic boosting; scikit-learn's defaults first
+                hp.Choice(f"boosted_{name}", list(choices))
         hp.Int(SEED_HYPERPARAMETERS["trees"], 0, SEED_VALUES - 1)
         leaves = forest_leaves if kind == "forest" else boosted_leaves
         n_classes = len(self.prep.class_names)

@@ -34,14 +34,11 @@ KINDS = ("forest", "boosted")  # the first is the default
 UNREACHABLE = 1e9
 MIN_PROBABILITY = 1e-6
 MAX_FIT_ROWS = 20_000  # the most rows the trees are fitted on (a stratified sample of larger sets)
-# Stochastic gradient boosting (Friedman 2002, "Stochastic gradient boosting"): the share of the rows each round
-# fits, the share of the features each split weighs, the fewest rows a leaf may hold. The first of each is
-# scikit-learn's default (every row, every feature, one row), the boosted trees kerasflow grew before.
-BOOSTED_ROW_SHARES = (1.0, 0.8)
-BOOSTED_FEATURE_SHARES = (1.0, 0.5)
-BOOSTED_MIN_LEAF_ROWS = (1, 10, 20)
-BOOSTED_SAMPLING = ("row_share", "feature_share", "min_leaf_rows")  # `make_estimator`'s keywords; hyperparameter
-# names prefix "boosted_"
+# Stochastic gradient boosting (Friedman 2002, "Stochastic gradient boosting"), `make_estimator`'s keywords -> the
+# values the search tries (hyperparameter `boosted_<keyword>`): the share of the rows each round fits, the share of
+# the features each split weighs, the fewest rows a leaf may hold. The first of each is scikit-learn's default
+# (every row, every feature, one row): the boosted trees kerasflow grew before.
+BOOSTED_SAMPLING = {"row_share": (1.0, 0.8), "feature_share": (1.0, 0.5), "min_leaf_rows": (1, 10, 20)}
 
 
 @keras.saving.register_keras_serializable(package="kerasflow")
@@ -94,11 +91,12 @@ def trees_per_round(n_classes: int) -> int:
 
 
 def make_estimator(kind: str, n_estimators: int, n_leaves: int, learning_rate: float, seed: int, *,
-                   row_share: float = BOOSTED_ROW_SHARES[0], feature_share: float = BOOSTED_FEATURE_SHARES[0],
-                   min_leaf_rows: int = BOOSTED_MIN_LEAF_ROWS[0]):
+                   row_share: float = BOOSTED_SAMPLING["row_share"][0],
+                   feature_share: float = BOOSTED_SAMPLING["feature_share"][0],
+                   min_leaf_rows: int = BOOSTED_SAMPLING["min_leaf_rows"][0]):
     """scikit-learn's forest, or its gradient boosting; `row_share`, `feature_share` and `min_leaf_rows` (boosting
-    only; `BOOSTED_*`) make it stochastic: each round fits a share of the rows, each split weighs a share of the
-    features, and no leaf holds fewer rows than `min_leaf_rows`. Their defaults are scikit-learn's."""
+    only; `BOOSTED_SAMPLING`) make it stochastic: each round fits a share of the rows, each split weighs a share of
+    the features, and no leaf holds fewer rows than `min_leaf_rows`. Their defaults are scikit-learn's."""
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 
     if kind == "forest":
