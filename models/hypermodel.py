@@ -231,11 +231,11 @@ class KerasflowHyperModel(kt.HyperModel):
                              seed=hp.get(SEED_HYPERPARAMETERS["kernel"]))
             metrics = fit_ridge_head(model, x, y, class_weight)
         elif family == "trees":
-            values = hp.values  # the learning rate and the sampling are absent for a forest
+            # the learning rate and the sampling are absent for a forest (`make_estimator` ignores them there), and
+            # the sampling from a trial recorded before it was in the space (scikit-learn's defaults apply)
+            values = hp.values
             kind = values["trees_kind"]
-            # absent for a forest, and from a trial recorded before they were in the space (their defaults apply)
-            sampling = {} if kind == "forest" else {
-                name: values[f"boosted_{name}"] for name in BOOSTED_SAMPLING if f"boosted_{name}" in values}
+            sampling = {name: values[f"boosted_{name}"] for name in BOOSTED_SAMPLING if f"boosted_{name}" in values}
             metrics = fit_trees(model, *_arrays(x, y), class_weight, kind=kind,
                                 n_estimators=values["trees_count"], n_leaves=values[f"{kind}_leaves"],
                                 learning_rate=values.get("trees_learning_rate", 0.1),

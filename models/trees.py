@@ -103,8 +103,7 @@ def make_estimator(kind: str, n_estimators: int, n_leaves: int, learning_rate: f
         return RandomForestClassifier(n_estimators=n_estimators, max_leaf_nodes=n_leaves, random_state=seed,
                                       n_jobs=-1)
     return GradientBoostingClassifier(n_estimators=n_estimators, max_leaf_nodes=n_leaves, max_depth=None,
-                                      learning_rate=learning_rate, subsample=row_share,
-                                      max_features=None if feature_share == 1.0 else feature_share,
+                                      learning_rate=learning_rate, subsample=row_share, max_features=feature_share,
                                       min_samples_leaf=min_leaf_rows, random_state=seed)
 
 
