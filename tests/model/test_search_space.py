@@ -168,9 +168,29 @@ def test_tree_layer_reproduces_sklearns_probabilities_and_round_trips(tmp_path, 
     absent = np.setdiff1d(np.arange(classes), reference.classes_)
     assert (probabilities[:, absent] < 1e-5).all()
     assert metrics["accuracy"] == reference.score(x[:200], y[:200]) and 0 < metrics["val_accuracy"] <= 1
+    layer = model.get_layer("trees")  # each node once (its feature, threshold, first child, values), not a path matrix
+    per_node = 3 + (classes if kind == "forest" else 1)
+    stored = sum(int(np.prod(weight.shape)) for weight in layer.weights)
+    assert stored <= layer.n_trees * ((2 * 8 - 1) * per_node + classes) + classes
     model.save(tmp_path / "trees.keras")
     again = keras.models.load_model(tmp_path / "trees.keras")
     assert np.allclose(again.predict(x, verbose=0), probabilities, atol=1e-6)
+
+
+def test_tree_layer_walks_trees_as_deep_as_their_leaves_allow():
+    """Each split of a one-hot table isolates one row, so best-first trees grow as chains: a tree of 16 leaves is 15
+    deep, the most steps the layer's walk takes. It still gives sklearn's probabilities."""
+    x, y = np.eye(64, dtype="float32"), np.arange(64)
+    prep = _prep("table", (64,), classes=[f"c{i}" for i in range(64)])
+    hp = kt.HyperParameters()
+    hp.values.update({"family": "trees", "trees_kind": "forest", "trees_count": 50, "forest_leaves": 16,
+                      "trees_seed": 1})
+    hypermodel = KerasflowHyperModel(prep, ["trees"])
+    model = hypermodel.build(hp)
+    hypermodel.fit(hp, model, x, y)
+    reference = make_estimator("forest", 50, 16, 0.1, 1).fit(x, y)
+    assert max(tree.tree_.max_depth for tree in reference.estimators_) == 15
+    assert np.allclose(model.predict(x, verbose=0), reference.predict_proba(x), atol=1e-5)
 
 
 def test_class_weights_are_a_hyperparameter_when_the_search_may_choose_them():
