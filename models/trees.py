@@ -13,20 +13,20 @@ Compiler for Unified Machine Learning Prediction Serving"):
 2. every sample starts at every tree's root; a step moves it to the node's
    first child plus its test (a split's two children are numbered side by
    side, and a leaf is its own first child, so a sample stays there);
-3. after as many steps as a tree of `n_leaves` leaves can be deep, the
-   leaves reached give their values, summed over the trees.
+3. after as many steps as the deepest tree is deep, the leaves reached
+   give their values, summed over the trees.
 
 Storage is linear in the nodes: four numbers a node. Hummingbird's GEMM
 strategy, used before, kept a splits x leaves path matrix a tree: the table
 portfolio's boosted trees on wine (200 rounds x 3 classes of 32 leaves) took
-2,774 KiB as TFLite, against 641 KiB now (0.29 -> 0.32 ms a row); a forest of
-100 trees 466 -> 189 KiB. The thresholds are compared, never gathered, so
-the dynamic-range variant keeps them in float (it quantizes gathered
-constants: it did not run with gathered ones); the float16 variant stores
-them in half precision, as it did before, and a row within a half-precision
-step of one can take the other branch (its check against the Keras model
-shows it). Gather, greater, cast, add, matmul and sum are builtin TFLite
-ops, so the model exports like any other. Trees are padded to one node
+2,774 KiB as TFLite, against 612 KiB now (0.29 -> 0.25 ms a row, 2 cores); a
+forest of 100 trees 466 -> 158 KiB (0.04 -> 0.05 ms). The thresholds are
+compared, never gathered, so the dynamic-range variant keeps them in float (it
+quantizes gathered constants: it did not run with gathered ones); the float16
+variant stores them in half precision, as it did before, and a row within a
+half-precision step of one can take the other branch (its check against the
+Keras model shows it). Gather, greater, cast, add, matmul and sum are builtin
+TFLite ops, so the model exports like any other. Trees are padded to one node
 count; a padded node is never reached.
 """
 
@@ -57,23 +57,22 @@ class TreeEnsemble(keras.layers.Layer):
     `average=False` (boosting): each tree adds its leaf's value to one class's
     logit (`tree_classes`), on top of the bias. `average=True` (a forest): a
     leaf's values are class probabilities over the number of trees, and the
-    logits are the log of their sum.
+    logits are the log of their sum. `depth`: the steps of the walk, the depth
+    of the deepest tree (`fit_trees` sets it); at most, and by default,
+    `n_leaves` - 1 (each split leaving one leaf).
     """
 
-    def __init__(self, n_trees: int, n_leaves: int, n_classes: int, average: bool = False, **kwargs):
+    def __init__(self, n_trees: int, n_leaves: int, n_classes: int, average: bool = False, depth: int | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.n_trees, self.n_leaves, self.n_classes, self.average = int(n_trees), int(n_leaves), int(n_classes), bool(
             average)
+        self.depth = self.n_leaves - 1 if depth is None else int(depth)
 
     @property
     def n_nodes(self) -> int:
         """Nodes a tree may hold: its leaves and the splits above them."""
         return 2 * self.n_leaves - 1
-
-    @property
-    def depth(self) -> int:
-        """The deepest a tree of `n_leaves` leaves can be (each split leaving one leaf): the steps of the walk."""
-        return self.n_leaves - 1
 
     def build(self, input_shape):
         t, n, c = self.n_trees, self.n_nodes, self.n_classes
@@ -88,13 +87,14 @@ class TreeEnsemble(keras.layers.Layer):
         self.bias = self.add_weight(shape=(c,), name="bias", **fixed)
 
     def call(self, inputs):
-        # every node's test at once, 1 where the sample goes right (never at a leaf: its threshold is inf): [b * nodes]
-        right = ops.reshape(ops.cast(ops.greater(ops.take(inputs, self.features, axis=1), self.thresholds), "int32"),
-                            (-1,))
+        # every node's test at once, 1 where the sample goes right (never at a leaf: its threshold is inf), so every
+        # node's next node for every sample: [b * nodes]
+        right = ops.cast(ops.greater(ops.take(inputs, self.features, axis=1), self.thresholds), "int32")
+        following = ops.reshape(right + self.first_children, (-1,))
         rows = ops.expand_dims(ops.arange(ops.shape(inputs)[0], dtype="int32") * self.n_trees * self.n_nodes, 1)
         node = ops.zeros_like(rows) + ops.arange(self.n_trees, dtype="int32") * self.n_nodes  # [b, t]: the roots
         for _ in range(self.depth):
-            node = ops.take(self.first_children, node) + ops.take(right, rows + node)
+            node = ops.take(following, rows + node)
         values = ops.take(self.leaf_values, node, axis=0)  # [b, t, 1 or classes]
         if self.average:
             return ops.log(ops.maximum(ops.sum(values, axis=1) + self.bias, MIN_PROBABILITY))
@@ -105,7 +105,7 @@ class TreeEnsemble(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "n_trees": self.n_trees, "n_leaves": self.n_leaves,
-                "n_classes": self.n_classes, "average": self.average}
+                "n_classes": self.n_classes, "average": self.average, "depth": self.depth}
 
 
 def trees_per_round(n_classes: int) -> int:
@@ -149,6 +149,10 @@ def fit_trees(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: di
     weights = None if class_weight is None else np.array([class_weight.get(int(c), 1.0) for c in y])
     estimator.fit(features, y, sample_weight=weights)
     layer.set_weights(_tree_weights(estimator, features, layer))
+    depth = max(tree.tree_.max_depth for tree in np.ravel(estimator.estimators_))
+    if depth != layer.depth:  # a walk traced before (a refit) may be too short: Keras traces it again
+        layer.depth = int(depth)
+        model.train_function = model.test_function = model.predict_function = None
     head = model.get_layer("probabilities")
     head.set_weights([np.eye(layer.n_classes, dtype=np.float32), np.zeros(layer.n_classes, np.float32)])
     return training_metrics(model, x, y)

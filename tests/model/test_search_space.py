@@ -177,9 +177,10 @@ def test_tree_layer_reproduces_sklearns_probabilities_and_round_trips(tmp_path, 
     assert np.allclose(again.predict(x, verbose=0), probabilities, atol=1e-6)
 
 
-def test_tree_layer_walks_trees_as_deep_as_their_leaves_allow():
+def test_tree_layer_walks_trees_as_deep_as_their_leaves_allow_after_a_shallow_fit():
     """Each split of a one-hot table isolates one row, so best-first trees grow as chains: a tree of 16 leaves is 15
-    deep, the most steps the layer's walk takes. It still gives sklearn's probabilities."""
+    deep, the most steps the layer's walk takes. Fitted first where one split suffices (a one-step walk, traced by
+    Keras' predict), then refitted on the chains, the layer gives sklearn's probabilities."""
     x, y = np.eye(64, dtype="float32"), np.arange(64)
     prep = _prep("table", (64,), classes=[f"c{i}" for i in range(64)])
     hp = kt.HyperParameters()
@@ -187,9 +188,14 @@ def test_tree_layer_walks_trees_as_deep_as_their_leaves_allow():
                       "trees_seed": 1})
     hypermodel = KerasflowHyperModel(prep, ["trees"])
     model = hypermodel.build(hp)
+    shallow_x, shallow_y = np.zeros_like(x), y % 2
+    shallow_x[:, 0] = shallow_y
+    hypermodel.fit(hp, model, shallow_x, shallow_y)
+    assert model.get_layer("trees").depth == 1 and model.predict(shallow_x, verbose=0)[:, :2].argmax(1).tolist() == (
+        shallow_y.tolist())
     hypermodel.fit(hp, model, x, y)
     reference = make_estimator("forest", 50, 16, 0.1, 1).fit(x, y)
-    assert max(tree.tree_.max_depth for tree in reference.estimators_) == 15
+    assert max(tree.tree_.max_depth for tree in reference.estimators_) == 15 == model.get_layer("trees").depth
     assert np.allclose(model.predict(x, verbose=0), reference.predict_proba(x), atol=1e-5)
 
 
