@@ -159,8 +159,9 @@ def fit_trees(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: di
 
 
 def _tree_weights(estimator, features: np.ndarray, layer: TreeEnsemble) -> list[np.ndarray]:
-    """The layer's weights (nodes, thresholds, leaf values, tree classes for boosting, bias) for a fitted estimator:
-    tree k's nodes from k * n_nodes on, the root first and every split's two children side by side."""
+    """The layer's weights (features, thresholds, first children, leaf values, tree classes for boosting, bias) for
+    a fitted estimator: tree k's nodes from k * n_nodes on, the root first and every split's two children side by
+    side."""
     t, n, c = layer.n_trees, layer.n_nodes, layer.n_classes
     node_features = np.zeros((t, n), np.int32)
     thresholds = np.full((t, n), np.inf, np.float32)  # no sample goes right at a leaf, not even an inf one
@@ -202,7 +203,8 @@ def _tree_weights(estimator, features: np.ndarray, layer: TreeEnsemble) -> list[
         else:
             leaf_values[k, place[leaves], 0] = estimator.learning_rate * tree.value[leaves, 0, 0]
             tree_classes[k, label] = 1.0
-    weights = [node_features.reshape(-1), thresholds.reshape(-1), first_children.reshape(-1).reshape(-1), leaf_values.reshape(t * n, -1)]
+    weights = [node_features.reshape(-1), thresholds.reshape(-1), first_children.reshape(-1),
+               leaf_values.reshape(t * n, -1)]
     return weights + ([] if layer.average else [tree_classes]) + [bias]
 
 
