@@ -16,18 +16,19 @@ Compiler for Unified Machine Learning Prediction Serving"):
 3. after as many steps as the deepest tree is deep, the leaves reached
    give their values, summed over the trees.
 
-Storage is linear in the nodes: four numbers a node. Hummingbird's GEMM
-strategy, used before, kept a splits x leaves path matrix a tree: the table
-portfolio's boosted trees on wine (200 rounds x 3 classes of 32 leaves) took
-2,774 KiB as TFLite, against 612 KiB now (0.29 -> 0.25 ms a row, 2 cores); a
-forest of 100 trees 466 -> 158 KiB (0.04 -> 0.05 ms). The thresholds are
-compared, never gathered, so the dynamic-range variant keeps them in float (it
-quantizes gathered constants: it did not run with gathered ones); the float16
-variant stores them in half precision, as it did before, and a row within a
-half-precision step of one can take the other branch (its check against the
-Keras model shows it). Gather, greater, cast, add, matmul and sum are builtin
-TFLite ops, so the model exports like any other. Trees are padded to one node
-count; a padded node is never reached.
+Storage is linear in the nodes: a feature, a threshold, a first child and the
+values (one for boosting, one a class for a forest) a node. Hummingbird's
+GEMM strategy, used before, kept a splits x leaves path matrix a tree: the
+table portfolio's boosted trees on wine (200 rounds x 3 classes of 32 leaves)
+took 2,774 KiB as TFLite, against 612 KiB now (0.29 -> 0.25 ms a row, 2
+cores); a forest of 100 trees 466 -> 158 KiB (0.04 -> 0.05 ms). The thresholds
+are compared, never gathered, so the dynamic-range variant keeps them in float
+(it quantizes gathered constants: it did not run with gathered ones); the
+float16 variant stores them in half precision, as it did before, and a row
+within a half-precision step of one can take the other branch (its check
+against the Keras model shows it). Gather, greater, cast, add, matmul and sum
+are builtin TFLite ops, so the model exports like any other. Trees are padded
+to one node count; a padded node is never reached.
 """
 
 from __future__ import annotations
@@ -191,11 +192,11 @@ def _tree_weights(estimator, features: np.ndarray, layer: TreeEnsemble) -> list[
         order = _siblings_adjacent(tree)
         place = np.empty(tree.node_count, np.int64)
         place[order] = np.arange(tree.node_count)
-        split = order[tree.children_left[order] >= 0]
+        split = np.flatnonzero(tree.children_left >= 0)
         node_features[k, place[split]] = tree.feature[split]
         first_children[k, place[split]] = k * n + place[tree.children_left[split]]
         thresholds[k, place[split]] = [_float32_at_most(v) for v in tree.threshold[split]]
-        leaves = order[tree.children_left[order] < 0]
+        leaves = np.flatnonzero(tree.children_left < 0)
         if label is None:  # a forest leaf: class fractions, averaged over the trees
             counts = tree.value[leaves, 0]
             leaf_values[k, place[leaves][:, None], classes] = counts / np.maximum(
