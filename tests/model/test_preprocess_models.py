@@ -100,3 +100,24 @@ def test_lstm_sees_every_step_up_to_the_training_bound_and_pooled_steps_beyond()
     long = build_from_hyperparameters(_prep("sequence", (1000, 2)), {"family": "lstm", "lstm_layers": 1})
     lstm = next(layer for layer in long.layers if isinstance(layer, FusedLSTM))
     assert lstm.input.shape[1] <= MAX_LSTM_STEPS
+
+
+@pytest.mark.parametrize("unit_variance", [True, False], ids=["unit-variance", "wine-variance"])
+def test_the_float32_tflite_encoder_gives_the_keras_features_bit_for_bit(tmp_path, unit_variance):
+    """A tree's threshold can sit exactly on a training value, so one float step in the exported features moves
+    whole trees. With every variance 1 the converter used to fold the division by the standard deviation into an
+    inexact reciprocal square root (0.99999994): 1,424 of wine's 2,314 features came out one step off."""
+    from sklearn.datasets import load_wine
+
+    from models.layers import TabularEncoder
+    from pipelines.export.tflite import LiteModel, convert, write_saved_model
+
+    x = load_wine(return_X_y=True)[0].astype("float32")
+    variance = np.ones(x.shape[1]) if unit_variance else x.var(axis=0)
+    inputs = keras.Input((x.shape[1],), name="features")
+    model = keras.Model(inputs, TabularEncoder(x.mean(axis=0).tolist(), variance.tolist(), [])(inputs))
+    expected = np.asarray(model.predict(x, verbose=0))
+    lite = LiteModel(convert(write_saved_model(model, tmp_path / "saved", [x.shape[1]]), "float32",
+                             representative=x[:16]))
+    exported = np.concatenate([lite.predict(x[i:i + 1]) for i in range(len(x))])
+    assert np.array_equal(exported, expected)
