@@ -24,11 +24,11 @@ class TabularEncoder(keras.layers.Layer):
 
     A column is scaled by its inverse standard deviation, worked out here in
     float64 and rounded once (`inverse_std`), rather than divided by a standard
-    deviation computed in the graph. Where every mean is 0 (a test's identity
-    preprocessing; data standardised beforehand), the TFLite converter folded
-    that division into a multiplication by a reciprocal square root that is not
-    correctly rounded (0.99999994 for a variance of 1), so the exported features
-    came out one float step off the Keras model's. A tree's threshold can sit
+    deviation computed in the graph. Where every variance was 1 (a test's
+    identity preprocessing), the TFLite converter folded that division into a
+    multiplication by a reciprocal square root that is not correctly rounded
+    (0.99999994), so the exported features came out one float step off the
+    Keras model's (with real variances they were exact). A tree's threshold can sit
     exactly on a training value (the midpoint of its neighbours in the tree's
     bootstrap sample), and one step moved whole trees: a forest's float32 TFLite
     probabilities were 0.02 off the Keras model's on wine so preprocessed. With
