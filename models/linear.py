@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+from scipy import sparse
 
 from models.inference import layer_inputs
 from models.rocket import ABSENT_CLASS_LOGIT, training_metrics
@@ -66,12 +67,31 @@ def solve_logistic(features, y: np.ndarray, class_weight: dict | None, n_classes
     if len(classes) == 1:  # nothing to separate: that class wins everywhere
         bias[classes[0]] = 0.0
         return kernel, bias
-    regression = logistic_regression(c).fit(features, y, sample_weight=weights)
+    basis, coordinates = row_space(features)
+    regression = logistic_regression(c).fit(coordinates, y, sample_weight=weights)
+    coefficients = regression.coef_ if basis is None else regression.coef_ @ basis.T
     classes = regression.classes_
     if len(classes) == 2:
         bias[classes[0]] = 0.0
-        kernel[:, classes[1]], bias[classes[1]] = regression.coef_[0], regression.intercept_[0]
+        kernel[:, classes[1]], bias[classes[1]] = coefficients[0], regression.intercept_[0]
     else:
         for row, label in enumerate(classes):
-            kernel[:, label], bias[label] = regression.coef_[row], regression.intercept_[row]
+            kernel[:, label], bias[label] = coefficients[row], regression.intercept_[row]
     return kernel, bias
+
+
+def row_space(features) -> tuple[np.ndarray | None, object]:
+    """An orthonormal basis of the span of `features`' rows (width x rows) and each row's coordinates in it (rows x
+    rows), for a dense matrix wider than it is tall; (None, `features`) for any other.
+
+    Under an L2 penalty the fitted coefficients lie in that span (the representer theorem): a part orthogonal to
+    every row changes no logit and only adds to the penalty. So the regression fitted on the coordinates, mapped back
+    through the basis, is the same optimum, and each lbfgs step costs rows/width of a step on the full width. A
+    series of 1,460 steps with 80 training rows (aeon's ACSF1) took 17 s a fold at lbfgs' 1,000 iterations and
+    took a one-minute run's logistic regression trial to 99 s; on its coordinates, 0.4 s. The basis is a QR
+    factorisation of the transpose (features' = Q R, so features Q = R'): a few milliseconds at a few hundred rows.
+    """
+    if sparse.issparse(features) or features.shape[1] <= features.shape[0]:
+        return None, features
+    basis, triangle = np.linalg.qr(features.T)
+    return basis, triangle.T
