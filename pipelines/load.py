@@ -270,8 +270,10 @@ def load_table(path: Path, target: str) -> Dataset:
     if target not in frame.columns:
         raise DataError(f"{path}: no column {shown(target)}; columns are {names(frame.columns)}")
     if frame[target].isna().any():
-        rows = frame.index[frame[target].isna()].tolist()[:5]
-        raise DataError(f"{path}: label column {target!r} is empty on rows {rows}")
+        empty = np.flatnonzero(frame[target].isna().to_numpy())
+        more = f" and {len(empty) - LISTED} more" if len(empty) > LISTED else ""
+        raise DataError(f"{path}: label column {target!r} is empty on {len(empty)} of {len(frame)} rows: rows "
+                        f"{empty[:LISTED].tolist()}{more} (numbered from 0 below the header); label or drop them")
     check_not_continuous(path, frame[target])
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:

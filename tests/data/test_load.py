@@ -228,3 +228,13 @@ def test_nan_in_sequences_is_refused_with_the_files_sample_numbers(tmp_path):
     with pytest.raises(DataError, match=r"7 of 40 sequences hold NaN or inf: samples \[3, 17, 18, 19, 20\] and 2 "
                                         r"more \(numbered from 0, as in the file\)"):
         load_path(tmp_path / "s.npz", None)
+
+
+def test_empty_labels_are_counted_and_the_first_rows_named(tmp_path):
+    frame = make_table(60)
+    frame["label"] = frame["label"].astype(object)
+    frame.loc[[3, 10, 11, 20, 30, 41, 50], "label"] = None
+    frame.to_csv(tmp_path / "unlabelled.csv", index=False)
+    with pytest.raises(DataError, match=r"label column 'label' is empty on 7 of 60 rows: rows \[3, 10, 11, 20, 30\] "
+                                        r"and 2 more \(numbered from 0 below the header\); label or drop them"):
+        load_path(tmp_path / "unlabelled.csv", "label")
