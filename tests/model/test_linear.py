@@ -7,7 +7,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from models import CLOSED_FORM_FAMILIES, KerasflowHyperModel, families_for
-from models.linear import row_space, solve_logistic
+from models.linear import ROW_SPACE_MAX_ROWS, row_space, solve_logistic
 from pipelines.load import load_path, split_dataset
 from pipelines.preprocess import fit_preprocessing, model_inputs
 
@@ -97,3 +97,5 @@ def test_wider_than_tall_is_solved_on_the_rows_coordinates_and_is_the_same_optim
         assert errors[name] <= np.abs(default.predict_proba(rows) - optimum.predict_proba(rows)).max() + 1e-4, name
     assert errors["training"] < 1e-3
     assert row_space(x[:, :30])[0] is None, "a matrix taller than wide is fitted as it is"
+    many = np.zeros((ROW_SPACE_MAX_ROWS + 1, ROW_SPACE_MAX_ROWS + 2))
+    assert row_space(many)[0] is None, "so is one of more rows than the factorisation pays for"
