@@ -91,8 +91,8 @@ def row_space(features) -> tuple[np.ndarray | None, object]:
     Under an L2 penalty the fitted coefficients lie in that span (the representer theorem): a part orthogonal to
     every row changes no logit and only adds to the penalty. So the regression fitted on the coordinates, mapped back
     through the basis, is the same optimum, and each lbfgs step costs rows/width of a step on the full width. A
-    series of 1,460 steps with 80 training rows (aeon's ACSF1) took 17 s a fold at lbfgs' 1,000 iterations and
-    took a one-minute run's logistic regression trial to 99 s; on its coordinates, 0.4 s a fold. The basis is a QR
+    series of 1,460 steps with 80 training rows (aeon's ACSF1) took 17 s a fold at lbfgs' 1,000 iterations (99 s
+    for a one-minute run's logistic regression trial); on its coordinates, 0.4 s a fold. The basis is a QR
     factorisation of the transpose (features' = Q R, so features Q = R'): a few milliseconds at a few hundred rows.
     """
     rows, width = features.shape
