@@ -27,8 +27,8 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from table import (SEEDS_COLUMNS, kerasflow_row, merged, peers_columns, peers_row,  # bench/table.py, next to this
-                   peers_seed_means, seed_means, write_results)  # script (sys.path[0] when run as a script)
+from table import (kerasflow_row, merged, peers_columns, peers_row, peers_seed_means,  # bench/table.py, next to
+                   seeds_table, write_results)  # this script (sys.path[0] when run as a script)
 
 # name -> (R package, label column): tables with text categoricals, missing values or imbalance (largest class over
 # three times the smallest), 110-2,380 rows, two to six classes.
@@ -80,9 +80,8 @@ def main() -> None:
         if series:
             rows = [show(kerasflow_row(name, args.budget_minutes, workdir, seed=seed))
                     for name in series for seed in args.seeds]
-            table = merged(seed_means(rows), STEMS["series"], SERIES)
-            table = table[[column for column in SEEDS_COLUMNS if column in table.columns]]
-            print(write_results(STEMS["series"], header("series", args.budget_minutes), table))
+            print(write_results(STEMS["series"], header("series", args.budget_minutes),
+                                seeds_table(rows, STEMS["series"], SERIES)))
 
 
 def show(row: dict) -> dict:

@@ -548,8 +548,14 @@ def bench_seeds(names: list[str], budget_minutes: float, seeds: list[int]) -> No
                 rows.append(kerasflow_row(name, budget_minutes, Path(tmp), seed=seed))
                 print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
     stem = table_stem(budget_minutes) + SEEDS_SUFFIX
-    table = merged(seed_means(rows), stem)
-    print(write_results(stem, seeds_header(budget_minutes), table[[c for c in SEEDS_COLUMNS if c in table.columns]]))
+    print(write_results(stem, seeds_header(budget_minutes), seeds_table(rows, stem)))
+
+
+def seeds_table(rows: list[dict], stem: str, datasets: list[str] = DATASETS) -> pd.DataFrame:
+    """Seeded kerasflow rows with each dataset's mean (`seed_means`), merged with the saved <stem>.csv's other
+    datasets, in `SEEDS_COLUMNS`."""
+    table = merged(seed_means(rows), stem, datasets)
+    return table[[column for column in SEEDS_COLUMNS if column in table.columns]]
 
 
 def seeds_header(budget_minutes: float) -> list[str]:
