@@ -16,7 +16,8 @@ Built with MediaPipe's own writers rather than hand-made flatbuffers:
 `mediapipe.tasks.python.metadata.metadata.MetadataPopulator` packs them and the
 files in (what `metadata_writer.MetadataWriter.populate` does, without its temporary
 files); `MetadataDisplayer` reads them back. mediapipe is imported only when a file
-is written or read, not when the CLI starts. The 1.2.3 wheel lacks the extension those
+is written or read, not when the CLI starts, and through `pipelines.export.mediapipe_import`
+(which keeps it from holding the importer's frames). The 1.2.3 wheel lacks the extension those
 two import; `pipelines.export.metadata_version` stands in for it.
 """
 
@@ -35,6 +36,7 @@ from pipelines.export.model_card import (
     CardFacts,
     input_layout,
 )
+from pipelines.export.mediapipe_import import load as load_mediapipe
 from pipelines.export.metadata_version import provide as provide_parser_version
 from pipelines.export.records import ExportData
 from pipelines.export.rgb import RGB_CHANNELS, file_input_shape, has_front
@@ -91,6 +93,7 @@ def pixel_normalisation(data: ExportData) -> tuple[float, float]:
 
 def with_metadata(tflite: bytes, prep: Preprocessing, data: ExportData, about: About, stateful: bool = False) -> bytes:
     """`tflite` with the metadata of an image, table or sequence classifier and its label file packed in."""
+    load_mediapipe()
     from mediapipe.tasks.python.metadata.metadata_writers import metadata_info, writer_utils
 
     input_type = writer_utils.get_input_tensor_types(tflite)[0]
@@ -118,6 +121,7 @@ def with_metadata(tflite: bytes, prep: Preprocessing, data: ExportData, about: A
 def with_text_metadata(tflite: bytes, class_names: list[str], tokenizer: Tokenizer, about: About) -> bytes:
     """`tflite` (input `[1, length]` int32 token ids) with a regex tokenizer, its vocabulary and labels packed in:
     what MediaPipe's TextClassifier needs to feed raw strings itself."""
+    load_mediapipe()
     from mediapipe.tasks.python.metadata.metadata_writers import metadata_info
 
     input_md = metadata_info.InputTextTensorMd(
@@ -200,6 +204,7 @@ def _finite(values: np.ndarray) -> list[float] | None:
 
 def read_metadata(tflite: bytes) -> dict:
     """The file's metadata as MediaPipe's `MetadataDisplayer` reads it (JSON), with the packed file names."""
+    load_mediapipe()
     provide_parser_version()
     from mediapipe.tasks.python.metadata import metadata
 
@@ -209,6 +214,7 @@ def read_metadata(tflite: bytes) -> dict:
 
 def packed_file(tflite: bytes, name: str) -> bytes:
     """One associated file zipped onto `tflite` (the labels, a vocabulary)."""
+    load_mediapipe()
     provide_parser_version()
     from mediapipe.tasks.python.metadata import metadata
 

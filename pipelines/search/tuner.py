@@ -39,6 +39,7 @@ from pipelines.search.keras_tuner_bridge import (
     tuner_taking_an_oracle,
 )
 from pipelines.search.fidelity import PATIENCE, Fidelity, converging, fidelity_for, hyperband_schedule
+from pipelines.search.gradients import released_gradients
 from pipelines.search.ledger import COPIED_FROM, TrialLedger
 from pipelines.search.records import TrialHook
 from pipelines.search.selection import CrossValidation, load_heldout, save_heldout, scores
@@ -133,6 +134,10 @@ def budgeted_tuner(name: str) -> type:
             self.training_rows: int | None = None
 
         def run_trial(self, trial, *args, **kwargs):
+            with released_gradients():  # the trial's traced train steps are freed with it (`.gradients`)
+                return self._scored_trial(trial, *args, **kwargs)
+
+        def _scored_trial(self, trial, *args, **kwargs):
             cv = self.cross_validation
             if cv is not None:
                 rows = len(cv.y) - len(cv.y) // len(cv.folds)
