@@ -7,13 +7,11 @@ images, this project's containers) it keeps the `OSError` in a module global,
 `sd_error`, to raise when a recording starts. An exception keeps its traceback,
 the traceback its frames, and each frame its caller (`f_back`), up to the
 frame that imported MediaPipe first: in a run, the export of the process's first
-model, and through it that run's model, data and search. They stayed alive as
-long as the process, and every `gc.collect()` walked them (keras-tuner collects
-before it builds each model): runs in one Python process grew slower and larger
-(on wine, six 30-second runs: the step from the search's last trial to its
-saved choice took 3.2 s, then 4.4 s, 50 MB more each run). `load()` imports
-MediaPipe and drops the tracebacks of the exceptions its modules keep; their
-messages stay, so what they raise later still says what is missing.
+model, and through it that run's model, data and search, alive as long as the
+process and walked by every `gc.collect()` (after two wine runs, 11 Keras models
+were alive through it; none once it was dropped). `load()` imports MediaPipe and
+drops the tracebacks of the exceptions its modules keep; their messages stay, so
+what they raise later still says what is missing.
 """
 
 from __future__ import annotations
