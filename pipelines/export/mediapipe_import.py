@@ -28,8 +28,8 @@ def load() -> types.ModuleType:
 
     for name, module in list(sys.modules.items()):
         if name == PACKAGE or name.startswith(PACKAGE + "."):
-            for value in list(vars(module).values()):
-                if isinstance(value, BaseException):
+            for value in list(getattr(module, "__dict__", {}).values()):
+                if issubclass(type(value), BaseException):  # type(): a dead weak proxy raises on isinstance
                     forget_frames(value)
     return mediapipe
 

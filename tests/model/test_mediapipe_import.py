@@ -31,7 +31,7 @@ FIRST_IMPORT = textwrap.dedent("""
 
     held = first_import()
     gc.collect()
-    keeps = any(isinstance(value, BaseException) for name, module in list(sys.modules.items())
+    keeps = any(issubclass(type(value), BaseException) for name, module in list(sys.modules.items())
                 if name.startswith("mediapipe") for value in list(vars(module).values()))
     print(json.dumps({"alive": held() is not None, "keeps_exception": keeps}))
 """)
