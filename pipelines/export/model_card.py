@@ -165,6 +165,7 @@ def variant_table(result: ExportResult) -> list[str]:
         verdict = ("**recommended**" if v.recommended else "ok" if v.within_tolerance
                    else f"⚠ too lossy (> {100 * result.tolerance:.1f} pt)")
         model = v.variant + (" (int8 I/O)" if v.input.quantized else "") + (
+            f", calibrated on {v.calibration_samples} samples" if v.calibration_samples else "") + (
             f": {v.source}" if v.source != TRAINED_MODEL else "")
         gzipped = f"{v.gzip_bytes / 1024:.1f}" if v.gzip_bytes else "–"
         rows.append(f"| {verdict} | {model} | {v.file} | {v.bytes / 1024:.1f} | {gzipped} | "

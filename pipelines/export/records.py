@@ -19,7 +19,8 @@ class ExportData:
 
     Attributes:
         x_test, y_test: the test split as model inputs and class indices (parity is measured on it).
-        x_representative: up to 200 training samples that calibrate the int8 variant.
+        x_representative: up to 200 training samples that calibrate the int8 variant (as many as
+            `pipelines.export.calibration` has time for).
         feature_min, feature_max: the training value range per column (tables) or last-axis channel.
     """
 
@@ -66,6 +67,7 @@ class VariantReport:
         stateful: it keeps tensors between calls (a fused LSTM's state), so an app resets them before each call.
         source: the Keras model it was converted from (the trained model, or a pruned or distilled one);
         sparsity: a pruned model's share of zero kernel weights; gzip_bytes: the file gzipped, as downloads are.
+        calibration_samples: how many training samples calibrated an int8 variant's ranges (None for the others).
     """
 
     variant: str
@@ -88,6 +90,7 @@ class VariantReport:
     source: str = TRAINED_MODEL
     sparsity: float | None = None
     gzip_bytes: int | None = None
+    calibration_samples: int | None = None
 
 
 @dataclass

@@ -28,6 +28,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from pipelines.config import ExportOptions
 from pipelines.errors import ExportError
 from pipelines.export import model_card
+from pipelines.export.calibration import Calibration
 from pipelines.export.compress import compress
 from pipelines.export.metadata import About, with_metadata
 from pipelines.export.records import TRAINED_MODEL, ExportData, ExportResult, KerasReference, VariantReport
@@ -179,7 +180,7 @@ def _compressed_variants(model_path: Path, prep: Preprocessing, data: ExportData
     x, y = Replay.load(training).sample(REPLAY_ROWS, prep.class_names, seed=0)
     int8 = next((v for v in variants if v.variant == "int8"), None)
     teacher_kb = (int8.bytes if int8 else len(convert(staging / "saved_model", "int8",
-                                                      file_samples(data.x_representative, prep)))) / 1024
+                                                      Calibration(file_samples(data.x_representative, prep))))) / 1024
     work = staging / ".compress"
     reports = []
     for made in compress(model_path, prep, x, y, options, teacher_kb, data.x_representative):
@@ -200,9 +201,10 @@ def _export_variant(staging: Path, variant: str, keras_probabilities: np.ndarray
     """Convert one variant (`mode`: the quantize mode, default `variant`), write its metadata in and check it against
     the Keras model."""
     file = f"model_{variant}.tflite"
+    calibration = Calibration(file_samples(data.x_representative, prep))
     try:
-        tflite = convert(saved_model or staging / "saved_model", mode or variant,
-                         file_samples(data.x_representative, prep), options.int8_io, sparse=sparsity is not None)
+        tflite = convert(saved_model or staging / "saved_model", mode or variant, calibration, options.int8_io,
+                         sparse=sparsity is not None)
     except ExportError:
         raise
     except Exception as exc:
@@ -228,6 +230,7 @@ def _export_variant(staging: Path, variant: str, keras_probabilities: np.ndarray
         latency_median_ms=latency.median_ms, latency_p95_ms=latency.p95_ms,
         within_tolerance=drop <= options.quantization_tolerance + 1e-9, stateful=lite.stateful,
         source=source, sparsity=sparsity, gzip_bytes=len(gzip.compress(tflite, compresslevel=9)),
+        calibration_samples=calibration.used or None,
     )
 
 

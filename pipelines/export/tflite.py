@@ -3,7 +3,8 @@
 Four variants, the usual mobile trade-offs: `float32` (reference), `float16`
 (weights in half precision, half the size), `dynamic` (int8 weights, float
 activations) and `int8` (weights and activations in int8, calibrated on
-representative training samples; optionally int8 input/output tensors too).
+representative training samples, `pipelines.export.calibration`; optionally
+int8 input/output tensors too).
 Every variant is restricted to TFLite builtin ops, and the op list of the
 converted flatbuffer is checked again, because a model that needs Flex or
 custom ops does not load in a stock LiteRT runtime on a phone.
@@ -21,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from pipelines.errors import ExportError
+from pipelines.export.calibration import Calibration
 from pipelines.export.rgb import FRONT_NAME, RGB_CHANNELS, as_rgb
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
@@ -70,11 +72,12 @@ def write_saved_model(model, path: Path, input_shape: list[int]) -> Path:
     return path
 
 
-def convert(saved_model: Path, variant: str, representative: np.ndarray | None = None,
+def convert(saved_model: Path, variant: str, calibration: Calibration | None = None,
             int8_io: bool = False, sparse: bool = False) -> bytes:
     """Convert the SavedModel's `serve` endpoint to one variant, builtin ops only.
 
-    The int8 variant (float I/O) keeps the in-model preprocessing (standardisation, imputation, one-hot) in
+    The int8 variant is calibrated on `calibration`'s samples (for a bounded time: its `used` then says how
+    many); with float I/O it keeps the in-model preprocessing (standardisation, imputation, one-hot) in
     float and quantizes from its output on: quantizing the raw input tensor with one scale for every column
     collapses columns of small range next to large ones (wine's hue next to its proline: 0.58 accuracy
     against 0.97). With int8 I/O the input tensor itself is int8, so everything is quantized.
@@ -93,18 +96,13 @@ def convert(saved_model: Path, variant: str, representative: np.ndarray | None =
         converter.target_spec.supported_types = [tf.float16]
     if variant != "int8":
         return _finish(converter.convert(), sparse)
-    if representative is None or not len(representative):
+    if calibration is None or not len(calibration):
         raise ExportError("int8 quantization needs representative training samples; none were given")
     reference = _converter(saved_model).convert()  # float32: its input dtype, and its op names (before stripping)
     dtype = input_dtype(reference)
     if int8_io and np.issubdtype(dtype, np.integer):
         raise ExportError(INT8_IO_TOKEN_IDS)
-    samples = as_input(representative, dtype)
-
-    def calibration():
-        return ([samples[i:i + 1]] for i in range(len(samples)))
-
-    converter.representative_dataset = calibration
+    converter.representative_dataset = calibration.feed(lambda sample: as_input(sample, dtype))
     if int8_io:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
@@ -117,7 +115,7 @@ def convert(saved_model: Path, variant: str, representative: np.ndarray | None =
     # Selective quantization (TFLite's documented way): builtin float ops for the preprocessing, int8 after it.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=calibration,
+        converter=converter, debug_dataset=converter.representative_dataset,
         debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=float_nodes))
     return _finish(debugger.get_nondebug_quantized_model(), sparse)
 
@@ -390,6 +388,6 @@ def int8_footprint(model, input_shape: list[int], representative: np.ndarray, ru
 
     with tempfile.TemporaryDirectory(prefix="kerasflow-footprint-") as folder:
         saved_model = write_saved_model(model, Path(folder) / "saved_model", input_shape)
-        tflite = convert(saved_model, "int8", representative)
+        tflite = convert(saved_model, "int8", Calibration(representative))
     latency = tflite_latency(tflite, representative, runs=runs)
     return Footprint(int8_kb=len(tflite) / 1024, latency_ms=latency.median_ms)

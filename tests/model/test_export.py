@@ -2,17 +2,19 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from models.lstm import FUSED_OP
 from pipelines.config import ExportOptions
 from pipelines.errors import ExportError
+from pipelines.export.calibration import MIN_CALIBRATION_SAMPLES, Calibration
 from pipelines.export.metadata import LABEL_FILE, packed_file, read_metadata
 from pipelines.export.model_card import CardFacts
 from pipelines.export.records import ExportData
 from pipelines.export.reexport import reexport_run
 from pipelines.export.run import REEXPORT_FILES, export_model, reexport
-from pipelines.export.tflite import VARIANTS, LiteModel, check_builtin_ops, operators
+from pipelines.export.tflite import VARIANTS, LiteModel, check_builtin_ops, convert, operators, write_saved_model
 from pipelines.finetune import build_from_hyperparameters, fine_tune
 from pipelines.load import LENGTH_RULE, SEQUENCE_FORMAT, load_path, split_dataset
 from pipelines.preprocess import fit_preprocessing, model_inputs
@@ -67,6 +69,8 @@ def test_every_family_exports_every_variant_with_builtin_ops_and_parity(request,
     assert float32.label_agreement == 1.0 and float32.max_probability_difference < 1e-4
     assert float16.label_agreement >= 0.9 and float16.max_probability_difference < 0.05
     assert result.variant("int8").max_probability_difference < 0.5
+    assert result.variant("int8").calibration_samples == len(data.x_representative), "small: calibrated on all"
+    assert float32.calibration_samples is None and "calibrated on" in (tmp_path / "export" / "MODEL_CARD.md").read_text()
     assert result.keras.latency_median_ms > 0
     signatures = LiteModel((tmp_path / "export" / "model_int8.tflite").read_bytes()).interpreter.get_signature_list()
     assert signatures == {"serve": {"inputs": ["features"], "outputs": ["output_0"]}}, "names an app relies on survive"
@@ -195,12 +199,11 @@ def test_a_failed_export_leaves_the_previous_export_whole(table_csv, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_int8_keeps_a_table_whose_columns_differ_in_scale(tmp_path):
-    """wine: proline in the hundreds beside hue around 1; one input scale for all columns cost 39 points."""
+def _wine_mlp():
+    """wine (columns of very different scales) and a one-layer MLP fitted on it."""
     import keras
 
     from pipelines.load import load_bundled
-    from pipelines.export.tflite import LiteModel
 
     keras.utils.set_random_seed(0)
     data, _ = load_bundled("wine")
@@ -209,6 +212,12 @@ def test_int8_keeps_a_table_whose_columns_differ_in_scale(tmp_path):
     inputs = model_inputs(splits, prep)
     model = build_from_hyperparameters(prep, {"family": "dense", "dense_layers": 1, "learning_rate": 0.01})
     model.fit(inputs.x_train, inputs.y_train, epochs=30, verbose=0)
+    return model, prep, inputs
+
+
+def test_int8_keeps_a_table_whose_columns_differ_in_scale(tmp_path):
+    """wine: proline in the hundreds beside hue around 1; one input scale for all columns cost 39 points."""
+    model, prep, inputs = _wine_mlp()
     model.save(tmp_path / "finetuned.keras")
     result = export_model(tmp_path / "finetuned.keras", prep, ExportData.from_inputs(inputs), tmp_path / "export",
                           ExportOptions(quantize=["float32", "int8"], **FAST))
@@ -218,3 +227,15 @@ def test_int8_keeps_a_table_whose_columns_differ_in_scale(tmp_path):
     assert "QUANTIZE" in int8.operators and "FULLY_CONNECTED" in int8.operators
     lite = LiteModel((tmp_path / "export" / "model_int8.tflite").read_bytes())
     assert lite.input.dtype == "float32" and not lite.input.quantized, "raw float features in, as the app sends them"
+
+
+def test_a_calibration_past_its_time_bound_converts_from_its_floor_and_still_agrees(tmp_path):
+    """The real converter takes the bounded feed: only the floor's samples calibrate the int8 file, which works."""
+    model, prep, inputs = _wine_mlp()
+    saved = write_saved_model(model, tmp_path / "saved_model", prep.input_shape)
+    representative = ExportData.from_inputs(inputs).x_representative
+    calibration = Calibration(representative, seconds=0.0)
+    int8 = LiteModel(convert(saved, "int8", calibration)).predict(inputs.x_test)
+    assert calibration.used == MIN_CALIBRATION_SAMPLES < len(representative)
+    keras_labels = model.predict(inputs.x_test, verbose=0).argmax(axis=1)
+    assert np.mean(int8.argmax(axis=1) == keras_labels) >= 0.9

@@ -18,6 +18,7 @@ from models.text import TEXT_FAMILIES, informative_tokens
 from pipelines.columns import infer_roles
 from pipelines.config import ExportOptions
 from pipelines.errors import DataError, ExportError
+from pipelines.export.calibration import Calibration
 from pipelines.export.run import reexport
 from pipelines.export.records import ExportData
 from pipelines.export.tflite import LiteModel, check_builtin_ops, convert, write_saved_model
@@ -152,7 +153,7 @@ def test_word_pairs_and_sublinear_counts_are_scikit_learns_and_export_with_built
     expected = regression.predict_proba(vectorizer.transform(texts))
     assert np.allclose(model_outputs(model, inputs.x_train), expected, atol=2e-3)
     saved = write_saved_model(model, tmp_path / "saved_model", prep.input_shape)
-    tflite = convert(saved, "float32", inputs.x_train[:20])
+    tflite = convert(saved, "float32")
     check_builtin_ops(tflite, "linear")
     assert np.allclose(LiteModel(tflite).predict(inputs.x_train), expected, atol=2e-3)
 
@@ -170,7 +171,7 @@ def test_every_text_family_converts_to_int8_with_builtin_ops(family):
 
     with tempfile.TemporaryDirectory() as folder:
         saved = write_saved_model(model, Path(folder) / "saved_model", prep.input_shape)
-        tflite = convert(saved, "int8", x[:20])
+        tflite = convert(saved, "int8", Calibration(x[:20]))
     check_builtin_ops(tflite, family)
     assert len(tflite) > 0
 
