@@ -36,9 +36,9 @@ from pipelines.export.rgb import client_model, file_input_shape, file_samples
 from pipelines.preprocess import REPLAY_ROWS, Preprocessing, Replay
 from pipelines.export.tflite import (
     INT8_IO_TOKEN_IDS,
+    Converter,
     LiteModel,
     check_builtin_ops,
-    convert,
     keras_latency,
     sparse_tensors,
     tflite_latency,
@@ -109,10 +109,12 @@ def export_model(model_path: Path, prep: Preprocessing, data: ExportData, export
         keras_probabilities = (model.predict(data.x_test, verbose=0) if test_probabilities is None
                                else test_probabilities)
         reference = _keras_reference(model, keras_probabilities, data, staging / "model.keras", options)
-        variants = [_export_variant(staging, variant, keras_probabilities, reference, data, options, prep, card)
+        converter = Converter(staging / "saved_model")
+        variants = [_export_variant(staging, converter, variant, keras_probabilities, reference, data, options, prep,
+                                    card)
                     for variant in options.quantize]
         if options.compressing:
-            variants += _compressed_variants(model_path, prep, data, staging, options, keras_probabilities,
+            variants += _compressed_variants(model_path, prep, data, staging, converter, options, keras_probabilities,
                                              reference, training, variants, card)
         _recommend(variants)
         result = ExportResult(export_dir, {}, reference, variants, options.quantization_tolerance, options.int8_io)
@@ -170,7 +172,8 @@ def _scores(y: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
 
 
 def _compressed_variants(model_path: Path, prep: Preprocessing, data: ExportData, staging: Path,
-                         options: ExportOptions, keras_probabilities: np.ndarray, reference: KerasReference,
+                         converter: Converter, options: ExportOptions, keras_probabilities: np.ndarray,
+                         reference: KerasReference,
                          training: Path | None, variants: list[VariantReport],
                          card: model_card.CardFacts | None) -> list[VariantReport]:
     """Prune and/or distil the model (`pipelines.export.compress`) and export each as an int8 variant."""
@@ -179,32 +182,30 @@ def _compressed_variants(model_path: Path, prep: Preprocessing, data: ExportData
                           "missing: compress a run folder or registered version that has replay.npz")
     x, y = Replay.load(training).sample(REPLAY_ROWS, prep.class_names, seed=0)
     int8 = next((v for v in variants if v.variant == "int8"), None)
-    teacher_kb = (int8.bytes if int8 else len(convert(staging / "saved_model", "int8",
-                                                      Calibration(file_samples(data.x_representative, prep))))) / 1024
+    teacher_kb = (int8.bytes if int8 else len(converter.convert(
+        "int8", Calibration(file_samples(data.x_representative, prep))))) / 1024
     work = staging / ".compress"
     reports = []
     for made in compress(model_path, prep, x, y, options, teacher_kb, data.x_representative):
         made.model.save(staging / f"model_{made.kind}.keras")
         saved_model = write_saved_model(client_model(made.model, prep), work / made.kind, file_input_shape(prep))
-        reports.append(_export_variant(staging, made.variant, keras_probabilities, reference, data, options, prep,
-                                       card, mode="int8", saved_model=saved_model, source=made.description,
+        reports.append(_export_variant(staging, Converter(saved_model), made.variant, keras_probabilities, reference,
+                                       data, options, prep, card, mode="int8", source=made.description,
                                        sparsity=made.sparsity))
     shutil.rmtree(work, ignore_errors=True)
     return reports
 
 
-def _export_variant(staging: Path, variant: str, keras_probabilities: np.ndarray, reference: KerasReference,
-                    data: ExportData, options: ExportOptions, prep: Preprocessing,
-                    card: model_card.CardFacts | None, *, mode: str | None = None,
-                    saved_model: Path | None = None, source: str = TRAINED_MODEL,
+def _export_variant(staging: Path, converter: Converter, variant: str, keras_probabilities: np.ndarray,
+                    reference: KerasReference, data: ExportData, options: ExportOptions, prep: Preprocessing,
+                    card: model_card.CardFacts | None, *, mode: str | None = None, source: str = TRAINED_MODEL,
                     sparsity: float | None = None) -> VariantReport:
-    """Convert one variant (`mode`: the quantize mode, default `variant`), write its metadata in and check it against
-    the Keras model."""
+    """Convert one variant of `converter`'s SavedModel (`mode`: the quantize mode, default `variant`), write its
+    metadata in and check it against the Keras model."""
     file = f"model_{variant}.tflite"
     calibration = Calibration(file_samples(data.x_representative, prep))
     try:
-        tflite = convert(saved_model or staging / "saved_model", mode or variant, calibration, options.int8_io,
-                         sparse=sparsity is not None)
+        tflite = converter.convert(mode or variant, calibration, options.int8_io, sparse=sparsity is not None)
     except ExportError:
         raise
     except Exception as exc:

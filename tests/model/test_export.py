@@ -239,3 +239,19 @@ def test_a_calibration_past_its_time_bound_converts_from_its_floor_and_still_agr
     assert calibration.used == MIN_CALIBRATION_SAMPLES < len(representative)
     keras_labels = model.predict(inputs.x_test, verbose=0).argmax(axis=1)
     assert np.mean(int8.argmax(axis=1) == keras_labels) >= 0.9
+
+
+def test_an_export_converts_the_plain_float_graph_once(tmp_path, monkeypatch):
+    """The float32 variant and the int8 variant's reference (input dtype, op names) are one conversion."""
+    import tensorflow as tf
+
+    model, prep, inputs = _wine_mlp()
+    model.save(tmp_path / "finetuned.keras")
+    opened = []
+    from_saved_model = tf.lite.TFLiteConverter.from_saved_model
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model",
+                        lambda *args, **kwargs: opened.append(args) or from_saved_model(*args, **kwargs))
+    result = export_model(tmp_path / "finetuned.keras", prep, ExportData.from_inputs(inputs), tmp_path / "export",
+                          ExportOptions(quantize=["float32", "float16", "int8"], **FAST))
+    assert len(opened) == 3, "float32 (also the int8 reference), float16, int8"
+    assert result.variant("float32").label_agreement == 1.0 and result.variant("int8").label_agreement >= 0.97
