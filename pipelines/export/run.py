@@ -173,8 +173,7 @@ def _scores(y: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
 
 def _compressed_variants(model_path: Path, prep: Preprocessing, data: ExportData, staging: Path,
                          converter: Converter, options: ExportOptions, keras_probabilities: np.ndarray,
-                         reference: KerasReference,
-                         training: Path | None, variants: list[VariantReport],
+                         reference: KerasReference, training: Path | None, variants: list[VariantReport],
                          card: model_card.CardFacts | None) -> list[VariantReport]:
     """Prune and/or distil the model (`pipelines.export.compress`) and export each as an int8 variant."""
     if training is None or not Path(training).exists():
