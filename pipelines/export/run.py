@@ -35,6 +35,7 @@ from pipelines.export.records import TRAINED_MODEL, ExportData, ExportResult, Ke
 from pipelines.export.rgb import client_model, file_input_shape, file_samples
 from pipelines.preprocess import REPLAY_ROWS, Preprocessing, Replay
 from pipelines.export.tflite import (
+    CHECK_THREADS,
     INT8_IO_TOKEN_IDS,
     Converter,
     LiteModel,
@@ -217,7 +218,7 @@ def _export_variant(staging: Path, converter: Converter, variant: str, keras_pro
     tflite = with_metadata(tflite, prep, data, About.of(prep, card, variant, source),
                            stateful=variable_tensors(tflite) > 0)
     (staging / file).write_bytes(tflite)
-    lite = LiteModel(tflite)
+    lite = LiteModel(tflite, num_threads=CHECK_THREADS)
     probabilities = lite.predict(data.x_test)
     accuracy, macro_f1 = _scores(data.y_test, probabilities)
     latency = tflite_latency(tflite, data.x_test, runs=options.latency_runs)

@@ -13,6 +13,7 @@ custom ops does not load in a stock LiteRT runtime on a phone.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import statistics
 import time
@@ -35,6 +36,13 @@ INT8_IO_TOKEN_IDS = ("--int8-io does not apply to a text model: its input holds 
 # 32; a digits CNN and a wine MLP took the same at 16 to 256 (2 CPU cores).
 PREDICT_BATCH = 32
 KERAS_LATENCY_SECONDS = 1.0  # the Keras reference's latency column: eager calls timed for at most this long
+# A variant's batch-1 latency: calls timed for at most this long after warm-up (at least 5, at most `runs`). A
+# MiniRocket ensemble over 1,460 steps (44 ms a call): 34 calls in 1.5 s, median and p95 within 2% of 69 calls' in
+# 3 s, 1.5 s less of each variant's export; a small model reaches its `runs` first.
+TFLITE_LATENCY_SECONDS = 1.5
+# Interpreter threads when a variant is checked on the test split (not timed): every core. The same outputs bit for
+# bit as one thread's (that ensemble, float32 and int8), 5.6 -> 4.4 s for its 100 test series on 2 cores.
+CHECK_THREADS = os.cpu_count() or 1
 CUSTOM_OPCODE = 32  # BuiltinOperator.CUSTOM: Flex and custom ops carry their name in custom_code
 
 
@@ -385,7 +393,7 @@ def tflite_latency(tflite: bytes, sample: np.ndarray, runs: int = 100) -> Latenc
     """One thread, as on a phone's single big core; the input is prepared once, outside the timing."""
     model = LiteModel(tflite, num_threads=1)
     batch = model.quantize(sample[:1])
-    return measure_latency(lambda: model.invoke(batch), runs=runs)
+    return measure_latency(lambda: model.invoke(batch), runs=runs, max_seconds=TFLITE_LATENCY_SECONDS)
 
 
 def keras_latency(model, sample: np.ndarray, runs: int = 100) -> Latency:

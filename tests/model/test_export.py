@@ -67,6 +67,9 @@ def test_every_family_exports_every_variant_with_builtin_ops_and_parity(request,
         assert 0 < v.latency_median_ms <= v.latency_p95_ms
     float32, float16 = result.variant("float32"), result.variant("float16")
     assert float32.label_agreement == 1.0 and float32.max_probability_difference < 1e-4
+    for v in (float32, result.variant("int8")):  # checked on every core; one thread, as a phone runs it, agrees
+        one_thread = LiteModel((tmp_path / "export" / v.file).read_bytes(), num_threads=1).predict(data.x_test)
+        assert np.mean(one_thread.argmax(axis=1) == data.y_test) == v.accuracy, v.variant
     assert float16.label_agreement >= 0.9 and float16.max_probability_difference < 0.05
     assert result.variant("int8").max_probability_difference < 0.5
     assert result.variant("int8").calibration_samples == len(data.x_representative), "small: calibrated on all"
