@@ -37,8 +37,8 @@ INT8_IO_TOKEN_IDS = ("--int8-io does not apply to a text model: its input holds 
 PREDICT_BATCH = 32
 KERAS_LATENCY_SECONDS = 1.0  # the Keras reference's latency column: eager calls timed for at most this long
 # A variant's batch-1 latency: calls timed for at most this long after warm-up (at least 5, at most `runs`). A
-# MiniRocket ensemble over 1,460 steps (44 ms a call): 34 calls in 1.5 s, median and p95 within 2% of 69 calls' in
-# 3 s, 1.5 s less of each variant's export; a small model reaches its `runs` first.
+# MiniRocket ensemble over 1,460 steps (44 ms a call): 34 calls in 1.5 s, median within 1.5% and p95 within 3% of
+# 69 calls' in 3 s, 1.5 s less of each variant's export; a small model reaches its `runs` first.
 TFLITE_LATENCY_SECONDS = 1.5
 # Interpreter threads when a variant is checked on the test split (not timed): every core. The same outputs bit for
 # bit as one thread's (that ensemble, float32 and int8), 5.6 -> 4.4 s for its 100 test series on 2 cores.
