@@ -48,6 +48,7 @@ from models.text import fit_tfidf_head, text_features
 from models.transfer import FROZEN_SHARES, TransferBase, fine_tune_base, freeze, probe_only
 from models.trees import KINDS as TREE_KINDS
 from models.trees import BOOSTED_SAMPLING, TreeEnsemble, fit_trees, trees_per_round
+from models.training_state import build_training_state
 
 FAMILIES = ("linear", "kernel", "dense", "cnn", "lstm", "rocket", "trees", "transfer", "embedding")
 # seconds per trial on a small set, fewest first; a pretrained base goes first: it is what a user asked to try
@@ -214,6 +215,7 @@ class KerasflowHyperModel(kt.HyperModel):
         class_weight = trial_class_weight(hp.values, class_weight)
         family = hp.get("family")
         if family not in CLOSED_FORM_FAMILIES and family != "transfer":
+            build_training_state(model, x, y)
             return super().fit(hp, model, x=x, y=y, validation_data=validation_data, class_weight=class_weight,
                                **kwargs)
         if family == "transfer":  # a linear probe on the frozen base, solved; then, maybe, the base fine-tuned

@@ -31,6 +31,7 @@ from models.backbones import BACKBONES
 from models.ensemble import member_models
 from models.layers import all_layers
 from models.rocket import MiniRocket
+from models.training_state import build_training_state
 from models.trees import TreeEnsemble
 
 HEAD = "probabilities"  # the classifier layer of every kerasflow model (an ensemble's: its average)
@@ -131,6 +132,7 @@ def fine_tune_base(model: keras.Model, frozen_share: float, learning_rate: float
     freeze(model.get_layer(BASE), frozen_share)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate * BASE_LEARNING_RATE_FACTOR),
                   loss=model.loss, metrics=["accuracy"], jit_compile=model.jit_compile)
+    build_training_state(model, fit_kwargs.get("x"), fit_kwargs.get("y"))
     return model.fit(**fit_kwargs)
 
 

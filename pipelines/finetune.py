@@ -39,6 +39,7 @@ import numpy as np
 
 from models import ENSEMBLE, KerasflowHyperModel, average, closed_form, member_hyperparameters
 from models.ensemble import member_models
+from models.training_state import build_training_state
 from pipelines.budget import StopAtDeadline
 from pipelines.devices import DeviceSetup, fit_inputs, float32_policy, strategy_scope
 from pipelines.imbalance import class_weights
@@ -218,6 +219,7 @@ def warm_start(
         x, y = np.concatenate([x, replay[0]]), np.concatenate([y, replay[1]])
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=4, restore_best_weights=True)
     started = time.monotonic()
+    build_training_state(model, x, y)
     history = model.fit(x, y, validation_data=(inputs.x_val, inputs.y_val), epochs=max_epochs, batch_size=batch_size,
                         callbacks=[stop], shuffle=True, verbose=0)
     model.save(output_path)

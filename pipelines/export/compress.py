@@ -32,6 +32,7 @@ import numpy as np
 
 from models.hypermodel import student_ladder
 from models.pruning import MagnitudePruning, prunable_weights, sparsity
+from models.training_state import build_training_state
 from pipelines.config import ExportOptions
 from pipelines.devices import float32_policy
 from pipelines.export.tflite import int8_footprint
@@ -94,6 +95,7 @@ def prune(model: keras.Model, x: np.ndarray, y: np.ndarray, target: float, epoch
                   metrics=["accuracy"])
     epochs = at_least_min_steps(epochs, len(x))
     steps = epochs * math.ceil(len(x) / BATCH_SIZE)
+    build_training_state(model, x, y)
     model.fit(x, y, epochs=epochs, batch_size=BATCH_SIZE, shuffle=True, verbose=0,
               callbacks=[MagnitudePruning(target, steps)])
     reached = sparsity(model)
@@ -150,6 +152,7 @@ def _distilled(teacher: keras.Model, prep: Preprocessing, values: dict, x: np.nd
         student_loss_weight=STUDENT_LOSS_WEIGHT)
     distiller.compile(optimizer=keras.optimizers.Adam(values["learning_rate"]),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    build_training_state(distiller, x, y)
     distiller.fit(x, y, epochs=at_least_min_steps(epochs, len(x)), batch_size=BATCH_SIZE, shuffle=True, verbose=0,
                   callbacks=[keras.callbacks.EarlyStopping(monitor="loss", patience=5, restore_best_weights=True)])
     return student

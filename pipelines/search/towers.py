@@ -38,6 +38,7 @@ import numpy as np
 
 from models import average
 from models.inference import BATCH_ROWS, log_loss_and_accuracy
+from models.training_state import build_training_state
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 # Values per input row up to which the fold models train as towers: tables, series, images up to 64x64 gray. On
@@ -64,7 +65,7 @@ def fold_towers(members: list[keras.Model]) -> keras.Model:
     optimizer = members[0].optimizer
     towers.compile(optimizer=type(optimizer).from_config(optimizer.get_config()),
                    loss="sparse_categorical_crossentropy", jit_compile=members[0].jit_compile)
-    return towers
+    return build_training_state(towers)
 
 
 def tower_weights(y: np.ndarray, folds: Folds, class_weight: dict[int, float] | None = None) -> np.ndarray:
