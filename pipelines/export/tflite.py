@@ -377,8 +377,8 @@ class Latency:
     runs: int
 
 
-def measure_latency(call: Callable[[], object], runs: int = 100, warmup: int = 10, max_seconds: float = 3.0) -> Latency:
-    """Median and p95 of `call()`; stops early after `max_seconds` (slow Keras eager calls) but keeps ≥ 5 runs."""
+def measure_latency(call: Callable[[], object], max_seconds: float, runs: int = 100, warmup: int = 10) -> Latency:
+    """Median and p95 of `call()`: `runs` calls, or fewer once `max_seconds` have passed (a slow model), but ≥ 5."""
     for _ in range(warmup):
         call()
     times, started = [], time.perf_counter()
