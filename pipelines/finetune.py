@@ -44,6 +44,7 @@ from pipelines.budget import StopAtDeadline
 from pipelines.devices import DeviceSetup, fit_inputs, float32_policy, strategy_scope
 from pipelines.imbalance import class_weights
 from pipelines.preprocess import ModelInputs, Preprocessing
+from pipelines.search.seeding import seed_trial
 from pipelines.search.towers import load_bag
 
 
@@ -107,8 +108,8 @@ def fine_tune(
     """Train the chosen architecture (or each member of an ensemble) from scratch on train+val; save it to
     `output_path` (always float32). With a `deadline` (time.time()), training stops there after the running
     batch, with the best weights so far; an ensemble's members share the time equally. `bags` (one per member, from
-    `SearchResult.member_bags`): the trial folder whose bag of fold models ships as that member, or None."""
-    keras.utils.set_random_seed(seed)
+    `SearchResult.member_bags`): the trial folder whose bag of fold models ships as that member, or None. Each
+    member trained draws from `seed` and its own values (`pipelines.search.seeding`)."""
     x = np.concatenate([inputs.x_train, inputs.x_val])
     y = np.concatenate([inputs.y_train, inputs.y_val])
     started = time.monotonic()
@@ -142,6 +143,7 @@ def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, 
         with strategy_scope(devices):
             model, curves = load_bag(bag, lambda: hypermodel.build(hp))
         return model, curves, False, {"family": ENSEMBLE, "members": [dict(hp.values)] * len(member_models(model))}
+    seed_trial(seed, values)  # a member trains alike whatever members come before it (`pipelines.search.seeding`)
     with strategy_scope(devices):
         model = hypermodel.build(hp)
     weights = class_weights(y, class_weight)

@@ -42,6 +42,7 @@ from pipelines.search.fidelity import PATIENCE, Fidelity, converging, fidelity_f
 from pipelines.search.gradients import released_gradients
 from pipelines.search.ledger import COPIED_FROM, TrialLedger
 from pipelines.search.records import TrialHook
+from pipelines.search.seeding import seed_trial
 from pipelines.search.selection import CrossValidation, load_heldout, save_heldout, scores
 from pipelines.search.subsample import Subsampling, validation_rows
 from pipelines.search.towers import fit_towers, save_bag, towers_pay
@@ -78,7 +79,7 @@ def searching_tuner(prep: Preprocessing, families: list[str], directory: Path, o
     first = first_trials(prep.search_kind, families, options.seed)
     oracle = deadline_oracle(options.tuner)(deadline=deadline, first=first, **oracle_options)
     return budgeted_tuner(options.tuner)(
-        oracle=oracle, hypermodel=hypermodel, ledger=ledger, hook=on_trial_end, deadline=deadline,
+        oracle=oracle, hypermodel=hypermodel, ledger=ledger, hook=on_trial_end, deadline=deadline, seed=options.seed,
         directory=str(directory.parent), project_name=directory.name, overwrite=False,
         distribution_strategy=distribution_strategy(devices) if devices else None)
 
@@ -125,15 +126,17 @@ def budgeted_tuner(name: str) -> type:
 
     class Budgeted(base):
         def __init__(self, *args, ledger: TrialLedger, hook: TrialHook | None, deadline: float | None = None,
-                     **kwargs):
+                     seed: int = 0, **kwargs):
             super().__init__(*args, **kwargs)
             self.ledger, self._hook, self._started, self.deadline = ledger, hook, {}, deadline
+            self.run_seed = seed  # each trial draws from it and its own values (`.seeding`)
             self._seen: dict[str, object] = {}  # trial id -> the trials this process ran
             self.cross_validation: CrossValidation | None = None
             self.subsampling: Subsampling | None = None
             self.training_rows: int | None = None
 
         def run_trial(self, trial, *args, **kwargs):
+            seed_trial(self.run_seed, trial.hyperparameters.values)
             with released_gradients():  # the trial's traced train steps are freed with it (`.gradients`)
                 return self._scored_trial(trial, *args, **kwargs)
 
