@@ -30,7 +30,8 @@ MiniRocket's biases, a forest's bootstrap rows) draws with the run's seed, so
 the seeds of a benchmark vary the portfolio as they vary the folds and the
 networks' initial weights. Entries of families that do not fit or were not
 requested are left out. A
-pretrained base (`transfer`) comes before them all: a user asked to try it;
+pretrained base (`transfer`) comes before them all: a user asked to try it (it
+is not averaged with them: `pipelines.search.run`);
 families without an entry follow at their defaults, cheapest first, gradient
 ones at `GRADIENT_START`'s learning rate.
 """

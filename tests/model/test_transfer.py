@@ -165,3 +165,25 @@ def test_a_local_backbone_exports_to_builtin_tflite_with_its_preprocessing_insid
     assert check_builtin_ops((tmp_path / "export" / float32.file).read_bytes(), float32.file) == float32.operators
     assert {"RESIZE_BILINEAR", "HARD_SWISH"} <= set(float32.operators)
     assert float32.label_agreement == 1.0 and float32.max_probability_difference < 1e-4
+
+
+def test_a_base_is_tried_first_and_not_averaged_in_with_the_portfolio(tmp_path):
+    """The transfer trial competes for the choice, but the portfolio's known-good trials are averaged without it
+    (`pipelines.search.run`): the base is the user's, of unknown worth on this data."""
+    from models import member_hyperparameters
+    from pipelines.preprocess import ModelInputs
+    from pipelines.search import SearchOptions, run_search
+
+    parent, base = _dense_parent(tmp_path)
+    prep = Preprocessing("table", [3], ["p", "q", "r"], parent.mean, parent.variance, numeric_columns=["x", "y", "z"])
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(150, 3)).astype("float32"), np.arange(150) % 3  # labels the features do not predict
+    inputs = ModelInputs(x[:90], y[:90], x[90:120], y[90:120], x[120:], y[120:])
+    families = ["transfer", "linear", "kernel", "trees"]
+    options = SearchOptions(tuner="random", max_trials=len(families), max_epochs=3, batch_size=8, budget_minutes=2,
+                            ensemble_size=5, selection="kfold", families=families)
+    result = run_search(inputs, prep, tmp_path / "search", options, base=base)
+    assert [t.family for t in result.trials] == families and result.cross_validated
+    assert result.ensemble is not None and "portfolio" in result.ensemble.why, "noise: no trial leads the average"
+    shipped = [m["family"] for m in member_hyperparameters(result.best_hyperparameters)]
+    assert sorted(shipped) == ["kernel", "linear", "trees"]
