@@ -125,8 +125,8 @@ def budgeted_tuner(name: str) -> type:
     base = tuner_taking_an_oracle(name)
 
     class Budgeted(base):
-        def __init__(self, *args, ledger: TrialLedger, hook: TrialHook | None, deadline: float | None = None,
-                     seed: int = 0, **kwargs):
+        def __init__(self, *args, ledger: TrialLedger, hook: TrialHook | None, seed: int,
+                     deadline: float | None = None, **kwargs):
             super().__init__(*args, **kwargs)
             self.ledger, self._hook, self._started, self.deadline = ledger, hook, {}, deadline
             self.run_seed = seed  # each trial draws from it and its own values (`.seeding`)
