@@ -59,6 +59,7 @@ from typing import Callable
 
 import numpy as np
 
+from pipelines.search.ledger import model_hyperparameters
 from pipelines.search.records import EnsembleChoice
 from pipelines.search.selection import scores
 from pipelines.search.winner import Lead, min_paired_z
@@ -71,8 +72,7 @@ def distinct_best(trials: list, limit: int = CANDIDATES) -> list:
     """The best completed keras-tuner trials (best first), one per set of hyperparameter values."""
     seen, picked = set(), []
     for trial in trials:
-        values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
-        key = json.dumps(values, sort_keys=True)
+        key = json.dumps(model_hyperparameters(trial), sort_keys=True)
         if key not in seen:
             seen.add(key)
             picked.append(trial)

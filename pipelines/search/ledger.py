@@ -179,9 +179,17 @@ class TrialLedger:
         return [self.record(t) for t in sorted(trials, key=lambda t: t.trial_id)]
 
 
+TUNER_KEYS = "tuner/"  # keras-tuner's bookkeeping in a trial's values: the round, the trial it continues
+
+
+def own_values(values: dict) -> dict:
+    """Hyperparameter `values` without keras-tuner's `tuner/` bookkeeping."""
+    return {k: v for k, v in values.items() if not k.startswith(TUNER_KEYS)}
+
+
 def model_hyperparameters(trial) -> dict:
     """The trial's architecture and optimiser values, without keras-tuner's `tuner/` bookkeeping."""
-    return {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+    return own_values(trial.hyperparameters.values)
 
 
 def best_epochs(trial) -> int:
@@ -208,4 +216,4 @@ def layer_structure(values: dict) -> tuple:
 def _architecture_key(hp) -> str:
     """Hyperparameters that shape the inference graph; the optimiser's and dropout's do not."""
     skip = ("learning_rate", "dropout")
-    return json.dumps({k: v for k, v in sorted(hp.values.items()) if not k.startswith("tuner/") and k not in skip})
+    return json.dumps({k: v for k, v in sorted(own_values(hp.values).items()) if k not in skip})

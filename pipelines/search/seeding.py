@@ -25,15 +25,15 @@ import json
 
 import keras
 
-TUNER_KEYS = "tuner/"  # keras-tuner's bookkeeping in a trial's values: the round, the trial it continues
+from pipelines.search.ledger import own_values
+
 SEED_BYTES = 4
 SEED_MODULUS = 2**31 - 1  # TensorFlow's and NumPy's seeds are 32-bit
 
 
 def trial_seed(run_seed: int, values: dict) -> int:
     """The seed of the trial (or fine-tuned member) with hyperparameter `values` in a run seeded `run_seed`."""
-    own = {k: v for k, v in values.items() if not k.startswith(TUNER_KEYS)}
-    text = json.dumps([run_seed, own], sort_keys=True, default=str)
+    text = json.dumps([run_seed, own_values(values)], sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode()).digest()
     return int.from_bytes(digest[:SEED_BYTES], "little") % SEED_MODULUS
 
