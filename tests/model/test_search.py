@@ -436,6 +436,44 @@ def test_on_small_data_a_gradient_trial_trains_until_its_validation_loss_stops_i
     assert first_round < first.epochs_run < cap and first.epochs_run > PATIENCE, first.epochs_run
 
 
+def test_a_converging_fold_tower_trial_halves_its_learning_rate_on_a_plateau(tmp_path):
+    """Labels are noise, so the folds' held-out loss stops improving within a few epochs: the towers' shared rate
+    is halved (`lower_on_plateau`, on the mean held-out loss `FoldStopping` logs) before the patience ends the
+    trial, and the kept curves show it."""
+    import json
+
+    from models.portfolio import MLP_LEARNING_RATE
+    from pipelines.search.fidelity import PLATEAU_FACTOR
+    from pipelines.search.towers import BAG_FILE
+
+    inputs, prep = _random_table(120)
+    result = run_search(inputs, prep, tmp_path / "search", _options(
+        tuner="random", max_trials=1, max_epochs=30, budget_minutes=2, families=["dense"], selection="kfold"))
+    assert result.trials[0].status == "COMPLETED" and result.trials[0].epochs_run < 30
+    bags = list((tmp_path / "search").rglob(BAG_FILE))
+    assert len(bags) == 1, "the portfolio MLP trained as fold towers"
+    rates = json.loads(bags[0].read_text())["curves"]["learning_rate"]
+    assert rates[0] == pytest.approx(MLP_LEARNING_RATE)
+    assert min(rates) <= MLP_LEARNING_RATE * PLATEAU_FACTOR * (1 + 1e-6), rates
+    assert all(later <= earlier * (1 + 1e-6) for earlier, later in zip(rates, rates[1:])), "only ever lowered"
+
+
+def test_a_converging_holdout_fit_halves_its_learning_rate_on_a_plateau():
+    """The same schedule where a trial trains one model on a validation split (`converging`)."""
+    import keras
+
+    from pipelines.search.fidelity import PLATEAU_FACTOR, converging
+
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = np.arange(64) % 3  # noise labels: the validation loss stops improving early
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    history = model.fit(x[:48], y[:48], verbose=0, **converging({"validation_data": (x[48:], y[48:])}, 200))
+    rates = history.history["learning_rate"]
+    assert len(rates) < 200, "stopped by its patience"
+    assert min(rates) <= rates[0] * PLATEAU_FACTOR * (1 + 1e-6), rates
+
+
 def test_the_fidelity_rule_converges_small_data_only():
     from pipelines.search.fidelity import CONVERGE_ROWS, Fidelity, fidelity_for
 
