@@ -92,9 +92,8 @@ def fidelity_text(fidelity: str, training_rows: int) -> str:
     if fidelity == Fidelity.CONVERGED:
         return (f"small training set ({training_rows:,} rows, under {CONVERGE_ROWS:,}): every gradient-trained "
                 f"trial trained until its validation loss stopped improving for {PATIENCE} epochs (up to max "
-                f"epochs; its learning rate halved after {PLATEAU_PATIENCE} without improving), best epoch kept, "
-                "so it is compared at its best with the closed-form families; no short "
-                "hyperband rounds")
+                f"epochs; its learning rate halved after each {PLATEAU_PATIENCE} epochs without improving), best "
+                "epoch kept, so it is compared at its best with the closed-form families; no short hyperband rounds")
     if fidelity == Fidelity.HYPERBAND:
         return "hyperband's rounds: many trials for a few epochs, the best carried on with more"
     if fidelity == Fidelity.MAX_EPOCHS:

@@ -83,7 +83,8 @@ def test_train_report_tells_the_whole_run():
                      "- Tuner random, objective val_accuracy, 2 trials in 12 s — stopped by the budget",
                      "- Skipped cnn: tables have no axis", "Trials by status: COMPLETED 1, OVER_BUDGET 1",
                      "- Trial training (converged): small training set (30 rows, under 2,000): every "
-                     "gradient-trained trial trained until its validation loss stopped improving for 5 epochs",
+                     "gradient-trained trial trained until its validation loss stopped improving for 5 epochs (up to "
+                     "max epochs; its learning rate halved after each 2 epochs without improving)",
                      "- Best trial 0: dense, val_accuracy 0.9500",
                      "Mobile budget: int8 model <= 10 KiB; architectures over it were not trained (1 trials)",
                      "| search best | 0.8500 |", "| fine-tuned (2 epochs) | 0.9000 |",
