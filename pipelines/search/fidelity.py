@@ -87,6 +87,15 @@ def converging(fit_kwargs: dict, max_epochs: int) -> dict:
             "callbacks": [*(fit_kwargs.get("callbacks") or []), lower_on_plateau(monitor), stop]}
 
 
+def converging_towers(callbacks: list | None, max_epochs: int) -> dict:
+    """`fit_towers` arguments for fold towers trained to convergence: up to `max_epochs` epochs, each tower stopped
+    after `PATIENCE` epochs without a better loss on its held-out fold (`FoldStopping`, which logs the folds' mean
+    as `val_loss` before the other callbacks run), the towers' shared learning rate halved on that mean's
+    plateaus (`lower_on_plateau`)."""
+    return {"epochs": max_epochs, "patience": PATIENCE,
+            "callbacks": [*(callbacks or []), lower_on_plateau("val_loss")]}
+
+
 def fidelity_text(fidelity: str, training_rows: int) -> str:
     """The rule in words, for the report."""
     if fidelity == Fidelity.CONVERGED:

@@ -38,8 +38,8 @@ from pipelines.search.keras_tuner_bridge import (
     stopped_for_failures,
     tuner_taking_an_oracle,
 )
-from pipelines.search.fidelity import (PATIENCE, Fidelity, converging, fidelity_for, hyperband_schedule,
-                                      lower_on_plateau)
+from pipelines.search.fidelity import (Fidelity, converging, converging_towers, fidelity_for,
+                                      hyperband_schedule)
 from pipelines.search.gradients import released_gradients
 from pipelines.search.ledger import COPIED_FROM, TrialLedger
 from pipelines.search.records import TrialHook
@@ -252,12 +252,9 @@ def budgeted_tuner(name: str) -> type:
             if penalty is not None:  # over the mobile budget: not trained
                 return penalty
             cap = self.hypermodel.converging_epochs(hp.values, epochs)
-            # converging: the folds' mean held-out loss (FoldStopping logs it first) lowers the shared rate
-            schedule = [lower_on_plateau("val_loss")] if cap is not None else []
+            rule = converging_towers(callbacks, cap) if cap is not None else {"epochs": epochs, "callbacks": callbacks}
             heldout, history = fit_towers(members, cv.x, cv.y, cv.folds, batch_size=batch_size,
-                                          callbacks=[*(callbacks or []), *schedule], epochs=cap or epochs,
-                                          class_weight=trial_class_weight(hp.values, class_weight),
-                                          patience=PATIENCE if cap is not None else None)
+                                          class_weight=trial_class_weight(hp.values, class_weight), **rule)
             self.hypermodel.note_epochs(len(history.epoch))
             save_bag(self.get_trial_dir(trial.trial_id), members, history)
             return self._scored(trial, cv, members[-1], heldout)
