@@ -5,7 +5,9 @@ kernel ridge, a random forest, boosted trees and a regularised MLP, each
 scored on 5-fold out-of-fold predictions. A kerasflow run takes a minute, so
 this study uses scikit-learn's versions of the five (fitted in seconds) to
 compare selection rules on many splits; each model's test probabilities are
-the mean of its five fold models', as kerasflow ships a bag:
+the mean of its five fold models', as kerasflow ships a member trained by
+epochs (its closed-form members are refitted on every row:
+`bench/bag_study.py` compares the two):
 
 - single: the model with the best out-of-fold selection score (accuracy, ties broken by log loss);
 - greedy: greedy ensemble selection kept when it gains 1.5 out-of-fold rows (`pipelines.search.ensemble`);
