@@ -21,24 +21,18 @@ bench/results/bag_study.md and .csv (the means). Not a test.
 
 from __future__ import annotations
 
-import argparse
 import warnings
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
-from sklearn.model_selection import StratifiedKFold, train_test_split
-from sklearn.neural_network import MLPClassifier
-from sklearn.preprocessing import StandardScaler
 
 from models.portfolio import STOCHASTIC_BOOSTED
 from models.trees import make_estimator
-from pipelines.search.selection import FOLDS
-from selection_study import TEST_FRACTION, KernelRidgeClassifier, tables  # bench/, next to this script
-from table import BASELINES, commit, write_results  # (sys.path[0] when run as a script)
+# bench/selection_study.py and bench/table.py, next to this script (sys.path[0] when run as a script)
+from selection_study import portfolio, seeded_split, seeds_argument, table_rows
+from table import BASELINES, commit, write_results
 
 STEM = "bag_study"
 CLOSED_FORM = ["linear", "kernel", "forest", "boosted"]
@@ -49,26 +43,21 @@ RULES = {SHIPPED: (), "every member bagged": tuple(CLOSED_FORM),
          "the tree members bagged": ("forest", "boosted")}
 
 
+def boosted(seed: int):
+    """kerasflow's boosted trees as its table portfolio starts them (`STOCHASTIC_BOOSTED`), in scikit-learn."""
+    start = STOCHASTIC_BOOSTED
+    return make_estimator("boosted", start["trees_count"], start["boosted_leaves"], start["trees_learning_rate"], seed,
+                          row_share=start["boosted_row_share"], feature_share=start["boosted_feature_share"],
+                          min_leaf_rows=start["boosted_min_leaf_rows"])
+
+
 def members(seed: int) -> dict:
-    """The table portfolio's stand-ins: `selection_study.portfolio`'s, the boosted trees as kerasflow starts them."""
-    return {"linear": LogisticRegression(max_iter=5000), "kernel": KernelRidgeClassifier(),
-            "forest": RandomForestClassifier(100, max_leaf_nodes=32, random_state=seed),
-            "boosted": make_estimator("boosted", STOCHASTIC_BOOSTED["trees_count"], STOCHASTIC_BOOSTED["boosted_leaves"],
-                                      STOCHASTIC_BOOSTED["trees_learning_rate"], seed,
-                                      row_share=STOCHASTIC_BOOSTED["boosted_row_share"],
-                                      feature_share=STOCHASTIC_BOOSTED["boosted_feature_share"],
-                                      min_leaf_rows=STOCHASTIC_BOOSTED["boosted_min_leaf_rows"]),
-            "mlp": MLPClassifier((64, 64), alpha=1e-3, learning_rate_init=1e-2, max_iter=300, early_stopping=True,
-                                 random_state=seed)}
+    """The table portfolio's stand-ins (`selection_study.portfolio`), the boosted trees as kerasflow starts them."""
+    return {**portfolio(seed), "boosted": boosted(seed)}
 
 
 def one_split(name: str, x, y, columns, seed: int) -> dict:
-    x_fit, x_test, y_fit, y_test = train_test_split(x, y, test_size=TEST_FRACTION, stratify=y, random_state=seed)
-    prep = columns if columns is not None else StandardScaler()
-    x_fit, x_test = np.asarray(prep.fit_transform(x_fit), float), np.asarray(prep.transform(x_test), float)
-    classes, y_fit = np.unique(y_fit, return_inverse=True)
-    y_test = np.searchsorted(classes, y_test)
-    folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x_fit, y_fit))
+    x_fit, x_test, y_fit, y_test, folds = seeded_split(x, y, columns, seed)
     bagged, refitted = {}, {}
     for member, unfitted in members(seed).items():
         bagged[member] = np.mean([clone(unfitted).fit(x_fit[train], y_fit[train]).predict_proba(x_test)
@@ -93,22 +82,15 @@ def paired(table: pd.DataFrame, rule: str, against: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10, help="seeded splits per table (seeds 0..N-1)")
-    args = parser.parse_args()
+    seeds = seeds_argument(__doc__.splitlines()[0])
     warnings.filterwarnings("ignore")
-    rows = []
-    for name, (x, y, columns) in tables().items():
-        for seed in range(args.seeds):
-            rows.append(one_split(name, x, y, columns, seed))
-            print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(table_rows(one_split, seeds))
     scored = [c for c in table.columns if c not in ("dataset", "seed")]
     means = table.groupby("dataset", sort=False)[scored].mean().round(4)
     means.loc[f"all {len(table)} splits"] = table[scored].mean().round(4)
     comparisons = [paired(table, rule, SHIPPED) for rule in RULES if rule != SHIPPED]
     comparisons += [paired(table, f"{m} bagged", f"{m} refitted") for m in CLOSED_FORM]
-    header = [f"# Refitted or bagged: what the closed-form members ship ({args.seeds} seeded splits a table, "
+    header = [f"# Refitted or bagged: what the closed-form members ship ({seeds} seeded splits a table, "
               f"commit {commit()})", "", __doc__.split("\n\n")[1].replace("\n", " "), "",
               *[f"- {c}" for c in comparisons], "",
               "Mean test accuracy (rows: the rules, each member bagged and refitted, the one-liners; columns: the "

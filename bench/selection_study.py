@@ -159,7 +159,9 @@ def series() -> dict:
     return found
 
 
-def one_split(name: str, x, y, columns, seed: int, kind: str = "table", train_rows: int | None = None) -> dict:
+def seeded_split(x, y, columns, seed: int, kind: str = "table", train_rows: int | None = None):
+    """One seeded stratified split, prepared: (x_fit, x_test, y_fit, y_test, folds), labels as class indices,
+    `folds` the selection's stratified k folds of the fitting rows."""
     x_fit, x_test, y_fit, y_test = train_test_split(x, y, test_size=None if train_rows else TEST_FRACTION,
                                                     train_size=train_rows, stratify=y, random_state=seed)
     # series share one unit and are used as they are (as the bench's baselines use them); table columns are scaled
@@ -168,9 +170,31 @@ def one_split(name: str, x, y, columns, seed: int, kind: str = "table", train_ro
     classes, y_fit = np.unique(y_fit, return_inverse=True)
     y_test = np.searchsorted(classes, y_test)
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x_fit, y_fit))
+    return x_fit, x_test, y_fit, y_test, folds
+
+
+def table_rows(score_split, seeds: int) -> list[dict]:
+    """`score_split(name, x, y, columns, seed)` for every table and seed 0..seeds-1, each row printed as it comes."""
+    rows = []
+    for name, (x, y, columns) in tables().items():
+        for seed in range(seeds):
+            rows.append(score_split(name, x, y, columns, seed))
+            print(rows[-1], flush=True)
+    return rows
+
+
+def seeds_argument(description: str) -> int:
+    """The `--seeds` of a stand-in study's command line: seeded splits per dataset."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, default=10, help="seeded splits per table (seeds 0..N-1)")
+    return parser.parse_args().seeds
+
+
+def one_split(name: str, x, y, columns, seed: int, kind: str = "table", train_rows: int | None = None) -> dict:
+    x_fit, x_test, y_fit, y_test, folds = seeded_split(x, y, columns, seed, kind, train_rows)
     heldout, test = {}, {}
     for member, unfitted in portfolio(seed, kind).items():
-        heldout[member], bag = np.zeros((len(y_fit), len(classes))), []
+        heldout[member], bag = np.zeros((len(y_fit), len(np.unique(y_fit)))), []
         for train, val in folds:
             model = clone(unfitted).fit(x_fit[train], y_fit[train])
             heldout[member][val] = model.predict_proba(x_fit[val])
@@ -193,17 +217,11 @@ def one_split(name: str, x, y, columns, seed: int, kind: str = "table", train_ro
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10, help="seeded splits per table (seeds 0..N-1)")
-    args = parser.parse_args()
+    seeds = seeds_argument(__doc__.splitlines()[0])
     warnings.filterwarnings("ignore")
-    rows = []
-    for name, (x, y, columns) in tables().items():
-        for seed in range(args.seeds):
-            rows.append(one_split(name, x, y, columns, seed))
-            print(rows[-1], flush=True)
+    rows = table_rows(one_split, seeds)
     for name, (x, y, train_rows) in series().items():
-        for seed in range(args.seeds):
+        for seed in range(seeds):
             rows.append(one_split(name, x, y, None, seed, kind="sequence", train_rows=train_rows))
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
@@ -211,7 +229,7 @@ def main() -> None:
     means.loc["all splits"] = table[[*RULES, *BASELINES]].mean().round(4)
     best = table[list(BASELINES)].max(axis=1)
     at_or_above = {rule: f"{int((table[rule] >= best).sum())} of {len(table)}" for rule in RULES}
-    header = [f"# Choosing among the portfolio trials on small data ({args.seeds} seeded splits a dataset, "
+    header = [f"# Choosing among the portfolio trials on small data ({seeds} seeded splits a dataset, "
               f"commit {commit()})", "",
               "scikit-learn stand-ins for the five table portfolio trials and for three of the sequence "
               f"portfolio's (MiniRocket, logistic regression, kernel ridge), {FOLDS}-fold out-of-fold selection, "
