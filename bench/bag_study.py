@@ -29,7 +29,7 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score
 
 from models.portfolio import STOCHASTIC_BOOSTED
-from models.trees import make_estimator
+from models.trees import estimator_arguments, make_estimator
 # bench/selection_study.py and bench/table.py, next to this script (sys.path[0] when run as a script)
 from selection_study import portfolio, seeded_split, seeds_argument, table_rows
 from table import BASELINES, commit, write_results
@@ -45,10 +45,7 @@ RULES = {SHIPPED: (), "every member bagged": tuple(CLOSED_FORM),
 
 def boosted(seed: int):
     """kerasflow's boosted trees as its table portfolio starts them (`STOCHASTIC_BOOSTED`), in scikit-learn."""
-    start = STOCHASTIC_BOOSTED
-    return make_estimator("boosted", start["trees_count"], start["boosted_leaves"], start["trees_learning_rate"], seed,
-                          row_share=start["boosted_row_share"], feature_share=start["boosted_feature_share"],
-                          min_leaf_rows=start["boosted_min_leaf_rows"])
+    return make_estimator(**estimator_arguments(STOCHASTIC_BOOSTED), seed=seed)
 
 
 def members(seed: int) -> dict:

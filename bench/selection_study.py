@@ -192,9 +192,9 @@ def seeds_argument(description: str) -> int:
 
 def one_split(name: str, x, y, columns, seed: int, kind: str = "table", train_rows: int | None = None) -> dict:
     x_fit, x_test, y_fit, y_test, folds = seeded_split(x, y, columns, seed, kind, train_rows)
-    heldout, test = {}, {}
+    heldout, test, n_classes = {}, {}, len(np.unique(y_fit))
     for member, unfitted in portfolio(seed, kind).items():
-        heldout[member], bag = np.zeros((len(y_fit), len(np.unique(y_fit)))), []
+        heldout[member], bag = np.zeros((len(y_fit), n_classes)), []
         for train, val in folds:
             model = clone(unfitted).fit(x_fit[train], y_fit[train])
             heldout[member][val] = model.predict_proba(x_fit[val])

@@ -47,7 +47,7 @@ from models.rocket import MIN_LENGTH, MiniRocket, fit_dilations, fit_ridge_head
 from models.text import fit_tfidf_head, text_features
 from models.transfer import FROZEN_SHARES, TransferBase, fine_tune_base, freeze, probe_only
 from models.trees import KINDS as TREE_KINDS
-from models.trees import BOOSTED_SAMPLING, TreeEnsemble, fit_trees, trees_per_round
+from models.trees import BOOSTED_SAMPLING, TreeEnsemble, estimator_arguments, fit_trees, trees_per_round
 from models.training_state import build_training_state
 
 FAMILIES = ("linear", "kernel", "dense", "cnn", "lstm", "rocket", "trees", "transfer", "embedding")
@@ -233,15 +233,8 @@ class KerasflowHyperModel(kt.HyperModel):
                              seed=hp.get(SEED_HYPERPARAMETERS["kernel"]))
             metrics = fit_ridge_head(model, x, y, class_weight)
         elif family == "trees":
-            # the learning rate and the sampling are absent for a forest (`make_estimator` ignores them there), and
-            # the sampling from a trial recorded before it was in the space (scikit-learn's defaults apply)
-            values = hp.values
-            kind = values["trees_kind"]
-            sampling = {name: values[f"boosted_{name}"] for name in BOOSTED_SAMPLING if f"boosted_{name}" in values}
-            metrics = fit_trees(model, *_arrays(x, y), class_weight, kind=kind,
-                                n_estimators=values["trees_count"], n_leaves=values[f"{kind}_leaves"],
-                                learning_rate=values.get("trees_learning_rate", 0.1),
-                                seed=values[SEED_HYPERPARAMETERS["trees"]], **sampling)
+            metrics = fit_trees(model, *_arrays(x, y), class_weight, **estimator_arguments(hp.values),
+                                seed=hp.values[SEED_HYPERPARAMETERS["trees"]])
         else:
             metrics = fit_ridge_head(model, *_arrays(x, y), class_weight)
         if validation_data is not None:

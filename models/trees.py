@@ -131,6 +131,16 @@ def make_estimator(kind: str, n_estimators: int, n_leaves: int, learning_rate: f
                                       min_samples_leaf=min_leaf_rows, random_state=seed)
 
 
+def estimator_arguments(values: dict) -> dict:
+    """`make_estimator`'s arguments but the seed, from a `trees` trial's hyperparameter `values`: the learning rate
+    and the sampling are absent for a forest (`make_estimator` ignores them there), and the sampling from a trial
+    recorded before it was in the space (scikit-learn's defaults apply)."""
+    kind = values["trees_kind"]
+    sampling = {name: values[f"boosted_{name}"] for name in BOOSTED_SAMPLING if f"boosted_{name}" in values}
+    return dict(kind=kind, n_estimators=values["trees_count"], n_leaves=values[f"{kind}_leaves"],
+                learning_rate=values.get("trees_learning_rate", 0.1), **sampling)
+
+
 def fit_trees(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: dict | None, *, kind: str,
               n_estimators: int, n_leaves: int, learning_rate: float, seed: int, **sampling) -> dict:
     """Fit the tree ensemble on the `trees` layer's input (the encoded features) and copy it into the layer.
