@@ -11,9 +11,8 @@ import importlib
 
 _SOURCES = {
     "models.ensemble": ("ENSEMBLE", "average", "describe", "member_hyperparameters"),
-    "models.hypermodel": ("BAGGED_SOLVED_FAMILIES", "CLOSED_FORM_FAMILIES", "FAMILIES", "KerasflowHyperModel",
-                          "cheapest_first", "closed_form", "families_for", "features_fit_without_labels",
-                          "solved_as_bag", "trained_by_epochs", "trial_class_weight"),
+    "models.hypermodel": ("CLOSED_FORM_FAMILIES", "FAMILIES", "KerasflowHyperModel", "cheapest_first", "closed_form",
+                          "families_for", "features_fit_without_labels", "trained_by_epochs", "trial_class_weight"),
     "models.layers": ("TabularEncoder",),
     "models.portfolio": ("PORTFOLIO", "first_trials"),
     "models.rocket": ("MiniRocket",),

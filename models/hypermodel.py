@@ -55,11 +55,6 @@ FAMILIES = ("linear", "kernel", "dense", "cnn", "lstm", "rocket", "trees", "tran
 CHEAPEST_FIRST = ("transfer", "linear", "kernel", "rocket", "embedding", "dense", "trees", "cnn", "lstm")
 TEXT = "text"  # the kind of a table with text columns (`pipelines.preprocess.Preprocessing.search_kind`)
 CLOSED_FORM_FAMILIES = ("linear", "kernel", "rocket", "trees")
-# The solved families whose k fold models ship as a bag under k-fold, as a member trained by epochs does
-# (`pipelines.search.bags`), instead of a refit on every training row. On 70 seeded splits of seven tables
-# (`bench/bag_study.py`; the bag's test accuracy minus the refit's, standard error in brackets): logistic regression
-# +0.30 points (0.13), the forest +0.36 (0.24), boosted trees +0.63 (0.22); kernel ridge -0.22 (0.15): refitted.
-BAGGED_SOLVED_FAMILIES = ("linear", "trees")
 # The families that draw at random when fitted (landmark rows, MiniRocket's biases, bootstrap rows), and the
 # hyperparameter each draws from: 0 to SEED_VALUES - 1, sampled by the search; the portfolio's follows the run's seed.
 SEED_HYPERPARAMETERS = {"kernel": "kernel_seed", "rocket": "rocket_seed", "trees": "trees_seed"}
@@ -141,12 +136,6 @@ def closed_form(values: dict) -> bool:
     """Whether a model of these hyperparameters is solved in closed form (no epochs): logistic regression,
     MiniRocket's and a frozen pretrained base's heads, and trees."""
     return values.get("family") in CLOSED_FORM_FAMILIES or (values.get("family") == "transfer" and probe_only(values))
-
-
-def solved_as_bag(values: dict) -> bool:
-    """Whether a model of these hyperparameters is solved fold by fold under k-fold and ships as the bag of its fold
-    models (`BAGGED_SOLVED_FAMILIES`)."""
-    return closed_form(values) and values.get("family") in BAGGED_SOLVED_FAMILIES
 
 
 def features_fit_without_labels(values: dict) -> bool:

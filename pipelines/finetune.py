@@ -21,11 +21,6 @@ the search's chosen architecture, three seeds each):
 | wine (142) | MLP 2x64 | 0.9630 (0.944-0.972) | 0.9722 (all three) |
 | digits (1,437) | small CNN | 0.9842 (0.978-0.994) | 0.9944 (0.992-0.997) |
 
-So is a member of a solved family the bag beat the refit for
-(`models.BAGGED_SOLVED_FAMILIES`: logistic regression, the forest and boosted
-trees; `bench/bag_study.py`): its k fold models, each solved on its fold's
-training rows, ship averaged (`pipelines.search.bags`).
-
 Under a mobile budget (a bag is k models in one) and for members the search
 trained otherwise, members are refitted as above.
 """
@@ -50,7 +45,7 @@ from pipelines.devices import DeviceSetup, fit_inputs, float32_policy, strategy_
 from pipelines.imbalance import class_weights
 from pipelines.preprocess import ModelInputs, Preprocessing
 from pipelines.search.seeding import seed_trial
-from pipelines.search.bags import load_bag
+from pipelines.search.towers import load_bag
 
 
 @dataclass
@@ -142,12 +137,12 @@ def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, 
                seed: int, class_weight: str, devices: DeviceSetup | None,
                deadline: float | None, bag: Path | None = None) -> tuple[keras.Model, dict, bool, dict]:
     hp = _hyperparameters(values)
-    if bag is not None:  # the search's fold models, as it scored them: nothing to train or solve
-        with strategy_scope(devices):
-            model, curves = load_bag(bag)
-        return model, curves, False, {"family": ENSEMBLE, "members": [dict(hp.values)] * len(member_models(model))}
     hypermodel = KerasflowHyperModel(prep, [values["family"]], jit_compile=devices.jit_compile if devices else "auto",
                                      x_fit=x)
+    if bag is not None:  # the search's fold models, as it scored them: nothing to train
+        with strategy_scope(devices):
+            model, curves = load_bag(bag, lambda: hypermodel.build(hp))
+        return model, curves, False, {"family": ENSEMBLE, "members": [dict(hp.values)] * len(member_models(model))}
     seed_trial(seed, values)  # a member trains alike whatever members come before it (`pipelines.search.seeding`)
     with strategy_scope(devices):
         model = hypermodel.build(hp)

@@ -125,8 +125,7 @@ def bag_note(tuned: FineTuneResult) -> str:
         return ""
     which = "the chosen model ships" if tuned.bagged == 1 else f"{tuned.bagged} of the ensemble's members ship"
     return (f"k-fold selection: {which} as the search trained and scored them: the average of the fold models, "
-            f"each stopped at its best epoch on its own held-out fold or solved on its fold's training rows (a bag), "
-            f"not refitted on train+val")
+            f"each stopped at its best epoch on its own held-out fold (a bag), not refitted on train+val")
 
 
 def finetune_epochs(most: int, search: SearchResult) -> int:

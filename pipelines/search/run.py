@@ -31,7 +31,7 @@ from pipelines.search.parallel import Launcher, search_in_parallel
 from pipelines.search.records import EnsembleChoice, SearchResult, TrialHook, TrialRecord
 from pipelines.search.selection import CrossValidation, load_heldout
 from pipelines.search.subsample import validation_rows
-from pipelines.search.bags import has_bag, load_bag
+from pipelines.search.towers import has_bag, load_bag
 from pipelines.search.tuner import run_trials, searching_tuner
 from pipelines.search.winner import choose_trial, sampled_trials
 
@@ -111,8 +111,8 @@ def run_search(
                                       pruned=prep.search_kind in PRUNED_KINDS) or ensemble
     by_id = tuner.oracle.trials
     members = ensemble.members if ensemble else [best.trial_id]
-    # Under k-fold, a chosen trial that kept its fold models ships as their bag (`.bags`); not under a mobile budget,
-    # which its trials were measured against one model at a time.
+    # Under k-fold, a chosen trial trained as fold towers ships as its bag of fold models (`.towers`); not under a
+    # mobile budget, which its trials were measured against one model at a time.
     bags = {} if cv is None or options.mobile_budget else {
         m: str(tuner.get_trial_dir(m)) for m in members if has_bag(tuner.get_trial_dir(m))}
     best_model_path = directory.parent / "search_best.keras"
@@ -149,7 +149,7 @@ def _trained(tuner, trial, bag: str | None) -> keras.Model:
     """A trial's model as the search trained it: its bag of fold models, or its checkpoint."""
     if bag is None:
         return tuner.load_model(trial)
-    return load_bag(Path(bag))[0]
+    return load_bag(Path(bag), lambda: tuner.hypermodel.build(trial.hyperparameters))[0]
 
 
 def _heldout(tuner, x_scored: np.ndarray, cv: CrossValidation | None) -> Callable[[str], np.ndarray | None]:

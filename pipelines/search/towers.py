@@ -14,7 +14,7 @@ their strength.
 
 Inputs of more than `MAX_TOWER_INPUT_VALUES` values a row are left to the one-after-another loop.
 
-A trial keeps its k fold models, averaged, as its bag (`.bags`): if it is
+A trial keeps its k fold models, averaged, as its bag (`save_bag`): if it is
 chosen, that bag ships (`pipelines.finetune`), so what ships is what the
 out-of-fold score measured.
 
@@ -28,11 +28,15 @@ does see their inputs, but never their labels.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
 
+from models import average
 from models.inference import BATCH_ROWS, log_loss_and_accuracy
 from models.training_state import build_training_state
 
@@ -41,6 +45,8 @@ Folds = list[tuple[np.ndarray, np.ndarray]]
 # larger images a CNN trial is its arithmetic, which towers do not shrink (even a 251-step series' CNN trial took
 # 26.9 s either way), and k towers would hold k times the activations: their fold models train one after another.
 MAX_TOWER_INPUT_VALUES = 4096
+BAG_WEIGHTS_FILE = "fold_bag.weights.h5"
+BAG_FILE = "fold_bag.json"  # the bag's fold count and curves
 
 
 def towers_pay(input_shape) -> bool:
@@ -138,7 +144,24 @@ def fit_towers(members: list[keras.Model], x: np.ndarray, y: np.ndarray, folds: 
     return tower_outputs(towers, x, folds), history
 
 
-def fold_curves(history: keras.callbacks.History, folds: int) -> dict[str, list[float]]:
-    """The towers' fit's curves as a fold model's: its `loss` (the towers' losses summed) over the `folds`."""
-    return {key: [float(v) / (folds if key == "loss" else 1) for v in values]
-            for key, values in history.history.items()}
+def save_bag(trial_dir: Path, members: list[keras.Model], history: keras.callbacks.History) -> None:
+    """Keep a trial's fold models, averaged (a bag), in `trial_dir`: their weights, as keras-tuner keeps a
+    checkpoint (the bag is rebuilt from the trial's values), and the fit's curves, a fold model's mean loss."""
+    average(members).save_weights(Path(trial_dir) / BAG_WEIGHTS_FILE)
+    curves = {key: [float(v) / (len(members) if key == "loss" else 1) for v in values]
+              for key, values in history.history.items()}
+    (Path(trial_dir) / BAG_FILE).write_text(json.dumps({"folds": len(members), "curves": curves}))
+
+
+def has_bag(trial_dir: Path) -> bool:
+    """Whether the trial in `trial_dir` kept a bag (it trained as fold towers)."""
+    return (Path(trial_dir) / BAG_FILE).exists() and (Path(trial_dir) / BAG_WEIGHTS_FILE).exists()
+
+
+def load_bag(trial_dir: Path, build: Callable[[], keras.Model]) -> tuple[keras.Model, dict[str, list[float]]]:
+    """The bag `save_bag` kept in `trial_dir`, its fold models built by `build` (the trial's architecture), and
+    its curves."""
+    kept = json.loads((Path(trial_dir) / BAG_FILE).read_text())
+    bag = average([build() for _ in range(kept["folds"])])
+    bag.load_weights(Path(trial_dir) / BAG_WEIGHTS_FILE)
+    return bag, kept["curves"]

@@ -20,7 +20,6 @@ from models import (
     closed_form,
     features_fit_without_labels,
     first_trials,
-    solved_as_bag,
     trained_by_epochs,
     trial_class_weight,
 )
@@ -41,14 +40,13 @@ from pipelines.search.keras_tuner_bridge import (
 )
 from pipelines.search.fidelity import (Fidelity, converging, converging_towers, fidelity_for,
                                       hyperband_schedule)
-from pipelines.search.bags import copy_bag, save_bag
 from pipelines.search.gradients import released_gradients
 from pipelines.search.ledger import COPIED_FROM, TrialLedger
 from pipelines.search.records import TrialHook
 from pipelines.search.seeding import seed_trial
 from pipelines.search.selection import CrossValidation, load_heldout, save_heldout, scores
 from pipelines.search.subsample import Subsampling, validation_rows
-from pipelines.search.towers import fit_towers, fold_curves, towers_pay
+from pipelines.search.towers import fit_towers, save_bag, towers_pay
 
 MAX_CONSECUTIVE_FAILURES = 5
 # The score of a trial left untrained for want of time: below any real score, and not a failure (keras-tuner
@@ -187,7 +185,6 @@ def budgeted_tuner(name: str) -> type:
                     or not metrics.exists(objective):
                 return None
             copy_checkpoint(self, earlier, trial.trial_id)
-            copy_bag(self.get_trial_dir(earlier), self.get_trial_dir(trial.trial_id))
             heldout = load_heldout(self.get_trial_dir(earlier))
             if heldout is not None:
                 save_heldout(self.get_trial_dir(trial.trial_id), heldout)
@@ -225,9 +222,7 @@ def budgeted_tuner(name: str) -> type:
             """Train on each fold, score the out-of-fold predictions of every train+val row (keras-tuner #420).
 
             A family trained by epochs trains its k fold models at once, as towers of one graph, on small inputs
-            (`.towers`); a head solved on features fitted without labels shares them across folds. Both kinds of
-            fold towers, and a family solved fold by fold that ships as its bag (`models.solved_as_bag`), keep their
-            fold models (`.bags`); the others keep the last fold's model.
+            (`.towers`); a head solved on features fitted without labels shares them across folds.
             """
             hp = trial.hyperparameters
             epochs = hp.values.get("tuner/epochs", epochs)  # hyperband's budget for this round
@@ -236,7 +231,7 @@ def budgeted_tuner(name: str) -> type:
             if features_fit_without_labels(hp.values):
                 return self._shared_features(trial, cv, class_weight=kwargs.get("class_weight"))
             heldout = np.zeros((len(cv.y), len(self.hypermodel.prep.class_names)), dtype=np.float32)
-            model, bag, solved = None, [], []
+            model = None
             # Past the deadline, StopAtDeadline ends each remaining fold after one batch, as it ends a holdout trial.
             for train, val in cv.folds:
                 self.hypermodel.x_fit = cv.x[train]
@@ -246,12 +241,6 @@ def budgeted_tuner(name: str) -> type:
                 if isinstance(result, float):  # over the mobile budget: not trained
                     return result
                 heldout[val] = model_outputs(model, cv.x[val])
-                if solved_as_bag(hp.values):
-                    bag.append(model)
-                    solved.append(result)  # a solved fit's training loss and accuracy
-            if bag:  # a solved bag's curves: its fold models' mean training loss and accuracy, one point
-                save_bag(self.get_trial_dir(trial.trial_id), bag,
-                         {name: [float(np.mean([fit[name] for fit in solved]))] for name in ("loss", "accuracy")})
             return self._scored(trial, cv, model, heldout)
 
         def _fold_towers(self, trial, cv: CrossValidation, *, epochs: int, batch_size: int | None = None,
@@ -267,7 +256,7 @@ def budgeted_tuner(name: str) -> type:
             heldout, history = fit_towers(members, cv.x, cv.y, cv.folds, batch_size=batch_size,
                                           class_weight=trial_class_weight(hp.values, class_weight), **rule)
             self.hypermodel.note_epochs(len(history.epoch))
-            save_bag(self.get_trial_dir(trial.trial_id), members, fold_curves(history, len(members)))
+            save_bag(self.get_trial_dir(trial.trial_id), members, history)
             return self._scored(trial, cv, members[-1], heldout)
 
         def _shared_features(self, trial, cv: CrossValidation, class_weight=None):

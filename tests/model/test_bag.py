@@ -1,6 +1,5 @@
-"""Under k-fold selection a trial trained as fold towers, or solved fold by fold in a family that ships as its bag,
-keeps its fold models, averaged (a bag); chosen, the bag ships as the search scored it (`pipelines.search.bags`,
-`pipelines.finetune`)."""
+"""Under k-fold selection a trial trained as fold towers keeps its fold models, averaged (a bag); chosen, the bag
+ships as the search scored it (`pipelines.search.towers`, `pipelines.finetune`)."""
 
 import keras
 import keras_tuner as kt
@@ -13,10 +12,8 @@ from pipelines.finetune import build_from_hyperparameters, fine_tune
 from pipelines.load import load_path, split_dataset
 from pipelines.preprocess import fit_preprocessing, model_inputs
 from pipelines.search.fidelity import PATIENCE
-from pipelines.search import SearchOptions, run_search
-from pipelines.search.selection import CrossValidation, load_heldout
-from pipelines.search.bags import has_bag, load_bag, save_bag
-from pipelines.search.towers import fit_towers, fold_curves
+from pipelines.search.selection import CrossValidation
+from pipelines.search.towers import fit_towers, has_bag, load_bag, save_bag
 
 DENSE = {"family": "dense", "dense_layers": 1, "dense_units": 16, "learning_rate": 1e-2}
 
@@ -37,15 +34,15 @@ def trained_bag(prep, inputs, trial_dir):
     hp.values.update(DENSE)
     members = [hypermodel.build(hp) for _ in cv.folds]
     heldout, history = fit_towers(members, cv.x, cv.y, cv.folds, epochs=200, batch_size=8, patience=PATIENCE)
-    save_bag(trial_dir, members, fold_curves(history, len(members)))
-    return cv, heldout, history
+    save_bag(trial_dir, members, history)
+    return cv, heldout, history, lambda: hypermodel.build(hp)
 
 
 def test_the_bag_a_trial_keeps_is_the_fold_models_its_score_came_from(table_csv, tmp_path):
     prep, inputs = table(table_csv)
-    cv, heldout, history = trained_bag(prep, inputs, tmp_path)
+    cv, heldout, history, build = trained_bag(prep, inputs, tmp_path)
     assert has_bag(tmp_path) and len(history.epoch) < 200, "each fold model stopped on its held-out fold"
-    bag, curves = load_bag(tmp_path)
+    bag, curves = load_bag(tmp_path, build)
     members = member_models(bag)
     assert len(members) == len(cv.folds)
     for member, (_, val) in zip(members, cv.folds):  # fold k's model scored fold k's held-out rows
@@ -57,8 +54,8 @@ def test_the_bag_a_trial_keeps_is_the_fold_models_its_score_came_from(table_csv,
 
 def test_a_chosen_bag_ships_as_it_is_and_closed_form_members_are_refitted(table_csv, tmp_path):
     prep, inputs = table(table_csv)
-    cv, _, _ = trained_bag(prep, inputs, tmp_path)
-    kept = load_bag(tmp_path)[0].predict(inputs.x_test, verbose=0)
+    cv, _, _, build = trained_bag(prep, inputs, tmp_path)
+    kept = load_bag(tmp_path, build)[0].predict(inputs.x_test, verbose=0)
     shipped = fine_tune(inputs, prep, DENSE, tmp_path / "bag.keras", max_epochs=5, batch_size=8, seed=0,
                         bags=[tmp_path])
     assert shipped.bagged == 1 and shipped.epochs > 5, "the bag's curves, not five epochs of a refit"
@@ -76,32 +73,3 @@ def test_a_chosen_bag_ships_as_it_is_and_closed_form_members_are_refitted(table_
     single = fine_tune(inputs, prep, DENSE, tmp_path / "one.keras", max_epochs=2, batch_size=8, seed=0)
     assert single.bagged == 0 and single.epochs == 2
     assert len(member_models(keras.models.load_model(single.model_path))) == 1
-
-
-def test_solved_families_that_beat_their_refit_keep_their_fold_models_as_a_bag(table_csv, tmp_path):
-    """Logistic regression and trees, solved fold by fold under k-fold, keep their fold models; kernel ridge (its bag
-    lost to its refit, `models.BAGGED_SOLVED_FAMILIES`) keeps none. Chosen, a solved bag ships as it is."""
-    prep, inputs = table(table_csv)
-    options = SearchOptions(tuner="random", max_trials=4, batch_size=8, budget_minutes=2, ensemble_size=1,
-                            selection="kfold", families=["linear", "kernel", "trees"])
-    result = run_search(inputs, prep, tmp_path / "search", options)
-    folders = {(t.family, t.hyperparameters.get("trees_kind")): tmp_path / "search" / f"trial_{t.trial_id}"
-               for t in result.trials if t.status == "COMPLETED"}
-    assert set(folders) == {("linear", None), ("kernel", None), ("trees", "forest"), ("trees", "boosted")}
-    assert not has_bag(folders["kernel", None])
-    cv = CrossValidation.plan(inputs, seed=options.seed, selection="kfold")
-    for key in [("linear", None), ("trees", "forest"), ("trees", "boosted")]:
-        assert has_bag(folders[key]), key
-        bag, curves = load_bag(folders[key])
-        heldout = load_heldout(folders[key])
-        members = member_models(bag)
-        assert len(members) == len(cv.folds) and len(curves["loss"]) == 1, key
-        for member, (_, val) in zip(members, cv.folds):  # fold k's model scored fold k's held-out rows
-            np.testing.assert_allclose(member.predict(cv.x[val], verbose=0), heldout[val], atol=1e-5)
-    linear = next(t for t in result.trials if t.family == "linear")
-    kept = load_bag(folders["linear", None])[0].predict(inputs.x_test, verbose=0)
-    shipped = fine_tune(inputs, prep, linear.hyperparameters, tmp_path / "linear.keras", max_epochs=5, batch_size=8,
-                        seed=0, bags=[folders["linear", None]])
-    assert shipped.bagged == 1 and shipped.epochs == 1
-    np.testing.assert_allclose(keras.models.load_model(shipped.model_path).predict(inputs.x_test, verbose=0), kept,
-                               atol=1e-5)

@@ -444,7 +444,7 @@ def test_a_converging_fold_tower_trial_halves_its_learning_rate_on_a_plateau(tmp
 
     from models.portfolio import MLP_LEARNING_RATE
     from pipelines.search.fidelity import PLATEAU_FACTOR
-    from pipelines.search.bags import BAG_FILE
+    from pipelines.search.towers import BAG_FILE
 
     inputs, prep = _random_table(120)
     result = run_search(inputs, prep, tmp_path / "search", _options(
