@@ -2,6 +2,7 @@
 
     records.py            TrialRecord, TrialStatus, EnsembleChoice, SearchResult, WorkerReport
     selection.py          k-fold scoring of trials when the validation split is small; the tie-broken score
+    towers.py             the fast k-fold: a trial's k fold models trained at once, as towers of one graph; their bag
     fidelity.py           how long trials train: to convergence on small data, hyperband's rounds on large
     ensemble.py           greedy selection of trials to average
     ledger.py             seconds and footprints per trial; the one trial -> record conversion

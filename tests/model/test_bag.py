@@ -73,3 +73,18 @@ def test_a_chosen_bag_ships_as_it_is_and_closed_form_members_are_refitted(table_
     single = fine_tune(inputs, prep, DENSE, tmp_path / "one.keras", max_epochs=2, batch_size=8, seed=0)
     assert single.bagged == 0 and single.epochs == 2
     assert len(member_models(keras.models.load_model(single.model_path))) == 1
+
+
+def test_a_model_named_twice_for_evaluation_is_loaded_and_run_once(tmp_path, monkeypatch):
+    """When every member ships as the search's bag, the shipped model is the search's: the run names it twice."""
+    from pipelines.runs import evaluate_models
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.save(tmp_path / "m.keras")
+    loads = []
+    load = keras.models.load_model
+    monkeypatch.setattr(keras.models, "load_model", lambda path: loads.append(path) or load(path))
+    x, y = np.random.default_rng(0).normal(size=(8, 3)).astype("float32"), np.arange(8) % 2
+    (shipped, search), probabilities = evaluate_models([tmp_path / "m.keras"] * 2, x, y, ["a", "b"])
+    assert loads == [tmp_path / "m.keras"] and shipped.headline() == search.headline()
+    np.testing.assert_allclose(probabilities, model.predict(x, verbose=0), atol=1e-6)
