@@ -106,8 +106,7 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                         f"the search's model ships instead (as its trials trained it, on the training split or "
                         f"a fold of it); a larger --budget-minutes leaves the fine-tune more time")
         tuned = keep_search_model(tuned, search.best_model_path)
-    # every member shipped as the search's own bag (`pipelines.finetune`): the shipped model is the search's, scored
-    # once
+    # every member shipped as the search's own bag (`pipelines.finetune`): the search's model is the shipped one
     all_bagged = tuned.bagged == len(member_hyperparameters(search.best_hyperparameters))
     model = finish_candidate(run_dir, config, splits, validation.suite, inputs, prep, tuned,
                              search.best_hyperparameters, steps,
