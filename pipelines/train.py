@@ -98,7 +98,8 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                   seed=config.seed, class_weight=config.class_weight, devices=devices,
                   deadline=budget.finetune_deadline(time.monotonic() - search_started), bags=search.member_bags())
     budget.finetune_seconds, budget.finetune_stopped = tuned.seconds, tuned.stopped_at_deadline
-    shipped_note, needed = bag_note(tuned), search.epochs_to_best()
+    members = len(member_hyperparameters(search.best_hyperparameters))
+    shipped_note, needed = bag_note(tuned, members), search.epochs_to_best()
     if tuned.cut_short(needed):
         which = " (its shortest-trained member)" if tuned.least_epochs < tuned.epochs else ""
         shipped_note = (f"the run's deadline stopped the fine-tune of {describe(search.best_hyperparameters)} after "
@@ -107,10 +108,9 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                         f"a fold of it); a larger --budget-minutes leaves the fine-tune more time")
         tuned = keep_search_model(tuned, search.best_model_path)
     # every member shipped as the search's own bag (`pipelines.finetune`): the search's model is the shipped one
-    all_bagged = tuned.bagged == len(member_hyperparameters(search.best_hyperparameters))
     model = finish_candidate(run_dir, config, splits, validation.suite, inputs, prep, tuned,
                              search.best_hyperparameters, steps,
-                             search_best=tuned.model_path if all_bagged else search.best_model_path)
+                             search_best=tuned.model_path if tuned.bagged == members else search.best_model_path)
     chosen = any(m.get("balance_classes", True) for m in member_hyperparameters(search.best_hyperparameters))
     imbalance = imbalance_note(np.concatenate([inputs.y_train, inputs.y_val]), prep.class_names, config.class_weight,
                                chosen)
@@ -122,12 +122,18 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     return result
 
 
-def bag_note(tuned: FineTuneResult) -> str:
-    """The report's line on what ships when the search's bags of fold models do (`pipelines.finetune`)."""
+def bag_note(tuned: FineTuneResult, members: int) -> str:
+    """The report's line on what ships when the search's bags of fold models do (`pipelines.finetune`), for a
+    model of `members` members (1: a single model)."""
     if not tuned.bagged:
         return ""
-    which = "the chosen model ships" if tuned.bagged == 1 else f"{tuned.bagged} of the ensemble's members ship"
-    return (f"k-fold selection: {which} as the search trained and scored them: the average of the fold models, "
+    if members == 1:
+        which, them = "the chosen model ships", "it"
+    elif tuned.bagged == 1:
+        which, them = f"one of the ensemble's {members} members ships", "it"
+    else:
+        which, them = f"{tuned.bagged} of the ensemble's {members} members ship", "them"
+    return (f"k-fold selection: {which} as the search trained and scored {them}: the average of the fold models, "
             f"each stopped at its best epoch on its own held-out fold (a bag), not refitted on train+val")
 
 

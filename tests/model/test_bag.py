@@ -88,3 +88,20 @@ def test_a_model_named_twice_for_evaluation_is_loaded_and_run_once(tmp_path, mon
     (shipped, search), probabilities = evaluate_models([tmp_path / "m.keras"] * 2, x, y, ["a", "b"])
     assert loads == [tmp_path / "m.keras"] and shipped.headline() == search.headline()
     np.testing.assert_allclose(probabilities, model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_the_report_says_how_many_of_an_ensembles_members_ship_as_bags(tmp_path):
+    """A wine run shipped one bagged MLP among five members and the report read "the chosen model ships"."""
+    from pipelines.finetune import FineTuneResult
+    from pipelines.train import bag_note
+
+    def shipped(bagged):
+        return FineTuneResult(tmp_path / "m.keras", {"loss": [0.1]}, 1, 0.1, bagged=bagged)
+
+    assert bag_note(shipped(0), 5) == ""
+    assert bag_note(shipped(1), 1).startswith("k-fold selection: the chosen model ships as the search trained and "
+                                              "scored it:")
+    assert bag_note(shipped(1), 5).startswith("k-fold selection: one of the ensemble's 5 members ships as the "
+                                              "search trained and scored it:")
+    assert bag_note(shipped(2), 3).startswith("k-fold selection: 2 of the ensemble's 3 members ship as the search "
+                                              "trained and scored them:")
