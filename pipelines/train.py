@@ -98,8 +98,8 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                   seed=config.seed, class_weight=config.class_weight, devices=devices,
                   deadline=budget.finetune_deadline(time.monotonic() - search_started), bags=search.member_bags())
     budget.finetune_seconds, budget.finetune_stopped = tuned.seconds, tuned.stopped_at_deadline
-    members = len(member_hyperparameters(search.best_hyperparameters))
-    shipped_note, needed = bag_note(tuned, members), search.epochs_to_best()
+    members = member_hyperparameters(search.best_hyperparameters)
+    shipped_note, needed = bag_note(tuned, len(members)), search.epochs_to_best()
     if tuned.cut_short(needed):
         which = " (its shortest-trained member)" if tuned.least_epochs < tuned.epochs else ""
         shipped_note = (f"the run's deadline stopped the fine-tune of {describe(search.best_hyperparameters)} after "
@@ -110,8 +110,8 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     # every member shipped as the search's own bag (`pipelines.finetune`): the search's model is the shipped one
     model = finish_candidate(run_dir, config, splits, validation.suite, inputs, prep, tuned,
                              search.best_hyperparameters, steps,
-                             search_best=tuned.model_path if tuned.bagged == members else search.best_model_path)
-    chosen = any(m.get("balance_classes", True) for m in member_hyperparameters(search.best_hyperparameters))
+                             search_best=tuned.model_path if tuned.bagged == len(members) else search.best_model_path)
+    chosen = any(m.get("balance_classes", True) for m in members)
     imbalance = imbalance_note(np.concatenate([inputs.y_train, inputs.y_val]), prep.class_names, config.class_weight,
                                chosen)
     notes = data_notes(splits) + [note for note in (schedule_note, imbalance, shipped_note) if note]
