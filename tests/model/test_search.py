@@ -120,7 +120,7 @@ def test_a_later_hyperband_round_of_a_solved_trial_copies_it_instead_of_solving_
                                                                                                          **kwargs))
     inputs, prep = image_inputs
     result = run_search(inputs, prep, tmp_path / "search",
-                        _options(tuner="hyperband", max_epochs=9, budget_minutes=0.3, families=["linear"]))
+                        _options(tuner="hyperband", max_epochs=3, budget_minutes=0.3, families=["linear"]))
     assert result.fidelity == "hyperband"
     assert {t.status for t in result.trials} <= {"COMPLETED", "NOT_STARTED"}
     completed = {t.trial_id: t for t in result.trials if t.status == "COMPLETED"}
