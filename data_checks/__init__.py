@@ -9,8 +9,11 @@ from data_checks.suite import (
     row_rules_only,
     save_suite,
     validate_frame,
+    validate_frames,
     without_labels,
+    without_ranges,
 )
 
 __all__ = ["LABEL_COLUMN", "ValidationReport", "build_suite", "load_suite", "profile_frame",
-           "row_rules_only", "save_suite", "validate_frame", "without_labels"]
+           "row_rules_only", "save_suite", "validate_frame", "validate_frames", "without_labels",
+           "without_ranges"]

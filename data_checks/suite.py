@@ -128,11 +128,31 @@ def row_rules_only(suite):
     random part of the very data the suite was built from must meet. Whether 10% of a 34-row sample falls
     outside the training rows' range is chance there, not a fault of the data; the schema, types, finite values
     and label set are not."""
+    return _kept(suite, lambda kwargs, expectation: _row_by_row(kwargs))
+
+
+def without_ranges(suite):
+    """The suite without its value ranges (`mostly` < 1, each the span of the training rows' values with a margin):
+    what the rows the suite was built from are checked against. They meet their own ranges by construction; their
+    types, finite values, empty columns and labels can still be broken."""
+    import great_expectations.expectations as gxe
+
+    return _kept(suite, lambda kwargs, expectation:
+                 _row_by_row(kwargs) or not isinstance(expectation, gxe.ExpectColumnValuesToBeBetween))
+
+
+def _kept(suite, keep):
+    """A new suite of the expectations of `suite` that `keep(kwargs, expectation)` keeps (one belongs to one suite)."""
     import great_expectations as gx
 
     _pandas_asset()
     return gx.ExpectationSuite(name=suite.name, meta=dict(suite.meta or {}), expectations=[
-        type(expectation)(**kwargs) for kwargs, expectation in _copies(suite) if kwargs.get("mostly", 1) >= 1])
+        type(expectation)(**kwargs) for kwargs, expectation in _copies(suite) if keep(kwargs, expectation)])
+
+
+def _row_by_row(kwargs: dict) -> bool:
+    """Whether an expectation holds for a frame exactly when it holds for each of its rows (none allows a share)."""
+    return kwargs.get("mostly", 1) >= 1
 
 
 def _copies(suite) -> list[tuple[dict, object]]:
@@ -167,6 +187,18 @@ def validate_frame(frame: pd.DataFrame, suite) -> ValidationReport:
         r.expectation_config.to_domain_obj() for r in result.results if not r.success])
     details = batch.validate(failed).results
     return ValidationReport(suite.name, len(result.results), [describe_failure(r) for r in causes(details, frame)])
+
+
+def validate_frames(frames: list[pd.DataFrame], suite) -> list[ValidationReport]:
+    """`validate_frame` for each of `frames`. When every expectation of `suite` holds row by row and the frames have
+    the same columns and types, their rows are checked in one batch (great-expectations' time goes on each
+    expectation, not on each row); only a failure checks them one by one, to say which frame broke which rule."""
+    if len(frames) > 1 and all(_row_by_row(kwargs) for kwargs, _ in _copies(suite)) and \
+            all(frame.dtypes.equals(frames[0].dtypes) for frame in frames):
+        joined = validate_frame(pd.concat(frames, ignore_index=True), suite)
+        if joined.success:
+            return [ValidationReport(suite.name, joined.checked) for _ in frames]
+    return [validate_frame(frame, suite) for frame in frames]
 
 
 PASS_OR_FAIL = "BOOLEAN_ONLY"  # GX's result format without counts or examples

@@ -11,6 +11,10 @@ from pipelines.columns import text_columns
 from pipelines.text.profile import profile
 
 
+PARTS = ("train", "val", "test")
+OWN_RANGES_NOTE = "value ranges not checked: they are drawn from these rows"
+
+
 @dataclass
 class Validation:
     """The suite (saved later beside the model) and one report per checked split.
@@ -30,31 +34,41 @@ class Validation:
 def validate_splits(splits: Splits, suite_name: str, classes: list[str] | None = None) -> Validation:
     """Fail before any training if a split breaks the suite built from the training split.
 
+    The training split meets the suite less its value ranges (`data_checks.without_ranges`: they span its own
+    values); a split drawn at random from the same file meets the suite's row rules (`data_checks.row_rules_only`:
+    its statistical checks would test the draw, not the data); a split from another file, every expectation.
     `classes` widens the suite's label set beyond the training split's, for a
     fine-tuned model that still knows classes this data lacks.
     """
     suite = data_checks.build_suite(_profile(splits.train), suite_name, classes)
-    return _check(splits, suite, suite_name, "", "Data validation failed; nothing was trained.",
-                  same_data=data_checks.row_rules_only(suite))
+    drawn = data_checks.row_rules_only(suite)
+    rules = {"train": data_checks.without_ranges(suite),
+             **{part: drawn if dataset.source == splits.train.source else suite
+                for part, dataset in (("val", splits.val), ("test", splits.test))}}
+    return _check(splits, suite, rules, suite_name, "", "Data validation failed; nothing was trained.",
+                  notes={"train": OWN_RANGES_NOTE})
 
 
 def validate_against(splits: Splits, suite, suite_source: str) -> Validation:
     """Check every split of new data against an existing suite (the champion's); fail before any training."""
-    return _check(splits, suite, suite_source, "new ",
+    return _check(splits, suite, dict.fromkeys(PARTS, suite), suite_source, "new ",
                   f"New data failed the expectations of {suite_source}; nothing was trained or promoted.")
 
 
-def _check(splits: Splits, suite, suite_name: str, prefix: str, failure: str, same_data=None) -> Validation:
-    """Each split against `suite`; with `same_data` (the suite's row rules), a split drawn at random from the file
-    the suite was built from meets only those: its statistical checks would test the draw, not the data."""
-    reports = []
-    for part, dataset in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
-        drawn = same_data is not None and part != "train" and dataset.source == splits.train.source
-        report = data_checks.validate_frame(_profile(dataset), same_data if drawn else suite)
-        report.suite_name = f"{suite_name} on {prefix}{part} ({len(dataset)} rows, {dataset.source})"
-        reports.append(report)
-    validation = Validation(suite, reports)
-    if not all(report.success for report in reports):
+def _check(splits: Splits, suite, rules: dict, suite_name: str, prefix: str, failure: str,
+           notes: dict[str, str] | None = None) -> Validation:
+    """Each split against its `rules` (part -> suite); splits held to the same rules are checked together
+    (`data_checks.validate_frames`). `notes`: a few words for a part's report line."""
+    parts = dict(zip(PARTS, (splits.train, splits.val, splits.test)))
+    reports = {}
+    for kept in {id(r): r for r in rules.values()}.values():
+        held = [part for part in parts if rules[part] is kept]
+        reports.update(zip(held, data_checks.validate_frames([_profile(parts[part]) for part in held], kept)))
+    for part, report in reports.items():
+        note = f"; {notes[part]}" if notes and part in notes else ""
+        report.suite_name = f"{suite_name} on {prefix}{part} ({len(parts[part])} rows, {parts[part].source}{note})"
+    validation = Validation(suite, [reports[part] for part in parts])
+    if not all(report.success for report in validation.reports):
         raise ValidationFailed(f"{failure}\n\n{validation.to_markdown()}")
     return validation
 

@@ -107,3 +107,47 @@ def test_a_random_part_of_the_same_file_meets_the_row_rules_only(tmp_path):
     with pytest.raises(ValidationFailed, match="column 'x2': values are not finite"):
         validate_splits(Splits(parts[0], Dataset("table", broken, parts[1].labels, "one.csv"), parts[2],
                                ["high", "low", "mid"]), "same-file")
+
+
+def test_frames_held_to_row_rules_are_checked_in_one_batch_and_a_failure_names_its_frame(monkeypatch):
+    """Row rules hold for a frame exactly when they hold for each of its rows, so frames of one table are checked
+    as one batch (great-expectations' time goes on each expectation, not each row); a failure checks them one by
+    one to say which broke which rule; a suite with statistical rules (`mostly` < 1) never joins frames."""
+    import data_checks.suite as suite_module
+
+    calls = []
+    validate = suite_module.validate_frame
+    monkeypatch.setattr(suite_module, "validate_frame", lambda frame, suite: calls.append(len(frame)) or
+                        validate(frame, suite))
+    suite = data_checks.build_suite(_frame(make_table()), "demo")
+    rules = data_checks.row_rules_only(suite)
+    parts = [_frame(make_table(20, seed=1)), _frame(make_table(30, seed=2))]
+    reports = data_checks.validate_frames(parts, rules)
+    assert calls == [50] and all(r.success and r.checked == len(rules.expectations) for r in reports)
+    broken = _frame(make_table(30, seed=2).assign(x2=np.where(np.arange(30) == 4, np.inf, 0.0)))
+    calls.clear()
+    reports = data_checks.validate_frames([parts[0], broken], rules)
+    assert calls == [50, 20, 30] and reports[0].success
+    assert any("column 'x2': values are not finite" in line for line in reports[1].failures), reports[1].failures
+    calls.clear()
+    assert all(r.success for r in data_checks.validate_frames(parts, suite)) and calls == [20, 30]
+
+
+def test_the_training_split_is_not_held_to_the_ranges_drawn_from_it_and_the_report_says_so(tmp_path):
+    """Its own value ranges hold on the training rows by construction: they are left out there, and the report line
+    says so; its types, finite values, empty columns and labels are still checked."""
+    path = tmp_path / "t.csv"
+    make_table().to_csv(path, index=False)
+    splits = split_dataset(load_path(path, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    validation = validate_splits(splits, "demo")
+    ranges = [e for e in validation.suite.expectations
+              if e.expectation_type == "expect_column_values_to_be_between" and (e.mostly or 1) < 1]
+    train, val, test = validation.reports
+    assert ranges and train.checked == len(validation.suite.expectations) - len(ranges)
+    assert "value ranges not checked" in train.to_markdown() and "value ranges" not in val.to_markdown()
+    assert val.checked == test.checked == len(data_checks.row_rules_only(validation.suite).expectations)
+    frame = make_table().assign(x2=lambda f: np.where(np.arange(len(f)) % 7 == 0, np.inf, f["x2"]))
+    frame.to_csv(path, index=False)
+    broken = split_dataset(load_path(path, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    with pytest.raises(ValidationFailed, match=r"demo on train .*\n- column 'x2': values are not finite"):
+        validate_splits(broken, "demo")
