@@ -40,30 +40,31 @@ def validate_splits(splits: Splits, suite_name: str, classes: list[str] | None =
     `classes` widens the suite's label set beyond the training split's, for a
     fine-tuned model that still knows classes this data lacks.
     """
-    suite = data_checks.build_suite(_profile(splits.train), suite_name, classes)
+    profiles = _profiles(splits)
+    suite = data_checks.build_suite(profiles["train"], suite_name, classes)
     drawn = data_checks.row_rules_only(suite)
     rules = {"train": data_checks.without_ranges(suite),
              **{part: drawn if dataset.source == splits.train.source else suite
                 for part, dataset in (("val", splits.val), ("test", splits.test))}}
-    return _check(splits, suite, rules, suite_name, "", "Data validation failed; nothing was trained.",
+    return _check(splits, profiles, suite, rules, suite_name, "", "Data validation failed; nothing was trained.",
                   notes={"train": OWN_RANGES_NOTE})
 
 
 def validate_against(splits: Splits, suite, suite_source: str) -> Validation:
     """Check every split of new data against an existing suite (the champion's); fail before any training."""
-    return _check(splits, suite, dict.fromkeys(PARTS, suite), suite_source, "new ",
+    return _check(splits, _profiles(splits), suite, dict.fromkeys(PARTS, suite), suite_source, "new ",
                   f"New data failed the expectations of {suite_source}; nothing was trained or promoted.")
 
 
-def _check(splits: Splits, suite, rules: dict, suite_name: str, prefix: str, failure: str,
+def _check(splits: Splits, profiles: dict, suite, rules: dict, suite_name: str, prefix: str, failure: str,
            notes: dict[str, str] | None = None) -> Validation:
-    """Each split against its `rules` (part -> suite); splits held to the same rules are checked together
-    (`data_checks.validate_frames`). `notes`: a few words for a part's report line."""
-    parts = dict(zip(PARTS, (splits.train, splits.val, splits.test)))
+    """Each split's profile (`profiles`, part -> frame) against its `rules` (part -> suite); splits held to the same
+    rules are checked together (`data_checks.validate_frames`). `notes`: a few words for a part's report line."""
+    parts = _parts(splits)
     reports = {}
     for kept in {id(r): r for r in rules.values()}.values():
         held = [part for part in parts if rules[part] is kept]
-        reports.update(zip(held, data_checks.validate_frames([_profile(parts[part]) for part in held], kept)))
+        reports.update(zip(held, data_checks.validate_frames([profiles[part] for part in held], kept)))
     for part, report in reports.items():
         note = f"; {notes[part]}" if notes and part in notes else ""
         report.suite_name = f"{suite_name} on {prefix}{part} ({len(parts[part])} rows, {parts[part].source}{note})"
@@ -73,5 +74,12 @@ def _check(splits: Splits, suite, rules: dict, suite_name: str, prefix: str, fai
     return validation
 
 
-def _profile(dataset: Dataset):
-    return profile(dataset.kind, dataset.features, dataset.labels, text_columns(dataset.roles or {}))
+def _parts(splits: Splits) -> dict[str, Dataset]:
+    return dict(zip(PARTS, (splits.train, splits.val, splits.test)))
+
+
+def _profiles(splits: Splits) -> dict:
+    """Each split's profile (`pipelines.text.profile`), made once: it builds the suite and is checked against it
+    (600 images of 224 x 224 took 1-6 s to profile)."""
+    return {part: profile(dataset.kind, dataset.features, dataset.labels, text_columns(dataset.roles or {}))
+            for part, dataset in _parts(splits).items()}
