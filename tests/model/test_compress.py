@@ -12,7 +12,8 @@ from models.hypermodel import student_ladder
 from models.pruning import MagnitudePruning, magnitude_mask, prunable_weights, scheduled_sparsity, sparsity
 from pipelines.config import ExportOptions
 from pipelines.errors import ExportError
-from pipelines.export.compress import student_budget_kb
+from pipelines.export.compress import (BATCH_SIZE, MIN_EPOCH_BATCHES, MIN_STEPS, student_budget_kb,
+                                      training_passes)
 from pipelines.export.records import ExportData
 from pipelines.export.run import export_model
 from pipelines.export.tflite import check_builtin_ops
@@ -89,6 +90,19 @@ def test_pruned_and_distilled_models_are_exported_and_checked_like_any_variant(w
     assert spec["variants"]["distilled_int8"]["source"] == distilled.source
     assert not list((tmp_path / "export").glob(".compress*")) and not list(tmp_path.glob(".export*"))
     assert (tmp_path / "export" / "variants.png").stat().st_size > 10_000
+
+
+def test_an_epoch_holds_at_least_its_batches_and_the_steps_stay_those_asked_for():
+    x, y = np.arange(48 * 3, dtype="float32").reshape(48, 3), np.arange(48) % 3
+    tiled_x, tiled_y, epochs = training_passes(x, y, epochs=4)
+    batches = -(-len(tiled_x) // BATCH_SIZE)
+    assert batches >= MIN_EPOCH_BATCHES and len(tiled_x) % len(x) == 0, "whole passes over the rows"
+    assert np.array_equal(np.bincount(tiled_y), np.bincount(y) * (len(tiled_x) // len(x)))
+    assert MIN_STEPS <= epochs * batches < MIN_STEPS + batches, "4 passes of 2 batches are fewer than MIN_STEPS"
+    rows = 4096  # a large sample: neither repeated nor given more steps than its epochs
+    x, y = np.zeros((rows, 3), "float32"), np.zeros(rows, int)
+    same_x, _, epochs = training_passes(x, y, epochs=4)
+    assert same_x is x and epochs == 4
 
 
 def test_without_a_budget_the_student_gets_half_the_teacher_int8_size():
