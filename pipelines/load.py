@@ -12,7 +12,7 @@ import collections
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Collection, Literal
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,7 @@ TRAINING_LENGTH = "the training length"  # how `fit_length`'s notes name the len
 CONTINUOUS_MIN_VALUES = 20
 CONTINUOUS_SHARE = 0.05
 LISTED = 5  # how many offending values an error names before it counts the rest
+MIXED_REMEDY = "fix or blank them"  # how a column of numbers with some text is mended
 
 
 @dataclass
@@ -132,11 +133,13 @@ def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> t
     if config.dataset:
         data, test = load_bundled(config.dataset)
     else:
-        data = load_path(Path(config.data), config.target, config.image_size)
+        declared = {name: role.role for name, role in roles.items()} if roles is not None else config.column_roles
+        not_numeric = {name for name, role in declared.items() if role != ColumnRole.NUMERIC}
+        data = load_path(Path(config.data), config.target, config.image_size, not_numeric)
         test = None
         if config.test_data is not None:
             size = data.features.shape[1:3] if data.kind == "image" else None
-            test = load_path(Path(config.test_data), config.target, size)
+            test = load_path(Path(config.test_data), config.target, size, not_numeric)
             test = _matched_test(data, test)
     if data.kind == "table":
         unknown = [str(c) for c in data.features.columns if roles is not None and str(c) not in roles]
@@ -200,8 +203,10 @@ def check_source(path: Path, target: str | None) -> None:
         check_not_continuous(path, labels.dropna())
 
 
-def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None = None) -> Dataset:
-    """Load one path, choosing the loader by what the path is."""
+def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None = None,
+              not_numeric: Collection[str] = ()) -> Dataset:
+    """Load one path, choosing the loader by what the path is; `not_numeric`: a table's columns given a role other
+    than numeric (`check_not_mixed` passes them)."""
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
@@ -215,7 +220,7 @@ def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None
     if suffix in TABLE_SUFFIXES:
         if not target:
             raise DataError(f"{path}: a table needs --target, the name of its label column")
-        return load_table(path, target)
+        return load_table(path, target, not_numeric)
     if suffix == ".npz":
         return load_sequences(path)
     raise DataError(
@@ -264,8 +269,9 @@ def csv_delimiter(path: Path) -> str:
         return ","
 
 
-def load_table(path: Path, target: str) -> Dataset:
-    """Read a CSV or Parquet table; numeric and categorical columns are kept raw."""
+def load_table(path: Path, target: str, not_numeric: Collection[str] = ()) -> Dataset:
+    """Read a CSV or Parquet table; numeric and categorical columns are kept raw. A column of numbers with some
+    text is refused unless it is in `not_numeric` (its role given as categorical, text, ...)."""
     frame = read_table(path)
     if target not in frame.columns:
         raise DataError(f"{path}: no column {shown(target)}; columns are {names(frame.columns)}")
@@ -279,7 +285,9 @@ def load_table(path: Path, target: str) -> Dataset:
     if features.shape[1] == 0:
         raise DataError(f"{path}: the table has no feature columns besides {target!r}")
     for column in features.columns:
-        check_not_mixed(path, features[column])
+        if str(column) not in not_numeric:
+            check_not_mixed(path, features[column], f"{MIXED_REMEDY}, or if they are categories say so: "
+                                                    f"--column-role {column}=categorical")
     labels = _label_strings(frame[target])
     return Dataset("table", features.reset_index(drop=True), labels, str(path))
 
@@ -298,8 +306,9 @@ def check_not_continuous(path: Path | str, labels: pd.Series) -> None:
         )
 
 
-def check_not_mixed(path: Path | str, column: pd.Series) -> None:
-    """A column whose values are mostly numbers but partly text is a data error, not a category."""
+def check_not_mixed(path: Path | str, column: pd.Series, remedy: str = MIXED_REMEDY) -> None:
+    """A column whose values are mostly numbers but partly text is a data error, not a category (unless the user says
+    so: `load_table`'s `not_numeric`); `remedy` ends the message."""
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return
     values = column.dropna()
@@ -311,7 +320,7 @@ def check_not_mixed(path: Path | str, column: pd.Series) -> None:
         examples = ", ".join(shown(v) for v in bad.unique()[:3])
         raise DataError(
             f"{path}: column {column.name!r} is numeric but {len(bad)} of {len(values)} values are text "
-            f"(e.g. {examples}); fix or blank them"
+            f"(e.g. {examples}); {remedy}"
         )
 
 

@@ -9,6 +9,7 @@ from pipelines.config import TrainConfig
 from pipelines.errors import DataError
 from pipelines.load import load_dataset, split_dataset
 from pipelines.preprocess import encode_features, fit_preprocessing
+from tests.conftest import make_table
 
 WORDS = ["quick", "brown", "fox", "jumps", "over", "lazy", "dog", "again", "today", "never"]
 
@@ -73,3 +74,19 @@ def test_column_roles_override_inference_and_an_unknown_column_is_named(tmp_path
         load_dataset(TrainConfig(data=tmp_path / "t.csv", target="label", column_roles={"colour": "text"}))
     with pytest.raises(ValueError, match="column_roles"):
         TrainConfig(data=tmp_path / "t.csv", target="label", column_roles={"city": "postcode"})
+
+
+def test_a_column_of_numbers_with_some_text_loads_as_the_categories_its_role_says(tmp_path):
+    frame = make_table()  # Cars93's Cylinders: 3, 4, 6, 8 and one 'rotary'
+    frame["cylinders"] = np.array(["4", "6", "8"], dtype=object)[np.arange(len(frame)) % 3]
+    frame.loc[5, "cylinders"] = "rotary"
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    hint = r"fix or blank them, or if they are categories say so: --column-role cylinders=categorical"
+    for roles in ({}, {"cylinders": "numeric"}):
+        with pytest.raises(DataError, match=r"column 'cylinders' is numeric but 1 of 60 values are text .*" + hint):
+            load_dataset(TrainConfig(data=tmp_path / "t.csv", target="label", column_roles=roles))
+    frame.iloc[:10].to_csv(tmp_path / "test.csv", index=False)
+    data, test = load_dataset(TrainConfig(data=tmp_path / "t.csv", test_data=tmp_path / "test.csv", target="label",
+                                          column_roles={"cylinders": "categorical"}))
+    assert data.roles["cylinders"].role == ColumnRole.CATEGORICAL
+    assert set(data.features["cylinders"]) == {"4", "6", "8", "rotary"} and "rotary" in set(test.features["cylinders"])
