@@ -165,7 +165,8 @@ def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> t
 def check_source(path: Path, target: str | None) -> None:
     """What can be checked without reading the data (a text folder's files are read: they are small): the path
     exists, a text folder's files are UTF-8, a sequence file holds no pickle (array
-    headers only), and a table has its target column and the column holds classes (the header and that column).
+    headers only), and a table has its target column and the column holds a class on every row (the header and that
+    column).
 
     Runs before anything starts (the CLI calls it before Prefect's server), so
     the commonest mistakes cost a second, not a server start.
@@ -200,7 +201,8 @@ def check_source(path: Path, target: str | None) -> None:
             raise DataError(f"{path}: no column {shown(target)}; columns are {names(columns)}")
         labels = pd.read_parquet(path, columns=[target])[target] if path.suffix.lower() in {".parquet", ".pq"} \
             else pd.read_csv(path, usecols=[target], sep=sep)[target]
-        check_not_continuous(path, labels.dropna())
+        check_labelled(path, labels)
+        check_not_continuous(path, labels)
 
 
 def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None = None,
@@ -275,11 +277,7 @@ def load_table(path: Path, target: str, not_numeric: Collection[str] = ()) -> Da
     frame = read_table(path)
     if target not in frame.columns:
         raise DataError(f"{path}: no column {shown(target)}; columns are {names(frame.columns)}")
-    if frame[target].isna().any():
-        empty = np.flatnonzero(frame[target].isna().to_numpy())
-        more = f" and {len(empty) - LISTED} more" if len(empty) > LISTED else ""
-        raise DataError(f"{path}: label column {target!r} is empty on {len(empty)} of {len(frame)} rows: rows "
-                        f"{empty[:LISTED].tolist()}{more} (numbered from 0 below the header); label or drop them")
+    check_labelled(path, frame[target])
     check_not_continuous(path, frame[target])
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
@@ -290,6 +288,15 @@ def load_table(path: Path, target: str, not_numeric: Collection[str] = ()) -> Da
                                                     f"--column-role {column}=categorical")
     labels = _label_strings(frame[target])
     return Dataset("table", features.reset_index(drop=True), labels, str(path))
+
+
+def check_labelled(path: Path | str, labels: pd.Series) -> None:
+    """Every row has a label: the rows without one are named."""
+    if labels.isna().any():
+        empty = np.flatnonzero(labels.isna().to_numpy())
+        more = f" and {len(empty) - LISTED} more" if len(empty) > LISTED else ""
+        raise DataError(f"{path}: label column {labels.name!r} is empty on {len(empty)} of {len(labels)} rows: rows "
+                        f"{empty[:LISTED].tolist()}{more} (numbered from 0 below the header); label or drop them")
 
 
 def check_not_continuous(path: Path | str, labels: pd.Series) -> None:

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from pipelines.errors import DataError
-from pipelines.load import load_bundled, load_path, sequences_dataset, split_dataset
+from pipelines.load import check_source, load_bundled, load_path, sequences_dataset, split_dataset
 from tests.conftest import make_sequences, make_table
 
 
@@ -235,6 +235,7 @@ def test_empty_labels_are_counted_and_the_first_rows_named(tmp_path):
     frame["label"] = frame["label"].astype(object)
     frame.loc[[3, 10, 11, 20, 30, 41, 50], "label"] = None
     frame.to_csv(tmp_path / "unlabelled.csv", index=False)
-    with pytest.raises(DataError, match=r"label column 'label' is empty on 7 of 60 rows: rows \[3, 10, 11, 20, 30\] "
-                                        r"and 2 more \(numbered from 0 below the header\); label or drop them"):
-        load_path(tmp_path / "unlabelled.csv", "label")
+    for check in (load_path, check_source):  # check_source: before the CLI starts Prefect's server
+        with pytest.raises(DataError, match=r"label column 'label' is empty on 7 of 60 rows: rows \[3, 10, 11, 20, "
+                                            r"30\] and 2 more \(numbered from 0 below the header\); label or drop them"):
+            check(tmp_path / "unlabelled.csv", "label")
