@@ -12,13 +12,13 @@ import collections
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Collection, Literal
+from typing import Literal, Mapping
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from pipelines.columns import ColumnRole, Role, apply_roles, infer_roles, role_notes
+from pipelines.columns import DROPPED, ColumnRole, Role, apply_roles, infer_roles, role_notes
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError, names, shown
 from pipelines.export.tflite import INT8_IO_TOKEN_IDS
@@ -133,13 +133,12 @@ def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> t
     if config.dataset:
         data, test = load_bundled(config.dataset)
     else:
-        declared = {name: role.role for name, role in roles.items()} if roles is not None else config.column_roles
-        not_numeric = {name for name, role in declared.items() if role != ColumnRole.NUMERIC}
-        data = load_path(Path(config.data), config.target, config.image_size, not_numeric)
+        given = {name: role.role for name, role in roles.items()} if roles is not None else config.column_roles
+        data = load_path(Path(config.data), config.target, config.image_size, given)
         test = None
         if config.test_data is not None:
             size = data.features.shape[1:3] if data.kind == "image" else None
-            test = load_path(Path(config.test_data), config.target, size, not_numeric)
+            test = load_path(Path(config.test_data), config.target, size, given)
             test = _matched_test(data, test)
     if data.kind == "table":
         unknown = [str(c) for c in data.features.columns if roles is not None and str(c) not in roles]
@@ -206,9 +205,9 @@ def check_source(path: Path, target: str | None) -> None:
 
 
 def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None = None,
-              not_numeric: Collection[str] = ()) -> Dataset:
-    """Load one path, choosing the loader by what the path is; `not_numeric`: a table's columns given a role other
-    than numeric (`check_not_mixed` passes them)."""
+              given_roles: Mapping[str, str] | None = None) -> Dataset:
+    """Load one path, choosing the loader by what the path is; `given_roles`: a table's column roles given by the
+    user (or a retrain's champion), by column name (`load_table`)."""
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
@@ -222,7 +221,7 @@ def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None
     if suffix in TABLE_SUFFIXES:
         if not target:
             raise DataError(f"{path}: a table needs --target, the name of its label column")
-        return load_table(path, target, not_numeric)
+        return load_table(path, target, given_roles)
     if suffix == ".npz":
         return load_sequences(path)
     raise DataError(
@@ -271,9 +270,10 @@ def csv_delimiter(path: Path) -> str:
         return ","
 
 
-def load_table(path: Path, target: str, not_numeric: Collection[str] = ()) -> Dataset:
+def load_table(path: Path, target: str, given_roles: Mapping[str, str] | None = None) -> Dataset:
     """Read a CSV or Parquet table; numeric and categorical columns are kept raw. A column of numbers with some
-    text is refused unless it is in `not_numeric` (its role given as categorical, text, ...)."""
+    text is refused unless `given_roles` names another role for it (categorical, text, ...), and a column with no
+    value unless it is to be dropped (identifier, ignore)."""
     frame = read_table(path)
     if target not in frame.columns:
         raise DataError(f"{path}: no column {shown(target)}; columns are {names(frame.columns)}")
@@ -282,8 +282,12 @@ def load_table(path: Path, target: str, not_numeric: Collection[str] = ()) -> Da
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise DataError(f"{path}: the table has no feature columns besides {target!r}")
+    given_roles = given_roles or {}
     for column in features.columns:
-        if str(column) not in not_numeric:
+        role = given_roles.get(str(column))
+        if role not in DROPPED:
+            check_not_empty(path, features[column])
+        if role in (None, ColumnRole.NUMERIC):
             check_not_mixed(path, features[column], f"{MIXED_REMEDY}, or if they are categories say so: "
                                                     f"--column-role {column}=categorical")
     labels = _label_strings(frame[target])
@@ -311,6 +315,13 @@ def check_not_continuous(path: Path | str, labels: pd.Series) -> None:
             "rows); kerasflow trains classifiers: bin it into classes first (e.g. pandas.qcut(column, 5)) "
             "or choose another --target"
         )
+
+
+def check_not_empty(path: Path | str, column: pd.Series) -> None:
+    """A feature column with no value on any row is refused (a column that is only mostly empty is data)."""
+    if column.isna().all():
+        raise DataError(f"{path}: column {column.name!r} is empty on every one of its {len(column)} rows; fill it or "
+                        f"leave it out (--column-role {column.name}=ignore)")
 
 
 def check_not_mixed(path: Path | str, column: pd.Series, remedy: str = MIXED_REMEDY) -> None:

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import data_checks
-from pipelines.errors import ValidationFailed
+from pipelines.errors import DataError, ValidationFailed
 from pipelines.load import load_path, split_dataset
 from pipelines.validate import validate_splits
 from tests.conftest import make_table
@@ -53,13 +53,23 @@ def test_unknown_label_fails():
     assert any("column 'label': values outside the known set" in line for line in report.failures)
 
 
-def test_all_nan_column_stops_the_run_before_training(tmp_path):
-    frame = make_table().assign(empty=np.nan)
+def test_an_empty_column_stops_the_run_and_a_mostly_empty_one_is_data(tmp_path):
+    frame = make_table(120).assign(empty=np.nan, sparse=None)
+    frame.loc[[4, 50, 97], "sparse"] = "shed"  # ames's Misc_Feature: 97% empty, most houses have none
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
-    splits = split_dataset(load_path(path, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
-    with pytest.raises(ValidationFailed, match="column 'empty': too many missing values"):
-        validate_splits(splits, "demo")
+    with pytest.raises(DataError, match=r"t.csv: column 'empty' is empty on every one of its 120 rows; fill it or "
+                                        r"leave it out \(--column-role empty=ignore\)"):
+        load_path(path, "label")
+    data = load_path(path, "label", given_roles={"empty": "ignore"})
+    splits = split_dataset(data, None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    assert 0 < splits.train.features["sparse"].notna().mean() < 0.05, "below the 5% filled a column once needed"
+    validation = validate_splits(splits, "demo")  # the training split is not held to a share of 'sparse' filled
+    assert all(report.success for report in validation.reports)
+    seventy = make_table(10).assign(x2=[1.0] * 3 + [np.nan] * 7)  # 70% empty: new data must fill 5% of it
+    suite = data_checks.build_suite(_frame(seventy), "seventy")
+    assert "column 'x2': too many missing values (allowed 95%)" in \
+        data_checks.validate_frame(_frame(seventy.assign(x2=np.nan)), suite).failures[0]
 
 
 def test_sequences_with_nan_fail_the_non_finite_check():
