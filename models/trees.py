@@ -114,6 +114,15 @@ def trees_per_round(n_classes: int) -> int:
     return 1 if n_classes == 2 else n_classes
 
 
+def trees_grown(values: dict, n_classes: int) -> int | None:
+    """How many trees a `trees` trial with hyperparameter `values` fits: a forest's count, or boosting's rounds times
+    `trees_per_round`; None for another family, or a trial without a count."""
+    if values.get("family") != "trees" or "trees_count" not in values:
+        return None
+    rounds = values["trees_count"]
+    return rounds * trees_per_round(n_classes) if values.get("trees_kind") == "boosted" else rounds
+
+
 def make_estimator(kind: str, n_estimators: int, n_leaves: int, learning_rate: float, seed: int, *,
                    row_share: float = BOOSTED_SAMPLING["row_share"][0],
                    feature_share: float = BOOSTED_SAMPLING["feature_share"][0],

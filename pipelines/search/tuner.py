@@ -63,7 +63,8 @@ def searching_tuner(prep: Preprocessing, families: list[str], directory: Path, o
     """The budgeted tuner over `directory`; a `worker` keeps its timings and footprints in files of its own;
     `base`: the pretrained base of the `transfer` family. The trials' fidelity follows the training set's size
     (`pipelines.search.fidelity`); the first trials are the input kind's portfolio (`models.portfolio`)."""
-    ledger = TrialLedger(directory, options, prep.input_shape, x_train[:FOOTPRINT_SAMPLES], worker)
+    ledger = TrialLedger(directory, options, prep.input_shape, x_train[:FOOTPRINT_SAMPLES], worker,
+                         n_classes=len(prep.class_names))
     fidelity = fidelity_for(len(x_train), options)
     hypermodel = SearchHyperModel(prep, families, ledger, devices.jit_compile if devices else "auto", x_fit=x_train,
                                   base=base, fidelity=fidelity, max_epochs=options.max_epochs)

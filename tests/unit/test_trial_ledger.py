@@ -46,3 +46,15 @@ def test_the_layer_structure_leaves_out_widths_and_the_optimiser():
     assert layer_structure(words) == layer_structure({**words, "linear_c": 10.0})
     assert layer_structure(words) != layer_structure({**words, "tfidf_bigrams": True}), \
         "word pairs: 2**18 more terms, ten times the solve"
+
+
+def test_a_tree_ensemble_is_expected_to_cost_as_many_times_more_as_it_fits_trees(tmp_path):
+    forest = {"family": "trees", "trees_kind": "forest", "trees_count": 100}
+    boosted = {"family": "trees", "trees_kind": "boosted", "trees_count": 200}
+    ledger, trials = _ledger(tmp_path, {"0": (forest, 3.0, 100)})
+    ledger.n_classes = 9  # 200 rounds of 9 trees: 18 times the forest's 100
+    assert ledger.expected_seconds(boosted, 100, trials) == pytest.approx(54.0)
+    assert ledger.expected_seconds(boosted, 200, trials) == pytest.approx(108.0), "and scaled to rows"
+    ledger.n_classes = 2  # one tree a round
+    assert ledger.expected_seconds(boosted, 100, trials) == pytest.approx(6.0)
+    assert ledger.expected_seconds({**forest, "trees_count": 50}, 100, trials) == 3.0, "never scaled down"
