@@ -28,6 +28,11 @@ Kind = Literal["table", "image", "sequence"]
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}  # Pillow reads them all
 DELIMITERS = ",;\t|"  # what a CSV's separator is sniffed among
+SNIFFED_ROWS = 1000  # rows read to tell a CSV's decimal mark
+# A number written with a decimal comma (1,71; -0,5; ,25), and any number of a column that holds such numbers.
+DECIMAL_COMMA = r"[+-]?\d*,\d+"
+COMMA_NUMBERS = rf"(?:{DECIMAL_COMMA}|[+-]?\d+)"
+DECIMAL_COMMA_NOTE = "numbers with a decimal comma (as 1,5) were read as numbers: the file separates columns with {sep!r}"
 MIN_ROWS_PER_CLASS = 3  # one each for train, val and test
 LENGTH_RULE = "zero-pad or cut at the end to the training length"
 TRAINING_LENGTH = "the training length"  # how `fit_length`'s notes name the length they fit to
@@ -238,7 +243,9 @@ def read_table(path: Path) -> pd.DataFrame:
         else:
             sep = csv_delimiter(path)
             check_unique_header(path, sep)
-            frame = pd.read_csv(path, sep=sep)
+            decimal = csv_decimal(path, sep)
+            frame = pd.read_csv(path, sep=sep, decimal=decimal)
+            frame.attrs["notes"] = [DECIMAL_COMMA_NOTE.format(sep=sep)] if decimal == "," else []
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -248,6 +255,20 @@ def read_table(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path}: the table has no rows")
     return frame
+
+
+def csv_decimal(path: Path, sep: str) -> str:
+    """The CSV's decimal mark: a comma when its columns are not separated by commas and a column of its first
+    `SNIFFED_ROWS` rows holds only numbers, some with a decimal comma (Excel's CSV in much of Europe: 14,23;1,71);
+    else a point."""
+    if sep == ",":
+        return "."
+    head = pd.read_csv(path, sep=sep, dtype=str, nrows=SNIFFED_ROWS)
+    for column in head.columns:
+        values = head[column].dropna().str.strip()
+        if values.str.fullmatch(DECIMAL_COMMA).any() and values.str.fullmatch(COMMA_NUMBERS).all():
+            return ","
+    return "."
 
 
 def check_unique_header(path: Path, sep: str) -> None:
@@ -291,7 +312,7 @@ def load_table(path: Path, target: str, given_roles: Mapping[str, str] | None = 
             check_not_mixed(path, features[column], f"{MIXED_REMEDY}, or if they are categories say so: "
                                                     f"--column-role {column}=categorical")
     labels = _label_strings(frame[target])
-    return Dataset("table", features.reset_index(drop=True), labels, str(path))
+    return Dataset("table", features.reset_index(drop=True), labels, str(path), notes=frame.attrs.get("notes", []))
 
 
 def check_labelled(path: Path | str, labels: pd.Series) -> None:

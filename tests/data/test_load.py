@@ -239,3 +239,18 @@ def test_empty_labels_are_counted_and_the_first_rows_named(tmp_path):
         with pytest.raises(DataError, match=r"label column 'label' is empty on 7 of 60 rows: rows \[3, 10, 11, 20, "
                                             r"30\] and 2 more \(numbered from 0 below the header\); label or drop them"):
             check(tmp_path / "unlabelled.csv", "label")
+
+
+def test_a_csv_with_decimal_commas_reads_its_numbers_as_numbers(tmp_path):
+    frame = make_table()  # x1, x2 (some missing), colour, label
+    frame.to_csv(tmp_path / "eu.csv", sep=";", decimal=",", index=False)  # Excel's CSV in much of Europe
+    assert "," in (tmp_path / "eu.csv").read_text().splitlines()[1], "the file holds decimal commas"
+    data = load_path(tmp_path / "eu.csv", "label")
+    np.testing.assert_allclose(data.features["x1"], frame["x1"])
+    np.testing.assert_allclose(data.features["x2"], frame["x2"])  # missing values stay missing
+    assert data.notes == ["numbers with a decimal comma (as 1,5) were read as numbers: the file separates columns "
+                          "with ';'"]
+    frame.to_csv(tmp_path / "points.csv", sep=";", index=False)  # the same separator, decimal points
+    assert load_path(tmp_path / "points.csv", "label").notes == []
+    frame.assign(colour="4,5").to_csv(tmp_path / "text.csv", index=False)  # a comma-separated file: quoted "4,5"
+    assert load_path(tmp_path / "text.csv", "label").features["colour"].iloc[0] == "4,5"
