@@ -197,14 +197,16 @@ def check_source(path: Path, target: str | None) -> None:
                 sep = csv_delimiter(path)
                 check_unique_header(path, sep)
                 columns = pd.read_csv(path, nrows=0, sep=sep).columns
+            if target not in columns:
+                raise DataError(f"{path}: no column {shown(target)}; columns are {names(columns)}")
+            labels = pd.read_parquet(path, columns=[target])[target] if path.suffix.lower() in {".parquet", ".pq"} \
+                else pd.read_csv(path, usecols=[target], sep=sep)[target]
         except DataError:
             raise
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
         except Exception:  # unreadable: `load_table` reports it with the parser's own words
             return
-        if target not in columns:
-            raise DataError(f"{path}: no column {shown(target)}; columns are {names(columns)}")
-        labels = pd.read_parquet(path, columns=[target])[target] if path.suffix.lower() in {".parquet", ".pq"} \
-            else pd.read_csv(path, usecols=[target], sep=sep)[target]
         check_labelled(path, labels)
         check_not_continuous(path, labels)
 
@@ -250,11 +252,25 @@ def read_table(path: Path) -> pd.DataFrame:
         raise
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     except Exception as exc:  # parser errors carry the useful line number
         raise DataError(f"{path}: cannot read the table: {exc}") from exc
     if frame.empty:
         raise DataError(f"{path}: the table has no rows")
     return frame
+
+
+def not_utf8(path: Path) -> DataError:
+    """The error for a CSV that is not UTF-8 text, naming the line of its first byte that is not."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return DataError(f"{path}: not UTF-8 text (byte {raw[exc.start]:#04x} on line {line}, as a file saved as "
+                         "Windows-1252 or Latin-1 has); save it as UTF-8 (in Excel: CSV UTF-8)")
+    return DataError(f"{path}: not UTF-8 text; save it as UTF-8")
 
 
 def csv_decimal(path: Path, sep: str) -> str:

@@ -254,3 +254,13 @@ def test_a_csv_with_decimal_commas_reads_its_numbers_as_numbers(tmp_path):
     assert load_path(tmp_path / "points.csv", "label").notes == []
     frame.assign(colour="4,5").to_csv(tmp_path / "text.csv", index=False)  # a comma-separated file: quoted "4,5"
     assert load_path(tmp_path / "text.csv", "label").features["colour"].iloc[0] == "4,5"
+
+
+def test_a_csv_that_is_not_utf8_names_the_line_and_the_fix_before_any_work(tmp_path):
+    frame = make_table(3000)  # the bad byte far past the first chunk the header is read from
+    frame.loc[2500, "colour"] = "bleu fonc\u00e9"
+    frame.to_csv(tmp_path / "windows.csv", index=False, encoding="cp1252")
+    for check in (check_source, load_path):
+        with pytest.raises(DataError, match=r"windows.csv: not UTF-8 text \(byte 0xe9 on line 2502, as a file saved "
+                                            r"as Windows-1252 or Latin-1 has\); save it as UTF-8 \(in Excel: CSV UTF-8\)"):
+            check(tmp_path / "windows.csv", "label")
