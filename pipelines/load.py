@@ -328,7 +328,12 @@ def load_table(path: Path, target: str, given_roles: Mapping[str, str] | None = 
             check_not_mixed(path, features[column], f"{MIXED_REMEDY}, or if they are categories say so: "
                                                     f"--column-role {column}=categorical")
     labels = _label_strings(frame[target])
-    return Dataset("table", features.reset_index(drop=True), labels, str(path), notes=frame.attrs.get("notes", []))
+    notes = list(frame.attrs.get("notes", []))
+    counts = collections.Counter(labels.tolist())
+    alike = _written_alike(counts, counts)
+    if alike:
+        notes.append(f"labels written alike are different classes here ({alike} but for spaces or capitals)")
+    return Dataset("table", features.reset_index(drop=True), labels, str(path), notes=notes)
 
 
 def check_labelled(path: Path | str, labels: pd.Series) -> None:
@@ -377,6 +382,19 @@ def check_not_mixed(path: Path | str, column: pd.Series, remedy: str = MIXED_REM
             f"{path}: column {column.name!r} is numeric but {len(bad)} of {len(values)} values are text "
             f"(e.g. {examples}); {remedy}"
         )
+
+
+def _written_alike(labels, counts: dict[str, int]) -> str:
+    """Those of `labels` that are a larger class of `counts` written with other spaces or capitals, as "'low ' is
+    'low'" ("" when none is)."""
+    def key(label: str) -> str:
+        return " ".join(str(label).split()).casefold()
+
+    largest = {}
+    for label in sorted(counts, key=counts.get, reverse=True):
+        largest.setdefault(key(label), label)
+    pairs = [(label, largest[key(label)]) for label in labels if largest[key(label)] != label]
+    return ", ".join(f"{shown(label)} is {shown(other)}" for label, other in pairs[:LISTED])
 
 
 def _label_strings(labels: pd.Series | np.ndarray) -> np.ndarray:
@@ -691,9 +709,10 @@ def split_dataset(
     if small:
         listed = "{" + ", ".join(f"{shown(label)}: {n}" for label, n in list(small.items())[:LISTED]) + "}"
         more = f" and {len(small) - LISTED} more" if len(small) > LISTED else ""
+        alike = _written_alike(small, counts)
         raise DataError(
             f"{data.source}: classes {listed}{more} have fewer than {needed} rows; "
-            "each class needs rows for train, validation and test"
+            "each class needs rows for train, validation and test" + (f" ({alike}: fix the labels)" if alike else "")
         )
     if test is not None:
         test = _matched_test(data, test)

@@ -264,3 +264,16 @@ def test_a_csv_that_is_not_utf8_names_the_line_and_the_fix_before_any_work(tmp_p
         with pytest.raises(DataError, match=r"windows.csv: not UTF-8 text \(byte 0xe9 on line 2502, as a file saved "
                                             r"as Windows-1252 or Latin-1 has\); save it as UTF-8 \(in Excel: CSV UTF-8\)"):
             check(tmp_path / "windows.csv", "label")
+
+
+def test_labels_written_alike_are_named_as_the_same_class_in_other_spaces_or_capitals(tmp_path):
+    frame = make_table(90)
+    frame.loc[[3, 6], "label"] = "low "  # a stray space
+    frame.loc[[9], "label"] = "Low"
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    data = load_path(tmp_path / "t.csv", "label")
+    assert "labels written alike are different classes here ('low ' is 'low', 'Low' is 'low' but for spaces or " \
+           "capitals)" in data.notes
+    with pytest.raises(DataError, match=r"classes \{'Low': 1, 'low ': 2\} have fewer than 3 rows; each class needs "
+                                        r"rows for train, validation and test \('Low' is 'low', 'low ' is 'low': fix"):
+        split_dataset(data, None, test_fraction=0.2, val_fraction=0.2, seed=0)
