@@ -51,9 +51,9 @@ class Trained:
         return self.summary.get("registered")
 
     def keras_model(self):
-        import keras
+        from models.saving import load_model
 
-        return keras.models.load_model(self.run_dir / "finetuned.keras")
+        return load_model(self.run_dir / "finetuned.keras")
 
     def predict(self, data, variant: str | None = None, keep: str | None = None) -> Predictions:
         return load(self.run_dir).predict(data, variant, keep)
@@ -83,9 +83,9 @@ class Model:
         return predict(self.trained, data, variant, keep)
 
     def keras_model(self):
-        import keras
+        from models.saving import load_model
 
-        return keras.models.load_model(self.trained.model_path)
+        return load_model(self.trained.model_path)
 
 
 def load(source: str | Path, registry: str | Path = "registry") -> Model:

@@ -31,6 +31,7 @@ from models.backbones import BACKBONES
 from models.ensemble import member_models
 from models.layers import all_layers
 from models.rocket import MiniRocket
+from models.saving import load_model
 from models.training_state import build_training_state
 from models.trees import TreeEnsemble
 
@@ -82,7 +83,7 @@ class TransferBase:
         """The base as one nested model named `base`, raw features in, features out, with fresh pretrained weights.
         `mean` and `variance` (per channel) standardise images for a backbone; a registered base has its own."""
         if self.source == Source.REGISTERED:
-            return registered_features(keras.models.load_model(self.path, compile=False), input_shape)
+            return registered_features(load_model(self.path, compile=False), input_shape)
         return backbone_features(self.name, self.path, input_shape, mean, variance)
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from models import ENSEMBLE, KerasflowHyperModel, average, closed_form, member_hyperparameters
 from models.ensemble import member_models
+from models.saving import load_model
 from models.training_state import build_training_state
 from pipelines.budget import StopAtDeadline
 from pipelines.devices import DeviceSetup, fit_inputs, float32_policy, strategy_scope
@@ -213,7 +214,7 @@ def warm_start(
     when to stop, and the weights of the best epoch are kept.
     """
     keras.utils.set_random_seed(seed)
-    model = keras.models.load_model(champion_path)
+    model = load_model(champion_path)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x, y = inputs.x_train, inputs.y_train

@@ -285,9 +285,9 @@ def _sequences(data, prep: Preprocessing, source: str) -> tuple[np.ndarray, list
 
 def _score(model: TrainedModel, x: np.ndarray, variant: str) -> np.ndarray:
     if variant == KERAS:
-        import keras
+        from models.saving import load_model
 
-        return keras.models.load_model(model.model_path).predict(x, verbose=0)
+        return load_model(model.model_path).predict(x, verbose=0)
     from pipelines.export.tflite import LiteModel
 
     path = model.export_dir / f"model_{variant}.tflite"

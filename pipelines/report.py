@@ -112,11 +112,10 @@ def informative_tokens_section(result: RunResult) -> list[str]:
     """Per class, the tokens with the largest TF-IDF coefficients, when the chosen model is linear on text."""
     if not result.prep.text_columns or result.candidate.model_path is None:
         return []
-    import keras
-
+    from models.saving import load_model
     from models.text import informative_tokens
 
-    model = keras.models.load_model(result.candidate.model_path)
+    model = load_model(result.candidate.model_path)
     top = informative_tokens(model, result.prep.tokenizer["vocabulary"], result.prep.class_names, INFORMATIVE_TOKENS)
     if not top:
         return []

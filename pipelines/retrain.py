@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 
 from data_checks import load_suite
 from data_checks.drift import DriftReport, compare_profiles, read_reference
+from models.saving import load_model
 from pipelines import evaluate as evaluate_step
 from pipelines.columns import from_json
 from pipelines.config import RetrainConfig, RetrainMode, TrainConfig
@@ -200,7 +200,7 @@ def score_on_holdout(champion: Champion, challenger: Challenger, holdout: Datase
     classes = champion.prep.class_names
 
     def score(model_path: Path, prep: Preprocessing) -> Evaluation:
-        model = keras.models.load_model(model_path)
+        model = load_model(model_path)
         return evaluate_step.evaluate_by_name(model, encode_features(holdout, prep), holdout.labels,
                                               prep.class_names, classes)
 

@@ -166,9 +166,9 @@ def evaluate_models(model_paths: list[Path], x_test, y_test, class_names: list[s
     """Test scores of each saved model, in order, and the first one's test probabilities (the export checks the
     TFLite variants against them instead of predicting again: 5-9 s for a MiniRocket ensemble on 175 series); the
     first one's confusion matrix drawn to `confusion_png`. A path named twice is loaded and run once."""
-    import keras
+    from models.saving import load_model
 
-    predicted = {path: keras.models.load_model(path).predict(x_test, verbose=0) for path in dict.fromkeys(model_paths)}
+    predicted = {path: load_model(path).predict(x_test, verbose=0) for path in dict.fromkeys(model_paths)}
     probabilities = [predicted[path] for path in model_paths]
     evaluations = [evaluate_step.evaluate_predictions(y_test, p, class_names) for p in probabilities]
     if confusion_png is not None:

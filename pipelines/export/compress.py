@@ -38,6 +38,7 @@ import numpy as np
 
 from models.hypermodel import student_ladder
 from models.pruning import MagnitudePruning, prunable_weights, sparsity
+from models.saving import load_model
 from models.training_state import build_training_state
 from pipelines.config import ExportOptions
 from pipelines.devices import float32_policy
@@ -81,9 +82,9 @@ def compress(model_path, prep: Preprocessing, x: np.ndarray, y: np.ndarray, opti
     """The compressed models `options` asks for (pruned, distilled), each trained on (x, y)."""
     made = []
     if options.prune is not None:
-        made.append(prune(keras.models.load_model(model_path), x, y, options.prune, options.compress_epochs, seed))
+        made.append(prune(load_model(model_path), x, y, options.prune, options.compress_epochs, seed))
     if options.distill:
-        made.append(distill(keras.models.load_model(model_path), prep, x, y, options, teacher_int8_kb,
+        made.append(distill(load_model(model_path), prep, x, y, options, teacher_int8_kb,
                             representative, seed))
     return made
 

@@ -96,12 +96,12 @@ def export_model(model_path: Path, prep: Preprocessing, data: ExportData, export
     With `options.prune` / `options.distill`, a pruned model and a distilled student (`pipelines.export.compress`),
     trained on the sample in `training` (a `replay.npz`), are exported as int8 variants beside the others.
     """
-    import keras
+    from models.saving import load_model
 
     options = options or ExportOptions()
     if options.int8_io and prep.text_columns:
         raise ExportError(INT8_IO_TOKEN_IDS)
-    model = keras.models.load_model(model_path)
+    model = load_model(model_path)
     staging = export_dir.with_name(f".{export_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     staging.mkdir(parents=True)
     try:

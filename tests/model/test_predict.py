@@ -1,6 +1,10 @@
 """Scoring new data: the same labels as the test-split evaluation, the checks of training, the documented handling."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -128,6 +132,13 @@ def test_the_python_api_trains_on_a_dataframe_and_the_cli_predicts(tmp_path):
     assert list(written["label"]) == list(predicted.labels), "float32 TFLite labels like the Keras model"
     bad = CliRunner().invoke(app, ["predict", str(trained.run_dir), "--data", str(tmp_path / "gone.csv")])
     assert bad.exit_code == 2 and "gone.csv: no such file" in bad.output
+    # A process that only scores (the CLI, a scheduled batch-scoring run) imports no layer module before it loads the
+    # Keras model: `models.saving.load_model` registers them (before, "Could not locate class 'TabularEncoder'").
+    fresh = subprocess.run([str(Path(sys.executable).with_name("kerasflow")), "predict", str(trained.run_dir),
+                            "--data", str(tmp_path / "new.csv"), "--out", str(tmp_path / "fresh.csv")],
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "PREFECT_API_URL": ""})
+    assert fresh.returncode == 0, fresh.stdout[-2000:] + fresh.stderr[-3000:]
+    assert list(pd.read_csv(tmp_path / "fresh.csv")["label"]) == list(predicted.labels)
     with pytest.raises(DataError, match="needs target="):
         kerasflow.train(frame)
 
