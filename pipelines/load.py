@@ -368,7 +368,7 @@ def check_not_empty(path: Path | str, column: pd.Series) -> None:
 
 def check_not_mixed(path: Path | str, column: pd.Series, remedy: str = MIXED_REMEDY) -> None:
     """A column whose values are mostly numbers but partly text is a data error, not a category (unless the user says
-    so: `load_table`'s `not_numeric`); `remedy` ends the message."""
+    so: `load_table`'s `given_roles`); `remedy` ends the message."""
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return
     values = column.dropna()
