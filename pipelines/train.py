@@ -113,7 +113,7 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                              search_best=tuned.model_path if tuned.bagged == len(members) else search.best_model_path)
     chosen = any(m.get("balance_classes", True) for m in members)
     imbalance = imbalance_note(np.concatenate([inputs.y_train, inputs.y_val]), prep.class_names, config.class_weight,
-                               chosen)
+                               chosen, config.objective)
     notes = data_notes(splits) + [note for note in (schedule_note, imbalance, shipped_note) if note]
     result = RunResult(config, splits.sizes(), notes, validation, search, model, steps.seconds,
                        devices=devices.describe(), budget=budget, base=base)

@@ -92,6 +92,10 @@ def test_balanced_class_weights_when_one_class_dwarfs_another():
     assert "--class-weight balanced" in imbalance_note(skewed, ["common", "rare"], "none")
     assert "the search chose a model without them" in imbalance_note(skewed, ["common", "rare"], "auto", False)
     assert "the search chose them" in imbalance_note(skewed, ["common", "rare"], "auto", True)
+    assert imbalance_note(skewed, ["common", "rare"], "auto", False, "val_accuracy").endswith(
+        "without them; the search maximised accuracy: to weigh the small classes' recall as much, --objective "
+        "val_macro_f1")
+    assert "--objective" not in imbalance_note(skewed, ["common", "rare"], "auto", True, "val_macro_f1")
 
 
 def test_a_trial_sees_rows_in_proportion_to_its_epochs_from_the_threshold_on():
