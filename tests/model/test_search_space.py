@@ -115,7 +115,7 @@ def test_rocket_head_is_solved_in_closed_form_and_the_model_round_trips(tmp_path
     assert np.allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
-@pytest.mark.parametrize("rows, columns, classes", [(29, 500, 3), (60, 20, 2)])
+@pytest.mark.parametrize("rows, columns, classes", [(29, 500, 3), (60, 20, 2), (400, 50, 4)])
 def test_the_ridge_heads_leave_one_out_scores_are_scikit_learns(rows, columns, classes):
     """The softmax temperature is fitted on these scores: at a small alpha, wide features (MiniRocket's 10,000 on a
     few dozen series) once scored every left-out row as its own label, and the head came out overconfident."""
