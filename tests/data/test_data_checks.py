@@ -47,6 +47,27 @@ def test_the_cause_is_told_first_and_its_consequences_left_out():
     assert retyped[0].startswith("column 'x2': type") and not any("not finite" in line for line in retyped)
 
 
+def test_a_wide_frame_is_checked_in_column_batches_with_the_same_findings(monkeypatch):
+    """Great-expectations' time per expectation grows with the batch's columns: a frame wider than
+    COLUMNS_PER_BATCH is checked that many columns at a time, and must find what one batch finds."""
+    rng = np.random.default_rng(0)
+    wide = pd.DataFrame(rng.normal(size=(40, 24)), columns=[f"c{i:02d}" for i in range(24)])
+    wide["label"] = np.arange(40) % 2
+    suite = data_checks.build_suite(_frame(wide), "wide")
+    broken = _frame(wide.drop(columns="c03").assign(c20="heavy", c22=np.where(np.arange(40) == 7, np.inf, 1.0)))
+    one_batch = data_checks.validate_frame(broken, suite)
+    batches = []
+    original = data_checks.suite._batches
+    monkeypatch.setattr(data_checks.suite, "COLUMNS_PER_BATCH", 5)
+    monkeypatch.setattr(data_checks.suite, "_batches", lambda *a: batches.append(original(*a)) or batches[-1])
+    in_batches = data_checks.validate_frame(broken, suite)
+    assert [len(part.columns) for part, _ in batches[0]] == [24, 4, 5, 5, 5, 5]  # the table's, then c03 left out
+    assert in_batches.checked == one_batch.checked == len(suite.expectations)
+    assert in_batches.failures == one_batch.failures
+    assert in_batches.failures[0].startswith("table: columns differ") and len(in_batches.failures) == 3
+    assert data_checks.validate_frame(_frame(wide), suite).success
+
+
 def test_unknown_label_fails():
     suite = data_checks.build_suite(_frame(make_table()), "demo")
     report = data_checks.validate_frame(_frame(make_table().assign(label="new")), suite)
