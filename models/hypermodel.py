@@ -234,7 +234,8 @@ class KerasflowHyperModel(kt.HyperModel):
             metrics = fit_ridge_head(model, x, y, class_weight)
         elif family == "trees":
             metrics = fit_trees(model, *_arrays(x, y), class_weight, **estimator_arguments(hp.values),
-                                seed=hp.values[SEED_HYPERPARAMETERS["trees"]])
+                                seed=hp.values[SEED_HYPERPARAMETERS["trees"]],
+                                deadline=callbacks_deadline(kwargs.get("callbacks")))
         else:
             metrics = fit_ridge_head(model, *_arrays(x, y), class_weight)
         if validation_data is not None:
@@ -437,6 +438,13 @@ class KerasflowHyperModel(kt.HyperModel):
         n_classes = len(self.prep.class_names)
         n_trees = count if kind == "forest" else count * trees_per_round(n_classes)
         return TreeEnsemble(n_trees, leaves, n_classes, average=kind == "forest", name="trees", dtype="float32")(x)
+
+
+def callbacks_deadline(callbacks) -> float | None:
+    """The earliest `deadline` (time.time()) among Keras `callbacks` that stop training at one (the run's
+    `StopAtDeadline`), for a family solved without epochs that can still stop early (boosting: `fit_trees`)."""
+    deadlines = [callback.deadline for callback in callbacks or [] if getattr(callback, "deadline", None) is not None]
+    return min(deadlines, default=None)
 
 
 def _arrays(x, y=None) -> tuple[np.ndarray, np.ndarray]:

@@ -41,6 +41,7 @@ from models import ENSEMBLE, KerasflowHyperModel, average, closed_form, member_h
 from models.ensemble import member_models
 from models.saving import load_model
 from models.training_state import build_training_state
+from models.trees import ROUNDS_FITTED
 from pipelines.budget import StopAtDeadline
 from pipelines.devices import DeviceSetup, fit_inputs, float32_policy, strategy_scope
 from pipelines.imbalance import class_weights
@@ -62,6 +63,8 @@ class FineTuneResult:
         fewest_epochs: the fewest epochs any member trained by epochs ran (an ensemble's members share the
             time; the curves are the first one's); None when every member is closed-form.
         bagged: the members that ship as a bag of their fold models (0: every member was trained on train+val).
+        unfinished_solves: the members solved without epochs that the deadline stopped (boosting, before all its
+            rounds).
     """
 
     model_path: Path
@@ -72,12 +75,14 @@ class FineTuneResult:
     search_model_kept: bool = False
     fewest_epochs: int | None = None
     bagged: int = 0
+    unfinished_solves: int = 0
 
     def cut_short(self, search_epochs: int) -> bool:
         """The deadline stopped this training before the epochs the search's chosen trials needed to their best:
         for an ensemble, before any one member trained by epochs reached them (a member trained for one epoch
-        drags the average down however well the others trained)."""
-        return self.stopped_at_deadline and self.least_epochs < search_epochs
+        drags the average down however well the others trained), or before a member solved without epochs was
+        whole."""
+        return self.unfinished_solves > 0 or (self.stopped_at_deadline and self.least_epochs < search_epochs)
 
     @property
     def least_epochs(self) -> int:
@@ -130,6 +135,8 @@ def fine_tune(
     by_epochs = [len(c["loss"]) for (_, c, _, _), values in zip(trained, members) if not closed_form(values)]
     return FineTuneResult(output_path, curves, len(curves["loss"]), time.monotonic() - started,
                           stopped_at_deadline=any(stopped for _, _, stopped, _ in trained),
+                          unfinished_solves=sum(stopped and closed_form(values)
+                                                for (_, _, stopped, _), values in zip(trained, members)),
                           fewest_epochs=min(by_epochs) if by_epochs else None,
                           bagged=sum(values.get("family") == ENSEMBLE for values in built))
 
@@ -148,10 +155,11 @@ def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, 
     with strategy_scope(devices):
         model = hypermodel.build(hp)
     weights = class_weights(y, class_weight)
-    if closed_form(values):
-        metrics = hypermodel.fit(hp, model, x, y, class_weight=weights)
-        return model, {"loss": [metrics["loss"]], "accuracy": [metrics["accuracy"]]}, False, dict(hp.values)
     stop = StopAtDeadline(deadline if deadline is not None else float("inf"), every_batch=True)
+    if closed_form(values):  # boosting stops adding rounds at the deadline (`models.trees.fit_trees`)
+        metrics = hypermodel.fit(hp, model, x, y, class_weight=weights, callbacks=[stop])
+        cut = ROUNDS_FITTED in metrics and metrics[ROUNDS_FITTED] < values["trees_count"]
+        return model, {"loss": [metrics["loss"]], "accuracy": [metrics["accuracy"]]}, cut, dict(hp.values)
     callbacks = [
         keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=3, min_lr=1e-6),
         # restores the best epoch's weights at the end of training, however it ends (the deadline too)

@@ -102,8 +102,9 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     shipped_note, needed = bag_note(tuned, len(members)), search.epochs_to_best()
     if tuned.cut_short(needed):
         which = " (its shortest-trained member)" if tuned.least_epochs < tuned.epochs else ""
-        shipped_note = (f"the run's deadline stopped the fine-tune of {describe(search.best_hyperparameters)} after "
-                        f"{tuned.least_epochs} epochs{which}, short of the {needed} the search's trials needed: "
+        short = ("before its boosting rounds were all fitted" if tuned.unfinished_solves else
+                 f"after {tuned.least_epochs} epochs{which}, short of the {needed} the search's trials needed")
+        shipped_note = (f"the run's deadline stopped the fine-tune of {describe(search.best_hyperparameters)} {short}: "
                         f"the search's model ships instead (as its trials trained it, on the training split or "
                         f"a fold of it); a larger --budget-minutes leaves the fine-tune more time")
         tuned = keep_search_model(tuned, search.best_model_path)

@@ -31,6 +31,22 @@ def test_fine_tuning_stops_at_its_deadline_and_saves_a_usable_model(table_csv, t
     assert ensemble.fewest_epochs == 3 and ensemble.least_epochs == 3, "the one member trained by epochs ran 3"
 
 
+def test_a_boosted_refit_stopped_at_its_deadline_is_cut_short(table_csv, tmp_path):
+    """Boosting stops adding rounds at the fine-tune's deadline (a 1,504-column table's refit took 70 s of a 6-second
+    share): the refit is unfinished, so the search's model ships."""
+    splits = split_dataset(load_path(table_csv, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    prep = fit_preprocessing(splits)
+    inputs = model_inputs(splits, prep)
+    values = {"family": "trees", "trees_kind": "boosted", "trees_count": 200, "boosted_leaves": 8, "trees_seed": 0}
+    late = fine_tune(inputs, prep, values, tmp_path / "late.keras", max_epochs=1, batch_size=8, seed=0,
+                     deadline=time.time())
+    assert late.stopped_at_deadline and late.unfinished_solves == 1 and late.cut_short(1)
+    whole = fine_tune(inputs, prep, values, tmp_path / "whole.keras", max_epochs=1, batch_size=8, seed=0,
+                      deadline=time.time() + 600)
+    assert not whole.stopped_at_deadline and whole.unfinished_solves == 0 and not whole.cut_short(1)
+    assert keras.models.load_model(late.model_path).get_layer("trees").count_params() > 0
+
+
 def test_a_fine_tune_cut_short_ships_the_search_model(tmp_path):
     from pathlib import Path
 

@@ -177,6 +177,31 @@ def test_tree_layer_reproduces_sklearns_probabilities_and_round_trips(tmp_path, 
     assert np.allclose(again.predict(x, verbose=0), probabilities, atol=1e-6)
 
 
+def test_boosting_stops_adding_rounds_at_the_deadline_and_the_layer_holds_the_rounds_fitted():
+    """A search or fine-tune callback's deadline reaches scikit-learn's `monitor`: past it, boosting keeps the rounds
+    fitted (one here: the monitor is asked after each) and the layer gives that smaller model's probabilities."""
+    import time
+
+    from sklearn.datasets import make_classification
+
+    from models.trees import ROUNDS_FITTED
+    from pipelines.budget import StopAtDeadline
+
+    x, y = make_classification(200, 6, n_informative=4, n_classes=3, n_clusters_per_class=1, random_state=0)
+    x = x.astype("float32")
+    prep = _prep("table", (6,), classes=["a", "b", "c"])
+    hp = kt.HyperParameters()
+    hp.values.update({"family": "trees", "trees_kind": "boosted", "trees_count": 30, "boosted_leaves": 8,
+                      "trees_seed": 1})
+    hypermodel = KerasflowHyperModel(prep, ["trees"])
+    model = hypermodel.build(hp)
+    metrics = hypermodel.fit(hp, model, x, y, callbacks=[StopAtDeadline(time.time())])
+    assert metrics[ROUNDS_FITTED] == 1
+    reference = make_estimator("boosted", 1, 8, 0.1, 1).fit(x, y)
+    assert np.allclose(model.predict(x, verbose=0), reference.predict_proba(x), atol=1e-5)
+    assert hypermodel.fit(hp, model, x, y, callbacks=[StopAtDeadline(time.time() + 600)])[ROUNDS_FITTED] == 30
+
+
 def test_tree_layer_walks_trees_as_deep_as_their_leaves_allow_after_a_shallow_fit():
     """Each split of a one-hot table isolates one row, so best-first trees grow as chains: a tree of 16 leaves is 15
     deep, the most steps the layer's walk takes. Fitted first where one split suffices (a one-step walk, traced by
