@@ -11,9 +11,7 @@ from data_checks.suite import (
     validate_frame,
     validate_frames,
     without_labels,
-    without_ranges,
 )
 
 __all__ = ["LABEL_COLUMN", "ValidationReport", "build_suite", "load_suite", "profile_frame",
-           "row_rules_only", "save_suite", "validate_frame", "validate_frames", "without_labels",
-           "without_ranges"]
+           "row_rules_only", "save_suite", "validate_frame", "validate_frames", "without_labels"]

@@ -134,16 +134,6 @@ def row_rules_only(suite):
     return _kept(suite, lambda kwargs, expectation: _row_by_row(kwargs))
 
 
-def without_ranges(suite):
-    """The suite without its value ranges (`mostly` < 1, each the span of the training rows' values with a margin):
-    what the rows the suite was built from are checked against. They meet their own ranges by construction; their
-    types, finite values, empty columns and labels can still be broken."""
-    import great_expectations.expectations as gxe
-
-    return _kept(suite, lambda kwargs, expectation:
-                 _row_by_row(kwargs) or not isinstance(expectation, gxe.ExpectColumnValuesToBeBetween))
-
-
 def _kept(suite, keep):
     """A new suite of the expectations of `suite` that `keep(kwargs, expectation)` keeps (one belongs to one suite)."""
     import great_expectations as gx

@@ -12,7 +12,7 @@ from pipelines.text.profile import profile
 
 
 PARTS = ("train", "val", "test")
-OWN_RANGES_NOTE = "value ranges not checked: they are drawn from these rows"
+OWN_RULES_NOTE = "value ranges and missing-value shares not checked: they are drawn from these rows"
 
 
 @dataclass
@@ -34,20 +34,20 @@ class Validation:
 def validate_splits(splits: Splits, suite_name: str, classes: list[str] | None = None) -> Validation:
     """Fail before any training if a split breaks the suite built from the training split.
 
-    The training split meets the suite less its value ranges (`data_checks.without_ranges`: they span its own
-    values); a split drawn at random from the same file meets the suite's row rules (`data_checks.row_rules_only`:
-    its statistical checks would test the draw, not the data); a split from another file, every expectation.
-    `classes` widens the suite's label set beyond the training split's, for a
+    The training split, and a split drawn at random from the same file, meet the suite's row rules
+    (`data_checks.row_rules_only`): the training rows meet its statistical checks by construction (their own value
+    ranges and missing-value shares), and a random part of them would test the draw, not the data. The splits held
+    to the same rules are checked in one batch (a 1,504-column table's three splits took 55 s as two). A split from
+    another file meets every expectation. `classes` widens the suite's label set beyond the training split's, for a
     fine-tuned model that still knows classes this data lacks.
     """
     profiles = _profiles(splits)
     suite = data_checks.build_suite(profiles["train"], suite_name, classes)
     drawn = data_checks.row_rules_only(suite)
-    rules = {"train": data_checks.without_ranges(suite),
-             **{part: drawn if dataset.source == splits.train.source else suite
-                for part, dataset in (("val", splits.val), ("test", splits.test))}}
+    rules = {"train": drawn, **{part: drawn if dataset.source == splits.train.source else suite
+                                for part, dataset in (("val", splits.val), ("test", splits.test))}}
     return _check(splits, profiles, suite, rules, suite_name, "", "Data validation failed; nothing was trained.",
-                  notes={"train": OWN_RANGES_NOTE})
+                  notes={"train": OWN_RULES_NOTE})
 
 
 def validate_against(splits: Splits, suite, suite_source: str) -> Validation:

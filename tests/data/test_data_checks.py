@@ -164,19 +164,27 @@ def test_frames_held_to_row_rules_are_checked_in_one_batch_and_a_failure_names_i
     assert all(r.success for r in data_checks.validate_frames(parts, suite)) and calls == [20, 30]
 
 
-def test_the_training_split_is_not_held_to_the_ranges_drawn_from_it_and_the_report_says_so(tmp_path):
-    """Its own value ranges hold on the training rows by construction: they are left out there, and the report line
-    says so; its types, finite values, empty columns and labels are still checked."""
+def test_the_training_split_is_held_to_its_row_rules_with_its_drawn_splits_and_the_report_says_so(tmp_path,
+                                                                                                  monkeypatch):
+    """Its own value ranges and missing-value shares hold on the training rows by construction: they are left out
+    there, and the report line says so; its types, finite values and labels are still checked, in one batch with the
+    splits drawn from the same file (held to the same rules)."""
+    import data_checks.suite as suite_module
+
+    calls = []
+    validate = suite_module.validate_frame
+    monkeypatch.setattr(suite_module, "validate_frame", lambda frame, suite: calls.append(len(frame)) or
+                        validate(frame, suite))
     path = tmp_path / "t.csv"
     make_table().to_csv(path, index=False)
     splits = split_dataset(load_path(path, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
     validation = validate_splits(splits, "demo")
-    ranges = [e for e in validation.suite.expectations
-              if e.expectation_type == "expect_column_values_to_be_between" and (e.mostly or 1) < 1]
+    statistical = [e for e in validation.suite.expectations if (getattr(e, "mostly", None) or 1) < 1]
     train, val, test = validation.reports
-    assert ranges and train.checked == len(validation.suite.expectations) - len(ranges)
-    assert "value ranges not checked" in train.to_markdown() and "value ranges" not in val.to_markdown()
-    assert val.checked == test.checked == len(data_checks.row_rules_only(validation.suite).expectations)
+    assert statistical and train.checked == len(validation.suite.expectations) - len(statistical)
+    assert "value ranges and missing-value shares not checked" in train.to_markdown()
+    assert "value ranges" not in val.to_markdown()
+    assert val.checked == test.checked == train.checked and calls == [60], "three splits, one batch"
     frame = make_table().assign(x2=lambda f: np.where(np.arange(len(f)) % 7 == 0, np.inf, f["x2"]))
     frame.to_csv(path, index=False)
     broken = split_dataset(load_path(path, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
