@@ -158,7 +158,7 @@ def _train_one(prep: Preprocessing, values: dict, x: np.ndarray, y: np.ndarray, 
     stop = StopAtDeadline(deadline if deadline is not None else float("inf"), every_batch=True)
     if closed_form(values):  # boosting stops adding rounds at the deadline (`models.trees.fit_trees`)
         metrics = hypermodel.fit(hp, model, x, y, class_weight=weights, callbacks=[stop])
-        cut = ROUNDS_FITTED in metrics and metrics[ROUNDS_FITTED] < values["trees_count"]
+        cut = ROUNDS_FITTED in metrics and metrics[ROUNDS_FITTED] < hp.get("trees_count")
         return model, {"loss": [metrics["loss"]], "accuracy": [metrics["accuracy"]]}, cut, dict(hp.values)
     callbacks = [
         keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=3, min_lr=1e-6),
