@@ -227,7 +227,8 @@ class TrainConfig(ReadOptions, SearchOptions, ExportOptions, TransferOptions):
 
     data: Path | None = Field(None, description="CSV/Parquet table, folder of images (one subfolder per class), "
                               "or .npz of sequences: x [N,T,F] and y [N], or, ragged, x [sum of lengths,F], "
-                              "lengths [N] and y [N] (never pickled object arrays: see convert-sequences).")
+                              "lengths [N] and y [N] (never pickled object arrays: see convert-sequences), "
+                              "or a .ts file of sequences as the UCR/UEA archives ship them.")
     dataset: BundledDataset | None = Field(None, description="A bundled demo instead of --data.")
     test_data: Path | None = Field(None, description="Your own held-out test set, same format as --data.")
     column_roles: dict[str, ColumnRoleName] = Field(default_factory=dict, description="A table column's role, "

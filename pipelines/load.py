@@ -26,6 +26,8 @@ from pipelines.text.folder import FOLDER_ROLE, TEXT_COLUMN, is_text_folder, read
 
 Kind = Literal["table", "image", "sequence"]
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
+TS_SUFFIX = ".ts"  # the UCR/UEA archives' time-series classification files (aeon's and sktime's format)
+SEQUENCE_SUFFIXES = {".npz", TS_SUFFIX}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}  # Pillow reads them all
 DELIMITERS = ",;\t|"  # what a CSV's separator is sniffed among
 SNIFFED_ROWS = 1000  # rows read to tell a CSV's decimal mark
@@ -167,8 +169,8 @@ def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> t
 
 
 def check_source(path: Path, target: str | None) -> None:
-    """What can be checked without reading the data (a text folder's files are read: they are small): the path
-    exists, a text folder's files are UTF-8, a sequence file holds no pickle (array
+    """What can be checked without reading the data (a text folder's files and a .ts file are read: they are small
+    text): the path exists, a text folder's files are UTF-8, a .ts file parses, an .npz holds no pickle (array
     headers only), and a table has its target column and the column holds a class on every row (the header and that
     column).
 
@@ -179,10 +181,13 @@ def check_source(path: Path, target: str | None) -> None:
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir() and is_text_folder(path):
         read_text_folder(path)  # every file decodes as UTF-8, or one line names the first that does not
-    if path.is_file() and path.suffix.lower() == ".npz":
+    if path.is_file() and path.suffix.lower() in SEQUENCE_SUFFIXES:
         if path.stat().st_size == 0:
             raise DataError(f"{path}: the file is empty")
-        check_sequence_file(path)
+        if path.suffix.lower() == TS_SUFFIX:
+            read_ts_file(path, labelled=True)  # text, parsed in a second: every fault is found before any work
+        else:
+            check_sequence_file(path)
     if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
         if not target:
             raise DataError(f"{path}: a table needs --target, the name of its label column")
@@ -229,11 +234,11 @@ def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None
         if not target:
             raise DataError(f"{path}: a table needs --target, the name of its label column")
         return load_table(path, target, given_roles)
-    if suffix == ".npz":
+    if suffix in SEQUENCE_SUFFIXES:
         return load_sequences(path)
     raise DataError(
         f"{path}: unknown file type {suffix!r}; expected .csv/.parquet (table), "
-        ".npz (sequences) or a folder of images"
+        ".npz or .ts (sequences) or a folder of images"
     )
 
 
@@ -492,10 +497,43 @@ PICKLE_HINTS = {"x": "ragged sequences as x = np.concatenate(sequences), lengths
                 "lengths": "lengths as integers"}
 
 
+TS_FORMAT = ("a .ts file as the UCR/UEA archives and aeon write it: @ lines (@classLabel true and the classes), "
+             "then @data and one case a line, its values split by commas, its channels by colons, its label last")
+
+
 def load_sequences(path: Path) -> Dataset:
-    """Load sequences and labels from an .npz file in `SEQUENCE_FORMAT` (`read_sequence_file`)."""
-    sequences, labels = read_sequence_file(path, labelled=True)
+    """Load sequences and labels from an .npz file in `SEQUENCE_FORMAT` or a .ts file (`read_sequences`)."""
+    sequences, labels = read_sequences(path, labelled=True)
     return sequences_dataset(sequences, labels, str(path))
+
+
+def read_sequences(path: Path, labelled: bool) -> tuple[list[np.ndarray] | np.ndarray, np.ndarray | None]:
+    """The sequences and, if `labelled`, the labels of an .npz (`read_sequence_file`) or .ts (`read_ts_file`)."""
+    return read_ts_file(path, labelled) if path.suffix.lower() == TS_SUFFIX else read_sequence_file(path, labelled)
+
+
+def read_ts_file(path: Path, labelled: bool) -> tuple[list[np.ndarray] | np.ndarray, np.ndarray | None]:
+    """The sequences ([N, T, F], or a list of [T_i, F] when their lengths differ) and, if `labelled`, the labels of
+    a .ts file (`TS_FORMAT`), read by aeon's `load_from_ts_file`: UCR's GunPoint, UEA's JapaneseVowels (ragged)
+    and BasicMotions (6 channels) as the archives ship them. A missing value ('?') becomes NaN, which the load
+    refuses by sample number. Text only: nothing in it runs."""
+    from aeon.datasets import load_from_ts_file
+
+    try:
+        x, y = load_from_ts_file(str(path), return_type="auto")
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+    except Exception as exc:  # aeon's own words: a bad header, a value that is not a number, a label not declared
+        raise DataError(f"{path}: cannot read it as a .ts file ({str(exc).strip() or type(exc).__name__}); "
+                        f"expected {TS_FORMAT}") from None
+    if len(x) == 0:
+        raise DataError(f"{path}: no cases after @data; expected {TS_FORMAT}")
+    if labelled and len(y) != len(x):
+        raise DataError(f"{path}: the cases have no class labels (@classLabel false); training needs them: "
+                        "@classLabel true and the classes, and each case's label after its last colon")
+    sequences = np.transpose(x, (0, 2, 1)).astype(np.float32) if isinstance(x, np.ndarray) else \
+        [np.asarray(case, dtype=np.float32).T for case in x]  # aeon's [channels, time] -> [time, features]
+    return sequences, (np.asarray(y, dtype=str) if labelled else None)
 
 
 def read_sequence_file(path: Path, labelled: bool) -> tuple[list[np.ndarray] | np.ndarray, np.ndarray | None]:

@@ -27,6 +27,7 @@ from pipelines.columns import apply_roles, from_json, source_columns
 from pipelines.errors import DataError, ExportError, names, shown
 from pipelines.load import (
     IMAGE_SUFFIXES,
+    SEQUENCE_SUFFIXES,
     TABLE_SUFFIXES,
     Dataset,
     as_series,
@@ -34,7 +35,7 @@ from pipelines.load import (
     fit_length,
     image_array,
     read_image,
-    read_sequence_file,
+    read_sequences,
     read_table,
 )
 from pipelines.preprocess import Preprocessing, encode_features
@@ -270,9 +271,9 @@ def _sequences(data, prep: Preprocessing, source: str) -> tuple[np.ndarray, list
     length, features = prep.input_shape
     if isinstance(data, (str, Path)):
         path = Path(data)
-        if path.suffix.lower() != ".npz" or not path.is_file():
-            raise DataError(f"{path}: the model takes sequences; give an .npz file with x")
-        data, _ = read_sequence_file(path, labelled=False)
+        if path.suffix.lower() not in SEQUENCE_SUFFIXES or not path.is_file():
+            raise DataError(f"{path}: the model takes sequences; give an .npz file with x, or a .ts file")
+        data, _ = read_sequences(path, labelled=False)
     sequences = as_series(data)
     wrong = [i for i, s in enumerate(sequences) if s.ndim != 2 or s.shape[1] != features]
     if wrong:

@@ -277,3 +277,41 @@ def test_labels_written_alike_are_named_as_the_same_class_in_other_spaces_or_cap
     with pytest.raises(DataError, match=r"classes \{'Low': 1, 'low ': 2\} have fewer than 3 rows; each class needs "
                                         r"rows for train, validation and test \('Low' is 'low', 'low ' is 'low': fix"):
         split_dataset(data, None, test_fraction=0.2, val_fraction=0.2, seed=0)
+
+
+def _aeon_file(name: str, part: str = "TRAIN"):
+    import aeon
+    from pathlib import Path
+
+    return Path(aeon.__file__).parent / "datasets" / "data" / name / f"{name}_{part}.ts"
+
+
+@pytest.mark.parametrize("name, shape", [("GunPoint", (50, 150, 1)), ("BasicMotions", (40, 100, 6))])
+def test_a_ts_file_loads_as_the_ucr_and_uea_archives_ship_it(name, shape):
+    """The time-series classification archives' own format (aeon reads it): one channel or six, string labels."""
+    check_source(_aeon_file(name), None)
+    data = load_path(_aeon_file(name), None)
+    assert data.kind == "sequence" and data.features.shape == shape and len(set(data.labels)) >= 2
+    if name == "GunPoint":  # the same series as the bundled demo's training split, channel last
+        assert np.allclose(data.features, load_bundled("gunpoint")[0].features, atol=1e-6)
+        assert sorted(set(data.labels)) == ["1", "2"]
+
+
+def test_a_ts_file_of_sequences_of_different_lengths_is_padded():
+    data = load_path(_aeon_file("JapaneseVowels"), None)  # 270 utterances of 7 to 26 steps, 12 coefficients
+    assert data.features.shape == (270, int(data.lengths.max()), 12) and data.lengths.min() < data.lengths.max()
+    assert any("padded" in note for note in data.notes)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("@classLabel false\n@data\n1,2,3\n2,3,4\n", "no class labels"),
+    ("@classLabel true a b\n@data\n1,2,x:a\n2,3,4:b\n", "cannot read it as a .ts file"),
+    ("@classLabel true a b\n", "no cases after @data"),
+    ("@classLabel true a b\n@data\n1,?,3:a\n2,3,4:b\n1,2,2:a\n", r"1 of 3 sequences hold NaN or inf: samples \[0\]"),
+])
+def test_a_faulty_ts_file_is_refused_in_one_line_before_any_work(tmp_path, body, message):
+    path = tmp_path / "bad.ts"
+    path.write_text("@problemName bad\n@univariate true\n" + body)
+    with pytest.raises(DataError, match=message):
+        check_source(path, None)
+        load_path(path, None)  # what the early check leaves to the load: values it cannot know before reading them

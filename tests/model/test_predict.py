@@ -97,6 +97,14 @@ def test_images_and_sequences_score_like_their_test_splits(image_folder, sequenc
         else:
             data = tmp_path / "new.npz"
             np.savez(data, x=test.features)
+            archive_format = tmp_path / "new.ts"  # the UCR/UEA archives' text: channels split by colons, no labels
+            archive_format.write_text("@problemName new\n@univariate false\n@classLabel false\n@data\n" + "".join(
+                ":".join(",".join(repr(float(v)) for v in channel) for channel in case.T) + "\n"
+                for case in test.features))
+            as_text = model.predict(archive_format)
+            assert len(as_text.labels) == len(test.features)
+            assert as_text.labels.tolist() == model.predict(data).labels.tolist()
+            assert np.allclose(as_text.probabilities, model.predict(data).probabilities, atol=1e-6)
         keras_run, int8_run = model.predict(data), model.predict(data, variant="int8")
         _check_same_labels(result.run_dir, model, keras_run, int8_run)
         if test.kind == "image":
