@@ -37,7 +37,7 @@ from pipelines.config import (
 )
 from pipelines.errors import KerasflowError
 from pipelines.export.records import TRAINED_MODEL
-from pipelines.load import check_sequence_file, check_source
+from pipelines.load import check_sequence_file, check_source, rows_per_class_needed
 from pipelines.registry import Registry, check_model_name, parse_ref
 
 app = typer.Typer(
@@ -161,9 +161,10 @@ def train(
         mixed_precision=_value(mixed_precision), xla=_value(xla), strategy=_value(strategy),
         pretrained=pretrained, backbone=_value(backbone), backbone_weights=backbone_weights,
         **({"quantize": _values(quantize)} if quantize else {}))
-    for path in (config.data, config.test_data):
+    for path, rows_per_class in ((config.data, rows_per_class_needed(config.test_data is not None)),
+                                 (config.test_data, None)):
         if path is not None:
-            _check(check_source, path, config.target)
+            _check(check_source, path, config.target, rows_per_class)
     from flows.api import run_training
 
     _print_summary(_run(lambda: run_training(config).summary))

@@ -168,11 +168,12 @@ def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> t
     return data, test
 
 
-def check_source(path: Path, target: str | None) -> None:
+def check_source(path: Path, target: str | None, rows_per_class: int | None = None) -> None:
     """What can be checked without reading the data (a text folder's files and a .ts file are read: they are small
     text): the path exists, a text folder's files are UTF-8, a .ts file parses, an .npz holds no pickle (array
     headers only), and a table has its target column and the column holds a class on every row (the header and that
-    column).
+    column); with `rows_per_class` (`rows_per_class_needed`: training data), a table's or .ts file's every class
+    has that many rows.
 
     Runs before anything starts (the CLI calls it before Prefect's server), so
     the commonest mistakes cost a second, not a server start.
@@ -185,7 +186,9 @@ def check_source(path: Path, target: str | None) -> None:
         if path.stat().st_size == 0:
             raise DataError(f"{path}: the file is empty")
         if path.suffix.lower() == TS_SUFFIX:
-            read_ts_file(path, labelled=True)  # text, parsed in a second: every fault is found before any work
+            _, labels = read_ts_file(path, labelled=True)  # text, parsed in a second: its faults found before any work
+            if rows_per_class:
+                check_class_sizes(path, labels, rows_per_class)
         else:
             check_sequence_file(path)
     if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
@@ -214,6 +217,8 @@ def check_source(path: Path, target: str | None) -> None:
             return
         check_labelled(path, labels)
         check_not_continuous(path, labels)
+        if rows_per_class:
+            check_class_sizes(path, labels, rows_per_class)
 
 
 def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None = None,
@@ -400,6 +405,29 @@ def _written_alike(labels, counts: dict[str, int]) -> str:
         largest.setdefault(key(label), label)
     pairs = [(label, largest[key(label)]) for label in labels if largest[key(label)] != label]
     return ", ".join(f"{shown(label)} is {shown(other)}" for label, other in pairs[:LISTED])
+
+
+def rows_per_class_needed(test_given: bool) -> int:
+    """The fewest rows a class needs in the training data: one each for train, validation and test, or for train
+    and validation when a test set is given."""
+    return MIN_ROWS_PER_CLASS - test_given
+
+
+def check_class_sizes(source: Path | str, labels, needed: int) -> None:
+    """Every class has `needed` rows (`rows_per_class_needed`): the smallest classes are named, with labels written
+    alike (`_written_alike`) and what to do."""
+    counts = collections.Counter(_label_strings(labels).tolist())
+    small = {label: n for label, n in sorted(counts.items(), key=lambda item: item[1]) if n < needed}
+    if not small:
+        return
+    listed = "{" + ", ".join(f"{shown(label)}: {n}" for label, n in list(small.items())[:LISTED]) + "}"
+    more = f" and {len(small) - LISTED} more" if len(small) > LISTED else ""
+    alike = _written_alike(small, counts)
+    raise DataError(
+        f"{source}: classes {listed}{more} have fewer than {needed} rows; each class needs rows for train, "
+        "validation and test: " + (f"fix the labels ({alike}), or relabel or drop the rows of the others" if alike
+                                   else "relabel or drop their rows")
+    )
 
 
 def _label_strings(labels: pd.Series | np.ndarray) -> np.ndarray:
@@ -742,16 +770,7 @@ def split_dataset(
     counts = collections.Counter(data.labels.tolist())
     if len(counts) < 2:
         raise DataError(f"{data.source}: the labels have one class ({next(iter(counts))!r}); need at least 2")
-    needed = MIN_ROWS_PER_CLASS - (test is not None)
-    small = {label: n for label, n in sorted(counts.items(), key=lambda item: item[1]) if n < needed}
-    if small:
-        listed = "{" + ", ".join(f"{shown(label)}: {n}" for label, n in list(small.items())[:LISTED]) + "}"
-        more = f" and {len(small) - LISTED} more" if len(small) > LISTED else ""
-        alike = _written_alike(small, counts)
-        raise DataError(
-            f"{data.source}: classes {listed}{more} have fewer than {needed} rows; "
-            "each class needs rows for train, validation and test" + (f" ({alike}: fix the labels)" if alike else "")
-        )
+    check_class_sizes(data.source, data.labels, rows_per_class_needed(test is not None))
     if test is not None:
         test = _matched_test(data, test)
         unseen = sorted(set(test.labels.tolist()) - set(counts))

@@ -99,8 +99,14 @@ def test_a_bad_export_option_is_one_line_and_exit_2(tmp_path):
 def test_bad_input_is_refused_before_any_server_starts(tmp_path):
     table = tmp_path / "t.csv"
     table.write_text("a,b,label\n1,2,x\n")
+    rare = tmp_path / "rare.csv"
+    rare.write_text("a,label\n" + "".join(f"{i},{'y' if i < 2 else 'x'}\n" for i in range(9)))
+    unlabelled = tmp_path / "series.ts"
+    unlabelled.write_text("@problemName s\n@classLabel false\n@data\n1,2,3\n")
     for args, expected in ((["--data", str(table), "--target", "nope"], "no column 'nope'; columns are a, b, label"),
                            (["--data", str(table)], "a table needs --target"),
+                           (["--data", str(rare), "--target", "label"], "classes {'y': 2} have fewer than 3 rows"),
+                           (["--data", str(unlabelled)], "series.ts: the cases have no class labels"),
                            (["--data", str(tmp_path / "gone.csv"), "--target", "y"], "gone.csv: no such file")):
         result = CliRunner().invoke(app, ["train", *args, "--runs-root", str(tmp_path / "runs")])
         assert result.exit_code == 2 and expected in result.output, result.output
