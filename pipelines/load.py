@@ -44,6 +44,7 @@ CONTINUOUS_MIN_VALUES = 20
 CONTINUOUS_SHARE = 0.05
 LISTED = 5  # how many offending values an error names before it counts the rest
 MIXED_REMEDY = "fix or blank them"  # how a column of numbers with some text is mended
+MISSING_MARKERS = ["\\N"]  # read as missing beside pandas' own (NA, NULL, ...): SQL dumps' null (MySQL, PostgreSQL COPY)
 
 
 @dataclass
@@ -208,7 +209,7 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
             if target not in columns:
                 raise DataError(f"{path}: no column {shown(target)}; columns are {names(columns)}")
             labels = pd.read_parquet(path, columns=[target])[target] if path.suffix.lower() in {".parquet", ".pq"} \
-                else pd.read_csv(path, usecols=[target], sep=sep)[target]
+                else pd.read_csv(path, usecols=[target], sep=sep, na_values=MISSING_MARKERS)[target]
         except DataError:
             raise
         except UnicodeDecodeError:
@@ -256,7 +257,7 @@ def read_table(path: Path) -> pd.DataFrame:
             sep = csv_delimiter(path)
             check_unique_header(path, sep)
             decimal = csv_decimal(path, sep)
-            frame = pd.read_csv(path, sep=sep, decimal=decimal)
+            frame = pd.read_csv(path, sep=sep, decimal=decimal, na_values=MISSING_MARKERS)
             frame.attrs["notes"] = [DECIMAL_COMMA_NOTE.format(sep=sep)] if decimal == "," else []
     except DataError:
         raise
@@ -289,7 +290,7 @@ def csv_decimal(path: Path, sep: str) -> str:
     else a point."""
     if sep == ",":
         return "."
-    head = pd.read_csv(path, sep=sep, dtype=str, nrows=SNIFFED_ROWS)
+    head = pd.read_csv(path, sep=sep, dtype=str, nrows=SNIFFED_ROWS, na_values=MISSING_MARKERS)
     for column in head.columns:
         values = head[column].dropna().str.strip()
         if values.str.fullmatch(DECIMAL_COMMA).any() and values.str.fullmatch(COMMA_NUMBERS).all():

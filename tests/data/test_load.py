@@ -327,3 +327,19 @@ def test_a_faulty_ts_file_is_refused_in_one_line_before_any_work(tmp_path, body,
     with pytest.raises(DataError, match=message):
         check_source(path, None)
         load_path(path, None)  # what the early check leaves to the load: values it cannot know before reading them
+
+
+def test_a_sql_dumps_null_marker_is_read_as_missing(tmp_path):
+    """MySQL's and PostgreSQL's dumps write a missing value as \\N (Ecdat's HHSCyberSecurityBreaches: 892 of 1,101
+    descriptions), which pandas reads as text: a column of numbers became text, and free text a category."""
+    words = "a laptop holding the records of some patients was stolen from a car"
+    frame = make_table(60).assign(note=[f"{words} {i}" if i % 3 else "\\N" for i in range(60)])
+    frame["x1"] = frame["x1"].astype(object)
+    frame.loc[[2, 5], "x1"] = "\\N"
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    from pipelines.columns import infer_roles
+
+    data = load_path(tmp_path / "t.csv", "label")
+    roles = infer_roles(data.features)
+    assert roles["x1"].role == "numeric" and data.features["x1"].isna().sum() == 2
+    assert roles["note"].role == "text" and data.features["note"].isna().sum() == 20
