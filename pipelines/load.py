@@ -44,7 +44,7 @@ CONTINUOUS_MIN_VALUES = 20
 CONTINUOUS_SHARE = 0.05
 LISTED = 5  # how many offending values an error names before it counts the rest
 MIXED_REMEDY = "fix or blank them"  # how a column of numbers with some text is mended
-MISSING_MARKERS = ["\\N"]  # read as missing beside pandas' own (NA, NULL, ...): SQL dumps' null (MySQL, PostgreSQL COPY)
+MISSING_MARKERS = ["\\N"]  # read as missing beside pandas' own (NA, NULL, ...): SQL dumps' null (MySQL, PostgreSQL)
 
 
 @dataclass
