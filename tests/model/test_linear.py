@@ -98,3 +98,26 @@ def test_wider_than_tall_is_solved_on_the_rows_coordinates_and_is_the_same_optim
     assert row_space(x[:, :30])[0] is None, "a matrix taller than wide is fitted as it is"
     many = np.zeros((ROW_SPACE_MAX_ROWS + 1, ROW_SPACE_MAX_ROWS + 2))
     assert row_space(many)[0] is None, "so is one of more rows than the factorisation pays for"
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_a_sparse_problem_is_solved_on_the_columns_that_hold_an_entry_and_gives_the_full_width_optimum(classes):
+    """TF-IDF with hashed word pairs is thousands of columns wide and empty in most (openintro's blizzard_salary:
+    97 s a trial over every column): a column with no entry gets a zero coefficient at the optimum, so the problem is
+    solved on the others and the kernel is the full-width fit's."""
+    from scipy import sparse
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % classes
+    dense = np.zeros((60, 5000))
+    dense[:, rng.choice(5000, 80, replace=False)] = rng.random((60, 80)) * (rng.random((60, 80)) < 0.2)
+    dense[np.arange(60), 7 + y] = 1.0  # a word per class
+    x = sparse.csr_matrix(dense)
+    basis, coordinates = row_space(x)
+    assert basis.shape[0] == 5000 and coordinates.shape[1] == basis.shape[1] == int((x.getnnz(axis=0) > 0).sum())
+    kernel, bias = solve_logistic(x, y, None, classes, c=10.0)
+    full = LogisticRegression(C=10.0, max_iter=10_000, tol=1e-10).fit(x, y)
+    empty = x.getnnz(axis=0) == 0
+    assert np.all(kernel[empty] == 0.0)
+    assert np.abs(softmax(x @ kernel + bias, axis=1) - full.predict_proba(x)).max() < 1e-3
+    assert row_space(sparse.csr_matrix(dense[:, 7:7 + classes]))[0] is None, "no empty column: fitted as it is"
