@@ -218,8 +218,11 @@ def _converter(saved_model: Path):
 # Layers kept in float in the int8 variant: the in-model preprocessing ("encode" for tables, "normalize" for images
 # and sequences, the RGB front of gray image models), MiniRocket's fixed features ("rocket") and the tree ensembles
 # ("trees"): their thresholds on quantized values would flip; and the token ids of text ("tokens": integers up to
-# the vocabulary's size, which one int8 scale would merge) with the TF-IDF scores computed from them ("tfidf").
-PREPROCESSING_NODE = re.compile(rf"(^|/)(encode|normalize|{FRONT_NAME}|rocket|trees|tokens|tfidf)(_\d+)?/")
+# the vocabulary's size, which one int8 scale would merge) with the TF-IDF scores computed from them ("tfidf"), and
+# the slice of a text table's other columns ("table_columns"): an op on the raw input left to quantize quantized the
+# input itself, token ids too (openintro's birds, 8,659 words: ids gathered out of bounds).
+PREPROCESSING_NODE = re.compile(
+    rf"(^|/)(encode|normalize|{FRONT_NAME}|rocket|trees|tokens|tfidf|table_columns)(_\d+)?/")
 
 
 def preprocessing_nodes(tflite: bytes) -> list[str]:
