@@ -216,8 +216,8 @@ def ridge_targets(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
 def leave_one_out_scores(features: np.ndarray, y: np.ndarray, classes: np.ndarray, alpha: float) -> np.ndarray:
     """Leave-one-out ridge scores at `alpha` with an unpenalised intercept, as scikit-learn's `RidgeClassifierCV`
     scores them, from whichever of the two square systems is smaller: rows x rows (MiniRocket's 10,000 features on a
-    few dozen series) or features x features (kernel ridge's 2,000 landmarks on 6,703 rows took 35 s as rows x rows
-    and takes under two in features x features).
+    few dozen series) or features x features (kernel ridge's 2,000 landmarks on 6,703 rows: 16 s as rows x rows,
+    2.2 s as features x features).
 
     Rows x rows: y - G^-1 (y - mean) / (diag(G^-1) - 1/n^2), with G = K + alpha P + 11^T, K the centred Gram
     matrix and P the centring projection. G acts as K + alpha I on centred vectors and as n on the constant one.

