@@ -25,7 +25,8 @@ from pipelines.export.tflite import INT8_IO_TOKEN_IDS
 from pipelines.text.folder import FOLDER_ROLE, TEXT_COLUMN, is_text_folder, read_text_folder
 
 Kind = Literal["table", "image", "sequence"]
-TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+TABLE_SUFFIXES = {".csv", *PARQUET_SUFFIXES}
 TS_SUFFIX = ".ts"  # the UCR/UEA archives' time-series classification files (aeon's and sktime's format)
 SEQUENCE_SUFFIXES = {".npz", TS_SUFFIX}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}  # Pillow reads them all
@@ -197,8 +198,9 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
             raise DataError(f"{path}: a table needs --target, the name of its label column")
         if path.stat().st_size == 0:
             raise DataError(f"{path}: the file is empty")
+        parquet = path.suffix.lower() in PARQUET_SUFFIXES
         try:
-            if path.suffix.lower() in {".parquet", ".pq"}:
+            if parquet:
                 import pyarrow.parquet
 
                 columns = pyarrow.parquet.read_schema(path).names
@@ -208,7 +210,7 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
                 columns = pd.read_csv(path, nrows=0, sep=sep).columns
             if target not in columns:
                 raise DataError(f"{path}: no column {shown(target)}; columns are {names(columns)}")
-            labels = pd.read_parquet(path, columns=[target])[target] if path.suffix.lower() in {".parquet", ".pq"} \
+            labels = pd.read_parquet(path, columns=[target])[target] if parquet \
                 else pd.read_csv(path, usecols=[target], sep=sep, na_values=MISSING_MARKERS)[target]
         except DataError:
             raise
@@ -251,7 +253,7 @@ def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None
 def read_table(path: Path) -> pd.DataFrame:
     """A CSV or Parquet file as a frame, or a `DataError` that says why not."""
     try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
             frame = pd.read_parquet(path)
         else:
             sep = csv_delimiter(path)
