@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from models.hypermodel import LAYER_STRUCTURE
-from models.trees import trees_grown
+from models.trees import ROUNDS_FITTED, trees_grown
 from pipelines.config import SearchOptions
 from pipelines.export.tflite import int8_footprint
 from pipelines.registry import atomic_write
@@ -24,6 +24,9 @@ from pipelines.search.records import TrialRecord, TrialStatus
 TIMINGS = "trial_seconds"
 FOOTPRINTS = "trial_footprints"
 COPIED_FROM = "copied_from"  # a footprint's note: the trial whose model and scores this one copied
+# A boosted trial's note beside `ROUNDS_FITTED`: the rounds it asked for (both summed over its folds); fewer fitted
+# means the deadline stopped it.
+ROUNDS_ASKED = "rounds_asked"
 # A layer structure its family has not run yet may take this many times the family's slowest trial: under k-fold on
 # ArrowHead (36 series), the first ResNet trial took 39 s where the FCN's had taken 16 s (its first batch traces
 # five towers of three times the layers).
@@ -127,7 +130,8 @@ class TrialLedger:
         """How long a trial with hyperparameters `values` on `rows` rows may take, from the earlier trials that were
         trained, their seconds scaled up to `rows` and, for tree ensembles, to the trees fitted (`trees_grown`: a
         boosted trial of 200 rounds on 9 classes fits 1,800 trees where the portfolio's forest fits 100; on ames's
-        1,992 rows it took 54 s where the forest took 3.3 s): the longest of the same family and layer structure
+        1,992 rows it took 54 s where the forest took 3.3 s; a boosted trial the deadline stopped, to the rounds it
+        fitted): the longest of the same family and layer structure
         (`layer_structure`); the longest of its family times `NEW_STRUCTURE_FACTOR` when that structure has not run
         yet; the longest of any family when none of its family ran. None before any trial was timed."""
         trees = trees_grown(values, self.n_classes)
@@ -139,6 +143,8 @@ class TrialLedger:
                 return None
             seen = footprint.get("rows")
             grown = trees_grown(trial.hyperparameters.values, self.n_classes)
+            if grown and footprint.get(ROUNDS_ASKED):  # stopped by the deadline: timed for the rounds it fitted
+                grown = max(1, round(grown * footprint[ROUNDS_FITTED] / footprint[ROUNDS_ASKED]))
             seconds *= max(1.0, trees / grown) if trees and grown else 1.0
             return seconds * max(1.0, rows / seen) if rows and seen else seconds
 

@@ -26,6 +26,7 @@ from models import (
 from models.inference import head_outputs, layer_inputs, model_outputs
 from models.rocket import fit_ridge_head
 from models.transfer import TransferBase
+from models.trees import ROUNDS_FITTED
 from pipelines.budget import StopAtDeadline
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, distribution_strategy, fit_inputs, validation_inputs
@@ -41,7 +42,7 @@ from pipelines.search.keras_tuner_bridge import (
 from pipelines.search.fidelity import (Fidelity, converging, converging_towers, fidelity_for,
                                       hyperband_schedule)
 from pipelines.search.gradients import released_gradients
-from pipelines.search.ledger import COPIED_FROM, TrialLedger
+from pipelines.search.ledger import COPIED_FROM, ROUNDS_ASKED, TrialLedger
 from pipelines.search.records import TrialHook
 from pipelines.search.seeding import seed_trial
 from pipelines.search.selection import CrossValidation, load_heldout, save_heldout, scores
@@ -350,6 +351,8 @@ class SearchHyperModel(KerasflowHyperModel):
         ran = getattr(result, "epoch", None)  # a History; a closed-form fit returns its metrics
         if ran is not None:
             self.note_epochs(len(ran))
+        if isinstance(result, dict) and ROUNDS_FITTED in result:
+            self.note_rounds(result[ROUNDS_FITTED], hp.get("trees_count"))
         return result
 
     def penalty(self, hp, model) -> float | None:
@@ -368,6 +371,14 @@ class SearchHyperModel(KerasflowHyperModel):
         if self.trial_id is not None:
             earlier = self.ledger.footprints.by_trial.get(self.trial_id, {}).get("epochs_run", 0)
             self.ledger.footprints.note(self.trial_id, epochs_run=max(earlier, ran))
+
+    def note_rounds(self, fitted: int, asked: int) -> None:
+        """The boosting rounds the current trial fitted of those it asked for, to the ledger (under k-fold, summed
+        over its folds): a trial the deadline stopped is timed for the rounds it fitted (`TrialLedger`)."""
+        if self.trial_id is not None:
+            earlier = self.ledger.footprints.by_trial.get(self.trial_id, {})
+            self.ledger.footprints.note(self.trial_id, **{
+                ROUNDS_FITTED: earlier.get(ROUNDS_FITTED, 0) + fitted, ROUNDS_ASKED: earlier.get(ROUNDS_ASKED, 0) + asked})
 
 
 class MacroF1(keras.callbacks.Callback):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pipelines.config import SearchOptions
-from pipelines.search.ledger import NEW_STRUCTURE_FACTOR, TrialLedger, layer_structure
+from models.trees import ROUNDS_FITTED
+from pipelines.search.ledger import NEW_STRUCTURE_FACTOR, ROUNDS_ASKED, TrialLedger, layer_structure
 
 FCN = {"family": "cnn", "cnn_block": "fcn", "cnn_filters": 32, "learning_rate": 1e-3}
 RESNET = {"family": "cnn", "cnn_block": "resnet", "cnn_filters": 32, "learning_rate": 1e-3}
@@ -58,3 +59,14 @@ def test_a_tree_ensemble_is_expected_to_cost_as_many_times_more_as_it_fits_trees
     ledger.n_classes = 2  # one tree a round
     assert ledger.expected_seconds(boosted, 100, trials) == pytest.approx(6.0)
     assert ledger.expected_seconds({**forest, "trees_count": 50}, 100, trials) == 3.0, "never scaled down"
+
+
+def test_a_boosted_trial_the_deadline_stopped_is_timed_for_the_rounds_it_fitted(tmp_path):
+    boosted = {"family": "trees", "trees_kind": "boosted", "trees_count": 200}
+    ledger, trials = _ledger(tmp_path, {"0": (boosted, 10.0, 100)})
+    assert ledger.expected_seconds(boosted, 100, trials) == pytest.approx(10.0), "all its rounds fitted"
+    # five folds asked for 200 rounds each; the deadline let them fit 250 of the 1,000
+    ledger.footprints.note("0", **{ROUNDS_FITTED: 250, ROUNDS_ASKED: 1000})
+    assert ledger.expected_seconds(boosted, 100, trials) == pytest.approx(40.0), \
+        "10 s for a quarter of its rounds: the whole count takes four times that"
+    assert ledger.expected_seconds({**boosted, "trees_count": 50}, 100, trials) == pytest.approx(10.0)
