@@ -164,7 +164,7 @@ def train(
     for path, rows_per_class in ((config.data, rows_per_class_needed(config.test_data is not None)),
                                  (config.test_data, None)):
         if path is not None:
-            _check(check_source, path, config.target, rows_per_class)
+            _check(check_source, path, config.target, rows_per_class, config.column_roles)
     from flows.api import run_training
 
     _print_summary(_run(lambda: run_training(config).summary))

@@ -170,12 +170,15 @@ def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> t
     return data, test
 
 
-def check_source(path: Path, target: str | None, rows_per_class: int | None = None) -> None:
-    """What can be checked without reading the data (a text folder's files and a .ts file are read: they are small
+def check_source(path: Path, target: str | None, rows_per_class: int | None = None,
+                 given_roles: Mapping[str, str] | None = None) -> None:
+    """What can be checked before the data is loaded (a text folder's files and a .ts file are read: they are small
     text): the path exists, a text folder's files are UTF-8, a .ts file parses, an .npz holds no pickle (array
     headers only), and a table has its target column and the column holds a class on every row (the header and that
     column); with `rows_per_class` (`rows_per_class_needed`: training data), a table's or .ts file's every class
-    has that many rows.
+    has that many rows. With `given_roles` (the user's --column-role, {} for none; a retrain's are its champion's,
+    known only later), a table is read whole and its feature columns checked as `load_table` checks them
+    (`check_feature_columns`): a column of numbers with some text was found after a server start (31 s).
 
     Runs before anything starts (the CLI calls it before Prefect's server), so
     the commonest mistakes cost a second, not a server start.
@@ -222,6 +225,8 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
         check_not_continuous(path, labels)
         if rows_per_class:
             check_class_sizes(path, labels, rows_per_class)
+        if given_roles is not None:
+            check_feature_columns(path, read_table(path).drop(columns=[target]), given_roles)
 
 
 def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None = None,
@@ -332,6 +337,19 @@ def load_table(path: Path, target: str, given_roles: Mapping[str, str] | None = 
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise DataError(f"{path}: the table has no feature columns besides {target!r}")
+    check_feature_columns(path, features, given_roles)
+    labels = _label_strings(frame[target])
+    notes = list(frame.attrs.get("notes", []))
+    counts = collections.Counter(labels.tolist())
+    alike = _written_alike(counts, counts)
+    if alike:
+        notes.append(f"labels written alike are different classes here ({alike} but for spaces or capitals)")
+    return Dataset("table", features.reset_index(drop=True), labels, str(path), notes=notes)
+
+
+def check_feature_columns(path: Path | str, features: pd.DataFrame, given_roles: Mapping[str, str] | None) -> None:
+    """Each feature column holds a value (unless `given_roles` drops it) and, unless given another role, is not
+    numbers with some text."""
     given_roles = given_roles or {}
     for column in features.columns:
         role = given_roles.get(str(column))
@@ -340,13 +358,6 @@ def load_table(path: Path, target: str, given_roles: Mapping[str, str] | None = 
         if role in (None, ColumnRole.NUMERIC):
             check_not_mixed(path, features[column], f"{MIXED_REMEDY}, or if they are categories say so: "
                                                     f"--column-role {column}=categorical")
-    labels = _label_strings(frame[target])
-    notes = list(frame.attrs.get("notes", []))
-    counts = collections.Counter(labels.tolist())
-    alike = _written_alike(counts, counts)
-    if alike:
-        notes.append(f"labels written alike are different classes here ({alike} but for spaces or capitals)")
-    return Dataset("table", features.reset_index(drop=True), labels, str(path), notes=notes)
 
 
 def check_labelled(path: Path | str, labels: pd.Series) -> None:

@@ -112,6 +112,11 @@ def test_numeric_column_with_text(tmp_path):
     frame.to_csv(path, index=False)
     with pytest.raises(DataError, match=r"column 'x1' is numeric but 1 of 60 values are text \(e.g. 'twelve'\)"):
         load_path(path, "label")
+    # before any work, given the user's roles (the CLI, before Prefect's server: openintro's birds waited 31 s for it)
+    with pytest.raises(DataError, match=r"column 'x1' is numeric but 1 of 60 values are text"):
+        check_source(path, "label", None, {})
+    check_source(path, "label", None, {"x1": "categorical"})  # the user says they are categories
+    check_source(path, "label")  # a retrain's roles are its champion's, known once it is loaded
 
 
 def test_target_with_one_class(tmp_path):

@@ -21,6 +21,10 @@ def files(tmp_path):
     (tmp_path / "taken").write_text("a file")
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "twice.csv").write_text("f1,f2,f1,label\n1,2,3,a\n4,5,6,b\n")
+    mixed = make_table().astype({"x1": object})
+    mixed.loc[3, "x1"] = "twelve"
+    mixed.to_csv(tmp_path / "mixed.csv", index=False)
+    make_table().assign(x2=np.nan).to_csv(tmp_path / "hollow.csv", index=False)
     return tmp_path
 
 
@@ -32,6 +36,12 @@ CASES = {
                                     "names column(s) ['f1'] more than once"),
     "empty file": (["train", "--data", "{d}/empty.csv", "--target", "y"], "empty.csv: the file is empty"),
     "continuous target": (["train", "--data", "{d}/prices.csv", "--target", "price"], "looks continuous"),
+    "numbers with text": (["train", "--data", "{d}/mixed.csv", "--target", "label"],
+                          "column 'x1' is numeric but 1 of 60 values are text"),
+    "numbers with text in the test file": (["train", "--data", "{d}/t.csv", "--test-data", "{d}/mixed.csv",
+                                            "--target", "label"], "mixed.csv: column 'x1' is numeric but"),
+    "column without a value": (["train", "--data", "{d}/hollow.csv", "--target", "label"],
+                               "column 'x2' is empty on every one of its 60 rows"),
     "run dir is a file": (["train", "--dataset", "digits", "--run-dir", "{d}/taken"], "is a file"),
     "zero image size": (["train", "--dataset", "digits", "--image-size", "0x0"], "below 1 pixel"),
     "unreadable image size": (["train", "--dataset", "digits", "--image-size", "big"], "expected HEIGHTxWIDTH"),
