@@ -117,13 +117,19 @@ def trees_per_round(n_classes: int) -> int:
     return 1 if n_classes == 2 else n_classes
 
 
+def boosts(values: dict) -> bool:
+    """Whether a trial of hyperparameter `values` grows boosted trees: the one solve that stops at a deadline
+    (`fit_trees`), keeping the rounds fitted; the other closed-form solves run to their end."""
+    return values.get("family") == "trees" and values.get("trees_kind") == "boosted"
+
+
 def trees_grown(values: dict, n_classes: int) -> int | None:
     """How many trees a `trees` trial with hyperparameter `values` fits: a forest's count, or boosting's rounds times
     `trees_per_round`; None for another family, or a trial without a count."""
     if values.get("family") != "trees" or "trees_count" not in values:
         return None
     rounds = values["trees_count"]
-    return rounds * trees_per_round(n_classes) if values.get("trees_kind") == "boosted" else rounds
+    return rounds * trees_per_round(n_classes) if boosts(values) else rounds
 
 
 def make_estimator(kind: str, n_estimators: int, n_leaves: int, learning_rate: float, seed: int, *,

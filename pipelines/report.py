@@ -86,8 +86,7 @@ def render_report(result: RunResult) -> str:
         "|---|---|---|---|---|---|",
         *([_score_row("search best", result.search_evaluation)]
           if result.search_evaluation and not result.finetune.search_model_kept else []),
-        _score_row("search best, shipped (the fine-tune was cut short)" if result.finetune.search_model_kept
-                   else f"fine-tuned ({result.finetune.epochs} epochs)", evaluation),
+        _score_row(_shipped_row(result.finetune), evaluation),
         "",
         f"### Per class ({'shipped' if result.finetune.search_model_kept else 'fine-tuned'})",
         "| class | precision | recall | F1 | support |",
@@ -96,7 +95,7 @@ def render_report(result: RunResult) -> str:
           for name, c in evaluation.per_class.items()],
         "",
         "![confusion matrix](confusion_matrix.png)",
-        "![learning curves](learning_curves.png)",
+        *([] if result.finetune.not_started else ["![learning curves](learning_curves.png)"]),
         "",
         *informative_tokens_section(result),
         *export_section(result.export),
@@ -224,6 +223,13 @@ def replace_export_section(report_path: Path, export: ExportResult) -> None:
 def step_seconds_section(seconds: dict[str, float]) -> list[str]:
     return ["## Step seconds", "| step | seconds |", "|---|---|",
             *[f"| {name} | {secs:.1f} |" for name, secs in seconds.items()], ""]
+
+
+def _shipped_row(finetune) -> str:
+    """The scores table's name for the shipped model: the fine-tuned one, or the search's in its place."""
+    if not finetune.search_model_kept:
+        return f"fine-tuned ({finetune.epochs} epochs)"
+    return f"search best, shipped (the fine-tune was {'not started' if finetune.not_started else 'cut short'})"
 
 
 def _score_row(name: str, e) -> str:

@@ -10,7 +10,8 @@ it, so every run folder holds the same files whatever made its model:
     card.json           facts for the model card (re-export)
     reference.parquet   profile of the data learnt from (drift, next retrain)
     replay.npz          a sample of the inputs learnt from (replay, next retrain)
-    finetuned.keras, history.json, learning_curves.png, metrics.json, confusion_matrix.png, export/
+    finetuned.keras, history.json, learning_curves.png (when the fine-tune ran), metrics.json,
+    confusion_matrix.png, export/
 
 Each step goes through `Steps`: called directly by default (tests,
 benchmarks, Python), or as a Prefect task when a flow passes its runner.
@@ -127,7 +128,8 @@ def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, 
     """
     save_suite(suite, run_dir / "expectations.json")
     save_history(trained, run_dir / "history.json")
-    evaluate_step.plot_learning_curves(trained.history, run_dir / "learning_curves.png")
+    if not trained.not_started:  # a fine-tune that did not start has no curves
+        evaluate_step.plot_learning_curves(trained.history, run_dir / "learning_curves.png")
     prep.save(run_dir / "preprocessing.json")
     export_data = ExportData.from_inputs(inputs, seed=config.seed)
     export_data.save(run_dir / "export_inputs.npz")

@@ -17,7 +17,7 @@ from models import describe, member_hyperparameters
 from pipelines.budget import RunBudget
 from pipelines.config import TrainConfig
 from pipelines.devices import DeviceSetup, using
-from pipelines.finetune import FineTuneResult, fine_tune, keep_search_model
+from pipelines.finetune import FineTuneResult, fine_tune, keep_search_model, refit_would_stop, search_model_instead
 from pipelines.imbalance import imbalance_note
 from pipelines.load import Splits, load_dataset, split_dataset
 from pipelines.preprocess import fit_preprocessing, model_inputs
@@ -93,14 +93,25 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     plot_search_frontier(search.trials, run_dir / "search_frontier.png", search.objective, options.max_model_kb,
                          search.best_trial_id)
     plot_anytime(search.trials, run_dir / ANYTIME_FILE, search.objective, search.seconds)
-    tuned = steps(Step.FINE_TUNE, fine_tune, inputs, prep, search.best_hyperparameters, run_dir / "finetuned.keras",
-                  max_epochs=finetune_epochs(config.finetune_epochs, search), batch_size=options.batch_size,
-                  seed=config.seed, class_weight=config.class_weight, devices=devices,
-                  deadline=budget.finetune_deadline(time.monotonic() - search_started), bags=search.member_bags())
-    budget.finetune_seconds, budget.finetune_stopped = tuned.seconds, tuned.stopped_at_deadline
     members = member_hyperparameters(search.best_hyperparameters)
+    deadline = budget.finetune_deadline(time.monotonic() - search_started)
+    expected, left = search.refit_seconds(len(inputs.x_train) + len(inputs.x_val)), deadline - time.time()
+    if refit_would_stop(members, expected, left):
+        tuned = steps(Step.FINE_TUNE, search_model_instead, search.best_model_path, run_dir / "finetuned.keras")
+    else:
+        tuned = steps(Step.FINE_TUNE, fine_tune, inputs, prep, search.best_hyperparameters,
+                      run_dir / "finetuned.keras", max_epochs=finetune_epochs(config.finetune_epochs, search),
+                      batch_size=options.batch_size, seed=config.seed, class_weight=config.class_weight,
+                      devices=devices, deadline=deadline, bags=search.member_bags())
+    budget.finetune_seconds, budget.finetune_stopped = tuned.seconds, tuned.stopped_at_deadline
     shipped_note, needed = bag_note(tuned, len(members)), search.epochs_to_best()
-    if tuned.cut_short(needed):
+    if tuned.not_started:
+        shipped_note = (f"the fine-tune of {describe(search.best_hyperparameters)} was not started: refitting it on "
+                        f"train+val was expected to take {sum(expected):.0f} s, and its boosted member would have "
+                        f"stopped unfinished at the run's deadline ({max(left, 0):.0f} s away), "
+                        f"so the search's model ships (as its trials trained it, on the training split or a fold "
+                        f"of it); a larger --budget-minutes leaves the fine-tune more time")
+    elif tuned.cut_short(needed):
         which = " (its shortest-trained member)" if tuned.least_epochs < tuned.epochs else ""
         short = ("before its boosting rounds were all fitted" if tuned.unfinished_solves else
                  f"after {tuned.least_epochs} epochs{which}, short of the {needed} the search's trials needed")

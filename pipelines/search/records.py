@@ -174,6 +174,24 @@ class SearchResult:
         trained = self._chosen_by_epochs()
         return bool(trained) and all((t.epochs or t.epochs_run) < t.epochs_run for t in trained)
 
+    def refit_seconds(self, rows: int) -> list[float]:
+        """For each chosen trial (`chosen_ids`), the seconds its refit on `rows` rows (train+val) may take: one fit
+        of its trial (of the trial it copied, for a copy) scaled to `rows`; 0 for a member that ships as its bag.
+        Under k-fold a trial's seconds are its k fits, whose held-out folds partition the `rows`: one fit is the
+        share of its held-out fold. Rows scale the seconds linearly, which a solve that grows faster (trees, the
+        kernel's) outgrows: an estimate on the short side."""
+        by_id = {t.trial_id: t for t in self.trials}
+        expected = []
+        for trial_id in self.chosen_ids:
+            trial = by_id[trial_id]
+            trial = by_id.get(trial.copied_from, trial)
+            if trial_id in self.bags or not trial.seconds or not trial.rows:
+                expected.append(0.0)
+                continue
+            one_fit = trial.seconds * (rows - trial.rows) / rows if self.cross_validated else trial.seconds
+            expected.append(one_fit * max(1.0, rows / trial.rows))
+        return expected
+
     def member_bags(self) -> list[Path | None]:
         """For each chosen trial (an ensemble's members, or the best one), the folder of the bag that ships as it."""
         return [Path(self.bags[m]) if m in self.bags else None for m in self.chosen_ids]

@@ -3,6 +3,7 @@
 import time
 
 import keras
+import pytest
 import numpy as np
 
 from models import ENSEMBLE
@@ -89,3 +90,50 @@ def test_a_fine_tune_cut_short_ships_the_search_model(tmp_path):
     assert not FineTuneResult(shipped, {}, 30, 5.0, stopped_at_deadline=True, fewest_epochs=15).cut_short(12)
     kept = keep_search_model(cut, search_model)
     assert kept.search_model_kept and shipped.read_bytes() == b"search model"
+
+
+def test_a_refit_whose_boosted_member_would_stop_unfinished_is_not_started(tmp_path):
+    """modeldata's Default (8,000 rows, 1 minute): the fine-tune refitted a kernel, a linear and two tree members
+    past the deadline for 24 s, and its boosted member stopped unfinished, so the search's model shipped anyway."""
+    from pathlib import Path
+
+    from pipelines.finetune import refit_would_stop, search_model_instead
+    from pipelines.search.records import EnsembleChoice, SearchResult, TrialRecord
+
+    kernel, linear = {"family": "kernel"}, {"family": "linear"}
+    boosted = {"family": "trees", "trees_kind": "boosted", "trees_count": 200}
+    forest = {"family": "trees", "trees_kind": "forest", "trees_count": 100}
+
+    def trial(trial_id, values, seconds, rows, copied_from=None):
+        return TrialRecord(trial_id=trial_id, status="COMPLETED", family=values["family"], val_score=0.9,
+                           seconds=seconds, epochs=1, hyperparameters=values, rows=rows, copied_from=copied_from)
+
+    trials = [trial("0", kernel, 15.0, 6800), trial("1", linear, 1.4, 6800), trial("2", boosted, 5.6, 6800),
+              trial("3", boosted, 0.01, 6800, copied_from="2")]
+    search = SearchResult(objective="val_accuracy", best_trial_id="0", best_val_score=0.9,
+                          best_hyperparameters={"family": "ensemble", "members": [kernel, linear, boosted]},
+                          best_epochs=1, best_model_path=Path("unused"), trials=trials,
+                          families=["kernel", "linear", "trees"], skipped_families={}, seconds=48.0,
+                          budget_spent=True, ensemble=EnsembleChoice(["0", "1", "3"], 0.95, 0.9))
+    expected = search.refit_seconds(8000)
+    assert expected == pytest.approx([15.0 * 8000 / 6800, 1.4 * 8000 / 6800, 5.6 * 8000 / 6800]), \
+        "one holdout fit scaled to the rows; a copy timed as the trial it copied"
+    from dataclasses import replace
+
+    folds = replace(search, cross_validated=True, trials=[replace(t, rows=6400) for t in trials])
+    assert folds.refit_seconds(8000)[0] == pytest.approx(15.0 / 5 * 8000 / 6400), "k-fold: one of its five fits"
+    assert replace(search, bags={"0": "trial_0"}).refit_seconds(8000)[0] == 0.0, "a bag ships as the search trained it"
+
+    members = [kernel, linear, boosted]
+    assert refit_would_stop(members, expected, 4.3), "the boosted member's share ends before the kernel's solve does"
+    assert not refit_would_stop(members, expected, 60.0), "time enough for every member"
+    assert not refit_would_stop([kernel, linear, forest], expected, 4.3), \
+        "no member stops unfinished: the solves run late but ship"
+    assert refit_would_stop([boosted, kernel, linear], [2.0, 17.6, 1.6], 9.0) is False, \
+        "the boosted member first, within its share: the others' overrun does not stop it"
+
+    search_model = tmp_path / "search_best.keras"
+    search_model.write_bytes(b"search model")
+    skipped = search_model_instead(search_model, tmp_path / "finetuned.keras")
+    assert skipped.not_started and skipped.search_model_kept and skipped.epochs == 0
+    assert (tmp_path / "finetuned.keras").read_bytes() == b"search model"

@@ -1,5 +1,6 @@
 """Both report renderers and the variant table, from results built by hand (no training)."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,13 @@ def test_train_report_tells_the_whole_run():
                      "| load | 1.0 |", "![confusion matrix](confusion_matrix.png)"):
         assert expected in text, expected
     assert text.index("## Search") < text.index("## Test scores") < text.index("## Export") < text.index("## Step")
+    assert "![learning curves](learning_curves.png)" in text
+    candidate = _candidate()
+    candidate.training = FineTuneResult(Path("run/finetuned.keras"), {"loss": [], "accuracy": []}, 0, 0.0,
+                                        search_model_kept=True, not_started=True)
+    skipped = render_report(replace(result, candidate=candidate))
+    assert "| search best, shipped (the fine-tune was not started) | 0.9000 |" in skipped, skipped
+    assert "learning_curves.png" not in skipped and "| search best | 0.8500 |" not in skipped
 
 
 def _drift():
