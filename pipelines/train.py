@@ -45,6 +45,9 @@ from pipelines.transfer import lineage, pretrained_base
 from pipelines.validate import Validation, validate_splits
 
 
+PREPARED = (Step.LOAD, Step.SPLIT, Step.VALIDATE)  # the data's preparation (`RunBudget.for_rows`)
+
+
 def train(config: TrainConfig, run_step: StepRunner = call_directly, on_trial_end: TrialHook | None = None,
           launch: Launcher | None = None) -> RunResult:
     """Run every step; bad data stops the run before any run folder is written.
@@ -84,7 +87,8 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     base, prep = pretrained_base(config, prep)
     inputs = model_inputs(splits, prep)
     options, schedule_note = fit_to_data(config, len(inputs.x_train))
-    budget = RunBudget.for_rows(config.budget_minutes, len(inputs.x_train) + len(inputs.x_val))
+    budget = RunBudget.for_rows(config.budget_minutes, len(inputs.x_train) + len(inputs.x_val),
+                                prepared_seconds=sum(steps.seconds.get(step, 0.0) for step in PREPARED))
     options = options.model_copy(update={"budget_minutes": budget.search_minutes})
     search_started = time.monotonic()
     search = steps(Step.SEARCH, run_search, inputs, prep, run_dir / "search", options, on_trial_end, launch, devices,
@@ -107,7 +111,7 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     shipped_note, needed = bag_note(tuned, len(members)), search.epochs_to_best()
     if tuned.not_started:
         shipped_note = (f"the fine-tune of {describe(search.best_hyperparameters)} was not started: refitting it on "
-                        f"train+val was expected to take {sum(expected):.0f} s, and its boosted member would have "
+                        f"train+val was expected to take {sum(expected):.0f} s, and its boosting would have "
                         f"stopped unfinished at the run's deadline ({max(left, 0):.0f} s away), "
                         f"so the search's model ships (as its trials trained it, on the training split or a fold "
                         f"of it); a larger --budget-minutes leaves the fine-tune more time")

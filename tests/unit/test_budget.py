@@ -12,6 +12,8 @@ from pipelines.budget import (
     FINISH_SECONDS,
     FINETUNE_SHARE_MIN,
     MIN_FINETUNE_FRACTION,
+    MIN_TRAINING_FRACTION,
+    PREPARE_ALLOWANCE,
     RunBudget,
     StopAtDeadline,
     finetune_share,
@@ -41,6 +43,22 @@ def test_evaluation_and_export_are_paid_from_the_budget_a_short_one_keeps_most_f
     short = RunBudget.for_rows(1, 500)
     assert short.training_minutes == pytest.approx(1 - FINISH_MAX_SHARE)
     assert "evaluation and export 15 s" in short.describe()
+
+
+def test_loading_and_validation_past_their_allowance_are_taken_from_the_training_time():
+    """A 1,504-column table validated for 24 s of a 1-minute run: the search and fine-tune give up what was over."""
+    quick = RunBudget.for_rows(1, 6_552, prepared_seconds=PREPARE_ALLOWANCE)
+    assert quick.prepare_overrun == 0 and quick.training_minutes == pytest.approx(1 - FINISH_MAX_SHARE)
+    assert "allowance" not in quick.describe()
+    wide = RunBudget.for_rows(1, 6_552, prepared_seconds=PREPARE_ALLOWANCE + 14.0)
+    assert wide.prepare_overrun == 14.0
+    assert wide.training_minutes * 60 == pytest.approx(45.0 - 14.0)
+    assert wide.search_minutes < quick.search_minutes
+    assert "took 14 s past their 10-second allowance" in wide.describe()
+    slow = RunBudget.for_rows(1, 6_552, prepared_seconds=600.0)
+    assert slow.training_minutes * 60 == pytest.approx(MIN_TRAINING_FRACTION * 45.0), "half the training time kept"
+    assert RunBudget(**{k: v for k, v in wide.to_dict().items() if k != "search_minutes"}) == wide, \
+        "run.json's budget holds the overrun"
 
 
 def test_the_deadline_stops_training_after_the_running_batch():
