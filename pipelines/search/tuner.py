@@ -377,8 +377,8 @@ class SearchHyperModel(KerasflowHyperModel):
         over its folds): a trial the deadline stopped is timed for the rounds it fitted (`TrialLedger`)."""
         if self.trial_id is not None:
             earlier = self.ledger.footprints.by_trial.get(self.trial_id, {})
-            self.ledger.footprints.note(self.trial_id, **{
-                ROUNDS_FITTED: earlier.get(ROUNDS_FITTED, 0) + fitted, ROUNDS_ASKED: earlier.get(ROUNDS_ASKED, 0) + asked})
+            self.ledger.footprints.note(self.trial_id, **{ROUNDS_FITTED: earlier.get(ROUNDS_FITTED, 0) + fitted,
+                                                          ROUNDS_ASKED: earlier.get(ROUNDS_ASKED, 0) + asked})
 
 
 class MacroF1(keras.callbacks.Callback):
