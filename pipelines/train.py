@@ -39,6 +39,7 @@ from pipelines.search import SearchResult, fit_to_data, run_search
 from pipelines.search.anytime import ANYTIME_FILE, plot_anytime
 from pipelines.search.frontier import plot_search_frontier
 from pipelines.search.gradients import released_gradients
+from pipelines.search.heap import frozen_heap
 from pipelines.search.parallel import Launcher
 from pipelines.search.records import TrialHook
 from pipelines.transfer import lineage, pretrained_base
@@ -70,7 +71,7 @@ def train_on_splits(config: TrainConfig, splits: Splits, validation: Validation,
     """Everything after validation, in `config.run_dir` or a new run folder (removed if nothing is worth resuming)."""
     run_dir, created = open_run_dir(config)
     try:
-        with using(config) as devices, released_gradients():
+        with using(config) as devices, released_gradients(), frozen_heap():
             return _train_in(run_dir, config, splits, validation, steps, on_trial_end, launch, devices)
     except BaseException:
         if created and not (run_dir / "search").exists():

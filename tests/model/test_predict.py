@@ -1,5 +1,6 @@
 """Scoring new data: the same labels as the test-split evaluation, the checks of training, the documented handling."""
 
+import gc
 import json
 import os
 import subprocess
@@ -81,9 +82,12 @@ def test_a_table_scores_like_its_test_split_and_checks_its_columns(registry_root
 def test_images_and_sequences_score_like_their_test_splits(image_folder, sequences_npz, tmp_path):
     from pipelines.train import train
 
+    frozen = []  # the heap's objects from before the training stay out of its collections (`pipelines.search.heap`)
     for path, family in ((image_folder, "cnn"), (sequences_npz, "cnn")):
         result = train(fast_config(data=path, runs_root=tmp_path / "runs", families=[family], max_trials=1,
-                                   quantize=["float32", "int8"]))
+                                   quantize=["float32", "int8"]),
+                       on_trial_end=lambda record, n: frozen.append(gc.get_freeze_count()))
+        assert frozen and min(frozen) > 0 and gc.get_freeze_count() == 0, "frozen while it trains, then not"
         model = kerasflow.load(result.run_dir)
         test = _test_split(path)
         if test.kind == "image":
