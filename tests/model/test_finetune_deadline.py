@@ -97,7 +97,7 @@ def test_a_refit_whose_boosted_member_would_stop_unfinished_is_not_started(tmp_p
     past the deadline for 24 s, and its boosted member stopped unfinished, so the search's model shipped anyway."""
     from pathlib import Path
 
-    from pipelines.finetune import refit_would_stop, search_model_instead
+    from pipelines.finetune import REFIT_STOP_MARGIN, refit_would_stop, search_model_instead
     from pipelines.search.records import EnsembleChoice, SearchResult, TrialRecord
 
     kernel, linear = {"family": "kernel"}, {"family": "linear"}
@@ -126,6 +126,9 @@ def test_a_refit_whose_boosted_member_would_stop_unfinished_is_not_started(tmp_p
 
     members = [kernel, linear, boosted]
     assert refit_would_stop(members, expected, 4.3), "the boosted member's share ends before the kernel's solve does"
+    assert not refit_would_stop([linear, boosted], [1.0, 4.0], 4.0), \
+        "5 s expected of 4: within the estimate's margin, the refit runs (AER/HMDA under k-fold)"
+    assert refit_would_stop([linear, boosted], [1.0, 4.0], 4.0 / (REFIT_STOP_MARGIN + 0.5))
     assert not refit_would_stop(members, expected, 60.0), "time enough for every member"
     assert not refit_would_stop([kernel, linear, forest], expected, 4.3), \
         "no member stops unfinished: the solves run late but ship"
