@@ -93,7 +93,7 @@ def test_a_fine_tune_cut_short_ships_the_search_model(tmp_path):
 
 
 def test_a_refit_whose_boosted_member_would_stop_unfinished_is_not_started(tmp_path):
-    """modeldata's Default (8,000 rows, 1 minute): the fine-tune refitted a kernel, a linear and two tree members
+    """ISLR's Default (8,000 rows, 1 minute): the fine-tune refitted a kernel, a linear and two tree members
     past the deadline for 24 s, and its boosted member stopped unfinished, so the search's model shipped anyway."""
     from pathlib import Path
 
