@@ -123,9 +123,8 @@ def refit_would_stop(members: list[dict], expected: list[float], seconds_left: f
 
 def search_model_instead(search_model: Path, output_path: Path) -> FineTuneResult:
     """The fine-tune's result when it does not start (`refit_would_stop`): the search's model in its place."""
-    shutil.copyfile(search_model, output_path)
-    return FineTuneResult(output_path, {"loss": [], "accuracy": []}, 0, 0.0, search_model_kept=True,
-                          not_started=True)
+    return keep_search_model(FineTuneResult(output_path, {"loss": [], "accuracy": []}, 0, 0.0, not_started=True),
+                             search_model)
 
 
 def fine_tune(

@@ -213,8 +213,13 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
                 columns = pd.read_csv(path, nrows=0, sep=sep).columns
             if target not in columns:
                 raise DataError(f"{path}: no column {shown(target)}; columns are {names(columns)}")
-            labels = pd.read_parquet(path, columns=[target])[target] if parquet \
-                else pd.read_csv(path, usecols=[target], sep=sep, na_values=MISSING_MARKERS)[target]
+            whole = read_table(path) if given_roles is not None else None  # its feature columns are checked too
+            if whole is not None:
+                labels = whole[target]
+            elif parquet:
+                labels = pd.read_parquet(path, columns=[target])[target]
+            else:
+                labels = pd.read_csv(path, usecols=[target], sep=sep, na_values=MISSING_MARKERS)[target]
         except DataError:
             raise
         except UnicodeDecodeError:
@@ -225,8 +230,8 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
         check_not_continuous(path, labels)
         if rows_per_class:
             check_class_sizes(path, labels, rows_per_class)
-        if given_roles is not None:
-            check_feature_columns(path, read_table(path).drop(columns=[target]), given_roles)
+        if whole is not None:
+            check_feature_columns(path, whole.drop(columns=[target]), given_roles)
 
 
 def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None = None,

@@ -47,6 +47,9 @@ from pipelines.validate import Validation, validate_splits
 
 
 PREPARED = (Step.LOAD, Step.SPLIT, Step.VALIDATE)  # the data's preparation (`RunBudget.for_rows`)
+# The end of the report's note when the search's model ships in place of a fine-tune (not started, or cut short).
+SEARCH_MODEL_SHIPS = ("the search's model ships instead (as its trials trained it, on the training split or a fold of "
+                      "it); a larger --budget-minutes leaves the fine-tune more time")
 
 
 def train(config: TrainConfig, run_step: StepRunner = call_directly, on_trial_end: TrialHook | None = None,
@@ -100,7 +103,7 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     plot_anytime(search.trials, run_dir / ANYTIME_FILE, search.objective, search.seconds)
     members = member_hyperparameters(search.best_hyperparameters)
     deadline = budget.finetune_deadline(time.monotonic() - search_started)
-    expected, left = search.refit_seconds(len(inputs.x_train) + len(inputs.x_val)), deadline - time.time()
+    expected, left = search.refit_seconds(budget.rows), deadline - time.time()
     if refit_would_stop(members, expected, left):
         tuned = steps(Step.FINE_TUNE, search_model_instead, search.best_model_path, run_dir / "finetuned.keras")
     else:
@@ -113,16 +116,13 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     if tuned.not_started:
         shipped_note = (f"the fine-tune of {describe(search.best_hyperparameters)} was not started: refitting it on "
                         f"train+val was expected to take {sum(expected):.0f} s, and its boosting would have "
-                        f"stopped unfinished at the run's deadline ({max(left, 0):.0f} s away), "
-                        f"so the search's model ships (as its trials trained it, on the training split or a fold "
-                        f"of it); a larger --budget-minutes leaves the fine-tune more time")
+                        f"stopped unfinished at the run's deadline ({max(left, 0):.0f} s away): {SEARCH_MODEL_SHIPS}")
     elif tuned.cut_short(needed):
         which = " (its shortest-trained member)" if tuned.least_epochs < tuned.epochs else ""
         short = ("before its boosting rounds were all fitted" if tuned.unfinished_solves else
                  f"after {tuned.least_epochs} epochs{which}, short of the {needed} the search's trials needed")
         shipped_note = (f"the run's deadline stopped the fine-tune of {describe(search.best_hyperparameters)} {short}: "
-                        f"the search's model ships instead (as its trials trained it, on the training split or "
-                        f"a fold of it); a larger --budget-minutes leaves the fine-tune more time")
+                        f"{SEARCH_MODEL_SHIPS}")
         tuned = keep_search_model(tuned, search.best_model_path)
     # every member shipped as the search's own bag (`pipelines.finetune`): the search's model is the shipped one
     model = finish_candidate(run_dir, config, splits, validation.suite, inputs, prep, tuned,

@@ -8,7 +8,7 @@
     ledger.py             seconds and footprints per trial; the one trial -> record conversion
     keras_tuner_bridge.py every keras-tuner internal kerasflow still needs
     gradients.py          the traced train steps TensorFlow's gradient registry would keep, released
-    heap.py               the garbage collector's walks kept to what the search creates
+    heap.py               the garbage collector's walks kept to what a run's training creates
     seeding.py            each trial's random state, from the run's seed and the trial's own values
     tuner.py              the budgeted tuner and its search loop
     parallel.py           keras-tuner's chief oracle here, workers placed by Dask
