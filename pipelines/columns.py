@@ -5,7 +5,7 @@ row is an identifier: one-hot encoding it teaches the model nothing and
 ships every training ID in the app's encoding files: it is dropped. Free
 text (several words per value, mostly distinct) is kept as text: the model
 takes its token ids (`pipelines.text.tokenizer`). A column of dates becomes numbers the model can
-use (year, month, day, weekday). A category with more than `MAX_CATEGORIES`
+use (year, month, day, weekday, and the hour where the values carry times of day). A category with more than `MAX_CATEGORIES`
 values keeps its most frequent ones; the rest encode as "other" (the unknown
 code). `--column-role NAME=ROLE` overrides any of it. Roles are inferred at
 load time from the training file's values (before the split: a role is a
@@ -38,9 +38,16 @@ UNIQUE_SHARE = 0.95  # distinct values per non-empty row at or above which a tex
 TEXT_WORDS = 4.0  # mean words per value at or above which a mostly distinct column is free text
 TEXT_UNIQUE_SHARE = 0.5
 DATE_SHARE = 0.9  # share of values that must read as dates
-DATE_PATTERN = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*$")
+# ISO 8601 and the like; a time may end in a zone ("Z", "+02:00"): APIs and databases write UTC timestamps so
+ZONE_PATTERN = r"(Z|[+-]\d{2}:?\d{2})"
+DATE_PATTERN = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*"
+                          + ZONE_PATTERN + r"?)?\s*$")
+_ZONE = re.compile(r"(:\d{2}(?:\.\d+)?)\s*" + ZONE_PATTERN + r"\s*$")  # only after a time: 12-31-2024 keeps its year
 DATE_PARTS = ("year", "month", "day", "weekday")
-DATE_PARTS_MEANING = "NAME.year, NAME.month (1-12), NAME.day (1-31), NAME.weekday (Monday 0) as numbers; empty if unknown"
+TIME_PART = "hour"  # a part of dates that carry times of day: every value at midnight means they do not
+DATE_PARTS_MEANING = ("NAME.year, NAME.month (1-12), NAME.day (1-31), NAME.weekday (Monday 0) and, where listed, "
+                      "NAME.hour (0-23) as numbers, of the date and time as written (a zone such as Z or +02:00 "
+                      "is ignored); empty if unknown")
 MAX_CATEGORIES = 50
 
 
@@ -51,6 +58,7 @@ class Role:
     role: str
     why: str
     capped: bool = False  # a categorical column that keeps only its most frequent values
+    timed: bool = False  # a date column whose values carry times of day: the model takes their hour too
 
 
 def infer_roles(frame: pd.DataFrame, overrides: dict[str, str] | None = None) -> dict[str, Role]:
@@ -60,13 +68,17 @@ def infer_roles(frame: pd.DataFrame, overrides: dict[str, str] | None = None) ->
     if unknown:
         raise ValueError(f"--column-role names {unknown}, which the table does not have; columns are "
                          f"{', '.join(map(str, frame.columns))}")
-    return {str(c): Role(overrides[str(c)], "set by --column-role") if str(c) in overrides
-            else _infer(frame[c]) for c in frame.columns}
+    return {str(c): _given(overrides[str(c)], frame[c]) if str(c) in overrides else _infer(frame[c])
+            for c in frame.columns}
+
+
+def _given(role: str, column: pd.Series) -> Role:
+    return Role(role, "set by --column-role", timed=role == ColumnRole.DATE and _has_times(_when(column)))
 
 
 def _infer(column: pd.Series) -> Role:
     if pd.api.types.is_datetime64_any_dtype(column):
-        return Role(ColumnRole.DATE, "a date/time column")
+        return Role(ColumnRole.DATE, "a date/time column", timed=_has_times(column))
     values = column.dropna()
     rows = len(values)
     if pd.api.types.is_bool_dtype(column):
@@ -78,9 +90,10 @@ def _infer(column: pd.Series) -> Role:
         return Role(ColumnRole.NUMERIC, "numbers")
     text = values.astype(str)
     distinct = text.nunique()
-    if rows and text.str.match(DATE_PATTERN).mean() >= DATE_SHARE and \
-            pd.to_datetime(text, errors="coerce", format="mixed").notna().mean() >= DATE_SHARE:
-        return Role(ColumnRole.DATE, "values read as dates")
+    if rows and text.str.match(DATE_PATTERN).mean() >= DATE_SHARE:
+        when = _when(text)
+        if when.notna().mean() >= DATE_SHARE:
+            return Role(ColumnRole.DATE, "values read as dates", timed=_has_times(when))
     words = float(text.str.split().str.len().mean()) if rows else 0.0
     if rows >= MIN_ROWS and words >= TEXT_WORDS and distinct >= TEXT_UNIQUE_SHARE * rows:
         return Role(ColumnRole.TEXT, f"free text: {words:.1f} words per value, {distinct} distinct in {rows} rows")
@@ -102,7 +115,7 @@ def apply_roles(frame: pd.DataFrame, roles: dict[str, Role]) -> pd.DataFrame:
             continue
         column = frame[name]
         if role.role == ColumnRole.DATE:
-            parts.append(date_parts(column, name))
+            parts.append(date_parts(column, name, role))
         elif role.role == ColumnRole.NUMERIC:
             parts.append(pd.to_numeric(column, errors="coerce").astype("float64").to_frame(name))
         elif role.role == ColumnRole.TEXT:
@@ -113,12 +126,32 @@ def apply_roles(frame: pd.DataFrame, roles: dict[str, Role]) -> pd.DataFrame:
     return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)
 
 
-def date_parts(column: pd.Series, name: str) -> pd.DataFrame:
-    """`name.year`, `name.month`, `name.day`, `name.weekday` (Monday 0) as numbers; unreadable dates are empty."""
-    when = column if pd.api.types.is_datetime64_any_dtype(column) else \
-        pd.to_datetime(column.astype("string"), errors="coerce", format="mixed")
-    return pd.DataFrame({f"{name}.{part}": getattr(when.dt, part).astype("float64") for part in DATE_PARTS},
-                        index=column.index)
+def date_part_names(role: Role) -> tuple[str, ...]:
+    """The parts a date column is fed as: `DATE_PARTS`, and `TIME_PART` when its values carry times of day."""
+    return (*DATE_PARTS, TIME_PART) if role.timed else DATE_PARTS
+
+
+def date_parts(column: pd.Series, name: str, role: Role) -> pd.DataFrame:
+    """`name.year`, `name.month`, `name.day`, `name.weekday` (Monday 0) and, for a timed role, `name.hour` as
+    numbers; unreadable dates are empty."""
+    when = _when(column)
+    return pd.DataFrame({f"{name}.{part}": getattr(when.dt, part).astype("float64")
+                         for part in date_part_names(role)}, index=column.index)
+
+
+def _when(column: pd.Series) -> pd.Series:
+    """A column's dates and times as written: a zone suffix is dropped (mixed zones cannot share one column, and
+    an app reads the parts off the text it has), unreadable values NaT."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return column
+    text = column.astype("string").str.replace(_ZONE, r"\1", regex=True)
+    return pd.to_datetime(text, errors="coerce", format="mixed")
+
+
+def _has_times(when: pd.Series) -> bool:
+    """Whether dates carry times of day: some value past midnight."""
+    known = when.dropna()
+    return bool(len(known)) and bool(((known.dt.hour != 0) | (known.dt.minute != 0)).any())
 
 
 def kept_categories(column: pd.Series) -> list[str]:
@@ -139,7 +172,7 @@ def role_notes(roles: dict[str, Role]) -> list[str]:
             notes.append(f"column {name!r} is text ({role.why}): the model takes its token ids")
         elif role.role == ColumnRole.DATE:
             notes.append(f"column {name!r} is a date ({role.why}): the model takes its "
-                         f"{', '.join(DATE_PARTS)} as numbers")
+                         f"{', '.join(date_part_names(role))} as numbers")
         elif role.capped:
             notes.append(f"column {name!r}: {role.why}")
     return notes

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipelines.columns import DATE_PARTS, DATE_PARTS_MEANING, ColumnRole
+from pipelines.columns import DATE_PARTS_MEANING, ColumnRole, date_part_names, from_json
 from pipelines.export.records import TRAINED_MODEL, ExportData, ExportResult
 from pipelines.export.rgb import file_input_shape, has_front
 from pipelines.export.tflite import TOKEN_IDS_DTYPE
@@ -96,10 +96,11 @@ def sequence_input(prep: Preprocessing) -> dict:
 
 def column_roles(prep: Preprocessing) -> dict:
     """Each table column's role and why, and how a date column becomes numbers (`pipelines.columns`)."""
-    roles = {name: {"role": r["role"], "why": r["why"]} for name, r in prep.roles.items()}
-    dates = [name for name, r in prep.roles.items() if r["role"] == ColumnRole.DATE]
+    saved = from_json(prep.roles)
+    roles = {name: {"role": r.role, "why": r.why} for name, r in saved.items()}
+    dates = [name for name, r in saved.items() if r.role == ColumnRole.DATE]
     for name in dates:
-        roles[name]["fed_as"] = [f"{name}.{part}" for part in DATE_PARTS]
+        roles[name]["fed_as"] = [f"{name}.{part}" for part in date_part_names(saved[name])]
     return {"roles": roles, **({"date_parts": DATE_PARTS_MEANING} if dates else {})}
 
 

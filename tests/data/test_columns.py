@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.columns import DATE_PARTS, MAX_CATEGORIES, ColumnRole, infer_roles
+from pipelines.columns import DATE_PARTS, MAX_CATEGORIES, TIME_PART, ColumnRole, apply_roles, infer_roles
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError
 from pipelines.load import load_dataset, split_dataset
@@ -60,6 +60,24 @@ def test_a_loaded_table_drops_ids_keeps_text_turns_dates_into_numbers_and_caps_c
     codes = encode_features(splits.test, prep)[:, len(prep.numeric_columns) + prep.categorical_columns.index("city")]
     known = splits.test.features["city"].isin(prep.vocabularies["city"]).to_numpy()
     assert (codes[~known] == 0).all() and (codes[known] > 0).all(), "cities beyond the kept ones encode as other"
+
+
+def test_timestamps_with_a_zone_are_dates_with_their_hour_as_written():
+    """ISO 8601 timestamps as APIs export them ("Z", "+02:00") were read as identifiers and dropped."""
+    frame = pd.DataFrame({
+        "created_at": ["2016-11-08T13:45:00Z", "2016-11-09T02:10:59.000Z", "2016-11-10 23:59:00+02:00"] * 10,
+        "us_dashed": ["12-31-2024", "1-2-2024", "3-4-2023"] * 10,
+        "day": ["2024-01-01", "2024-02-03", "2023-05-06"] * 10})
+    roles = infer_roles(frame)
+    assert {name: (role.role, role.timed) for name, role in roles.items()} == {
+        "created_at": (ColumnRole.DATE, True), "us_dashed": (ColumnRole.DATE, False), "day": (ColumnRole.DATE, False)}
+    parts = apply_roles(frame, roles)
+    assert parts["created_at.hour"].tolist()[:3] == [13.0, 2.0, 23.0], "the hour as written: its zone ignored"
+    assert parts["created_at.day"].tolist()[:3] == [8.0, 9.0, 10.0] and "day.hour" not in parts
+    assert parts["us_dashed.year"].tolist()[:3] == [2024.0, 2024.0, 2023.0], "a date's last digits are no zone"
+    assert infer_roles(frame, {"created_at": "date", "day": "date"})["created_at"].timed, "an override reads times"
+    assert not infer_roles(frame, {"day": "date"})["day"].timed
+    assert TIME_PART == "hour"
 
 
 def test_column_roles_override_inference_and_an_unknown_column_is_named(tmp_path):
