@@ -291,8 +291,8 @@ def retrain(
 def predict(
     source: Annotated[str, typer.Argument(help="The model: NAME (its champion), NAME@VERSION, or a run folder.")],
     data: Annotated[Path, typer.Option(help="New data like the training data: a table (the label column may be "
-                                            "absent), a folder of images (subfolders too), an .npz with x (and "
-                                            "lengths, when ragged), or a .ts file.")],
+                                            "absent), a folder of images or .txt files (subfolders too), an .npz "
+                                            "with x (and lengths, when ragged), or a .ts file.")],
     out: Annotated[Path, typer.Option(help="CSV to write: id (row number, file name or sample number), label, "
                                            "and p_<class> per class, in the input's order.")] = Path("predictions.csv"),
     variant: Annotated[Optional[str], typer.Option(help="Score with this exported TFLite variant (float32, float16, "

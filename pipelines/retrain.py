@@ -183,7 +183,7 @@ def finetune_challenger(champion: Champion, splits: Splits, data_config: TrainCo
     learnt_y = [inputs.y_train, inputs.y_val, *([replay[1]] if replay else [])]
     candidate = finish_candidate(run_dir, data_config, splits, validation.suite, inputs, prep, tuned,
                                  {**hyperparameters, "family": champion.family}, steps,
-                                 learnt=(np.concatenate(learnt_x), np.concatenate(learnt_y)))
+                                 learnt=(np.concatenate(learnt_x), np.concatenate(learnt_y)), prep_fitted=False)
     return Challenger("finetune", candidate, len(replay[0]) if replay else 0)
 
 

@@ -119,12 +119,13 @@ def data_notes(splits: Splits) -> list[str]:
 def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, inputs: ModelInputs,
                      prep: Preprocessing, trained: FineTuneResult, hyperparameters: dict, steps: Steps, *,
                      learnt: tuple[np.ndarray, np.ndarray] | None = None,
-                     search_best: Path | None = None) -> Candidate:
+                     search_best: Path | None = None, prep_fitted: bool = True) -> Candidate:
     """Score a trained model on the test split, keep what re-export and the next retrain need, and export it.
 
     `suite` is the great-expectations suite the data passed; `learnt` is what
     the model learnt from as model inputs (default: train + val);
-    `search_best`, the search's best checkpoint, is scored beside it.
+    `search_best`, the search's best checkpoint, is scored beside it;
+    `prep_fitted`: `prep` was fitted on `splits.train` (a warm start keeps its champion's).
     """
     save_suite(suite, run_dir / "expectations.json")
     save_history(trained, run_dir / "history.json")
@@ -134,7 +135,8 @@ def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, 
     export_data = ExportData.from_inputs(inputs, seed=config.seed)
     export_data.save(run_dir / "export_inputs.npz")
     x, y = learnt or (np.concatenate([inputs.x_train, inputs.x_val]), np.concatenate([inputs.y_train, inputs.y_val]))
-    trained_on = save_training_memory(splits.train.concat(splits.val), x, y, prep, run_dir, config.seed)
+    trained_on = save_training_memory(splits.train.concat(splits.val), x, y, prep, run_dir, config.seed,
+                                      counted_rows=len(splits.train.labels) if prep_fitted else 0)
     models = [trained.model_path, *([search_best] if search_best else [])]
     (evaluation, *others), probabilities = steps(Step.EVALUATE, evaluate_models, models, inputs.x_test, inputs.y_test,
                                                  prep.class_names, confusion_png=run_dir / "confusion_matrix.png")
@@ -151,14 +153,15 @@ def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, 
 
 
 def save_training_memory(seen: Dataset, x: np.ndarray, y: np.ndarray, prep: Preprocessing, run_dir: Path,
-                         seed: int) -> dict:
+                         seed: int, counted_rows: int = 0) -> dict:
     """What a later retrain needs from the data a model learnt from: its profile (drift) and a sample (replay).
 
     `seen` is the raw data (for the profile), `x`/`y` the model inputs learnt
-    from (for replay). Returns the fingerprint of `seen`.
+    from (for replay); its first `counted_rows` rows are those `prep`'s
+    vocabulary was counted from. Returns the fingerprint of `seen`.
     """
-    write_reference(profile(seen.kind, seen.features, seen.labels, prep.text_columns, prep.text_tokenizer),
-                    run_dir / "reference.parquet")
+    write_reference(profile(seen.kind, seen.features, seen.labels, prep.text_columns, prep.text_tokenizer,
+                            counted_rows), run_dir / "reference.parquet")
     Replay.from_arrays(x, y, prep.class_names, seed).save(run_dir / "replay.npz")
     return seen.fingerprint()
 

@@ -6,7 +6,9 @@ rule (missing when the text is empty or missing: the great-expectations
 suite's missing-share expectation is then the empty share, and its range
 expectation the length range), and, once a vocabulary exists (the drift
 reference of a trained model, new data scored or retrained on),
-`NAME.unknown`, the share of its tokens outside the vocabulary. Drift compares
+`NAME.unknown`, the share of its tokens outside the vocabulary (for the rows
+the vocabulary was counted from, the share a vocabulary counted without the
+row would leave: `Tokenizer.unknown_shares`). Drift compares
 both as numbers (KS test and PSI): token-length distributions and
 out-of-vocabulary shares. The suite is built before any vocabulary, so
 `for_expectations` leaves `NAME.unknown` out of what it checks.
@@ -18,17 +20,25 @@ import numpy as np
 import pandas as pd
 
 import data_checks
-from pipelines.text.tokenizer import Tokenizer, tokens
+from pipelines.text.tokenizer import HeldOut, Tokenizer, tokens
 
 TOKENS_SUFFIX = ".tokens"
 UNKNOWN_SUFFIX = ".unknown"
 
 
 def profile(kind: str, features, labels: np.ndarray, text_columns: list[str],
-            tokenizer: Tokenizer | None = None) -> pd.DataFrame:
-    """`data_checks.profile_frame` of the data, each text column replaced by its token count (and unknown share)."""
+            tokenizer: Tokenizer | None = None, counted_rows: int = 0) -> pd.DataFrame:
+    """`data_checks.profile_frame` of the data, each text column replaced by its token count (and unknown share).
+
+    The first `counted_rows` rows are those `tokenizer`'s vocabulary was
+    counted from (a new model's training split, ahead of its validation rows).
+    """
     if kind == "table" and text_columns:
         features = features.rename(columns=str).copy()
+        counted = None
+        if tokenizer is not None and counted_rows:
+            present = [c for c in text_columns if c in features.columns]
+            counted = HeldOut.of(tokenizer, [v for c in present for v in features[c].iloc[:counted_rows]])
         for column in text_columns:
             if column not in features.columns:
                 continue
@@ -36,7 +46,7 @@ def profile(kind: str, features, labels: np.ndarray, text_columns: list[str],
             counts = np.asarray([len(tokens(t)) for t in texts], dtype=np.float64)
             features[f"{column}{TOKENS_SUFFIX}"] = np.where(counts > 0, counts, np.nan)
             if tokenizer is not None:
-                features[f"{column}{UNKNOWN_SUFFIX}"] = tokenizer.unknown_shares(texts)
+                features[f"{column}{UNKNOWN_SUFFIX}"] = tokenizer.unknown_shares(texts, counted, counted_rows)
     return data_checks.profile_frame(kind, features, labels)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import collections
 import math
 import re
+import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -96,13 +97,26 @@ class Tokenizer:
             ids[row, :len(found)] = found
         return ids
 
-    def unknown_shares(self, texts) -> np.ndarray:
-        """Per text, the share of its tokens outside the vocabulary (NaN for a text without tokens)."""
+    def unknown_shares(self, texts, counted: HeldOut | None = None, counted_rows: int = 0) -> np.ndarray:
+        """Per text, the share of its tokens outside the vocabulary (NaN for a text without tokens).
+
+        The first `counted_rows` texts are among those the vocabulary was
+        counted from (`counted`): each of them has the share a vocabulary
+        counted without it would leave unknown (`HeldOut.unknown`), the
+        share a new text of the same kind shows. Their plain share is lower
+        (every word they hold was counted): a drift reference made of it
+        flags every later batch of texts as drifted.
+        """
         known = set(self.vocabulary[FIRST_WORD_ID:])
         shares = np.full(len(texts), np.nan)
         for row, text in enumerate(texts):
             found = tokens(text, self.lowercase)
-            if found:
+            if not found:
+                continue
+            if counted is not None and row < counted_rows:
+                own = collections.Counter(found)
+                shares[row] = sum(counted.unknown(t, own[t]) for t in found) / len(found)
+            else:
                 shares[row] = sum(t not in known for t in found) / len(found)
         return shares
 
@@ -113,3 +127,38 @@ class Tokenizer:
     def from_json(cls, saved: dict) -> "Tokenizer":
         lowercase = saved.get("lowercase", True)  # saved before the field: lower-cased
         return cls(**{**saved, "lowercase": lowercase, "rule": saved.get("rule", LOWERCASE_RULE if lowercase else RULE)})
+
+
+@dataclass
+class HeldOut:
+    """Which words a vocabulary would lack, counted as `Tokenizer.fit` counts but without one of its texts.
+
+    A word stays when its count without that text keeps it among the
+    `MAX_WORDS` most frequent: above `floor` (the count of the vocabulary's
+    rarest words) it does, below it does not. At the floor the vocabulary
+    keeps `kept_share` of the words (`fit` takes them in order of first
+    appearance); which ones is decided by a hash of the word, a stand-in for
+    that order that makes each word's answer fixed and the kept share right.
+    """
+
+    counts: collections.Counter
+    floor: int
+    kept_share: float
+
+    @classmethod
+    def of(cls, tokenizer: Tokenizer, texts) -> "HeldOut":
+        """The counts of `texts`, those `tokenizer` was fitted on."""
+        counts = collections.Counter(t for text in texts for t in tokens(text, tokenizer.lowercase))
+        words = tokenizer.vocabulary[FIRST_WORD_ID:]
+        if len(counts) <= len(words) or not words:  # every word kept: one occurrence is enough
+            return cls(counts, 1, 1.0)
+        floor = min(counts[word] for word in words)
+        at_floor = sum(count == floor for count in counts.values())
+        return cls(counts, floor, sum(counts[word] == floor for word in words) / at_floor)
+
+    def unknown(self, word: str, own: int) -> bool:
+        """Whether a text holding `word` `own` times would find it unknown without its own count."""
+        left = self.counts[word] - own
+        if left != self.floor:
+            return left < self.floor
+        return zlib.crc32(word.encode()) / 2 ** 32 >= self.kept_share

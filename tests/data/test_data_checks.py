@@ -1,12 +1,15 @@
-"""great-expectations suites: built from a profile, saved, reloaded, and failing with named columns."""
+"""great-expectations suites: built from a profile, saved, reloaded, and failing with named columns; text drift."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import data_checks
+from data_checks.drift import compare_profiles
 from pipelines.errors import DataError, ValidationFailed
 from pipelines.load import load_path, split_dataset
+from pipelines.text.profile import profile
+from pipelines.text.tokenizer import Tokenizer
 from pipelines.validate import validate_splits
 from tests.conftest import make_table
 
@@ -190,3 +193,37 @@ def test_the_training_split_is_held_to_its_row_rules_with_its_drawn_splits_and_t
     broken = split_dataset(load_path(path, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
     with pytest.raises(ValidationFailed, match=r"demo on train .*\n- column 'x2': values are not finite"):
         validate_splits(broken, "demo")
+
+
+def _zipf_texts(rows: int, seed: int, prefix: str = "w") -> pd.DataFrame:
+    """Texts as people write them: a few words in every text, most words rare (Zipf's law, as in English)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(8, 40, rows)
+    return pd.DataFrame({"body": [" ".join(f"{prefix}{r}" for r in rng.zipf(1.3, n) % 20_000) for n in lengths]})
+
+
+# vocabularies cut among the words seen 3 times (plain shares nearly right: most unknown words are cut ones) and
+# once, and one not cut
+@pytest.mark.parametrize("max_words, plain_drifts", [(300, False), (1_000, True), (10_000, True)])
+def test_the_drift_reference_of_texts_has_the_unknown_share_new_texts_of_the_same_kind_show(max_words, plain_drifts):
+    """Every word of a training text is in the vocabulary counted from it: its plain unknown share is lower than
+    any new text's, and a reference made of it flagged new texts of the same source as drifted."""
+    train, val, new = _zipf_texts(600, 0), _zipf_texts(150, 1), _zipf_texts(400, 2)
+    other = _zipf_texts(400, 3, prefix="v")  # another vocabulary altogether
+    tokenizer = Tokenizer.fit(train["body"], max_words=max_words)
+    seen = pd.concat([train, val], ignore_index=True)
+    labels = np.zeros(len(seen), dtype=object)
+
+    def unknown(reference: pd.DataFrame, current: pd.DataFrame):
+        return next(c for c in compare_profiles(reference, current).columns if c.column == "body.unknown")
+
+    reference = profile("table", seen, labels, ["body"], tokenizer, counted_rows=len(train))
+    plain = profile("table", seen, labels, ["body"], tokenizer)
+    current = profile("table", new, np.zeros(len(new), dtype=object), ["body"], tokenizer)
+    assert unknown(plain, current).drifted == plain_drifts, "the reference as it was: new texts of one source drift"
+    assert not unknown(reference, current).drifted
+    assert abs(reference["body.unknown"].mean() - current["body.unknown"].mean()) < 0.01
+    assert (reference["body.unknown"].iloc[len(train):] == plain["body.unknown"].iloc[len(train):]).all(), \
+        "validation rows were not counted: their plain share is already a new text's"
+    assert unknown(reference, profile("table", other, np.zeros(len(other), dtype=object), ["body"],
+                                      tokenizer)).drifted, "texts of other words still drift"
