@@ -50,10 +50,10 @@ from pipelines.search.seeding import seed_trial
 from pipelines.search.towers import load_bag
 
 
-# A fine-tune is not started only when its boosted member is expected to need this many times its share of the time
-# (`refit_would_stop`): the estimate is rough (a trial's seconds hold its scoring and model building too), and a refit
-# that would have finished is worth more than the time an unfinished one wastes. AER/HMDA (1,904 rows, k-fold): 5 s
-# expected against a 4-second share; Default: 36 s against 4.
+# A fine-tune is not started only when it is expected to need this many times its share of the time (`refit_overrun`):
+# the estimate is rough (a trial's seconds hold its scoring and model building too), and a refit that would have
+# finished is worth more than the time an unfinished or late one costs. AER/HMDA (1,904 rows, k-fold): 5 s expected
+# against a 4-second share; Default: 36 s against 4; carData's MplsStops (41,536 rows): 200 s against 12.
 REFIT_STOP_MARGIN = 2.0
 
 
@@ -72,7 +72,7 @@ class FineTuneResult:
         bagged: the members that ship as a bag of their fold models (0: every member was trained on train+val).
         unfinished_solves: the members solved without epochs that the deadline stopped (boosting, before all its
             rounds).
-        not_started: nothing was trained: the refit was expected to be stopped unfinished (`refit_would_stop`).
+        not_started: nothing was trained: the refit was expected to overrun or stop unfinished (`refit_overrun`).
     """
 
     model_path: Path
@@ -106,23 +106,34 @@ def keep_search_model(tuned: FineTuneResult, search_model: Path) -> FineTuneResu
     return replace(tuned, search_model_kept=True)
 
 
-def refit_would_stop(members: list[dict], expected: list[float], seconds_left: float) -> bool:
-    """Whether a fine-tune of `members` (their hyperparameter values), each expected to take `expected` seconds
-    (`SearchResult.refit_seconds`), would stop a boosted member unfinished with `seconds_left` to the deadline: each
-    member may run to its share of it (`fine_tune`), and the members before it overrun theirs when their solve
-    cannot stop. Such a fine-tune is thrown away (the search's model ships), after its solves have run past the
-    deadline: ISLR's Default (8,000 rows) spent 24 s of a 1-minute run refitting a kernel, a linear and two
-    tree members that did not ship. Only a clear overrun counts (`REFIT_STOP_MARGIN`)."""
+def refit_overrun(members: list[dict], expected: list[float], seconds_left: float) -> str | None:
+    """Why a fine-tune of `members` (their hyperparameter values), each expected to take `expected` seconds
+    (`SearchResult.refit_seconds`), should not start with `seconds_left` to the deadline; None if it should.
+
+    Two ways a refit costs more than it brings, each only when clear (`REFIT_STOP_MARGIN`):
+    - its solves, which cannot stop at the deadline (a kernel's, a linear's, a forest's), would run far past it:
+      carData's MplsStops (41,536 rows, 1 minute, trials on 5,296 of them) refitted a kernel, a forest, a dense and
+      a linear member for 107 s of a 12-second share;
+    - a boosted member would stop unfinished at its share of the time (`fine_tune` gives each member its share, and
+      the members before it overrun theirs when their solve cannot stop), and a stopped boosted member discards the
+      whole refit after its solves have run: ISLR's Default (8,000 rows) spent 24 s of a 1-minute run refitting a
+      kernel, a linear and two tree members that did not ship.
+    """
+    total = sum(expected)
+    if total > REFIT_STOP_MARGIN * seconds_left:
+        return (f"refitting it on train+val was expected to take {total:.0f} s, past the run's deadline "
+                f"({max(seconds_left, 0):.0f} s away), where its solves cannot stop")
     spent = 0.0
     for i, (values, seconds) in enumerate(zip(members, expected)):
         spent += seconds
         if boosts(values) and spent > REFIT_STOP_MARGIN * seconds_left * (i + 1) / len(members):
-            return True
-    return False
+            return (f"refitting it on train+val was expected to take {total:.0f} s, and its boosting would have "
+                    f"stopped unfinished at the run's deadline ({max(seconds_left, 0):.0f} s away)")
+    return None
 
 
 def search_model_instead(search_model: Path, output_path: Path) -> FineTuneResult:
-    """The fine-tune's result when it does not start (`refit_would_stop`): the search's model in its place."""
+    """The fine-tune's result when it does not start (`refit_overrun`): the search's model in its place."""
     return keep_search_model(FineTuneResult(output_path, {"loss": [], "accuracy": []}, 0, 0.0, not_started=True),
                              search_model)
 

@@ -17,7 +17,7 @@ from models import describe, member_hyperparameters
 from pipelines.budget import RunBudget
 from pipelines.config import TrainConfig
 from pipelines.devices import DeviceSetup, using
-from pipelines.finetune import FineTuneResult, fine_tune, keep_search_model, refit_would_stop, search_model_instead
+from pipelines.finetune import FineTuneResult, fine_tune, keep_search_model, refit_overrun, search_model_instead
 from pipelines.imbalance import imbalance_note
 from pipelines.load import Splits, load_dataset, split_dataset
 from pipelines.preprocess import fit_preprocessing, model_inputs
@@ -103,8 +103,8 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     plot_anytime(search.trials, run_dir / ANYTIME_FILE, search.objective, search.seconds)
     members = member_hyperparameters(search.best_hyperparameters)
     deadline = budget.finetune_deadline(time.monotonic() - search_started)
-    expected, left = search.refit_seconds(budget.rows), deadline - time.time()
-    if refit_would_stop(members, expected, left):
+    overrun = refit_overrun(members, search.refit_seconds(budget.rows), deadline - time.time())
+    if overrun:
         tuned = steps(Step.FINE_TUNE, search_model_instead, search.best_model_path, run_dir / "finetuned.keras")
     else:
         tuned = steps(Step.FINE_TUNE, fine_tune, inputs, prep, search.best_hyperparameters,
@@ -114,9 +114,8 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     budget.finetune_seconds, budget.finetune_stopped = tuned.seconds, tuned.stopped_at_deadline
     shipped_note, needed = bag_note(tuned, len(members)), search.epochs_to_best()
     if tuned.not_started:
-        shipped_note = (f"the fine-tune of {describe(search.best_hyperparameters)} was not started: refitting it on "
-                        f"train+val was expected to take {sum(expected):.0f} s, and its boosting would have "
-                        f"stopped unfinished at the run's deadline ({max(left, 0):.0f} s away): {SEARCH_MODEL_SHIPS}")
+        shipped_note = (f"the fine-tune of {describe(search.best_hyperparameters)} was not started: {overrun}: "
+                        f"{SEARCH_MODEL_SHIPS}")
     elif tuned.cut_short(needed):
         which = " (its shortest-trained member)" if tuned.least_epochs < tuned.epochs else ""
         short = ("before its boosting rounds were all fitted" if tuned.unfinished_solves else

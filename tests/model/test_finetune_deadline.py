@@ -92,12 +92,13 @@ def test_a_fine_tune_cut_short_ships_the_search_model(tmp_path):
     assert kept.search_model_kept and shipped.read_bytes() == b"search model"
 
 
-def test_a_refit_whose_boosted_member_would_stop_unfinished_is_not_started(tmp_path):
+def test_a_refit_that_would_overrun_or_stop_its_boosted_member_unfinished_is_not_started(tmp_path):
     """ISLR's Default (8,000 rows, 1 minute): the fine-tune refitted a kernel, a linear and two tree members
-    past the deadline for 24 s, and its boosted member stopped unfinished, so the search's model shipped anyway."""
+    past the deadline for 24 s, and its boosted member stopped unfinished, so the search's model shipped anyway.
+    carData's MplsStops (41,536 rows): a kernel, a forest, a dense and a linear member refitted for 107 s of 12."""
     from pathlib import Path
 
-    from pipelines.finetune import REFIT_STOP_MARGIN, refit_would_stop, search_model_instead
+    from pipelines.finetune import REFIT_STOP_MARGIN, refit_overrun, search_model_instead
     from pipelines.search.records import EnsembleChoice, SearchResult, TrialRecord
 
     kernel, linear = {"family": "kernel"}, {"family": "linear"}
@@ -125,14 +126,19 @@ def test_a_refit_whose_boosted_member_would_stop_unfinished_is_not_started(tmp_p
     assert replace(search, bags={"0": "trial_0"}).refit_seconds(8000)[0] == 0.0, "a bag ships as the search trained it"
 
     members = [kernel, linear, boosted]
-    assert refit_would_stop(members, expected, 4.3), "the boosted member's share ends before the kernel's solve does"
-    assert not refit_would_stop([linear, boosted], [1.0, 4.0], 4.0), \
+    assert "boosting would have stopped" in refit_overrun([boosted, linear], [4.0, 1.0], 3.0), \
+        "5 s of 3 is no clear overrun, but the boosted member's 4 s would stop at its 1.5-second share"
+    assert "boosting" not in refit_overrun(members, expected, 4.3), "a clear overrun is told as one"
+    assert refit_overrun([linear, boosted], [1.0, 4.0], 4.0) is None, \
         "5 s expected of 4: within the estimate's margin, the refit runs (AER/HMDA under k-fold)"
-    assert refit_would_stop([linear, boosted], [1.0, 4.0], 4.0 / (REFIT_STOP_MARGIN + 0.5))
-    assert not refit_would_stop(members, expected, 60.0), "time enough for every member"
-    assert not refit_would_stop([kernel, linear, forest], expected, 4.3), \
-        "no member stops unfinished: the solves run late but ship"
-    assert refit_would_stop([boosted, kernel, linear], [2.0, 17.6, 1.6], 9.0) is False, \
+    assert refit_overrun([linear, boosted], [1.0, 4.0], 4.0 / (REFIT_STOP_MARGIN + 0.5))
+    assert refit_overrun(members, expected, 60.0) is None, "time enough for every member"
+    assert refit_overrun([kernel, linear, forest], expected, 15.0) is None, \
+        "no member stops unfinished, and the solves' 26 s are within twice the 15 s left: they run late, and ship"
+    overrun = refit_overrun([kernel, linear, forest], expected, 4.3)
+    assert overrun.startswith("refitting it on train+val was expected to take 26 s, past the run's deadline (4 s"), \
+        "solves that cannot stop, six times the time left: the refit would end a minute past the deadline"
+    assert refit_overrun([boosted, kernel, linear], [2.0, 7.6, 1.6], 9.0) is None, \
         "the boosted member first, within its share: the others' overrun does not stop it"
 
     search_model = tmp_path / "search_best.keras"
