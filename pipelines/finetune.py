@@ -53,7 +53,7 @@ from pipelines.search.towers import load_bag
 # A fine-tune is not started only when it is expected to need this many times its share of the time (`refit_overrun`):
 # the estimate is rough (a trial's seconds hold its scoring and model building too), and a refit that would have
 # finished is worth more than the time an unfinished or late one costs. AER/HMDA (1,904 rows, k-fold): 5 s expected
-# against a 4-second share; Default: 36 s against 4; carData's MplsStops (41,536 rows): 200 s against 12.
+# against a 4-second share; Default: 36 s against 4; carData's MplsStops (41,536 rows): 239 s against 9.
 REFIT_STOP_MARGIN = 2.0
 
 
