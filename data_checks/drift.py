@@ -73,7 +73,8 @@ class DriftReport:
 
     def summary(self) -> str:
         if not self.drifted:
-            return f"no drift ({len(self.columns)} columns, PSI < {self.psi_threshold:g} or p >= {self.alpha:g})"
+            tested = f"{len(self.columns)} column{'' if len(self.columns) == 1 else 's'}"
+            return f"no drift ({tested}, PSI < {self.psi_threshold:g} or p >= {self.alpha:g})"
         moved = ", ".join(f"{c.column} (PSI {c.psi:.2f})" for c in sorted(self.drifted, key=lambda c: -c.psi))
         return f"drift in {len(self.drifted)} of {len(self.columns)} columns: {moved}"
 

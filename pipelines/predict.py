@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from data_checks import LABEL_COLUMN, load_suite, validate_frame, without_labels
-from data_checks.drift import DriftReport, compare_profiles, read_reference
+from data_checks.drift import DriftReport, read_reference
 from pipelines.columns import apply_roles, from_json, source_columns
 from pipelines.errors import DataError, ExportError, names, shown
 from pipelines.load import (
@@ -40,7 +40,7 @@ from pipelines.load import (
 )
 from pipelines.preprocess import Preprocessing, encode_features
 from pipelines.text.folder import read_unlabelled_folder
-from pipelines.text.profile import for_expectations, profile
+from pipelines.text.profile import drift_against, for_expectations, profile
 from pipelines.registry import Registry, atomic_write
 
 KERAS = "keras"
@@ -156,8 +156,9 @@ def predict(model: TrainedModel, data, variant: str | None = None, keep: str | N
         notes += [f"expectation warning: {line}" for line in report.failures]
     drift = None
     if model.reference_path is not None:
-        drift = compare_profiles(read_reference(model.reference_path).drop(columns=[LABEL_COLUMN], errors="ignore"),
-                                 profiled)
+        drift = drift_against(read_reference(model.reference_path).drop(columns=[LABEL_COLUMN], errors="ignore"),
+                              profiled)
+        notes += drift.notes
     x = encode_features(dataset, model.prep)
     probabilities = _score(model, x, variant or KERAS)
     labels = np.asarray(model.prep.class_names, dtype=object)[np.argmax(probabilities, axis=1)]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from data_checks import load_suite
-from data_checks.drift import DriftReport, compare_profiles, read_reference
+from data_checks.drift import DriftReport, read_reference
 from models.saving import load_model
 from pipelines import evaluate as evaluate_step
 from pipelines.columns import from_json
@@ -32,7 +32,7 @@ from pipelines.evaluate import Evaluation
 from pipelines.finetune import warm_start
 from pipelines.load import Dataset, Splits, load_dataset, split_dataset
 from pipelines.preprocess import Preprocessing, Replay, encode_features, model_inputs
-from pipelines.text.profile import profile
+from pipelines.text.profile import drift_against, profile
 from pipelines.promotion import decide
 from pipelines.registry import ModelVersion, Registry, run_files, version_record
 from pipelines.report import write_retrain_report
@@ -140,8 +140,7 @@ def new_data_config(champion_config: TrainConfig, config: RetrainConfig) -> Trai
 def check_drift(champion: Champion, splits: Splits, config: RetrainConfig) -> DriftReport:
     new = splits.train.concat(splits.val).concat(splits.test)
     current = profile(new.kind, new.features, new.labels, champion.prep.text_columns, champion.prep.text_tokenizer)
-    return compare_profiles(champion.reference, current,
-                            psi_threshold=config.psi_threshold, alpha=config.drift_alpha)
+    return drift_against(champion.reference, current, psi_threshold=config.psi_threshold, alpha=config.drift_alpha)
 
 
 def choose_mode(requested: RetrainMode, drift: DriftReport, champion: str) -> tuple[RetrainMode, str]:

@@ -41,7 +41,7 @@ from pipelines.export.run import export_model
 from pipelines.finetune import FineTuneResult, save_history
 from pipelines.load import Dataset, Splits
 from pipelines.preprocess import ModelInputs, Preprocessing, Replay
-from pipelines.text.profile import profile
+from pipelines.text.profile import marked, profile
 from pipelines.registry import check_model_name, inside
 from pipelines.results import Candidate
 from pipelines.transfer import describe_lineage, lineage
@@ -160,8 +160,8 @@ def save_training_memory(seen: Dataset, x: np.ndarray, y: np.ndarray, prep: Prep
     from (for replay); its first `counted_rows` rows are those `prep`'s
     vocabulary was counted from. Returns the fingerprint of `seen`.
     """
-    write_reference(profile(seen.kind, seen.features, seen.labels, prep.text_columns, prep.text_tokenizer,
-                            counted_rows), run_dir / "reference.parquet")
+    write_reference(marked(profile(seen.kind, seen.features, seen.labels, prep.text_columns, prep.text_tokenizer,
+                                   counted_rows)), run_dir / "reference.parquet")
     Replay.from_arrays(x, y, prep.class_names, seed).save(run_dir / "replay.npz")
     return seen.fingerprint()
 

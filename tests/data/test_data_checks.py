@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 import data_checks
-from data_checks.drift import compare_profiles
+from data_checks.drift import compare_profiles, read_reference, write_reference
 from pipelines.errors import DataError, ValidationFailed
 from pipelines.load import load_path, split_dataset
-from pipelines.text.profile import profile
+from pipelines.text.profile import drift_against, marked, profile
 from pipelines.text.tokenizer import Tokenizer
 from pipelines.validate import validate_splits
 from tests.conftest import make_table
@@ -227,3 +227,21 @@ def test_the_drift_reference_of_texts_has_the_unknown_share_new_texts_of_the_sam
         "validation rows were not counted: their plain share is already a new text's"
     assert unknown(reference, profile("table", other, np.zeros(len(other), dtype=object), ["body"],
                                       tokenizer)).drifted, "texts of other words still drift"
+
+
+def test_a_reference_written_before_held_out_shares_leaves_them_untested_and_says_so(tmp_path):
+    train, new = _zipf_texts(300, 0), _zipf_texts(200, 2)
+    tokenizer = Tokenizer.fit(train["body"])
+    labels = np.zeros(len(train), dtype=object)
+    current = profile("table", new, np.zeros(len(new), dtype=object), ["body"], tokenizer)
+    old = profile("table", train, labels, ["body"], tokenizer)  # as runs wrote it: each text's own share
+    write_reference(old, tmp_path / "old.parquet")
+    report = drift_against(read_reference(tmp_path / "old.parquet"), current)
+    tested = {c.column for c in report.columns}
+    assert "body.unknown" not in tested and "body.tokens" in tested
+    assert any(note.startswith("body.unknown not tested: this model's reference holds each training text's own")
+               for note in report.notes), report.notes
+    write_reference(marked(profile("table", train, labels, ["body"], tokenizer, counted_rows=len(train))),
+                    tmp_path / "new.parquet")
+    report = drift_against(read_reference(tmp_path / "new.parquet"), current)
+    assert "body.unknown" in {c.column for c in report.columns} and not report.notes, "the mark is kept in the file"
