@@ -38,16 +38,16 @@ UNIQUE_SHARE = 0.95  # distinct values per non-empty row at or above which a tex
 TEXT_WORDS = 4.0  # mean words per value at or above which a mostly distinct column is free text
 TEXT_UNIQUE_SHARE = 0.5
 DATE_SHARE = 0.9  # share of values that must read as dates
-# ISO 8601 and the like; a time may end in a zone ("Z", "+02:00"): APIs and databases write UTC timestamps so
-ZONE_PATTERN = r"(Z|[+-]\d{2}:?\d{2})"
+# ISO 8601 and the like; a time may end in a zone ("Z", "+02:00", " UTC"): APIs and databases write timestamps so
+ZONE_PATTERN = r"(Z|UTC|GMT|[+-]\d{2}:?\d{2})"
 DATE_PATTERN = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*"
                           + ZONE_PATTERN + r"?)?\s*$")
 _ZONE = re.compile(r"(:\d{2}(?:\.\d+)?)\s*" + ZONE_PATTERN + r"\s*$")  # only after a time: 12-31-2024 keeps its year
 DATE_PARTS = ("year", "month", "day", "weekday")
 TIME_PART = "hour"  # a part of dates that carry times of day: every value at midnight means they do not
 DATE_PARTS_MEANING = ("NAME.year, NAME.month (1-12), NAME.day (1-31), NAME.weekday (Monday 0) and, where listed, "
-                      "NAME.hour (0-23) as numbers, of the date and time as written (a zone such as Z or +02:00 "
-                      "is ignored); empty if unknown")
+                      "NAME.hour (0-23) as numbers, of the date and time as written (a zone such as Z, +02:00 or "
+                      "UTC is ignored); empty if unknown")
 MAX_CATEGORIES = 50
 
 

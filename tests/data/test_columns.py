@@ -65,15 +65,16 @@ def test_a_loaded_table_drops_ids_keeps_text_turns_dates_into_numbers_and_caps_c
 def test_timestamps_with_a_zone_are_dates_with_their_hour_as_written():
     """ISO 8601 timestamps as APIs export them ("Z", "+02:00") were read as identifiers and dropped."""
     frame = pd.DataFrame({
-        "created_at": ["2016-11-08T13:45:00Z", "2016-11-09T02:10:59.000Z", "2016-11-10 23:59:00+02:00"] * 10,
-        "us_dashed": ["12-31-2024", "1-2-2024", "3-4-2023"] * 10,
-        "day": ["2024-01-01", "2024-02-03", "2023-05-06"] * 10})
+        "created_at": ["2016-11-08T13:45:00Z", "2016-11-09T02:10:59.000Z", "2016-11-10 23:59:00+02:00",
+                       "2016-11-11 07:00:00 UTC"] * 10,  # the last as BigQuery exports a timestamp
+        "us_dashed": ["12-31-2024", "1-2-2024", "3-4-2023", "5-6-2022"] * 10,
+        "day": ["2024-01-01", "2024-02-03", "2023-05-06", "2022-07-08"] * 10})
     roles = infer_roles(frame)
     assert {name: (role.role, role.timed) for name, role in roles.items()} == {
         "created_at": (ColumnRole.DATE, True), "us_dashed": (ColumnRole.DATE, False), "day": (ColumnRole.DATE, False)}
     parts = apply_roles(frame, roles)
-    assert parts["created_at.hour"].tolist()[:3] == [13.0, 2.0, 23.0], "the hour as written: its zone ignored"
-    assert parts["created_at.day"].tolist()[:3] == [8.0, 9.0, 10.0] and "day.hour" not in parts
+    assert parts["created_at.hour"].tolist()[:4] == [13.0, 2.0, 23.0, 7.0], "the hour as written: its zone ignored"
+    assert parts["created_at.day"].tolist()[:4] == [8.0, 9.0, 10.0, 11.0] and "day.hour" not in parts
     assert parts["us_dashed.year"].tolist()[:3] == [2024.0, 2024.0, 2023.0], "a date's last digits are no zone"
     assert infer_roles(frame, {"created_at": "date", "day": "date"})["created_at"].timed, "an override reads times"
     assert not infer_roles(frame, {"day": "date"})["day"].timed
