@@ -5,8 +5,8 @@ row is an identifier: one-hot encoding it teaches the model nothing and
 ships every training ID in the app's encoding files: it is dropped. Free
 text (several words per value, mostly distinct) is kept as text: the model
 takes its token ids (`pipelines.text.tokenizer`). A column of dates becomes numbers the model can
-use (year, month, day, weekday, and the hour where the values carry times of day). A category with
-more than `MAX_CATEGORIES` values keeps its most frequent ones; the rest encode as "other" (the unknown
+use (year, month, day, weekday, and the hour where the values carry times of day), and a column of
+clock readings ("13:15", "2:27:00") one number of hours. A category with more than `MAX_CATEGORIES` values keeps its most frequent ones; the rest encode as "other" (the unknown
 code). `--column-role NAME=ROLE` overrides any of it. Roles are inferred at
 load time from the training file's values (before the split: a role is a
 fact about the schema), and a retrain and a prediction apply the champion's
@@ -25,13 +25,14 @@ class ColumnRole:
     NUMERIC = "numeric"
     CATEGORICAL = "categorical"
     DATE = "date"
+    CLOCK = "clock"
     IDENTIFIER = "identifier"
     TEXT = "text"
     IGNORE = "ignore"
 
 
-ROLES = (ColumnRole.NUMERIC, ColumnRole.CATEGORICAL, ColumnRole.DATE, ColumnRole.IDENTIFIER, ColumnRole.TEXT,
-         ColumnRole.IGNORE)
+ROLES = (ColumnRole.NUMERIC, ColumnRole.CATEGORICAL, ColumnRole.DATE, ColumnRole.CLOCK, ColumnRole.IDENTIFIER,
+         ColumnRole.TEXT, ColumnRole.IGNORE)
 DROPPED = (ColumnRole.IDENTIFIER, ColumnRole.IGNORE)
 MIN_ROWS = 20  # fewer rows than this: too few to tell an identifier from a feature
 UNIQUE_SHARE = 0.95  # distinct values per non-empty row at or above which a text column is an identifier
@@ -48,6 +49,9 @@ TIME_PART = "hour"  # a part of dates that carry times of day: every value at mi
 DATE_PARTS_MEANING = ("NAME.year, NAME.month (1-12), NAME.day (1-31), NAME.weekday (Monday 0) and, where listed, "
                       "NAME.hour (0-23) as numbers, of the date and time as written (a zone such as Z, +02:00 or "
                       "UTC is ignored); empty if unknown")
+# a clock reading: a time of day ("13:15") or a duration ("2:27:00", a marathon time; "4:43", a game clock)
+CLOCK_PATTERN = re.compile(r"^\s*\d{1,3}:\d{2}(:\d{2})?(\.\d+)?\s*$")
+CLOCK_MEANING = "H + MM/60 + SS/3600 of its H:MM or H:MM:SS text, as one number; empty if unreadable"
 MAX_CATEGORIES = 50
 
 
@@ -90,6 +94,8 @@ def _infer(column: pd.Series) -> Role:
         return Role(ColumnRole.NUMERIC, "numbers")
     text = values.astype(str)
     distinct = text.nunique()
+    if rows and text.str.match(CLOCK_PATTERN).mean() >= DATE_SHARE:
+        return Role(ColumnRole.CLOCK, "values read as H:MM or H:MM:SS")
     if rows and text.str.match(DATE_PATTERN).mean() >= DATE_SHARE:
         when = _when(text)
         if when.notna().mean() >= DATE_SHARE:
@@ -118,12 +124,22 @@ def apply_roles(frame: pd.DataFrame, roles: dict[str, Role]) -> pd.DataFrame:
             parts.append(date_parts(column, name, role))
         elif role.role == ColumnRole.NUMERIC:
             parts.append(pd.to_numeric(column, errors="coerce").astype("float64").to_frame(name))
+        elif role.role == ColumnRole.CLOCK:
+            parts.append(clock_number(column).to_frame(name))
         elif role.role == ColumnRole.TEXT:
             parts.append(column.astype("object").where(column.notna(), None).map(
                 lambda v: v if v is None else str(v)).to_frame(name))
         elif role.role == ColumnRole.CATEGORICAL:
             parts.append(column.astype("object").where(column.notna(), None).to_frame(name))
     return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)
+
+
+def clock_number(column: pd.Series) -> pd.Series:
+    """Clock readings as one number each (`CLOCK_MEANING`): `13:15` 13.25, `2:27:00` 2.45; others empty."""
+    readable = column.astype("string").where(column.astype("string").str.match(CLOCK_PATTERN))
+    fields = readable.str.strip().str.split(":", expand=True).reindex(columns=range(3))
+    hours, minutes, seconds = (pd.to_numeric(fields[i], errors="coerce") for i in range(3))
+    return (hours + minutes / 60 + seconds.fillna(0) / 3600).astype("float64").rename(column.name)
 
 
 def date_part_names(role: Role) -> tuple[str, ...]:
@@ -173,6 +189,8 @@ def role_notes(roles: dict[str, Role]) -> list[str]:
         elif role.role == ColumnRole.DATE:
             notes.append(f"column {name!r} is a date ({role.why}): the model takes its "
                          f"{', '.join(date_part_names(role))} as numbers")
+        elif role.role == ColumnRole.CLOCK:
+            notes.append(f"column {name!r} is a clock reading ({role.why}): the model takes {CLOCK_MEANING}")
         elif role.capped:
             notes.append(f"column {name!r}: {role.why}")
     return notes

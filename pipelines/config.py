@@ -44,7 +44,7 @@ Backbone = Literal[tuple(BACKBONES)]
 BundledDataset = Literal["digits", "breast_cancer", "wine", "gunpoint"]
 BUNDLED_DATASETS: tuple[str, ...] = get_args(BundledDataset)
 RetrainMode = Literal["auto", "finetune", "search"]
-ColumnRoleName = Literal["numeric", "categorical", "date", "identifier", "text", "ignore"]
+ColumnRoleName = Literal["numeric", "categorical", "date", "clock", "identifier", "text", "ignore"]
 HoldoutMetric = Literal["macro_f1", "accuracy", "balanced_accuracy"]
 
 
@@ -232,8 +232,10 @@ class TrainConfig(ReadOptions, SearchOptions, ExportOptions, TransferOptions):
     dataset: BundledDataset | None = Field(None, description="A bundled demo instead of --data.")
     test_data: Path | None = Field(None, description="Your own held-out test set, same format as --data.")
     column_roles: dict[str, ColumnRoleName] = Field(default_factory=dict, description="A table column's role, "
-                                                    "NAME=ROLE: numeric, categorical, date (year, month, day and "
-                                                    "weekday as numbers), or identifier, text or ignore (dropped). "
+                                                    "NAME=ROLE: numeric, categorical, date (year, month, day, "
+                                                    "weekday, and hour where times are given, as numbers), clock "
+                                                    "(H:MM[:SS] as hours), text (token ids), or identifier or "
+                                                    "ignore (dropped). "
                                                     "Columns not named are inferred; the report says how.")
     name: ModelName | None = Field(None, description="Model name (default: dataset or file name): letters, digits, "
                                    "'.', '_' and '-'.")

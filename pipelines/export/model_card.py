@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipelines.columns import DATE_PARTS_MEANING, ColumnRole, date_part_names, from_json
+from pipelines.columns import CLOCK_MEANING, DATE_PARTS_MEANING, ColumnRole, date_part_names, from_json
 from pipelines.export.records import TRAINED_MODEL, ExportData, ExportResult
 from pipelines.export.rgb import file_input_shape, has_front
 from pipelines.export.tflite import TOKEN_IDS_DTYPE
@@ -95,12 +95,14 @@ def sequence_input(prep: Preprocessing) -> dict:
 
 
 def column_roles(prep: Preprocessing) -> dict:
-    """Each table column's role and why, and how a date column becomes numbers (`pipelines.columns`)."""
+    """Each table column's role and why, and how a date or clock column becomes numbers (`pipelines.columns`)."""
     saved = from_json(prep.roles)
     roles = {name: {"role": r.role, "why": r.why} for name, r in saved.items()}
     dates = [name for name, r in saved.items() if r.role == ColumnRole.DATE]
     for name in dates:
         roles[name]["fed_as"] = [f"{name}.{part}" for part in date_part_names(saved[name])]
+    for name in (name for name, r in saved.items() if r.role == ColumnRole.CLOCK):
+        roles[name]["fed_as"] = CLOCK_MEANING
     return {"roles": roles, **({"date_parts": DATE_PARTS_MEANING} if dates else {})}
 
 

@@ -81,6 +81,22 @@ def test_timestamps_with_a_zone_are_dates_with_their_hour_as_written():
     assert TIME_PART == "hour"
 
 
+def test_clock_readings_are_one_number_of_hours():
+    """Times of day and durations as people write them: capped categories (or identifiers, each value unique)
+    before, whose order the model could not see."""
+    frame = pd.DataFrame({"captured": ["13:15", "9:58", "7:05", None, "23:59"] * 6,
+                          "finish": [f"2:{27 + i}:{i % 60:02d}.5" for i in range(30)],
+                          "odds": ["3:1", "2:1", "1:0", "4:2", "1:1"] * 6})  # ratios: one digit after the colon
+    roles = infer_roles(frame)
+    assert {name: role.role for name, role in roles.items()} == {
+        "captured": ColumnRole.CLOCK, "finish": ColumnRole.CLOCK, "odds": ColumnRole.CATEGORICAL}
+    numbers = apply_roles(frame, roles)
+    assert numbers["captured"].tolist()[:3] == pytest.approx([13.25, 9 + 58 / 60, 7 + 5 / 60])
+    assert np.isnan(numbers["captured"].iloc[3]) and numbers["finish"].iloc[0] == pytest.approx(2 + 27 / 60 + 0.5 / 3600)
+    assert numbers["finish"].is_monotonic_increasing, "later finishes are larger numbers"
+    assert np.isnan(apply_roles(pd.DataFrame({"captured": ["noon"]}), roles)["captured"].iloc[0]), "unreadable: empty"
+
+
 def test_column_roles_override_inference_and_an_unknown_column_is_named(tmp_path):
     messy_table().to_csv(tmp_path / "t.csv", index=False)
     config = TrainConfig(data=tmp_path / "t.csv", target="label",

@@ -159,7 +159,8 @@ def test_a_table_with_ids_text_and_dates_ships_none_of_their_values_and_predicts
     from tests.data.test_columns import messy_table
 
     frame = messy_table(90).assign(seen_at=lambda f: [f"2024-03-{1 + i % 28:02d}T{i % 24:02d}:30:00Z"
-                                                      for i in range(len(f))])
+                                                      for i in range(len(f))],
+                                   check_in=lambda f: [f"{8 + i % 10}:{i % 60:02d}" for i in range(len(f))])
     trained = kerasflow.train(frame, target="label", prefect=False, runs_root=tmp_path / "runs", name="messy",
                               budget_minutes=0.2, tuner="random", max_trials=1, max_epochs=2, finetune_epochs=2,
                               min_trial_steps=0, quantize=["float32"], selection="holdout", ensemble_size=1)
@@ -172,6 +173,7 @@ def test_a_table_with_ids_text_and_dates_ships_none_of_their_values_and_predicts
     assert spec["input"]["columns"]["roles"]["id"]["role"] == "identifier"
     assert spec["input"]["columns"]["roles"]["signed_up"]["fed_as"][0] == "signed_up.year"
     assert spec["input"]["columns"]["roles"]["seen_at"]["fed_as"][-1] == "seen_at.hour", "a timestamp's hour too"
+    assert spec["input"]["columns"]["roles"]["check_in"]["fed_as"].startswith("H + MM/60"), "a clock, as hours"
     report = (trained.run_dir / "report.md").read_text()
     assert "| `review` | text |" in report and "| `signed_up` | date |" in report
     assert "lazy" in spec["input"]["text"]["vocabulary"], "the review is a feature now: its vocabulary ships"
