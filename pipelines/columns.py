@@ -6,7 +6,8 @@ ships every training ID in the app's encoding files: it is dropped. Free
 text (several words per value, mostly distinct) is kept as text: the model
 takes its token ids (`pipelines.text.tokenizer`). A column of dates becomes numbers the model can
 use (year, month, day, weekday, and the hour where the values carry times of day), and a column of
-clock readings ("13:15", "2:27:00") one number of hours. A category with more than `MAX_CATEGORIES` values keeps its most frequent ones; the rest encode as "other" (the unknown
+clock readings ("13:15", "2:27:00") one number of hours. A category with more than
+`MAX_CATEGORIES` values keeps its most frequent ones; the rest encode as "other" (the unknown
 code). `--column-role NAME=ROLE` overrides any of it. Roles are inferred at
 load time from the training file's values (before the split: a role is a
 fact about the schema), and a retrain and a prediction apply the champion's

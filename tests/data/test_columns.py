@@ -92,7 +92,8 @@ def test_clock_readings_are_one_number_of_hours():
         "captured": ColumnRole.CLOCK, "finish": ColumnRole.CLOCK, "odds": ColumnRole.CATEGORICAL}
     numbers = apply_roles(frame, roles)
     assert numbers["captured"].tolist()[:3] == pytest.approx([13.25, 9 + 58 / 60, 7 + 5 / 60])
-    assert np.isnan(numbers["captured"].iloc[3]) and numbers["finish"].iloc[0] == pytest.approx(2 + 27 / 60 + 0.5 / 3600)
+    assert np.isnan(numbers["captured"].iloc[3])
+    assert numbers["finish"].iloc[0] == pytest.approx(2 + 27 / 60 + 0.5 / 3600)
     assert numbers["finish"].is_monotonic_increasing, "later finishes are larger numbers"
     assert np.isnan(apply_roles(pd.DataFrame({"captured": ["noon"]}), roles)["captured"].iloc[0]), "unreadable: empty"
 
