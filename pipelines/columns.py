@@ -137,7 +137,8 @@ def apply_roles(frame: pd.DataFrame, roles: dict[str, Role]) -> pd.DataFrame:
 
 def clock_number(column: pd.Series) -> pd.Series:
     """Clock readings as one number each (`CLOCK_MEANING`): `13:15` 13.25, `2:27:00` 2.45; others empty."""
-    readable = column.astype("string").where(column.astype("string").str.match(CLOCK_PATTERN))
+    text = column.astype("string")
+    readable = text.where(text.str.match(CLOCK_PATTERN))
     fields = readable.str.strip().str.split(":", expand=True).reindex(columns=range(3))
     hours, minutes, seconds = (pd.to_numeric(fields[i], errors="coerce") for i in range(3))
     return (hours + minutes / 60 + seconds.fillna(0) / 3600).astype("float64").rename(column.name)

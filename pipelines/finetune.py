@@ -120,15 +120,15 @@ def refit_overrun(members: list[dict], expected: list[float], seconds_left: floa
       kernel, a linear and two tree members that did not ship.
     """
     total = sum(expected)
+    expected_to = f"refitting it on train+val was expected to take {total:.0f} s"
+    deadline = f"the run's deadline ({max(seconds_left, 0):.0f} s away)"
     if total > REFIT_STOP_MARGIN * seconds_left:
-        return (f"refitting it on train+val was expected to take {total:.0f} s, past the run's deadline "
-                f"({max(seconds_left, 0):.0f} s away), where its solves cannot stop")
+        return f"{expected_to}, past {deadline}, where its solves cannot stop"
     spent = 0.0
     for i, (values, seconds) in enumerate(zip(members, expected)):
         spent += seconds
         if boosts(values) and spent > REFIT_STOP_MARGIN * seconds_left * (i + 1) / len(members):
-            return (f"refitting it on train+val was expected to take {total:.0f} s, and its boosting would have "
-                    f"stopped unfinished at the run's deadline ({max(seconds_left, 0):.0f} s away)")
+            return f"{expected_to}, and its boosting would have stopped unfinished at {deadline}"
     return None
 
 

@@ -58,7 +58,12 @@ def profile(kind: str, features, labels: np.ndarray, text_columns: list[str],
 def for_expectations(frame: pd.DataFrame) -> pd.DataFrame:
     """The profile the great-expectations suite checks: without the unknown shares (the suite predates the
     vocabulary)."""
-    return frame.drop(columns=[c for c in frame.columns if str(c).endswith(UNKNOWN_SUFFIX)])
+    return frame.drop(columns=unknown_columns(frame))
+
+
+def unknown_columns(frame: pd.DataFrame) -> list:
+    """A profile's `NAME.unknown` columns."""
+    return [c for c in frame.columns if str(c).endswith(UNKNOWN_SUFFIX)]
 
 
 def marked(reference: pd.DataFrame) -> pd.DataFrame:
@@ -70,11 +75,10 @@ def marked(reference: pd.DataFrame) -> pd.DataFrame:
 def drift_against(reference: pd.DataFrame, current: pd.DataFrame, **thresholds) -> DriftReport:
     """`data_checks.drift.compare_profiles` of `current` against a model's `reference`; the unknown-word shares of
     a reference written before they were held out are not tested, and the report says so."""
-    plain = [] if reference.attrs.get(HELD_OUT_MARK) else \
-        [str(c) for c in reference.columns if str(c).endswith(UNKNOWN_SUFFIX)]
+    plain = [] if reference.attrs.get(HELD_OUT_MARK) else unknown_columns(reference)
     report = compare_profiles(reference.drop(columns=plain), current, **thresholds)
     if plain:
-        report.notes.append(f"{', '.join(plain)} not tested: this model's reference holds each training text's own "
+        report.notes.append(f"{', '.join(map(str, plain))} not tested: this model's reference holds each training text's own "
                             "unknown-word share (written before kerasflow held them out), which any new texts "
                             "exceed; models trained since keep held-out shares")
     return report
