@@ -54,6 +54,11 @@ DATE_PARTS_MEANING = ("NAME.year, NAME.month (1-12), NAME.day (1-31), NAME.weekd
 CLOCK_PATTERN = re.compile(r"^\s*\d{1,3}:\d{2}(:\d{2})?(\.\d+)?\s*$")
 CLOCK_MEANING = "H + MM/60 + SS/3600 of its H:MM or H:MM:SS text, as one number; empty if unreadable"
 MAX_CATEGORIES = 50
+# a value with no letter or digit (".", "?", "-") in a column of numbers, clock readings or dates marks it missing:
+# SAS and Stata write a missing number as ".", UCI's files as "?"
+MISSING_MARK = re.compile(r"^[\W_]+$")
+MARKED_LISTED = 5  # numeric columns with such marks named in one note
+BLANK = re.compile(r"^\s*$")  # a cell of spaces is empty, in any column
 
 
 @dataclass
@@ -64,6 +69,7 @@ class Role:
     why: str
     capped: bool = False  # a categorical column that keeps only its most frequent values
     timed: bool = False  # a date column whose values carry times of day: the model takes their hour too
+    marked: bool = False  # a numeric, clock or date column some of whose values are `MISSING_MARK`s, read as missing
 
 
 def infer_roles(frame: pd.DataFrame, overrides: dict[str, str] | None = None) -> dict[str, Role]:
@@ -95,12 +101,16 @@ def _infer(column: pd.Series) -> Role:
         return Role(ColumnRole.NUMERIC, "numbers")
     text = values.astype(str)
     distinct = text.nunique()
-    if rows and text.str.match(CLOCK_PATTERN).mean() >= DATE_SHARE:
-        return Role(ColumnRole.CLOCK, "values read as H:MM or H:MM:SS")
-    if rows and text.str.match(DATE_PATTERN).mean() >= DATE_SHARE:
-        when = _when(text)
+    marked = missing_marks(text)
+    known, marks = text[~marked], _marks_read(text[marked], rows)
+    if len(known) and marked.any() and pd.to_numeric(known, errors="coerce").notna().all():
+        return Role(ColumnRole.NUMERIC, f"numbers{marks}", marked=True)
+    if len(known) and known.str.match(CLOCK_PATTERN).mean() >= DATE_SHARE:
+        return Role(ColumnRole.CLOCK, f"values read as H:MM or H:MM:SS{marks}", marked=bool(marks))
+    if len(known) and known.str.match(DATE_PATTERN).mean() >= DATE_SHARE:
+        when = _when(known)
         if when.notna().mean() >= DATE_SHARE:
-            return Role(ColumnRole.DATE, "values read as dates", timed=_has_times(when))
+            return Role(ColumnRole.DATE, f"values read as dates{marks}", timed=_has_times(when), marked=bool(marks))
     words = float(text.str.split().str.len().mean()) if rows else 0.0
     if rows >= MIN_ROWS and words >= TEXT_WORDS and distinct >= TEXT_UNIQUE_SHARE * rows:
         return Role(ColumnRole.TEXT, f"free text: {words:.1f} words per value, {distinct} distinct in {rows} rows")
@@ -110,6 +120,26 @@ def _infer(column: pd.Series) -> Role:
         return Role(ColumnRole.CATEGORICAL, f"{distinct} values: the {MAX_CATEGORIES} most frequent are kept, "
                                             "the rest encode as other", capped=True)
     return Role(ColumnRole.CATEGORICAL, f"{distinct} values")
+
+
+def missing_marks(values: pd.Series) -> pd.Series:
+    """Whether each of `values` (none missing) is a `MISSING_MARK`."""
+    return values.astype(str).str.match(MISSING_MARK)
+
+
+def blanks_missing(column: pd.Series) -> pd.Series:
+    """`column` with its cells of spaces (`BLANK`) missing: a fixed-width or SAS export pads an empty cell."""
+    if not (column.dtype == object or pd.api.types.is_string_dtype(column)):
+        return column
+    blank = column.astype("string").str.match(BLANK).fillna(False).astype(bool)
+    return column.mask(blank) if blank.any() else column
+
+
+def _marks_read(marks: pd.Series, rows: int) -> str:
+    """What the role's reason says of a column's `MISSING_MARK`s: "; '.' read as missing (27 of 823 values)"."""
+    if marks.empty:
+        return ""
+    return f"; {', '.join(map(repr, sorted(marks.unique())[:3]))} read as missing ({len(marks)} of {rows} values)"
 
 
 def apply_roles(frame: pd.DataFrame, roles: dict[str, Role]) -> pd.DataFrame:
@@ -183,6 +213,11 @@ def kept_categories(column: pd.Series) -> list[str]:
 def role_notes(roles: dict[str, Role]) -> list[str]:
     """One note per column the model does not use as it came: dropped, split into date parts, or capped."""
     notes = []
+    marked = [name for name, role in roles.items() if role.role == ColumnRole.NUMERIC and role.marked]
+    if len(marked) > 1:  # a SAS export marks many columns alike: one note
+        more = f" and {len(marked) - MARKED_LISTED} more" if len(marked) > MARKED_LISTED else ""
+        notes.append(f"{len(marked)} numeric columns hold values with no letter or digit (such as '.' or '?'), "
+                     f"read as missing: {', '.join(marked[:MARKED_LISTED])}{more}")
     for name, role in roles.items():
         if role.role in DROPPED:
             notes.append(f"column {name!r} dropped: {role.why}")
@@ -193,7 +228,7 @@ def role_notes(roles: dict[str, Role]) -> list[str]:
                          f"{', '.join(date_part_names(role))} as numbers")
         elif role.role == ColumnRole.CLOCK:
             notes.append(f"column {name!r} is a clock reading ({role.why}): the model takes {CLOCK_MEANING}")
-        elif role.capped:
+        elif role.capped or (role.marked and marked == [name]):
             notes.append(f"column {name!r}: {role.why}")
     return notes
 

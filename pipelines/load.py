@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from pipelines.columns import DROPPED, ColumnRole, Role, apply_roles, infer_roles, role_notes
+from pipelines.columns import (DROPPED, ColumnRole, Role, apply_roles, blanks_missing, infer_roles,
+                               missing_marks, role_notes)
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError, names, shown
 from pipelines.export.tflite import INT8_IO_TOKEN_IDS
@@ -226,6 +227,7 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
             raise not_utf8(path) from None
         except Exception:  # unreadable: `load_table` reports it with the parser's own words
             return
+        labels = blanks_missing(labels)
         check_labelled(path, labels)
         check_not_continuous(path, labels)
         if rows_per_class:
@@ -261,7 +263,7 @@ def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet file as a frame, or a `DataError` that says why not."""
+    """A CSV or Parquet file as a frame, its cells of spaces empty, or a `DataError` that says why not."""
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
             frame = pd.read_parquet(path)
@@ -281,6 +283,8 @@ def read_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read the table: {exc}") from exc
     if frame.empty:
         raise DataError(f"{path}: the table has no rows")
+    for name in frame.columns:
+        frame[name] = blanks_missing(frame[name])
     return frame
 
 
@@ -401,10 +405,11 @@ def check_not_mixed(path: Path | str, column: pd.Series, remedy: str = MIXED_REM
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return
     values = column.dropna()
+    values = values[~missing_marks(values)]  # ".", "?": missing (`pipelines.columns.MISSING_MARK`)
     if values.empty:
         return
     numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.notna().mean() >= 0.5:
+    if numbers.notna().mean() >= 0.5 and numbers.isna().any():
         bad = values[numbers.isna()]
         examples = ", ".join(shown(v) for v in bad.unique()[:3])
         raise DataError(

@@ -4,10 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.columns import DATE_PARTS, MAX_CATEGORIES, TIME_PART, ColumnRole, apply_roles, infer_roles
+from pipelines.columns import (BLANK, DATE_PARTS, MAX_CATEGORIES, MISSING_MARK, TIME_PART, ColumnRole, apply_roles,
+                               infer_roles)
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError
-from pipelines.load import load_dataset, split_dataset
+from pipelines.load import check_source, load_dataset, split_dataset
 from pipelines.preprocess import encode_features, fit_preprocessing
 from tests.conftest import make_table
 
@@ -96,6 +97,49 @@ def test_clock_readings_are_one_number_of_hours():
     assert numbers["finish"].iloc[0] == pytest.approx(2 + 27 / 60 + 0.5 / 3600)
     assert numbers["finish"].is_monotonic_increasing, "later finishes are larger numbers"
     assert np.isnan(apply_roles(pd.DataFrame({"captured": ["noon"]}), roles)["captured"].iloc[0]), "unreadable: empty"
+
+
+def test_missing_marks_and_blank_cells_are_missing_values():
+    """A SAS export writes a missing number as ".", UCI's files as "?", and pads an empty cell with spaces: such a
+    column of numbers was refused as "numbers with some text", a blank clock reading made its column categories."""
+    frame = pd.DataFrame({"crp": ["1.5", ".", "2.25", "3", "."] * 6,
+                          "score": ["10", "?", "12", "-", "14"] * 6,
+                          "released": ["13:30", None, "-", "9:05", None] * 6,
+                          "rhesus": ["+", "-", "+", "+", "-"] * 6,  # no digit anywhere: categories
+                          "code": ["1", "2", "3", "4", "x"] * 6})
+    roles = infer_roles(frame)
+    assert {name: role.role for name, role in roles.items()} == {
+        "crp": ColumnRole.NUMERIC, "score": ColumnRole.NUMERIC, "released": ColumnRole.CLOCK,
+        "rhesus": ColumnRole.CATEGORICAL, "code": ColumnRole.CATEGORICAL}
+    assert roles["crp"].why == "numbers; '.' read as missing (12 of 30 values)" and roles["crp"].marked
+    assert "'-', '?' read as missing (12 of 30 values)" in roles["score"].why
+    assert roles["released"].marked and not roles["rhesus"].marked and not roles["code"].marked
+    parts = apply_roles(frame, roles)
+    assert parts["crp"].iloc[[0, 2, 3]].tolist() == [1.5, 2.25, 3.0]
+    assert parts["crp"].isna().sum() == 12 and parts["score"].isna().sum() == 12 and parts["crp"].dtype == np.float64
+    assert parts["released"].tolist()[:1] == [13.5] and parts["released"].isna().sum() == 18
+    assert BLANK.match("   ") and not MISSING_MARK.match("-1") and MISSING_MARK.match("--")
+
+
+def test_a_sas_export_loads_its_marked_numbers_and_refuses_its_blank_labels(tmp_path):
+    frame = make_table()
+    frame["x1"] = frame["x1"].round(2).astype(str)
+    frame.loc[::5, "x1"] = "."
+    frame["crp"] = np.where(np.arange(len(frame)) % 4, "1.0", ".")
+    frame["colour"] = frame["colour"].fillna("   ")  # padded empty cells
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    config = TrainConfig(data=tmp_path / "t.csv", target="label")
+    check_source(tmp_path / "t.csv", "label")
+    data, _ = load_dataset(config)
+    assert data.features["x1"].dtype == np.float64 and data.features["x1"].isna().sum() == 12
+    assert data.features["colour"].isna().sum() == 6 and "   " not in set(data.features["colour"].dropna())
+    assert any(note.startswith("2 numeric columns hold values with no letter or digit (such as '.' or '?'), read "
+                               "as missing: x1, crp") for note in data.notes)
+    frame.loc[[3, 8], "label"] = "  "
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    for check in (lambda: check_source(tmp_path / "t.csv", "label"), lambda: load_dataset(config)):
+        with pytest.raises(DataError, match=r"label column 'label' is empty on 2 of 60 rows: rows \[3, 8\]"):
+            check()
 
 
 def test_column_roles_override_inference_and_an_unknown_column_is_named(tmp_path):
