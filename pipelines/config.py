@@ -225,9 +225,10 @@ class TransferOptions(Options):
 class TrainConfig(ReadOptions, SearchOptions, ExportOptions, TransferOptions):
     """Everything a training run needs to know; shown as the flow's parameters."""
 
-    data: Path | None = Field(None, description="CSV/Parquet table, folder of images (one subfolder per class), "
-                              "or .npz of sequences: x [N,T,F] and y [N], or, ragged, x [sum of lengths,F], "
-                              "lengths [N] and y [N] (never pickled object arrays: see convert-sequences), "
+    data: Path | None = Field(None, description="CSV, TSV or Parquet table, folder of images or of .txt files "
+                              "(one subfolder per class), or .npz of sequences: x [N,T,F] and y [N], or, ragged, "
+                              "x [L,F] (L the sum of lengths), lengths [N] and y [N] (never pickled object arrays: "
+                              "see convert-sequences), "
                               "or a .ts file of sequences as the UCR/UEA archives ship them.")
     dataset: BundledDataset | None = Field(None, description="A bundled demo instead of --data.")
     test_data: Path | None = Field(None, description="Your own held-out test set, same format as --data.")

@@ -27,7 +27,8 @@ from pipelines.text.folder import FOLDER_ROLE, TEXT_COLUMN, is_text_folder, read
 
 Kind = Literal["table", "image", "sequence"]
 PARQUET_SUFFIXES = {".parquet", ".pq"}
-TABLE_SUFFIXES = {".csv", *PARQUET_SUFFIXES}
+TABLE_SUFFIXES = {".csv", ".tsv", *PARQUET_SUFFIXES}  # a .csv or .tsv: its separator is sniffed
+SPREADSHEET_SUFFIXES = {".xlsx", ".xls", ".xlsm", ".ods"}  # refused with how to save them as CSV
 TS_SUFFIX = ".ts"  # the UCR/UEA archives' time-series classification files (aeon's and sktime's format)
 SEQUENCE_SUFFIXES = {".npz", TS_SUFFIX}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}  # Pillow reads them all
@@ -186,6 +187,7 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
     """
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
+    check_file_type(path)
     if path.is_dir() and is_text_folder(path):
         read_text_folder(path)  # every file decodes as UTF-8, or one line names the first that does not
     if path.is_file() and path.suffix.lower() in SEQUENCE_SUFFIXES:
@@ -254,12 +256,19 @@ def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None
         if not target:
             raise DataError(f"{path}: a table needs --target, the name of its label column")
         return load_table(path, target, given_roles)
-    if suffix in SEQUENCE_SUFFIXES:
-        return load_sequences(path)
-    raise DataError(
-        f"{path}: unknown file type {suffix!r}; expected .csv/.parquet (table), "
-        ".npz or .ts (sequences) or a folder of images"
-    )
+    check_file_type(path)
+    return load_sequences(path)
+
+
+def check_file_type(path: Path) -> None:
+    """A file kerasflow reads (a table, or sequences), or a `DataError` naming its type and what is read."""
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix in TABLE_SUFFIXES or suffix in SEQUENCE_SUFFIXES:
+        return
+    hint = "; save a spreadsheet as CSV (in Excel: CSV UTF-8)" if suffix in SPREADSHEET_SUFFIXES else ""
+    kind = f"unknown file type {suffix!r}" if suffix else "a file without a type (suffix)"
+    raise DataError(f"{path}: {kind}; expected a table (.csv, .tsv or .parquet), sequences (.npz or .ts), or a "
+                    f"folder of images or of .txt files{hint}")
 
 
 def read_table(path: Path) -> pd.DataFrame:

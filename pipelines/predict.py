@@ -203,7 +203,7 @@ def _table_frame(prep: Preprocessing, data) -> tuple[pd.DataFrame, list[str] | N
 
 def _table_file(path: Path) -> pd.DataFrame:
     if not path.is_file() or path.suffix.lower() not in TABLE_SUFFIXES:
-        raise DataError(f"{path}: the model takes a table; give a .csv or .parquet file")
+        raise DataError(f"{path}: the model takes a table; give a .csv, .tsv or .parquet file")
     return read_table(path)
 
 

@@ -176,6 +176,9 @@ def test_a_semicolon_csv_is_read_by_sniffing_its_separator(tmp_path):
     make_table().to_csv(tmp_path / "semi.csv", sep=";", index=False)
     data = load_path(tmp_path / "semi.csv", "label")
     assert list(data.features.columns) == ["x1", "x2", "colour"] and len(data) == 60
+    make_table().to_csv(tmp_path / "tabs.tsv", sep="\t", index=False)  # a .tsv was an unknown file type
+    check_source(tmp_path / "tabs.tsv", "label")
+    assert load_path(tmp_path / "tabs.tsv", "label").features.equals(data.features)
 
 
 def test_sequences_with_mismatched_feature_counts(tmp_path):

@@ -25,6 +25,7 @@ def files(tmp_path):
     mixed.loc[3, "x1"] = "twelve"
     mixed.to_csv(tmp_path / "mixed.csv", index=False)
     make_table().assign(x2=np.nan).to_csv(tmp_path / "hollow.csv", index=False)
+    (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04")  # a spreadsheet: a zip
     return tmp_path
 
 
@@ -34,6 +35,10 @@ CASES = {
     "unknown target": (["train", "--data", "{d}/t.csv", "--target", "nope"], "no column 'nope'; columns are"),
     "header names a column twice": (["train", "--data", "{d}/twice.csv", "--target", "label"],
                                     "names column(s) ['f1'] more than once"),
+    "spreadsheet": (["train", "--data", "{d}/book.xlsx", "--target", "y"],
+                    "book.xlsx: unknown file type '.xlsx'; expected a table (.csv, .tsv or .parquet), sequences (.npz "
+                    "or .ts), or a folder of images or of .txt files; save a spreadsheet as CSV (in Excel: CSV UTF-8)"),
+    "file without a type": (["train", "--data", "{d}/taken", "--target", "y"], "taken: a file without a type"),
     "empty file": (["train", "--data", "{d}/empty.csv", "--target", "y"], "empty.csv: the file is empty"),
     "continuous target": (["train", "--data", "{d}/prices.csv", "--target", "price"], "looks continuous"),
     "numbers with text": (["train", "--data", "{d}/mixed.csv", "--target", "label"],
