@@ -175,10 +175,11 @@ def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> t
 def check_source(path: Path, target: str | None, rows_per_class: int | None = None,
                  given_roles: Mapping[str, str] | None = None) -> None:
     """What can be checked before the data is loaded (a text folder's files and a .ts file are read: they are small
-    text): the path exists, a text folder's files are UTF-8, a .ts file parses, an .npz holds no pickle (array
-    headers only), and a table has its target column and the column holds a class on every row (the header and that
-    column); with `rows_per_class` (`rows_per_class_needed`: training data), a table's or .ts file's every class
-    has that many rows. With `given_roles` (the user's --column-role, {} for none; a retrain's are its champion's,
+    text): the path exists and is of a type kerasflow reads, a text folder's files are UTF-8, an image folder has
+    class folders of images whose headers read, a .ts file parses, an .npz holds no pickle (array headers only), and
+    a table has its target column and the column holds a class on every row (the header and that column); with
+    `rows_per_class` (`rows_per_class_needed`: training data), there are two classes or more and each has that many
+    rows (not for an .npz, whose labels are read with its arrays). With `given_roles` (the user's --column-role, {} for none; a retrain's are its champion's,
     known only later), a table is read whole and its feature columns checked as `load_table` checks them
     (`check_feature_columns`): a column of numbers with some text was found after a server start (31 s).
 
@@ -189,14 +190,16 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
         raise DataError(f"{path}: no such file or folder")
     check_file_type(path)
     if path.is_dir() and is_text_folder(path):
-        read_text_folder(path)  # every file decodes as UTF-8, or one line names the first that does not
+        _, labels = read_text_folder(path)  # every file decodes as UTF-8, or one line names the first that does not
+        check_training_labels(path, labels, rows_per_class)
+    elif path.is_dir():
+        check_image_folder(path, rows_per_class)
     if path.is_file() and path.suffix.lower() in SEQUENCE_SUFFIXES:
         if path.stat().st_size == 0:
             raise DataError(f"{path}: the file is empty")
         if path.suffix.lower() == TS_SUFFIX:
             _, labels = read_ts_file(path, labelled=True)  # text, parsed in a second: its faults found before any work
-            if rows_per_class:
-                check_class_sizes(path, labels, rows_per_class)
+            check_training_labels(path, labels, rows_per_class)
         else:
             check_sequence_file(path)
     if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
@@ -232,8 +235,7 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
         labels = blanks_missing(labels)
         check_labelled(path, labels)
         check_not_continuous(path, labels)
-        if rows_per_class:
-            check_class_sizes(path, labels, rows_per_class)
+        check_training_labels(path, labels, rows_per_class)
         if whole is not None:
             check_feature_columns(path, whole.drop(columns=[target]), given_roles)
 
@@ -472,30 +474,17 @@ def _label_strings(labels: pd.Series | np.ndarray) -> np.ndarray:
 
 def load_image_folder(path: Path, image_size: tuple[int, int] | None = None) -> Dataset:
     """Load `path/<class>/<image>`; sizes and channels are unified to the most common ones."""
-    class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
-        raise DataError(f"{path}: an image folder needs one subfolder per class; found none")
-    images, labels, bad, nested, files_read = [], [], [], 0, []
-    for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(class_dir).parts))
-        if not files:
-            raise DataError(f"{class_dir}: class folder has no images")
-        for file in files:
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                bad.append(f"{file} is not an image (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
-                continue
-            try:
-                images.append(read_image(file))
-            except DataError as exc:
-                bad.append(str(exc))
-                continue
-            files_read.append(file)
-            labels.append(class_dir.name)
-            nested += file.parent != class_dir
-    if bad:
-        more = f"; and {len(bad) - LISTED} more" if len(bad) > LISTED else ""
-        raise DataError(f"{path}: {len(bad)} bad file(s): {'; '.join(bad[:LISTED])}{more}")
+    listed, labels = image_files(path)
+    images, files_read, bad = [], [], []
+    for file in listed:
+        try:
+            images.append(read_image(file))
+        except DataError as exc:
+            bad.append(str(exc))
+            continue
+        files_read.append(file)
+    check_no_bad_files(path, bad)
+    nested = sum(file.parent != path / label for file, label in zip(listed, labels))
     notes = [f"{nested} images in subfolders of class folders were labelled with their class folder"] if nested else []
     modes = collections.Counter(_channels_mode(im) for im in images)
     mode = modes.most_common(1)[0][0]
@@ -510,12 +499,72 @@ def load_image_folder(path: Path, image_size: tuple[int, int] | None = None) -> 
     return Dataset("image", features, np.asarray(labels, dtype=object), str(path), notes)
 
 
+def image_files(path: Path) -> tuple[list[Path], list[str]]:
+    """`path/<class>/<image>`'s image files (nested folders too; hidden ones left out) and their classes, or a
+    `DataError`: no class folder, an empty one, or files that are not images."""
+    class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{path}: an image folder needs one subfolder per class; found none")
+    files, labels, bad = [], [], []
+    for class_dir in class_dirs:
+        found = sorted(p for p in class_dir.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(class_dir).parts))
+        if not found:
+            raise DataError(f"{class_dir}: class folder has no images")
+        for file in found:
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                bad.append(f"{file} is not an image (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+                continue
+            files.append(file)
+            labels.append(class_dir.name)
+    check_no_bad_files(path, bad)
+    return files, labels
+
+
+def check_image_folder(path: Path, rows_per_class: int | None) -> None:
+    """An image folder's files and every image's header (not its pixels: `read_image` decodes them later), and
+    with `rows_per_class` its classes (`check_training_labels`): an empty class folder, an unreadable image or one
+    class was found 20 s in, after the server's start."""
+    files, labels = image_files(path)
+    bad = []
+    for file in files:
+        try:
+            read_image(file, header_only=True)
+        except DataError as exc:
+            bad.append(str(exc))
+    check_no_bad_files(path, bad)
+    check_training_labels(path, labels, rows_per_class)
+
+
+def check_no_bad_files(path: Path, bad: list[str]) -> None:
+    """A folder's files that cannot be read, why for the first `LISTED`, as one `DataError`; none, nothing."""
+    if bad:
+        more = f"; and {len(bad) - LISTED} more" if len(bad) > LISTED else ""
+        raise DataError(f"{path}: {len(bad)} bad file(s): {'; '.join(bad[:LISTED])}{more}")
+
+
+def check_training_labels(source: Path | str, labels, rows_per_class: int | None) -> None:
+    """With `rows_per_class` (training data; a test file may hold one class), at least two classes of as many rows
+    each."""
+    if rows_per_class:
+        check_classes(source, labels)
+        check_class_sizes(source, labels, rows_per_class)
+
+
+def check_classes(source: Path | str, labels) -> None:
+    """The labels name at least two classes."""
+    counts = collections.Counter(_label_strings(labels).tolist())
+    if len(counts) < 2:
+        raise DataError(f"{source}: the labels have one class ({next(iter(counts))!r}); need at least 2")
+
+
 def _channels_mode(image) -> str:
     return "L" if image.mode in {"L", "1", "I", "I;16", "F"} else "RGB"
 
 
-def read_image(file: Path):
-    """One image file read whole into memory (a PIL image), or a `DataError` naming the file.
+def read_image(file: Path, header_only: bool = False):
+    """One image file read whole into memory (a PIL image), or a `DataError` naming the file; `header_only`: its
+    header read, None returned.
 
     Truncated and unreadable files, and decompression bombs (more than Pillow's `MAX_IMAGE_PIXELS`, a small file
     that would unpack to gigabytes) are refused before their pixels are decoded.
@@ -528,6 +577,8 @@ def read_image(file: Path):
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(file) as image:
+                if header_only:
+                    return None
                 image.load()
                 return image.copy()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -801,8 +852,7 @@ def split_dataset(
     Given test sequences of another length follow `LENGTH_RULE`; another feature count is a `DataError`.
     """
     counts = collections.Counter(data.labels.tolist())
-    if len(counts) < 2:
-        raise DataError(f"{data.source}: the labels have one class ({next(iter(counts))!r}); need at least 2")
+    check_classes(data.source, data.labels)
     check_class_sizes(data.source, data.labels, rows_per_class_needed(test is not None))
     if test is not None:
         test = _matched_test(data, test)

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -26,6 +27,12 @@ def files(tmp_path):
     mixed.to_csv(tmp_path / "mixed.csv", index=False)
     make_table().assign(x2=np.nan).to_csv(tmp_path / "hollow.csv", index=False)
     (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04")  # a spreadsheet: a zip
+    for folder, classes in (("one_class", ["cat"]), ("broken", ["cat", "dog"])):
+        for name in classes:
+            (tmp_path / folder / name).mkdir(parents=True)
+            for i in range(5):
+                Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / folder / name / f"{i}.png")
+    (tmp_path / "broken" / "dog" / "5.png").write_bytes(b"not a png")
     return tmp_path
 
 
@@ -39,6 +46,8 @@ CASES = {
                     "book.xlsx: unknown file type '.xlsx'; expected a table (.csv, .tsv or .parquet), sequences (.npz "
                     "or .ts), or a folder of images or of .txt files; save a spreadsheet as CSV (in Excel: CSV UTF-8)"),
     "file without a type": (["train", "--data", "{d}/taken", "--target", "y"], "taken: a file without a type"),
+    "image folder of one class": (["train", "--data", "{d}/one_class"], "the labels have one class ('cat')"),
+    "unreadable image": (["train", "--data", "{d}/broken"], "1 bad file(s): {d}/broken/dog/5.png cannot be read"),
     "empty file": (["train", "--data", "{d}/empty.csv", "--target", "y"], "empty.csv: the file is empty"),
     "continuous target": (["train", "--data", "{d}/prices.csv", "--target", "price"], "looks continuous"),
     "numbers with text": (["train", "--data", "{d}/mixed.csv", "--target", "label"],
@@ -77,7 +86,7 @@ def test_a_cli_error_is_one_line_exit_2_and_writes_nothing(files, case, monkeypa
         ["--runs-root", str(files / "runs")] if args[0] == "train" else []))
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message.format(d=files) in lines[0], result.output
     assert not (files / "runs").exists() and not (files / "registry").exists()
     assert (files / "taken").read_text() == "a file"
 
