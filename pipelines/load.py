@@ -149,7 +149,7 @@ def load_dataset(config: TrainConfig, roles: dict[str, Role] | None = None) -> t
         test = None
         if config.test_data is not None:
             size = data.features.shape[1:3] if data.kind == "image" else None
-            test = load_path(Path(config.test_data), config.target, size, given)
+            test = load_path(Path(config.test_data), config.target, size, given, training=False)
             test = _matched_test(data, test)
     if data.kind == "table":
         unknown = [str(c) for c in data.features.columns if roles is not None and str(c) not in roles]
@@ -237,13 +237,13 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
         check_not_continuous(path, labels)
         check_training_labels(path, labels, rows_per_class)
         if whole is not None:
-            check_feature_columns(path, whole.drop(columns=[target]), given_roles)
+            check_feature_columns(path, whole.drop(columns=[target]), given_roles, bool(rows_per_class))
 
 
 def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None = None,
-              given_roles: Mapping[str, str] | None = None) -> Dataset:
+              given_roles: Mapping[str, str] | None = None, training: bool = True) -> Dataset:
     """Load one path, choosing the loader by what the path is; `given_roles`: a table's column roles given by the
-    user (or a retrain's champion), by column name (`load_table`)."""
+    user (or a retrain's champion), by column name, and `training` False for a test file (`load_table`)."""
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
@@ -257,7 +257,7 @@ def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None
     if suffix in TABLE_SUFFIXES:
         if not target:
             raise DataError(f"{path}: a table needs --target, the name of its label column")
-        return load_table(path, target, given_roles)
+        return load_table(path, target, given_roles, training)
     check_file_type(path)
     return load_sequences(path)
 
@@ -345,10 +345,11 @@ def csv_delimiter(path: Path) -> str:
         return ","
 
 
-def load_table(path: Path, target: str, given_roles: Mapping[str, str] | None = None) -> Dataset:
+def load_table(path: Path, target: str, given_roles: Mapping[str, str] | None = None,
+               training: bool = True) -> Dataset:
     """Read a CSV or Parquet table; numeric and categorical columns are kept raw. A column of numbers with some
     text is refused unless `given_roles` names another role for it (categorical, text, ...), and a column with no
-    value unless it is to be dropped (identifier, ignore)."""
+    value in `training` data unless it is to be dropped (identifier, ignore)."""
     frame = read_table(path)
     if target not in frame.columns:
         raise DataError(f"{path}: no column {shown(target)}; columns are {names(frame.columns)}")
@@ -357,7 +358,7 @@ def load_table(path: Path, target: str, given_roles: Mapping[str, str] | None = 
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise DataError(f"{path}: the table has no feature columns besides {target!r}")
-    check_feature_columns(path, features, given_roles)
+    check_feature_columns(path, features, given_roles, training)
     labels = _label_strings(frame[target])
     notes = list(frame.attrs.get("notes", []))
     counts = collections.Counter(labels.tolist())
@@ -367,13 +368,14 @@ def load_table(path: Path, target: str, given_roles: Mapping[str, str] | None = 
     return Dataset("table", features.reset_index(drop=True), labels, str(path), notes=notes)
 
 
-def check_feature_columns(path: Path | str, features: pd.DataFrame, given_roles: Mapping[str, str] | None) -> None:
-    """Each feature column holds a value (unless `given_roles` drops it) and, unless given another role, is not
-    numbers with some text."""
+def check_feature_columns(path: Path | str, features: pd.DataFrame, given_roles: Mapping[str, str] | None,
+                          training: bool = True) -> None:
+    """Each feature column of `training` data holds a value (unless `given_roles` drops it; a test file's column
+    may be empty: the model imputes it) and, unless given another role, is not numbers with some text."""
     given_roles = given_roles or {}
     for column in features.columns:
         role = given_roles.get(str(column))
-        if role not in DROPPED:
+        if training and role not in DROPPED:
             check_not_empty(path, features[column])
         if role in (None, ColumnRole.NUMERIC):
             check_not_mixed(path, features[column], f"{MIXED_REMEDY}, or if they are categories say so: "

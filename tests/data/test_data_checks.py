@@ -7,7 +7,7 @@ import pytest
 import data_checks
 from data_checks.drift import compare_profiles, read_reference, write_reference
 from pipelines.errors import DataError, ValidationFailed
-from pipelines.load import load_path, split_dataset
+from pipelines.load import check_source, load_path, split_dataset
 from pipelines.text.profile import drift_against, marked, profile
 from pipelines.text.tokenizer import Tokenizer
 from pipelines.validate import validate_splits
@@ -86,6 +86,12 @@ def test_an_empty_column_stops_the_run_and_a_mostly_empty_one_is_data(tmp_path):
                                         r"leave it out \(--column-role empty=ignore\)"):
         load_path(path, "label")
     data = load_path(path, "label", given_roles={"empty": "ignore"})
+    test = tmp_path / "test.csv"
+    frame.drop(columns="empty").assign(sparse="   ").to_csv(test, index=False)  # blank: empty on every row
+    check_source(test, "label", None, {})
+    assert load_path(test, "label", training=False).features["sparse"].isna().all(), "a test file's may be empty"
+    with pytest.raises(DataError, match="column 'sparse' is empty on every one of its 120 rows"):
+        check_source(test, "label", 3, {})
     splits = split_dataset(data, None, test_fraction=0.2, val_fraction=0.2, seed=0)
     assert 0 < splits.train.features["sparse"].notna().mean() < 0.05, "below the 5% filled a column once needed"
     validation = validate_splits(splits, "demo")  # the training split is not held to a share of 'sparse' filled
