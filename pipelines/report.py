@@ -66,7 +66,7 @@ def render_report(result: RunResult) -> str:
           if result.base else []),
         *[f"- Skipped {family}: {why}" for family, why in search.skipped_families.items()],
         f"- Trials by status: {_count(t.status for t in search.trials)}; by family: {_count(t.family for t in search.trials)}",
-        *_subsample_lines(search, result.splits.get("train", 0)),
+        *_subsample_lines(search, result.splits.get("train", 0), result.finetune),
         *_fidelity_lines(search, result.splits.get("train", 0)),
         _selection_line(search),
         *_anytime_lines(search),
@@ -123,13 +123,15 @@ def informative_tokens_section(result: RunResult) -> list[str]:
                                                 result.prep.class_names if name in top], ""]
 
 
-def _subsample_lines(search: SearchResult, train_rows: int) -> list[str]:
+def _subsample_lines(search: SearchResult, train_rows: int, finetune) -> list[str]:
     seen = [t.rows for t in search.trials if t.rows]
     if search.cross_validated or not seen or min(seen) >= train_rows:
         return []
-    return [f"- Large training set ({train_rows:,} rows): hyperband's trials saw {min(seen):,} to {max(seen):,} rows, "
-            "a stratified share equal to their share of the epochs (`--subsample-from`); the chosen model was "
-            "fine-tuned on every row"]
+    rows = f"{min(seen):,} rows each" if min(seen) == max(seen) else f"{min(seen):,} to {max(seen):,} rows"
+    final = ("the chosen model was fine-tuned on every row" if not finetune.search_model_kept
+             else "the chosen model ships as its trial trained it (see the fine-tune's note)")
+    return [f"- Large training set ({train_rows:,} rows): hyperband's trials saw {rows}, a stratified share equal "
+            f"to their share of the epochs (`--subsample-from`); {final}"]
 
 
 def _fidelity_lines(search: SearchResult, train_rows: int) -> list[str]:

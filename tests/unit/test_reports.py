@@ -100,6 +100,13 @@ def test_train_report_tells_the_whole_run():
     skipped = render_report(replace(result, candidate=candidate))
     assert "| search best, shipped (the fine-tune was not started) | 0.9000 |" in skipped, skipped
     assert "learning_curves.png" not in skipped and "| search best | 0.8500 |" not in skipped
+    subsampled = replace(search, trials=[replace(t, rows=15) for t in trials])  # trials saw 15 of the 30 rows
+    lines = {name: render_report(replace(result, search=subsampled, candidate=c)) for name, c in
+             (("fine-tuned", _candidate()), ("not started", candidate))}
+    assert "hyperband's trials saw 15 rows each, a stratified share" in lines["fine-tuned"]
+    assert "(`--subsample-from`); the chosen model was fine-tuned on every row" in lines["fine-tuned"]
+    assert "(`--subsample-from`); the chosen model ships as its trial trained it" in lines["not started"], \
+        "the report said the model was fine-tuned on every row where the fine-tune was not started"
 
 
 def _drift():
