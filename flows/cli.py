@@ -17,6 +17,7 @@ from rich.table import Column, Table
 
 from flows.models_cli import models_app
 from flows.output import console, errors, fail, quiet_user_errors_on_console
+from pipelines.columns import from_json
 from pipelines.config import (
     Backbone,
     BundledDataset,
@@ -38,7 +39,8 @@ from pipelines.config import (
 from pipelines.errors import KerasflowError
 from pipelines.export.records import TRAINED_MODEL
 from pipelines.load import check_sequence_file, check_source, rows_per_class_needed
-from pipelines.registry import Registry, check_model_name, parse_ref
+from pipelines.preprocess import Preprocessing
+from pipelines.registry import PREPROCESSING_FILE, Registry, check_model_name, parse_ref
 
 app = typer.Typer(
     help="kerasflow: point it at data, get a searched, tuned, checked Keras model and a TFLite export.",
@@ -471,9 +473,12 @@ def _check_new_data(config: RetrainConfig, *paths: Path | None) -> None:
     """The model has a champion, and each given path exists with the champion's target column (tables)."""
     champion = _check(Registry(config.registry).required_champion, config.name, False)
     target = config.target or champion.record.get("config", {}).get("target")
+    saved = champion.file(PREPROCESSING_FILE)
+    roles = from_json(Preprocessing.load(saved).roles) if saved.is_file() else {}
+    given = {name: role.role for name, role in roles.items()} or None  # a table's columns are checked in its terms
     for path in paths:
         if path is not None:
-            _check(check_source, path, target)
+            _check(check_source, path, target, None, given)
 
 
 def _config(model: type[Options], **values):

@@ -41,7 +41,7 @@ from pipelines.load import (
 from pipelines.preprocess import Preprocessing, encode_features
 from pipelines.text.folder import read_unlabelled_folder
 from pipelines.text.profile import drift_against, for_expectations, profile
-from pipelines.registry import Registry, atomic_write
+from pipelines.registry import MODEL_FILE, PREPROCESSING_FILE, Registry, atomic_write
 
 KERAS = "keras"
 ID_NAMES = {"table": "row", "image": "file", "sequence": "sample"}
@@ -78,8 +78,8 @@ class TrainedModel:
 
     @classmethod
     def from_version(cls, version) -> "TrainedModel":
-        return cls(version.ref, version.file("export/model.keras"), version.file("export"),
-                   Preprocessing.load(version.file("export/preprocessing.json")),
+        return cls(version.ref, version.file(MODEL_FILE), version.file("export"),
+                   Preprocessing.load(version.file(PREPROCESSING_FILE)),
                    version.record.get("config", {}).get("target"), _existing(version.file("expectations.json")),
                    _existing(version.file("reference.parquet")))
 

@@ -31,6 +31,8 @@ from pipelines.errors import RegistryBusy, RegistryError
 
 VERSION_FILE = "version.json"
 CHAMPION_FILE = "champion.json"
+MODEL_FILE = "export/model.keras"  # a version's Keras model and its preprocessing, under its folder
+PREPROCESSING_FILE = "export/preprocessing.json"
 
 
 @dataclass

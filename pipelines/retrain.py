@@ -34,7 +34,7 @@ from pipelines.load import Dataset, Splits, load_dataset, split_dataset
 from pipelines.preprocess import Preprocessing, Replay, encode_features, model_inputs
 from pipelines.text.profile import drift_against, profile
 from pipelines.promotion import decide
-from pipelines.registry import ModelVersion, Registry, run_files, version_record
+from pipelines.registry import MODEL_FILE, PREPROCESSING_FILE, ModelVersion, Registry, run_files, version_record
 from pipelines.report import write_retrain_report
 from pipelines.results import Challenger, RetrainResult
 from pipelines.runs import RunStatus, Step, StepRunner, Steps, call_directly, finish_candidate, write_status
@@ -64,7 +64,7 @@ class Champion:
 
     @property
     def model_path(self) -> Path:
-        return self.version.file("export/model.keras")
+        return self.version.file(MODEL_FILE)
 
     @property
     def family(self) -> str:
@@ -120,7 +120,7 @@ def load_champion(registry: Registry, name: str) -> Champion:
     version = registry.required_champion(name)
     try:
         replay = Replay.load(version.file("replay.npz")) if version.file("replay.npz").exists() else None
-        return Champion(version, Preprocessing.load(version.file("export/preprocessing.json")),
+        return Champion(version, Preprocessing.load(version.file(PREPROCESSING_FILE)),
                         load_suite(version.file("expectations.json")), read_reference(version.file("reference.parquet")),
                         replay, TrainConfig.model_validate(version.record["config"]))
     except (OSError, KeyError, ValueError, TypeError) as exc:

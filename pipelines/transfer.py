@@ -18,10 +18,8 @@ from models.transfer import Source, TransferBase, bases_used
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError
 from pipelines.preprocess import Preprocessing
-from pipelines.registry import Registry, sha256
+from pipelines.registry import MODEL_FILE, PREPROCESSING_FILE, Registry, sha256
 
-MODEL_FILE = "export/model.keras"
-PREPROCESSING_FILE = "export/preprocessing.json"
 RGB_OR_GRAY = (1, 3)
 
 

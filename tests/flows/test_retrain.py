@@ -154,6 +154,20 @@ def test_bad_new_data_stops_before_anything_changes(registry_root, tmp_path, pro
     assert not (tmp_path / "runs").exists()
 
 
+def test_new_data_is_checked_in_the_champions_terms_before_the_flow_starts(registry_root, tmp_path):
+    """Text in a column the champion takes as numbers was found after Prefect's server started."""
+    frame = make_table(90, seed=1).astype({"x1": object})
+    frame.loc[3, "x1"] = "twelve"
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    before = _snapshot(registry_root)
+    cli = CliRunner().invoke(app, ["retrain", "tab", "--data", str(tmp_path / "new.csv"), "--registry",
+                                   str(registry_root), "--runs-root", str(tmp_path / "runs")])
+    lines = cli.output.strip().splitlines()
+    assert cli.exit_code == 2 and len(lines) == 1, cli.output
+    assert "new.csv: column 'x1' is numeric but 1 of 90 values are text (e.g. 'twelve')" in lines[0]
+    assert _snapshot(registry_root) == before and not (tmp_path / "runs").exists()
+
+
 def test_a_corrupt_registry_fails_fast_with_the_file_named(registry_root, tmp_path):
     (registry_root / "tab" / "champion.json").write_text('{"champion": ')
     started = time.monotonic()
