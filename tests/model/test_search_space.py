@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models import KerasflowHyperModel, cheapest_first, describe, families_for
-from models.rocket import MiniRocket, fit_dilations
+from models.rocket import PPV_MARGIN, MiniRocket, fit_dilations
 from models.trees import make_estimator
 from pipelines.finetune import build_from_hyperparameters
 from pipelines.preprocess import Preprocessing
@@ -90,6 +90,29 @@ def test_minirocket_layer_computes_aeons_features(channels):
     # Ties of a convolution with its own bias (the quantile can land on a value) may flip: allow one step.
     assert np.abs(ours - expected).max() <= 1.0 / 40 + 1e-6
     assert np.mean(np.abs(ours - expected) < 1e-6) > 0.99
+
+
+def test_minirocket_features_of_zero_padded_sequences_are_the_same_in_tflite(tmp_path):
+    """Sequences of different lengths are zero-padded, a constant once standardised, over which the convolution is
+    rounding noise about 0 and so were many biases: TFLite's sums flipped whole padded stretches (a padded UCR set's
+    float32 model agreed with Keras on 72% of its test series)."""
+    from pipelines.export.tflite import LiteModel, convert, write_saved_model
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((40, 200, 1), np.float32)
+    for i, n in enumerate(rng.integers(66, 200, len(x))):
+        x[i, :n, 0] = rng.normal(size=n) + 1.5
+    normalize = keras.layers.Normalization(mean=np.array([x.mean()]), variance=np.array([x.var()]))  # pad: constant
+    layer = MiniRocket.fitted(np.asarray(normalize(x)), n_features=84 * 40, seed=0)
+    assert layer.margin == PPV_MARGIN and np.mean(np.abs(np.asarray(layer.biases)) < 1e-5) > 0.1, "noise biases"
+    model = keras.Sequential([keras.Input((200, 1)), normalize, layer])
+    lite = LiteModel(convert(write_saved_model(model, tmp_path / "saved", [200, 1]), "float32"))
+    features, scale = model.predict(x, verbose=0), np.asarray(layer.feature_scale)
+    step = 1.0 / 200 * scale  # one time step's change of a feature, standardised
+    assert np.mean(np.abs(lite.predict(x) - features) > step / 2) == 0.0, "a padded step counted differently"
+    assert keras.layers.deserialize(keras.layers.serialize(layer)).margin == PPV_MARGIN
+    config = {k: v for k, v in layer.get_config().items() if k != "margin"}
+    assert MiniRocket.from_config(config).margin == 0.0, "one saved before keeps its counts"
 
 
 def test_rocket_head_is_solved_in_closed_form_and_the_model_round_trips(tmp_path):
