@@ -473,9 +473,11 @@ def _check_new_data(config: RetrainConfig, *paths: Path | None) -> None:
     """The model has a champion, and each given path exists with the champion's target column (tables)."""
     champion = _check(Registry(config.registry).required_champion, config.name, False)
     target = config.target or champion.record.get("config", {}).get("target")
-    saved = champion.file(PREPROCESSING_FILE)
-    roles = from_json(Preprocessing.load(saved).roles) if saved.is_file() else {}
-    given = {name: role.role for name, role in roles.items()} or None  # a table's columns are checked in its terms
+    try:  # a table's columns are checked in the champion's terms; a damaged file is the flow's to report
+        roles = from_json(Preprocessing.load(champion.file(PREPROCESSING_FILE)).roles)
+    except (OSError, ValueError, TypeError):
+        roles = {}
+    given = {name: role.role for name, role in roles.items()} or None
     for path in paths:
         if path is not None:
             _check(check_source, path, target, None, given)

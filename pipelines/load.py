@@ -179,9 +179,9 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
     class folders of images whose headers read, a .ts file parses, an .npz holds no pickle (array headers only), and
     a table has its target column and the column holds a class on every row (the header and that column); with
     `rows_per_class` (`rows_per_class_needed`: training data), there are two classes or more and each has that many
-    rows (not for an .npz, whose labels are read with its arrays). With `given_roles` (the user's --column-role, {} for none; a retrain's are its champion's,
-    known only later), a table is read whole and its feature columns checked as `load_table` checks them
-    (`check_feature_columns`): a column of numbers with some text was found after a server start (31 s).
+    rows (not for an .npz, whose labels are read with its arrays). With `given_roles` (the user's --column-role, {}
+    for none; a retrain's, its champion's), a table is read whole and its feature columns checked as `load_table`
+    checks them (`check_feature_columns`): a column of numbers with some text was found after a server start (31 s).
 
     Runs before anything starts (the CLI calls it before Prefect's server), so
     the commonest mistakes cost a second, not a server start.
@@ -476,17 +476,15 @@ def _label_strings(labels: pd.Series | np.ndarray) -> np.ndarray:
 
 def load_image_folder(path: Path, image_size: tuple[int, int] | None = None) -> Dataset:
     """Load `path/<class>/<image>`; sizes and channels are unified to the most common ones."""
-    listed, labels = image_files(path)
-    images, files_read, bad = [], [], []
-    for file in listed:
+    files, labels = image_files(path)
+    images, bad = [], []
+    for file in files:
         try:
             images.append(read_image(file))
         except DataError as exc:
             bad.append(str(exc))
-            continue
-        files_read.append(file)
     check_no_bad_files(path, bad)
-    nested = sum(file.parent != path / label for file, label in zip(listed, labels))
+    nested = sum(file.parent != path / label for file, label in zip(files, labels))
     notes = [f"{nested} images in subfolders of class folders were labelled with their class folder"] if nested else []
     modes = collections.Counter(_channels_mode(im) for im in images)
     mode = modes.most_common(1)[0][0]
@@ -496,7 +494,7 @@ def load_image_folder(path: Path, image_size: tuple[int, int] | None = None) -> 
     height, width = image_size or sizes.most_common(1)[0][0]
     if len(sizes) > 1 or image_size:
         notes.append(f"images resized to {height}x{width} (found sizes {dict(list(sizes.most_common(5)))})")
-    arrays = [image_array(im, mode, height, width, file) for im, file in zip(images, files_read)]
+    arrays = [image_array(im, mode, height, width, file) for im, file in zip(images, files)]
     features = np.stack(arrays).astype(np.float32)
     return Dataset("image", features, np.asarray(labels, dtype=object), str(path), notes)
 
