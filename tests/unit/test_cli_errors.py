@@ -81,6 +81,8 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_cli_error_is_one_line_exit_2_and_writes_nothing(files, case, monkeypatch):
     monkeypatch.chdir(files)
+    for flow in ("flows.api.run_training", "flows.retrain.retrain_flow"):  # each is found before any work starts
+        monkeypatch.setattr(flow, lambda *args, **kwargs: pytest.fail("the flow was started"))
     args, message = CASES[case]
     result = CliRunner().invoke(app, [a.format(d=files) for a in args] + (
         ["--runs-root", str(files / "runs")] if args[0] == "train" else []))
