@@ -17,7 +17,7 @@ roles to their new data.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 
@@ -70,6 +70,9 @@ class Role:
     capped: bool = False  # a categorical column that keeps only its most frequent values
     timed: bool = False  # a date column whose values carry times of day: the model takes their hour too
     marked: bool = False  # a numeric, clock or date column some of whose values are `MISSING_MARK`s, read as missing
+    # its cells of spaces are missing (`BLANK`); a role saved by an earlier kerasflow keeps them as values (a category
+    # its model learnt), so a champion's new data meets the suite it was trained with
+    blanks_empty: bool = False
 
 
 def infer_roles(frame: pd.DataFrame, overrides: dict[str, str] | None = None) -> dict[str, Role]:
@@ -79,8 +82,8 @@ def infer_roles(frame: pd.DataFrame, overrides: dict[str, str] | None = None) ->
     if unknown:
         raise ValueError(f"--column-role names {unknown}, which the table does not have; columns are "
                          f"{', '.join(map(str, frame.columns))}")
-    return {str(c): _given(overrides[str(c)], frame[c]) if str(c) in overrides else _infer(frame[c])
-            for c in frame.columns}
+    return {str(c): replace(_given(overrides[str(c)], frame[c]) if str(c) in overrides else _infer(frame[c]),
+                            blanks_empty=True) for c in frame.columns}
 
 
 def _given(role: str, column: pd.Series) -> Role:
@@ -100,8 +103,7 @@ def _infer(column: pd.Series) -> Role:
             return Role(ColumnRole.IDENTIFIER, f"a row number: {rows} distinct consecutive integers in {rows} rows")
         return Role(ColumnRole.NUMERIC, "numbers")
     text = values.astype(str)
-    distinct = text.nunique()
-    marked = missing_marks(text)
+    marked = missing_marks(text)  # a cell of spaces is one too
     known, marks = text[~marked], _marks_read(text[marked], rows)
     if len(known) and marked.any() and pd.to_numeric(known, errors="coerce").notna().all():
         return Role(ColumnRole.NUMERIC, f"numbers{marks}", marked=True)
@@ -111,6 +113,8 @@ def _infer(column: pd.Series) -> Role:
         when = _when(known)
         if when.notna().mean() >= DATE_SHARE:
             return Role(ColumnRole.DATE, f"values read as dates{marks}", timed=_has_times(when), marked=bool(marks))
+    text = text[~text.str.match(BLANK)]  # categories, text and identifiers: a cell of spaces is missing
+    rows, distinct = len(text), text.nunique()
     words = float(text.str.split().str.len().mean()) if rows else 0.0
     if rows >= MIN_ROWS and words >= TEXT_WORDS and distinct >= TEXT_UNIQUE_SHARE * rows:
         return Role(ColumnRole.TEXT, f"free text: {words:.1f} words per value, {distinct} distinct in {rows} rows")
@@ -150,7 +154,7 @@ def apply_roles(frame: pd.DataFrame, roles: dict[str, Role]) -> pd.DataFrame:
     for name, role in roles.items():
         if role.role in DROPPED or name not in frame.columns:
             continue
-        column = frame[name]
+        column = blanks_missing(frame[name]) if role.blanks_empty else frame[name]
         if role.role == ColumnRole.DATE:
             parts.append(date_parts(column, name, role))
         elif role.role == ColumnRole.NUMERIC:

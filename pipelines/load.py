@@ -274,7 +274,8 @@ def check_file_type(path: Path) -> None:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet file as a frame, its cells of spaces empty, or a `DataError` that says why not."""
+    """A CSV or Parquet file as a frame, or a `DataError` that says why not (cells of spaces are kept: a label's
+    are missing, `load_table`; a feature's as its role says, `pipelines.columns.Role.blanks_empty`)."""
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
             frame = pd.read_parquet(path)
@@ -294,8 +295,6 @@ def read_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read the table: {exc}") from exc
     if frame.empty:
         raise DataError(f"{path}: the table has no rows")
-    for name in frame.columns:
-        frame[name] = blanks_missing(frame[name])
     return frame
 
 
@@ -353,6 +352,7 @@ def load_table(path: Path, target: str, given_roles: Mapping[str, str] | None = 
     frame = read_table(path)
     if target not in frame.columns:
         raise DataError(f"{path}: no column {shown(target)}; columns are {names(frame.columns)}")
+    frame[target] = blanks_missing(frame[target])  # a blank label is a missing one
     check_labelled(path, frame[target])
     check_not_continuous(path, frame[target])
     features = frame.drop(columns=[target])
@@ -407,7 +407,7 @@ def check_not_continuous(path: Path | str, labels: pd.Series) -> None:
 
 def check_not_empty(path: Path | str, column: pd.Series) -> None:
     """A feature column with no value on any row is refused (a column that is only mostly empty is data)."""
-    if column.isna().all():
+    if blanks_missing(column).isna().all():
         raise DataError(f"{path}: column {column.name!r} is empty on every one of its {len(column)} rows; fill it or "
                         f"leave it out (--column-role {column.name}=ignore)")
 

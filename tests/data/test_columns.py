@@ -1,11 +1,13 @@
 """Column roles: identifiers dropped, free text kept as token ids, dates as numbers, capped categories, overrides."""
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from pipelines.columns import (BLANK, DATE_PARTS, MAX_CATEGORIES, MISSING_MARK, TIME_PART, ColumnRole, apply_roles,
-                               infer_roles)
+                               from_json, infer_roles)
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError
 from pipelines.load import check_source, load_dataset, split_dataset
@@ -119,6 +121,20 @@ def test_missing_marks_and_blank_cells_are_missing_values():
     assert parts["crp"].isna().sum() == 12 and parts["score"].isna().sum() == 12 and parts["crp"].dtype == np.float64
     assert parts["released"].tolist()[:1] == [13.5] and parts["released"].isna().sum() == 18
     assert BLANK.match("   ") and not MISSING_MARK.match("-1") and MISSING_MARK.match("--")
+
+
+def test_a_role_saved_before_blanks_were_missing_keeps_its_blank_category():
+    """A champion trained when a cell of spaces was a value learnt it as a category, and its suite holds the column
+    filled: its new data keeps the blanks, where a role inferred now reads them as missing."""
+    frame = pd.DataFrame({"hisp": ["Yes", "No ", "   "] * 10, "crp": ["1.5", "   ", "2"] * 10})
+    roles = infer_roles(frame)
+    assert all(role.blanks_empty for role in roles.values())
+    assert apply_roles(frame, roles)["hisp"].isna().sum() == 10 and roles["hisp"].why == "2 values"
+    assert roles["crp"].why == "numbers; '   ' read as missing (10 of 30 values)", "padded numbers were categories"
+    saved = from_json({name: {k: v for k, v in asdict(role).items() if k != "blanks_empty"}
+                       for name, role in roles.items()})  # as run.json held them before the field
+    old = apply_roles(frame, saved)
+    assert old["hisp"].tolist()[:3] == ["Yes", "No ", "   "] and old["crp"].isna().sum() == 10, "numbers: as before"
 
 
 def test_a_sas_export_loads_its_marked_numbers_and_refuses_its_blank_labels(tmp_path):
