@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from data_checks.drift import ALPHA, PSI_THRESHOLD
 from models.backbones import BACKBONES
+from pipelines.columns import ROLES
 from pipelines.errors import ExportError
 from pipelines.export.tflite import VARIANTS
 from pipelines.registry import model_name_problem, safe_model_name
@@ -44,7 +45,7 @@ Backbone = Literal[tuple(BACKBONES)]
 BundledDataset = Literal["digits", "breast_cancer", "wine", "gunpoint"]
 BUNDLED_DATASETS: tuple[str, ...] = get_args(BundledDataset)
 RetrainMode = Literal["auto", "finetune", "search"]
-ColumnRoleName = Literal["numeric", "categorical", "date", "clock", "identifier", "text", "ignore"]
+ColumnRoleName = Literal[ROLES]
 HoldoutMetric = Literal["macro_f1", "accuracy", "balanced_accuracy"]
 
 

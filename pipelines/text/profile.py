@@ -78,7 +78,7 @@ def drift_against(reference: pd.DataFrame, current: pd.DataFrame, **thresholds) 
     plain = [] if reference.attrs.get(HELD_OUT_MARK) else unknown_columns(reference)
     report = compare_profiles(reference.drop(columns=plain), current, **thresholds)
     if plain:
-        report.notes.append(f"{', '.join(map(str, plain))} not tested: this model's reference holds each training text's own "
-                            "unknown-word share (written before kerasflow held them out), which any new texts "
-                            "exceed; models trained since keep held-out shares")
+        report.notes.append(f"{', '.join(map(str, plain))} not tested: this model's reference holds each training "
+                            "text's own unknown-word share (written before kerasflow held them out), which any new "
+                            "texts exceed; models trained since keep held-out shares")
     return report
