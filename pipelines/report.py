@@ -10,6 +10,7 @@ from models import member_hyperparameters
 from models.transfer import TransferBase
 from pipelines.export.model_card import variant_table
 from pipelines.export.records import ExportResult
+from pipelines.errors import names
 from pipelines.export.variant_plot import PLOT_FILE
 from pipelines.results import RetrainResult, RunResult
 from pipelines.search.anytime import ANYTIME_FILE, best_so_far
@@ -19,6 +20,7 @@ from pipelines.search.selection import FOLDS, SMALL_VALIDATION_ROWS, TIE_BREAK
 from pipelines.transfer import lineage
 
 REPORT_FILES = ("report.md", "retrain_report.md")
+LISTED_CLASSES = 10  # classes named in a note; the rest counted
 
 
 def write_report(result: RunResult, path: Path) -> Path:
@@ -87,6 +89,7 @@ def render_report(result: RunResult) -> str:
         *([_score_row("search best", result.search_evaluation)]
           if result.search_evaluation and not result.finetune.search_model_kept else []),
         _score_row(_shipped_row(result.finetune), evaluation),
+        *_unscored_line(evaluation),
         "",
         f"### Per class ({'shipped' if result.finetune.search_model_kept else 'fine-tuned'})",
         "| class | precision | recall | F1 | support |",
@@ -232,6 +235,17 @@ def _shipped_row(finetune) -> str:
     if not finetune.search_model_kept:
         return f"fine-tuned ({finetune.epochs} epochs)"
     return f"search best, shipped (the fine-tune was {'not started' if finetune.not_started else 'cut short'})"
+
+
+def _unscored_line(e) -> list[str]:
+    """A note under the scores when the test split lacks a class the model knows (a test file may)."""
+    if not e.unscored_classes:
+        return []
+    absent = e.unscored_classes
+    listed = names(absent[:LISTED_CLASSES]) + (f" and {len(absent) - LISTED_CLASSES} more"
+                                                if len(absent) > LISTED_CLASSES else "")
+    return ["", f"The test split has no rows of {len(absent)} of the {len(e.class_names)} classes, and the model "
+                f"predicted none of them ({listed}): the macro scores average the others."]
 
 
 def _score_row(name: str, e) -> str:

@@ -30,6 +30,16 @@ def test_metrics_macro_and_per_class(tmp_path):
     assert saved["macro_f1"] == pytest.approx(e.macro_f1) and saved["extra"] == 1
 
 
+def test_a_class_the_test_split_lacks_and_the_model_never_predicts_is_left_out_of_the_macro_scores():
+    y = np.array([2, 2, 2, 2])  # a test file of one class, as a user's may be
+    e = evaluate_predictions(y, np.eye(3)[[2, 2, 2, 2]], ["a", "b", "c"])
+    assert e.accuracy == 1.0 and e.macro_f1 == 1.0 and e.macro_recall == 1.0, "not 0.3333: a, b have no row to score"
+    assert e.unscored_classes == ["a", "b"] and e.per_class["a"]["support"] == 0
+    wrong = evaluate_predictions(y, np.eye(3)[[2, 2, 2, 0]], ["a", "b", "c"])
+    assert wrong.unscored_classes == ["b"], "a class predicted without a test row is scored (its F1 is 0)"
+    assert wrong.macro_f1 == pytest.approx((0 + 2 * 0.75 / 1.75) / 2)
+
+
 def test_many_classes_plot_the_most_confused_ones_only(tmp_path):
     y = np.repeat(np.arange(300), 2)
     predicted = y.copy()

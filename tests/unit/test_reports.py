@@ -107,6 +107,10 @@ def test_train_report_tells_the_whole_run():
     assert "(`--subsample-from`); the chosen model was fine-tuned on every row" in lines["fine-tuned"]
     assert "(`--subsample-from`); the chosen model ships as its trial trained it" in lines["not started"], \
         "the report said the model was fine-tuned on every row where the fine-tune was not started"
+    assert "The test split has no rows" not in text
+    one_class = replace(_candidate(), evaluation=evaluate_labels(np.zeros(6, int), np.zeros(6, int), CLASSES))
+    assert ("The test split has no rows of 1 of the 2 classes, and the model predicted none of them (b): the macro "
+            "scores average the others.") in render_report(replace(result, candidate=one_class))
 
 
 def _drift():
