@@ -17,7 +17,7 @@ from rich.table import Column, Table
 
 from flows.models_cli import models_app
 from flows.output import console, errors, fail, quiet_user_errors_on_console
-from pipelines.columns import from_json
+from pipelines.columns import DROPPED, from_json
 from pipelines.config import (
     Backbone,
     BundledDataset,
@@ -38,7 +38,8 @@ from pipelines.config import (
 )
 from pipelines.errors import KerasflowError
 from pipelines.export.records import TRAINED_MODEL
-from pipelines.load import check_sequence_file, check_source, rows_per_class_needed
+from pipelines.load import (check_columns_present, check_sequence_file, check_source, check_test_columns,
+                            rows_per_class_needed)
 from pipelines.preprocess import Preprocessing
 from pipelines.registry import PREPROCESSING_FILE, Registry, check_model_name, parse_ref
 
@@ -167,6 +168,8 @@ def train(
                                  (config.test_data, None)):
         if path is not None:
             _check(check_source, path, config.target, rows_per_class, config.column_roles)
+    if config.data is not None and config.test_data is not None:
+        _check(check_test_columns, config.test_data, config.data, config.target, config.column_roles)
     from flows.api import run_training
 
     _print_summary(_run(lambda: run_training(config).summary))
@@ -478,9 +481,12 @@ def _check_new_data(config: RetrainConfig, *paths: Path | None) -> None:
     except (OSError, ValueError, TypeError):
         roles = {}
     given = {name: role.role for name, role in roles.items()} or None
+    taken = [name for name, role in roles.items() if role.role not in DROPPED]
     for path in paths:
         if path is not None:
             _check(check_source, path, target, None, given)
+            _check(check_columns_present, path, taken, f"the champion {champion.ref} was trained on",
+                   "a retrain's data holds the champion's columns (their cells may be empty)")
 
 
 def _config(model: type[Options], **values):

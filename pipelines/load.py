@@ -209,14 +209,7 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
             raise DataError(f"{path}: the file is empty")
         parquet = path.suffix.lower() in PARQUET_SUFFIXES
         try:
-            if parquet:
-                import pyarrow.parquet
-
-                columns = pyarrow.parquet.read_schema(path).names
-            else:
-                sep = csv_delimiter(path)
-                check_unique_header(path, sep)
-                columns = pd.read_csv(path, nrows=0, sep=sep).columns
+            columns = table_columns(path)
             if target not in columns:
                 raise DataError(f"{path}: no column {shown(target)}; columns are {names(columns)}")
             whole = read_table(path) if given_roles is not None else None  # its feature columns are checked too
@@ -225,7 +218,8 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
             elif parquet:
                 labels = pd.read_parquet(path, columns=[target])[target]
             else:
-                labels = pd.read_csv(path, usecols=[target], sep=sep, na_values=MISSING_MARKERS)[target]
+                labels = pd.read_csv(path, usecols=[target], sep=csv_delimiter(path),
+                                     na_values=MISSING_MARKERS)[target]
         except DataError:
             raise
         except UnicodeDecodeError:
@@ -238,6 +232,62 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
         check_training_labels(path, labels, rows_per_class)
         if whole is not None:
             check_feature_columns(path, whole.drop(columns=[target]), given_roles, bool(rows_per_class))
+
+
+def table_columns(path: Path) -> list[str]:
+    """A table's column names, from its header (a CSV's, whose names must be unique) or its schema (Parquet)."""
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        import pyarrow.parquet
+
+        return list(pyarrow.parquet.read_schema(path).names)
+    sep = csv_delimiter(path)
+    check_unique_header(path, sep)
+    return [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
+
+
+def check_test_columns(test: Path, data: Path, target: str | None, given_roles: Mapping[str, str] | None) -> None:
+    """A test table holds every column of the training table that the model takes (its cells may be empty): one
+    it lacked was found by the validation, after the server's start (33 s). A column the user's --column-role drops,
+    or that inference drops (a row number), may be absent. The headers are read, and a column absent from the test
+    file in the training file."""
+    if not (is_table(test) and is_table(data)):
+        return
+    try:
+        columns = [c for c in table_columns(data) if c != target]
+    except DataError:
+        raise
+    except Exception:  # unreadable: the load reports it with the parser's own words
+        return
+    absent = absent_columns(test, columns)
+    if absent:
+        roles = infer_roles(read_table(data)[absent], {c: r for c, r in (given_roles or {}).items() if c in absent})
+        absent = [c for c in absent if roles[c].role not in DROPPED]
+    them = "it" if len(absent) == 1 else "them"
+    check_columns_present(test, absent, f"the training data ({data.name}) has",
+                          f"add {them} (cells may be empty), or train without {them}: --column-role NAME=ignore")
+
+
+def check_columns_present(path: Path, columns: list[str], whose: str, remedy: str) -> None:
+    """A table at `path` holds each of `columns`, which `whose` says whose they are; `remedy` ends the message."""
+    absent = absent_columns(path, columns) if is_table(path) else []
+    if absent:
+        what = f"column {absent[0]}" if len(absent) == 1 else f"{len(absent)} columns ({names(absent)})"
+        raise DataError(f"{path}: no {what}, which {whose} and the model takes; {remedy}")
+
+
+def absent_columns(path: Path, columns: list[str]) -> list[str]:
+    """Which of `columns` table `path`'s header lacks (none if it cannot be read: the load reports that)."""
+    try:
+        present = set(table_columns(path))
+    except DataError:
+        raise
+    except Exception:
+        return []
+    return [c for c in columns if c not in present]
+
+
+def is_table(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in TABLE_SUFFIXES
 
 
 def load_path(path: Path, target: str | None, image_size: tuple[int, int] | None = None,

@@ -8,7 +8,8 @@ import data_checks
 from data_checks.drift import compare_profiles, read_reference, write_reference
 from data_checks.suite import RANGE_MIN_VALUES
 from pipelines.errors import DataError, ValidationFailed
-from pipelines.load import check_source, load_path, split_dataset
+from pipelines.config import TrainConfig
+from pipelines.load import check_source, check_test_columns, load_dataset, load_path, split_dataset
 from pipelines.text.profile import drift_against, marked, profile
 from pipelines.text.tokenizer import Tokenizer
 from pipelines.validate import validate_splits
@@ -118,6 +119,22 @@ def test_an_empty_column_stops_the_run_and_a_mostly_empty_one_is_data(tmp_path):
     suite = data_checks.build_suite(_frame(seventy), "seventy")
     assert "column 'x2': too many missing values (allowed 95%)" in \
         data_checks.validate_frame(_frame(seventy.assign(x2=np.nan)), suite).failures[0]
+
+
+def test_a_test_file_holds_the_columns_the_model_takes_and_may_lack_the_dropped_ones(tmp_path):
+    train, test = tmp_path / "train.csv", tmp_path / "test.parquet"
+    make_table(60).assign(row=np.arange(60), note="x").to_csv(train, index=False)  # `row`: a row number, dropped
+    make_table(30).drop(columns=["colour"]).to_parquet(test)
+    with pytest.raises(DataError, match=r"test.parquet: no 2 columns \(colour, note\), which the training data "
+                                        r"\(train.csv\) has and the model takes; add them"):
+        check_test_columns(test, train, "label", {})
+    with pytest.raises(DataError, match="no column note"):
+        check_test_columns(test, train, "label", {"colour": "ignore"})
+    check_test_columns(test, train, "label", {"colour": "ignore", "note": "identifier"})
+    config = TrainConfig(data=train, test_data=test, target="label", column_roles={"colour": "ignore",
+                                                                                    "note": "identifier"})
+    data, tested = load_dataset(config)
+    assert list(tested.features.columns) == list(data.features.columns) == ["x1", "x2"], "the absent columns were not needed"
 
 
 def test_sequences_with_nan_fail_the_non_finite_check():

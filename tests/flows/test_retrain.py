@@ -169,6 +169,18 @@ def test_new_data_is_checked_in_the_champions_terms_before_the_flow_starts(regis
     assert _snapshot(registry_root) == before and not (tmp_path / "runs").exists()
 
 
+def test_new_data_without_a_column_the_champion_takes_stops_before_the_flow_starts(registry_root, tmp_path):
+    """A retrain's file without one of the champion's columns was found by the validation, after the server's start."""
+    make_table(90, seed=1).drop(columns="colour").to_csv(tmp_path / "new.csv", index=False)
+    before = _snapshot(registry_root)
+    cli = CliRunner().invoke(app, ["retrain", "tab", "--data", str(tmp_path / "new.csv"), "--registry",
+                                   str(registry_root), "--runs-root", str(tmp_path / "runs")])
+    lines = cli.output.strip().splitlines()
+    assert cli.exit_code == 2 and len(lines) == 1, cli.output
+    assert "new.csv: no column colour, which the champion tab@v0001 was trained on and the model takes" in lines[0]
+    assert _snapshot(registry_root) == before and not (tmp_path / "runs").exists()
+
+
 def test_a_corrupt_registry_fails_fast_with_the_file_named(registry_root, tmp_path):
     (registry_root / "tab" / "champion.json").write_text('{"champion": ')
     started = time.monotonic()

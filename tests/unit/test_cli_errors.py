@@ -26,6 +26,7 @@ def files(tmp_path):
     mixed.loc[3, "x1"] = "twelve"
     mixed.to_csv(tmp_path / "mixed.csv", index=False)
     make_table().assign(x2=np.nan).to_csv(tmp_path / "hollow.csv", index=False)
+    make_table().drop(columns="colour").to_csv(tmp_path / "lacks.csv", index=False)
     (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04")  # a spreadsheet: a zip
     for folder, classes in (("one_class", ["cat"]), ("broken", ["cat", "dog"])):
         for name in classes:
@@ -54,6 +55,9 @@ CASES = {
                           "column 'x1' is numeric but 1 of 60 values are text"),
     "numbers with text in the test file": (["train", "--data", "{d}/t.csv", "--test-data", "{d}/mixed.csv",
                                             "--target", "label"], "mixed.csv: column 'x1' is numeric but"),
+    "test file without a column": (["train", "--data", "{d}/t.csv", "--test-data", "{d}/lacks.csv", "--target",
+                                   "label"], "lacks.csv: no column colour, which the training data (t.csv) has and "
+                                             "the model takes; add it (cells may be empty), or train without it"),
     "column without a value": (["train", "--data", "{d}/hollow.csv", "--target", "label"],
                                "column 'x2' is empty on every one of its 60 rows"),
     "run dir is a file": (["train", "--dataset", "digits", "--run-dir", "{d}/taken"], "is a file"),
