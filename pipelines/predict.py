@@ -23,7 +23,7 @@ import pandas as pd
 
 from data_checks import LABEL_COLUMN, load_suite, validate_frame, without_labels
 from data_checks.drift import DriftReport, read_reference
-from pipelines.columns import apply_roles, from_json, source_columns
+from pipelines.columns import ColumnRole, apply_roles, from_json, source_columns
 from pipelines.errors import DataError, ExportError, names, shown
 from pipelines.load import (
     IMAGE_SUFFIXES,
@@ -223,8 +223,9 @@ def _table(frame: pd.DataFrame, model: TrainedModel, source: str, keep: str | No
     if ignored:
         notes.append(f"columns the model does not use were ignored: {', '.join(ignored)}")
     kept = frame[keep] if keep else None
-    for column in prep.numeric_columns:
-        if column in frame.columns:  # a date's parts are made from it below
+    numbers = [c for c, role in roles.items() if role.role == ColumnRole.NUMERIC] if roles else prep.numeric_columns
+    for column in numbers:  # a clock's or a date's text is read as its role says, below
+        if column in frame.columns:
             check_not_mixed(source, frame[column])
     frame = apply_roles(frame, roles) if roles else frame
     for column in prep.numeric_columns:

@@ -17,8 +17,12 @@ from tests.conftest import make_table
 WORDS = ["quick", "brown", "fox", "jumps", "over", "lazy", "dog", "again", "today", "never"]
 
 
-def messy_table(n: int = 120, seed: int = 0) -> pd.DataFrame:
-    """A table as users have it: an ID, a row number, free text, dates, a wide category, numbers and labels."""
+WIDE = MAX_CATEGORIES + 30  # a category's values in a table wide enough for the cap
+WIDE_ROWS = 600  # rows enough for a training split to hold more than MAX_CATEGORIES of them
+
+
+def messy_table(n: int = 120, seed: int = 0, cities: int = 80) -> pd.DataFrame:
+    """A table as users have it: an ID, a row number, free text, dates, a category, numbers and labels."""
     rng = np.random.default_rng(seed)
     label = np.array(["no", "yes"])[np.arange(n) % 2]
     return pd.DataFrame({
@@ -26,7 +30,7 @@ def messy_table(n: int = 120, seed: int = 0) -> pd.DataFrame:
         "row": np.arange(n),
         "review": [" ".join(rng.choice(WORDS, 6)) + f" #{i}" for i in range(n)],
         "signed_up": pd.date_range("2024-01-01", periods=n, freq="37h").strftime("%Y-%m-%d").tolist(),
-        "city": [f"city{i % 80}" for i in range(n)],
+        "city": [f"city{i % cities}" for i in range(n)],
         "amount": rng.normal(10, 3, n) + (label == "yes") * 5,
         "visits": rng.integers(0, 5, n),
         "member": rng.random(n) > 0.5,
@@ -35,19 +39,19 @@ def messy_table(n: int = 120, seed: int = 0) -> pd.DataFrame:
 
 
 def test_each_columns_role_is_inferred_from_its_values():
-    roles = infer_roles(messy_table().drop(columns=["label"]))
+    roles = infer_roles(messy_table(WIDE_ROWS, cities=WIDE).drop(columns=["label"]))
     assert {name: role.role for name, role in roles.items()} == {
         "id": ColumnRole.IDENTIFIER, "row": ColumnRole.IDENTIFIER, "review": ColumnRole.TEXT,
         "signed_up": ColumnRole.DATE, "city": ColumnRole.CATEGORICAL, "amount": ColumnRole.NUMERIC,
         "visits": ColumnRole.NUMERIC, "member": ColumnRole.CATEGORICAL}
-    assert roles["city"].capped and "80 values" in roles["city"].why
-    assert "120 distinct values in 120 rows" in roles["id"].why and "words per value" in roles["review"].why
+    assert roles["city"].capped and f"{WIDE} values" in roles["city"].why
+    assert "600 distinct values in 600 rows" in roles["id"].why and "words per value" in roles["review"].why
     small = infer_roles(messy_table(10).drop(columns=["label"]))
     assert small["id"].role == ColumnRole.CATEGORICAL, "ten rows are too few to call a column an identifier"
 
 
 def test_a_loaded_table_drops_ids_keeps_text_turns_dates_into_numbers_and_caps_categories(tmp_path):
-    messy_table().to_csv(tmp_path / "t.csv", index=False)
+    messy_table(WIDE_ROWS, cities=WIDE).to_csv(tmp_path / "t.csv", index=False)
     data, _ = load_dataset(TrainConfig(data=tmp_path / "t.csv", target="label"))
     assert list(data.features.columns) == ["review", *(f"signed_up.{p}" for p in DATE_PARTS), "city", "amount",
                                            "visits", "member"]
@@ -177,12 +181,16 @@ def test_a_column_of_numbers_with_some_text_loads_as_the_categories_its_role_say
     frame["cylinders"] = np.array(["4", "6", "8"], dtype=object)[np.arange(len(frame)) % 3]
     frame.loc[5, "cylinders"] = "rotary"
     frame.to_csv(tmp_path / "t.csv", index=False)
-    hint = r"fix or blank them, or if they are categories say so: --column-role cylinders=categorical"
-    for roles in ({}, {"cylinders": "numeric"}):
-        with pytest.raises(DataError, match=r"column 'cylinders' is numeric but 1 of 60 values are text .*" + hint):
-            load_dataset(TrainConfig(data=tmp_path / "t.csv", target="label", column_roles=roles))
     frame.iloc[:10].to_csv(tmp_path / "test.csv", index=False)
-    data, test = load_dataset(TrainConfig(data=tmp_path / "t.csv", test_data=tmp_path / "test.csv", target="label",
-                                          column_roles={"cylinders": "categorical"}))
-    assert data.roles["cylinders"].role == ColumnRole.CATEGORICAL
+    data, test = load_dataset(TrainConfig(data=tmp_path / "t.csv", test_data=tmp_path / "test.csv", target="label"))
+    assert data.roles["cylinders"].role == ColumnRole.CATEGORICAL, "few distinct numbers and text: codes"
     assert set(data.features["cylinders"]) == {"4", "6", "8", "rotary"} and "rotary" in set(test.features["cylinders"])
+    given = load_dataset(TrainConfig(data=tmp_path / "t.csv", target="label", column_roles={"cylinders": "numeric"}))
+    assert given[0].features["cylinders"].isna().sum() == 1, "said to be numbers: the stray text is missing"
+    frame.loc[[7, 9, 11, 13, 15, 17], "cylinders"] = "rotary"  # 7 of 60 as text: more than stray
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    hint = r"fix or blank them, or if they are categories say so: --column-role cylinders=categorical"
+    with pytest.raises(DataError, match=r"column 'cylinders' is numeric but 7 of 60 values are text .*" + hint):
+        load_dataset(TrainConfig(data=tmp_path / "t.csv", target="label", column_roles={"cylinders": "numeric"}))
+
+

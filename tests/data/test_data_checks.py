@@ -9,7 +9,7 @@ from data_checks.drift import compare_profiles, read_reference, write_reference
 from data_checks.suite import RANGE_MIN_VALUES
 from pipelines.errors import DataError, ValidationFailed
 from pipelines.config import TrainConfig
-from pipelines.load import check_source, check_test_columns, load_dataset, load_path, split_dataset
+from pipelines.load import check_source, check_test_table, load_dataset, load_path, split_dataset
 from pipelines.text.profile import drift_against, marked, profile
 from pipelines.text.tokenizer import Tokenizer
 from pipelines.validate import validate_splits
@@ -127,10 +127,10 @@ def test_a_test_file_holds_the_columns_the_model_takes_and_may_lack_the_dropped_
     make_table(30).drop(columns=["colour"]).to_parquet(test)
     with pytest.raises(DataError, match=r"test.parquet: no 2 columns \(colour, note\), which the training data "
                                         r"\(train.csv\) has and the model takes; add them"):
-        check_test_columns(test, train, "label", {})
+        check_test_table(test, train, "label", {})
     with pytest.raises(DataError, match="no column note"):
-        check_test_columns(test, train, "label", {"colour": "ignore"})
-    check_test_columns(test, train, "label", {"colour": "ignore", "note": "identifier"})
+        check_test_table(test, train, "label", {"colour": "ignore"})
+    check_test_table(test, train, "label", {"colour": "ignore", "note": "identifier"})
     config = TrainConfig(data=train, test_data=test, target="label", column_roles={"colour": "ignore",
                                                                                     "note": "identifier"})
     data, tested = load_dataset(config)

@@ -115,9 +115,10 @@ def traversal_in_schedule_name(d: Path):
 
 def long_field_in_a_numeric_column(d: Path):
     frame = make_table(30).astype({"x1": object})
-    frame.loc[3, "x1"] = "x" * 100_000  # one 100,000-character text cell among numbers
+    frame.loc[3:6, "x1"] = "x" * 100_000  # 100,000-character text cells among numbers, more than stray
     frame.to_csv(d / "long.csv", index=False)
-    return ["train", "--data", "{d}/long.csv", "--target", "label"], "long.csv: column 'x1' is numeric but 1 of 30"
+    return (["train", "--data", "{d}/long.csv", "--target", "label", "--column-role", "x1=numeric"],
+            "long.csv: column 'x1' is numeric but 4 of 30")
 
 
 FAST = [pickle_in_x, pickle_in_y, pickle_in_an_extra_array, pickle_given_to_predict, empty_npz, not_a_zip,
@@ -199,9 +200,10 @@ def test_hostile_data_found_by_the_load_step_is_a_data_error_never_retried(prefe
     args, message = case(folder)
     data = Path(args[args.index("--data") + 1].format(d=folder))
     target = args[args.index("--target") + 1] if "--target" in args else None
+    roles = dict([args[args.index("--column-role") + 1].split("=")]) if "--column-role" in args else {}
     before = _listing(folder)
     with pytest.raises(DataError) as caught:
-        train_flow(fast_config(data=data, target=target, runs_root=folder / "runs"))
+        train_flow(fast_config(data=data, target=target, runs_root=folder / "runs", column_roles=roles))
     text = str(caught.value)
     assert message in text and "\n" not in text and len(text) < 600, text
     assert _listing(folder) == before, "no run folder"

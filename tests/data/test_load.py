@@ -5,10 +5,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from pipelines.config import TrainConfig
 from pipelines.errors import DataError
 from pipelines.load import (
     check_source,
     load_bundled,
+    load_dataset,
     load_path,
     rows_per_class_needed,
     sequences_dataset,
@@ -104,19 +106,26 @@ def test_header_only_table(tmp_path):
         load_path(path, "label")
 
 
-def test_numeric_column_with_text(tmp_path):
+def test_numeric_column_with_stray_text_reads_it_as_missing_and_with_more_is_categories(tmp_path):
     frame = make_table()
     frame["x1"] = frame["x1"].astype(object)
     frame.loc[3, "x1"] = "twelve"
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"column 'x1' is numeric but 1 of 60 values are text \(e.g. 'twelve'\)"):
-        load_path(path, "label")
-    # before any work, given the user's roles (the CLI, before Prefect's server: openintro's birds waited 31 s for it)
-    with pytest.raises(DataError, match=r"column 'x1' is numeric but 1 of 60 values are text"):
-        check_source(path, "label", None, {})
-    check_source(path, "label", None, {"x1": "categorical"})  # the user says they are categories
-    check_source(path, "label")  # a retrain's roles are its champion's, known once it is loaded
+    data = load_dataset(TrainConfig(data=path, target="label"))[0]
+    assert data.roles["x1"].role == "numeric" and np.isnan(data.features["x1"][3])
+    assert data.features["x1"].notna().sum() == 59
+    assert "column 'x1': numbers; 'twelve' read as missing (1 of 60 values)" in data.notes
+    check_source(path, "label", None, {})
+    frame.loc[3:12, "x1"] = "twelve"  # 10 of 60: not stray, so the column is not numbers
+    frame.to_csv(path, index=False)
+    assert load_dataset(TrainConfig(data=path, target="label"))[0].roles["x1"].role == "categorical"
+    # given the numeric role, before any work (the CLI, before Prefect's server: openintro's birds waited 31 s for it)
+    with pytest.raises(DataError, match=r"column 'x1' is numeric but 10 of 60 values are text \(e.g. 'twelve'\)"):
+        check_source(path, "label", None, {"x1": "numeric"})
+    with pytest.raises(DataError, match=r"column 'x1' is numeric but 10 of 60 values are text"):
+        load_path(path, "label", given_roles={"x1": "numeric"})
+    check_source(path, "label", None, {})
 
 
 def test_target_with_one_class(tmp_path):
@@ -127,16 +136,27 @@ def test_target_with_one_class(tmp_path):
         split_dataset(load_path(path, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
 
 
-def test_class_with_too_few_rows(tmp_path):
+def test_a_class_too_small_to_split_is_left_out_when_its_rows_are_few_and_refused_when_many(tmp_path):
     frame = make_table()
     frame.loc[0, "label"] = "rare"
-    path = tmp_path / "t.csv"
+    path, test = tmp_path / "t.csv", tmp_path / "test.csv"
     frame.to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"classes \{'rare': 1\} have fewer than 3 rows"):
+    splits = split_dataset(load_path(path, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
+    assert splits.class_names == ["high", "low", "mid"] and sum(splits.sizes().values()) == 59
+    assert ("classes {'rare': 1} have fewer than 3 rows, too few for train, validation and test: their 1 rows (1.7%) "
+            "were left out, and the model does not know these classes") in splits.train.notes
+    check_source(path, "label", rows_per_class_needed(test_given=False))  # before any work: no refusal either
+    make_table(12, seed=1).assign(label=["rare"] * 2 + ["low"] * 10).to_csv(test, index=False)
+    given = split_dataset(load_path(path, "label"), load_path(test, "label", training=False), test_fraction=0.2,
+                          val_fraction=0.2, seed=0)
+    assert len(given.test) == 10 and given.train.notes[-1].endswith("; the test set's 2 rows of them too")
+    frame.loc[[0, 1], "label"], frame.loc[[2, 3], "label"] = "rare", "odd"  # 4 rows of 60: more than 5%
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"classes \{'rare': 2, 'odd': 2\} have fewer than 3 rows"):
         split_dataset(load_path(path, "label"), None, test_fraction=0.2, val_fraction=0.2, seed=0)
     # before any work (the CLI, before Prefect's server: modeldata's breaches waited 35 s for it), saying what to do
-    with pytest.raises(DataError, match=r"\{'rare': 1\} have fewer than 2 rows; .*: relabel or drop their rows"):
-        check_source(path, "label", rows_per_class_needed(test_given=True))
+    with pytest.raises(DataError, match=r"\{'rare': 2, 'odd': 2\} have fewer than 3 rows; .*: relabel or drop their"):
+        check_source(path, "label", rows_per_class_needed(test_given=False))
     check_source(path, "label")  # a test file's classes may be small
 
 

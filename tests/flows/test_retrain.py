@@ -158,14 +158,14 @@ def test_new_data_is_checked_in_the_champions_terms_before_the_flow_starts(regis
     """Text in a column the champion takes as numbers was found after Prefect's server started."""
     monkeypatch.setattr("flows.retrain.retrain_flow", lambda *args, **kwargs: pytest.fail("the flow was started"))
     frame = make_table(90, seed=1).astype({"x1": object})
-    frame.loc[3, "x1"] = "twelve"
+    frame.loc[3:12, "x1"] = "twelve"  # 10 of 90: more than stray text (a stray value is read as missing)
     frame.to_csv(tmp_path / "new.csv", index=False)
     before = _snapshot(registry_root)
     cli = CliRunner().invoke(app, ["retrain", "tab", "--data", str(tmp_path / "new.csv"), "--registry",
                                    str(registry_root), "--runs-root", str(tmp_path / "runs")])
     lines = cli.output.strip().splitlines()
     assert cli.exit_code == 2 and len(lines) == 1, cli.output
-    assert "new.csv: column 'x1' is numeric but 1 of 90 values are text (e.g. 'twelve')" in lines[0]
+    assert "new.csv: column 'x1' is numeric but 10 of 90 values are text (e.g. 'twelve')" in lines[0]
     assert _snapshot(registry_root) == before and not (tmp_path / "runs").exists()
 
 

@@ -69,7 +69,9 @@ def test_a_table_scores_like_its_test_split_and_checks_its_columns(registry_root
     with pytest.raises(DataError, match=r"missing column\(s\) \['x1'\] that tab@v0001 was trained on"):
         model.predict(rows.drop(columns=["x1"]))
     with pytest.raises(DataError, match="column 'x2' is numeric but"):
-        model.predict(rows.assign(x2=["n/a"] + list(rows["x2"][1:])))
+        model.predict(rows.assign(x2=["n/a"] * (len(rows) // 2) + list(rows["x2"][len(rows) // 2:])))
+    stray = model.predict(rows.assign(x2=["unknown"] + list(rows["x2"][1:])))  # read as missing, as in training
+    assert len(stray.labels) == len(rows) and list(stray.labels[1:]) == list(keras_run.labels[1:])
     unseen = model.predict(rows.assign(colour="purple"))
     assert any("'colour': " in n and "'purple'" in n and "encoded as unknown" in n for n in unseen.notes)
     with pytest.raises(ExportError, match="no TFLite variant 'int4'"):

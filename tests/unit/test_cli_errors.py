@@ -23,10 +23,11 @@ def files(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "twice.csv").write_text("f1,f2,f1,label\n1,2,3,a\n4,5,6,b\n")
     mixed = make_table().astype({"x1": object})
-    mixed.loc[3, "x1"] = "twelve"
+    mixed.loc[3:12, "x1"] = "twelve"  # 10 of 60: more than stray text
     mixed.to_csv(tmp_path / "mixed.csv", index=False)
     make_table().assign(x2=np.nan).to_csv(tmp_path / "hollow.csv", index=False)
     make_table().drop(columns="colour").to_csv(tmp_path / "lacks.csv", index=False)
+    make_table().assign(label="top").to_csv(tmp_path / "unseen.csv", index=False)
     (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04")  # a spreadsheet: a zip
     for folder, classes in (("one_class", ["cat"]), ("broken", ["cat", "dog"])):
         for name in classes:
@@ -51,13 +52,17 @@ CASES = {
     "unreadable image": (["train", "--data", "{d}/broken"], "1 bad file(s): {d}/broken/dog/5.png cannot be read"),
     "empty file": (["train", "--data", "{d}/empty.csv", "--target", "y"], "empty.csv: the file is empty"),
     "continuous target": (["train", "--data", "{d}/prices.csv", "--target", "price"], "looks continuous"),
-    "numbers with text": (["train", "--data", "{d}/mixed.csv", "--target", "label"],
-                          "column 'x1' is numeric but 1 of 60 values are text"),
+    "numbers with text": (["train", "--data", "{d}/mixed.csv", "--target", "label", "--column-role", "x1=numeric"],
+                          "column 'x1' is numeric but 10 of 60 values are text"),
     "numbers with text in the test file": (["train", "--data", "{d}/t.csv", "--test-data", "{d}/mixed.csv",
-                                            "--target", "label"], "mixed.csv: column 'x1' is numeric but"),
+                                            "--target", "label", "--column-role", "x1=numeric"],
+                                           "mixed.csv: column 'x1' is numeric but"),
     "test file without a column": (["train", "--data", "{d}/t.csv", "--test-data", "{d}/lacks.csv", "--target",
                                    "label"], "lacks.csv: no column colour, which the training data (t.csv) has and "
                                              "the model takes; add it (cells may be empty), or train without it"),
+    "test file of a class not trained on": (["train", "--data", "{d}/t.csv", "--test-data", "{d}/unseen.csv",
+                                            "--target", "label"],
+                                           "unseen.csv: test labels ['top'] never appear in the training data"),
     "column without a value": (["train", "--data", "{d}/hollow.csv", "--target", "label"],
                                "column 'x2' is empty on every one of its 60 rows"),
     "run dir is a file": (["train", "--dataset", "digits", "--run-dir", "{d}/taken"], "is a file"),
