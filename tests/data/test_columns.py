@@ -45,6 +45,7 @@ def test_each_columns_role_is_inferred_from_its_values():
         "signed_up": ColumnRole.DATE, "city": ColumnRole.CATEGORICAL, "amount": ColumnRole.NUMERIC,
         "visits": ColumnRole.NUMERIC, "member": ColumnRole.CATEGORICAL}
     assert roles["city"].capped and f"{WIDE} values" in roles["city"].why
+    assert not infer_roles(messy_table()[["city"]])["city"].capped, "80 values are all kept"
     assert "600 distinct values in 600 rows" in roles["id"].why and "words per value" in roles["review"].why
     small = infer_roles(messy_table(10).drop(columns=["label"]))
     assert small["id"].role == ColumnRole.CATEGORICAL, "ten rows are too few to call a column an identifier"
