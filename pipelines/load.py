@@ -477,22 +477,24 @@ def check_not_empty(path: Path | str, column: pd.Series) -> None:
                         f"leave it out (--column-role {column.name}=ignore)")
 
 
-def check_not_mixed(path: Path | str, column: pd.Series, remedy: str = MIXED_REMEDY) -> None:
+def check_not_mixed(path: Path | str, column: pd.Series, remedy: str = MIXED_REMEDY) -> pd.Series:
     """A column taken as numbers (its role given by the user or a champion) whose text is more than stray
     (`pipelines.columns.STRAY_TEXT_SHARE`) is a data error; stray text is read as missing, as role inference
-    reads it. `remedy` ends the message."""
+    reads it, and returned (empty when there is none). `remedy` ends the message."""
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-        return
+        return column.iloc[:0]
     values = column.dropna()
     values = values[~missing_marks(values)]  # ".", "?": missing (`pipelines.columns.MISSING_MARK`)
     numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.isna().any() and stray_text(values, numbers) is None:
+    stray = stray_text(values, numbers)
+    if numbers.isna().any() and stray is None:
         bad = values[numbers.isna()]
         examples = ", ".join(shown(v) for v in bad.unique()[:3])
         raise DataError(
             f"{path}: column {column.name!r} is numeric but {len(bad)} of {len(values)} values are text "
             f"(e.g. {examples}); {remedy}"
         )
+    return values.iloc[:0] if stray is None else stray
 
 
 def _written_alike(labels, counts: dict[str, int]) -> str:

@@ -226,7 +226,10 @@ def _table(frame: pd.DataFrame, model: TrainedModel, source: str, keep: str | No
     numbers = [c for c, role in roles.items() if role.role == ColumnRole.NUMERIC] if roles else prep.numeric_columns
     for column in numbers:  # a clock's or a date's text is read as its role says, below
         if column in frame.columns:
-            check_not_mixed(source, frame[column])
+            stray = check_not_mixed(source, frame[column])
+            if len(stray):
+                notes.append(f"column {column!r}: text in {len(stray)} of {len(frame)} rows read as missing (e.g. "
+                             f"{', '.join(map(shown, stray.astype(str).unique()[:3]))})")
     frame = apply_roles(frame, roles) if roles else frame
     for column in prep.numeric_columns:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")

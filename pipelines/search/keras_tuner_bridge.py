@@ -19,12 +19,18 @@ which fails loudly when a keras-tuner release changes it:
   start), so a subclass that hands `kt.Tuner.__init__` another oracle keeps
   everything else;
 - telling "too many consecutive failed trials" (a plain `RuntimeError`) from
-  other errors, by the oracle's own record of how trials ended.
+  other errors, by the oracle's own record of how trials ended;
+- the oracle's and the tuner's state files (`trial.json`, `oracle.json`,
+  the tuner's) written whole, beside and renamed (`pipelines.registry.atomic_write`), by overriding the
+  oracle's `save` and `_save_trial` and the tuner's `save`: keras-tuner writes them in place, and a retrain
+  killed while it wrote a trial's left an empty `trial.json`, which the rerun's resume read as a
+  JSONDecodeError.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import time
 from pathlib import Path
@@ -34,6 +40,8 @@ from keras_tuner.src import backend as kt_backend
 from keras_tuner.src import protos
 from keras_tuner.src import utils as kt_utils
 from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+from pipelines.registry import atomic_write
 
 KT_STATUS = kt.engine.trial.TrialStatus
 # Random draws an oracle makes for a trial of a family not left out before it gives up (and the search stops): with
@@ -107,6 +115,12 @@ def deadline_oracle(name: str) -> type:
             wanted = default_values(self.hyperparameters, fixed)
             return all(values.get(k) == wanted[k] for k in fixed if k in wanted)
 
+        def save(self):
+            save_state(Path(self._get_oracle_fname()), self)
+
+        def _save_trial(self, trial):
+            save_state(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial)
+
     DeadlineOracle.__name__ = DeadlineOracle.__qualname__ = f"Deadline{base.__name__}"
     return DeadlineOracle
 
@@ -150,8 +164,18 @@ def tuner_taking_an_oracle(name: str) -> type:
     def __init__(self, oracle, hypermodel=None, **kwargs):
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
 
-    return type(base.__name__, (base,), {"__init__": __init__, "__module__": __name__,
+    def save(self):
+        if not self._is_worker():
+            self.oracle.save()
+        save_state(Path(self._get_tuner_fname()), self)
+
+    return type(base.__name__, (base,), {"__init__": __init__, "save": save, "__module__": __name__,
                                          "__doc__": f"`kt.{base.__name__}` with the oracle given."})
+
+
+def save_state(path: Path, stateful) -> None:
+    """What keras-tuner's `Stateful.save(path)` writes (the JSON of `get_state()`), written whole."""
+    atomic_write(path, json.dumps(stateful.get_state()))
 
 
 def add_oracle_service(server, oracle) -> None:

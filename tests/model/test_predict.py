@@ -72,6 +72,7 @@ def test_a_table_scores_like_its_test_split_and_checks_its_columns(registry_root
         model.predict(rows.assign(x2=["n/a"] * (len(rows) // 2) + list(rows["x2"][len(rows) // 2:])))
     stray = model.predict(rows.assign(x2=["unknown"] + list(rows["x2"][1:])))  # read as missing, as in training
     assert len(stray.labels) == len(rows) and list(stray.labels[1:]) == list(keras_run.labels[1:])
+    assert f"column 'x2': text in 1 of {len(rows)} rows read as missing (e.g. 'unknown')" in stray.notes
     unseen = model.predict(rows.assign(colour="purple"))
     assert any("'colour': " in n and "'purple'" in n and "encoded as unknown" in n for n in unseen.notes)
     with pytest.raises(ExportError, match="no TFLite variant 'int4'"):

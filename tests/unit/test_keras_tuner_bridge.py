@@ -1,6 +1,7 @@
 """Every keras-tuner internal kerasflow relies on: these fail loudly when a keras-tuner release changes one."""
 
 import time
+from pathlib import Path
 from concurrent import futures
 
 import grpc
@@ -105,6 +106,36 @@ def test_too_many_consecutive_failures_is_told_apart_from_other_runtime_errors(t
     with pytest.raises(RuntimeError):
         tuner.search(x=[[0.0]], y=[0.0], epochs=1, verbose=0)
     assert stopped_for_failures(tuner.oracle)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_the_search_state_files_are_written_whole_and_a_rerun_resumes_from_them(name, tmp_path, monkeypatch):
+    """keras-tuner writes its state files in place: a retrain killed while it wrote a trial's left an empty
+    trial.json, and the rerun's resume failed on it (JSONDecodeError). Each is now renamed onto its place whole."""
+    import json
+    import os
+
+    renamed = []
+    replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda source, target: (renamed.append(Path(target).name),
+                                                                replace(source, target))[1])
+    rounds = dict(max_epochs=2) if name == "hyperband" else dict(max_trials=2)
+    if name == "bayesian":
+        rounds["num_initial_points"] = 1
+
+    def tuner():
+        oracle = deadline_oracle(name)(objective=kt.Objective("loss", "min"), deadline=time.time() + 300, seed=0,
+                                       **rounds)
+        return tuner_taking_an_oracle(name)(oracle=oracle, hypermodel=TwoFamilies(), directory=str(tmp_path),
+                                            project_name="p")
+
+    first = tuner()
+    first.search(x=[[0.0], [1.0]], y=[0.0, 1.0], epochs=1, verbose=0)
+    assert {"trial.json", "oracle.json", "tuner0.json"} <= set(renamed), renamed
+    files = [*(tmp_path / "p").glob("trial_*/trial.json"), tmp_path / "p" / "oracle.json"]
+    assert len(files) > 1 and all(json.loads(f.read_text()) for f in files)
+    assert not list((tmp_path / "p").rglob("*.tmp")), "no temporary file left"
+    assert len(tuner().oracle.trials) == len(first.oracle.trials), "a rerun reloads them"
 
 
 def test_the_oracle_is_served_over_keras_tuners_grpc_service():
