@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -154,30 +155,33 @@ def test_bad_new_data_stops_before_anything_changes(registry_root, tmp_path, pro
     assert not (tmp_path / "runs").exists()
 
 
-def test_new_data_is_checked_in_the_champions_terms_before_the_flow_starts(registry_root, tmp_path, monkeypatch):
-    """Text in a column the champion takes as numbers was found after Prefect's server started."""
-    monkeypatch.setattr("flows.retrain.retrain_flow", lambda *args, **kwargs: pytest.fail("the flow was started"))
+def _text_in_x1() -> pd.DataFrame:
     frame = make_table(90, seed=1).astype({"x1": object})
     frame.loc[3:12, "x1"] = "twelve"  # 10 of 90: more than stray text (a stray value is read as missing)
-    frame.to_csv(tmp_path / "new.csv", index=False)
+    return frame
+
+
+NEW_DATA_FAULTS = {  # each was found after Prefect's server started
+    "text in a column the champion takes as numbers": (
+        _text_in_x1, "new.csv: column 'x1' is numeric but 10 of 90 values are text (e.g. 'twelve')"),
+    "a column of the champion's missing": (
+        lambda: make_table(90, seed=1).drop(columns="colour"),
+        "new.csv: no column colour, which the champion tab@v0001 was trained on and the model takes"),
+}
+
+
+@pytest.mark.parametrize("fault", list(NEW_DATA_FAULTS))
+def test_new_data_is_checked_in_the_champions_terms_before_the_flow_starts(registry_root, tmp_path, monkeypatch,
+                                                                          fault):
+    monkeypatch.setattr("flows.retrain.retrain_flow", lambda *args, **kwargs: pytest.fail("the flow was started"))
+    frame, message = NEW_DATA_FAULTS[fault]
+    frame().to_csv(tmp_path / "new.csv", index=False)
     before = _snapshot(registry_root)
     cli = CliRunner().invoke(app, ["retrain", "tab", "--data", str(tmp_path / "new.csv"), "--registry",
                                    str(registry_root), "--runs-root", str(tmp_path / "runs")])
     lines = cli.output.strip().splitlines()
     assert cli.exit_code == 2 and len(lines) == 1, cli.output
-    assert "new.csv: column 'x1' is numeric but 10 of 90 values are text (e.g. 'twelve')" in lines[0]
-    assert _snapshot(registry_root) == before and not (tmp_path / "runs").exists()
-
-
-def test_new_data_without_a_column_the_champion_takes_stops_before_the_flow_starts(registry_root, tmp_path):
-    """A retrain's file without one of the champion's columns was found by the validation, after the server's start."""
-    make_table(90, seed=1).drop(columns="colour").to_csv(tmp_path / "new.csv", index=False)
-    before = _snapshot(registry_root)
-    cli = CliRunner().invoke(app, ["retrain", "tab", "--data", str(tmp_path / "new.csv"), "--registry",
-                                   str(registry_root), "--runs-root", str(tmp_path / "runs")])
-    lines = cli.output.strip().splitlines()
-    assert cli.exit_code == 2 and len(lines) == 1, cli.output
-    assert "new.csv: no column colour, which the champion tab@v0001 was trained on and the model takes" in lines[0]
+    assert message in lines[0]
     assert _snapshot(registry_root) == before and not (tmp_path / "runs").exists()
 
 
