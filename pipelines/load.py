@@ -41,7 +41,7 @@ DECIMAL_COMMA_NOTE = "numbers with a decimal comma (as 1,5) were read as numbers
 MIN_ROWS_PER_CLASS = 3  # one each for train, val and test
 # Classes with fewer rows than a split needs are left out, with a note, while their rows are at most this share of
 # the data and two classes or more remain (AutoGluon drops such classes too); more is refused as a labelling fault.
-# openintro's ucla_f18: 28 of 173 subjects had 1 or 2 courses (1.0% of 3,950 rows), and the run was refused.
+# openintro's ucla_f18: 28 of 173 subjects had 1 or 2 courses (47 of 3,950 rows), and the run was refused.
 RARE_ROWS_MAX_SHARE = 0.05
 LENGTH_RULE = "zero-pad or cut at the end to the training length"
 TRAINING_LENGTH = "the training length"  # how `fit_length`'s notes name the length they fit to
@@ -245,7 +245,7 @@ def check_test_table(test: Path, data: Path, target: str | None, given_roles: Ma
     """A test table holds every column of the training table that the model takes (its cells may be empty), and
     only classes the training table has: either fault was found after the server's start (33 s). A column the
     user's --column-role drops, or that inference drops (a row number), may be absent. The headers and label columns
-    are read, and a column absent from the test file in the training file."""
+    are read, and the training file's values of a column the test file lacks (to infer its role)."""
     if not (is_table(test) and is_table(data)):
         return
     try:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from models import member_hyperparameters
 from models.transfer import TransferBase
+from pipelines.errors import names
 from pipelines.export.model_card import variant_table
 from pipelines.export.records import ExportResult
-from pipelines.errors import names
 from pipelines.export.variant_plot import PLOT_FILE
 from pipelines.results import RetrainResult, RunResult
 from pipelines.search.anytime import ANYTIME_FILE, best_so_far
