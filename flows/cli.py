@@ -38,7 +38,7 @@ from pipelines.config import (
 )
 from pipelines.errors import KerasflowError
 from pipelines.export.records import TRAINED_MODEL
-from pipelines.load import (check_columns_present, check_sequence_file, check_source, check_test_table,
+from pipelines.load import (check_columns_present, check_sequence_file, check_source, check_test_data,
                             rows_per_class_needed)
 from pipelines.preprocess import Preprocessing
 from pipelines.registry import PREPROCESSING_FILE, Registry, check_model_name, parse_ref
@@ -169,7 +169,7 @@ def train(
         if path is not None:
             _check(check_source, path, config.target, rows_per_class, config.column_roles)
     if config.data is not None and config.test_data is not None:
-        _check(check_test_table, config.test_data, config.data, config.target, config.column_roles)
+        _check(check_test_data, config.test_data, config.data, config.target, config.column_roles)
     from flows.api import run_training
 
     _print_summary(_run(lambda: run_training(config).summary))

@@ -241,21 +241,24 @@ def table_columns(path: Path) -> list[str]:
     return [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
 
 
-def check_test_table(test: Path, data: Path, target: str | None, given_roles: Mapping[str, str] | None) -> None:
-    """A test table holds every column of the training table that the model takes (its cells may be empty), and
-    only classes the training table has: either fault was found after the server's start (33 s). A column the
-    user's --column-role drops, or that inference drops (a row number), may be absent. The headers and label columns
-    are read, and the training file's values of a column the test file lacks (to infer its role)."""
-    if not (is_table(test) and is_table(data)):
-        return
+def check_test_data(test: Path, data: Path, target: str | None, given_roles: Mapping[str, str] | None) -> None:
+    """A `--test-data` file or folder is of the training data's kind and holds only classes the training data has,
+    and a test table every column of the training table that the model takes (its cells may be empty): each fault
+    was found after the server's start (33 s). A column the user's --column-role drops, or that inference drops (a
+    row number), may be absent. Read: the headers and label columns of tables, the class folders and image files
+    of an image folder, the files of a text folder, a .ts file's labels, and the training table's values of a
+    column the test table lacks (to infer its role)."""
+    kinds = source_kind(test), source_kind(data)
+    if None not in kinds and kinds[0] != kinds[1]:
+        raise _other_kind(test, *kinds)
     try:
-        columns = [c for c in table_columns(data) if c != target]
-        unseen = sorted(set(_label_strings(_labels_of(test, target).dropna()))
-                        - set(_label_strings(_labels_of(data, target).dropna())))
+        labels = _source_labels(test, target), _source_labels(data, target)
+        columns = [c for c in table_columns(data) if c != target] if is_table(data) and is_table(test) else []
     except DataError:
         raise
     except Exception:  # unreadable: the load reports it with the parser's own words
         return
+    unseen = sorted(set(labels[0]) - set(labels[1])) if None not in labels else []
     if unseen:
         raise _unseen_labels(test, unseen)
     absent = absent_columns(test, columns)
@@ -265,6 +268,31 @@ def check_test_table(test: Path, data: Path, target: str | None, given_roles: Ma
     them = "it" if len(absent) == 1 else "them"
     check_columns_present(test, absent, f"the training data ({data.name}) has",
                           f"add {them} (cells may be empty), or train without {them}: --column-role NAME=ignore")
+
+
+def source_kind(path: Path) -> str | None:
+    """The `Dataset.kind` a path loads as (a text folder is a table of one column), told from the path alone;
+    None for an .npz, whose arrays tell."""
+    if is_table(path) or (path.is_dir() and is_text_folder(path)):
+        return "table"
+    if path.is_dir():
+        return "image"
+    return "sequence" if path.suffix.lower() == TS_SUFFIX else None
+
+
+def _source_labels(path: Path, target: str | None) -> list[str] | None:
+    """The class names a path's rows carry, as strings (None where they are not read before the load)."""
+    if is_table(path):
+        return _label_strings(_labels_of(path, target).dropna()).tolist()
+    if path.is_dir():
+        return list(read_text_folder(path)[1] if is_text_folder(path) else image_files(path)[1])
+    if path.suffix.lower() == TS_SUFFIX:
+        return _label_strings(read_ts_file(path, labelled=True)[1]).tolist()
+    return None
+
+
+def _other_kind(source: Path | str, test_kind: str, data_kind: str) -> DataError:
+    return DataError(f"{source}: test data is {test_kind} data but training data is {data_kind} data")
 
 
 def _labels_of(path: Path, target: str | None) -> pd.Series:
@@ -931,7 +959,7 @@ def load_bundled(name: str) -> tuple[Dataset, Dataset | None]:
 def _matched_test(data: Dataset, test: Dataset) -> Dataset:
     """The test set checked against the training data; test sequences of another length follow `LENGTH_RULE`."""
     if data.kind != test.kind:
-        raise DataError(f"{test.source}: test data is {test.kind} data but training data is {data.kind} data")
+        raise _other_kind(test.source, test.kind, data.kind)
     if data.kind == "sequence":
         features, test_features = data.features.shape[2], test.features.shape[2]
         if test_features != features:

@@ -9,7 +9,7 @@ from data_checks.drift import compare_profiles, read_reference, write_reference
 from data_checks.suite import RANGE_MIN_VALUES
 from pipelines.errors import DataError, ValidationFailed
 from pipelines.config import TrainConfig
-from pipelines.load import check_source, check_test_table, load_dataset, load_path, split_dataset
+from pipelines.load import check_source, check_test_data, load_dataset, load_path, split_dataset
 from pipelines.text.profile import drift_against, marked, profile
 from pipelines.text.tokenizer import Tokenizer
 from pipelines.validate import validate_splits
@@ -127,14 +127,29 @@ def test_a_test_file_holds_the_columns_the_model_takes_and_may_lack_the_dropped_
     make_table(30).drop(columns=["colour"]).to_parquet(test)
     with pytest.raises(DataError, match=r"test.parquet: no 2 columns \(colour, note\), which the training data "
                                         r"\(train.csv\) has and the model takes; add them"):
-        check_test_table(test, train, "label", {})
+        check_test_data(test, train, "label", {})
     with pytest.raises(DataError, match="no column note"):
-        check_test_table(test, train, "label", {"colour": "ignore"})
-    check_test_table(test, train, "label", {"colour": "ignore", "note": "identifier"})
+        check_test_data(test, train, "label", {"colour": "ignore"})
+    check_test_data(test, train, "label", {"colour": "ignore", "note": "identifier"})
     config = TrainConfig(data=train, test_data=test, target="label", column_roles={"colour": "ignore",
                                                                                     "note": "identifier"})
     data, tested = load_dataset(config)
     assert list(tested.features.columns) == list(data.features.columns) == ["x1", "x2"], "the absent columns were not needed"
+
+
+def test_a_test_folder_of_the_training_classes_passes_and_one_of_another_class_or_kind_is_refused(tmp_path):
+    from PIL import Image
+
+    for folder, classes in (("train", ["cat", "dog"]), ("same", ["dog"]), ("other", ["cat", "fox"])):
+        for name in classes:
+            (tmp_path / folder / name).mkdir(parents=True)
+            Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / folder / name / "0.png")
+    check_test_data(tmp_path / "same", tmp_path / "train", None, {})  # a test folder may lack a class
+    with pytest.raises(DataError, match=r"other: test labels \['fox'\] never appear in the training data"):
+        check_test_data(tmp_path / "other", tmp_path / "train", None, {})
+    make_table(30).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DataError, match="t.csv: test data is table data but training data is image data"):
+        check_test_data(tmp_path / "t.csv", tmp_path / "train", "label", {})
 
 
 def test_sequences_with_nan_fail_the_non_finite_check():

@@ -29,7 +29,8 @@ def files(tmp_path):
     make_table().drop(columns="colour").to_csv(tmp_path / "lacks.csv", index=False)
     make_table().assign(label="top").to_csv(tmp_path / "unseen.csv", index=False)
     (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04")  # a spreadsheet: a zip
-    for folder, classes in (("one_class", ["cat"]), ("broken", ["cat", "dog"])):
+    for folder, classes in (("one_class", ["cat"]), ("broken", ["cat", "dog"]), ("pets", ["cat", "dog"]),
+                            ("pets_test", ["cat", "fox"])):
         for name in classes:
             (tmp_path / folder / name).mkdir(parents=True)
             for i in range(5):
@@ -63,6 +64,10 @@ CASES = {
     "test file of a class not trained on": (["train", "--data", "{d}/t.csv", "--test-data", "{d}/unseen.csv",
                                             "--target", "label"],
                                            "unseen.csv: test labels ['top'] never appear in the training data"),
+    "test folder of a class not trained on": (["train", "--data", "{d}/pets", "--test-data", "{d}/pets_test"],
+                                              "pets_test: test labels ['fox'] never appear in the training data"),
+    "test data of another kind": (["train", "--data", "{d}/t.csv", "--test-data", "{d}/pets", "--target", "label"],
+                                  "pets: test data is image data but training data is table data"),
     "column without a value": (["train", "--data", "{d}/hollow.csv", "--target", "label"],
                                "column 'x2' is empty on every one of its 60 rows"),
     "run dir is a file": (["train", "--dataset", "digits", "--run-dir", "{d}/taken"], "is a file"),
