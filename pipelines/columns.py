@@ -127,7 +127,7 @@ def _infer(column: pd.Series) -> Role:
         return Role(ColumnRole.NUMERIC, f"numbers{marks}", marked=True)
     stray = stray_text(known, numbers)
     if stray is not None and numbers.nunique() > FEW_NUMBERS:
-        return Role(ColumnRole.NUMERIC, f"numbers; {_examples(stray)} read as missing ({len(stray)} of {rows} values)"
+        return Role(ColumnRole.NUMERIC, f"numbers; {examples(stray)} read as missing ({len(stray)} of {rows} values)"
                                         f"{marks.replace('; ', ', ')}", marked=bool(marks), stray=True)
     if len(known) and known.str.match(CLOCK_PATTERN).mean() >= DATE_SHARE:
         return Role(ColumnRole.CLOCK, f"values read as H:MM or H:MM:SS{marks}", marked=bool(marks))
@@ -157,7 +157,8 @@ def stray_text(known: pd.Series, numbers: pd.Series) -> pd.Series | None:
     return text
 
 
-def _examples(values: pd.Series) -> str:
+def examples(values: pd.Series) -> str:
+    """The first three distinct of `values` as text, each `shown`: what a note quotes of a column."""
     return ", ".join(map(shown, values.astype(str).unique()[:3]))
 
 

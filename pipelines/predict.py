@@ -23,7 +23,7 @@ import pandas as pd
 
 from data_checks import LABEL_COLUMN, load_suite, validate_frame, without_labels
 from data_checks.drift import DriftReport, read_reference
-from pipelines.columns import ColumnRole, apply_roles, from_json, source_columns
+from pipelines.columns import ColumnRole, apply_roles, examples, from_json, source_columns
 from pipelines.errors import DataError, ExportError, names, shown
 from pipelines.load import (
     IMAGE_SUFFIXES,
@@ -229,7 +229,7 @@ def _table(frame: pd.DataFrame, model: TrainedModel, source: str, keep: str | No
             stray = check_not_mixed(source, frame[column])
             if len(stray):
                 notes.append(f"column {column!r}: text in {len(stray)} of {len(frame)} rows read as missing (e.g. "
-                             f"{', '.join(map(shown, stray.astype(str).unique()[:3]))})")
+                             f"{examples(stray)})")
     frame = apply_roles(frame, roles) if roles else frame
     for column in prep.numeric_columns:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
