@@ -16,9 +16,25 @@ seconds (`FINISH_SECONDS`, what they took for small-data models on 2 CPU
 cores, at most `FINISH_MAX_SHARE` of a short budget) are set aside before the
 split, so a run ends near `--budget-minutes` after its data is loaded and
 validated; the report and `run.json` say how the budget was spent, and the
-report what each step took. Loading and validating the data are outside the
-budget up to `PREPARE_ALLOWANCE` seconds (what they take on small data: the
-bound of budget x 1.1 + 60 s holds them with the process and server start);
+report what each step took. The reserve holds the part of the finish that
+depends on the model for a small-data one (`FINISH_MODEL_ALLOWANCE`: its
+evaluation, each TFLite variant's check, latency and calibration); a heavier
+model's is estimated once the search has chosen it, from its evaluation on the
+test split, timed (`FinishCost`), and what it is expected to take past the
+allowance is taken from the search and then the fine-tune, which does not
+start when that is all of its time. The search's part comes first: a trial
+whose features are computed once for every row (MiniRocket's, a frozen base's)
+times them, and the search ends as much earlier as that model's finish would
+need past the allowance (`FinishCost.search_cut`); the fine-tune gives up what
+the chosen model's measured estimate asks beyond it (`finetune_giveup`). On
+small data the search's last seconds are worth less than the fine-tune, which
+refits on every row: OSULeaf's MiniRocket scored 0.9380 as the search trained
+it on folds and 0.9587 refitted. A MiniRocket ensemble over ACSF1's 1,460-step series took 7 s to
+evaluate on 100 series, and its 1-minute run 163 s, 77 of them evaluating and
+exporting against a 15-second reserve. Loading and validating the data are
+outside the budget up to `PREPARE_ALLOWANCE` seconds (what they take on small
+data: the bound of budget x 1.1 + 60 s holds them with the process and server
+start);
 past it, the search and fine-tune give up the overrun (down to
 `MIN_TRAINING_FRACTION` of their time): a 1,504-column table validated for
 24 s, and its 1-minute run took 130 s.
@@ -32,6 +48,10 @@ from dataclasses import asdict, dataclass
 
 import keras
 
+from pipelines.config import ExportOptions
+from pipelines.export.calibration import CALIBRATION_SECONDS, MIN_CALIBRATION_SAMPLES
+from pipelines.export.tflite import TFLITE_LATENCY_SECONDS
+
 FINETUNE_SHARE_MIN = 0.1
 FINETUNE_SHARE_MAX = 0.3
 MIN_FINETUNE_FRACTION = 0.5
@@ -40,6 +60,16 @@ FINISH_MAX_SHARE = 0.25  # of a short budget: the search and fine-tune keep the 
 # Loading, splitting and validating the data, seconds outside the budget: digits 2.5 s, ames (74 columns) 3.4 s on
 # 2 cores; a 1,504-column table took 24 s.
 PREPARE_ALLOWANCE = 10.0
+# Seconds of the finish that depend on the model (`FinishCost.model_seconds`: the fine-tuned model's evaluation, the
+# variants' checks, latencies and int8 calibration) the finish reserve holds. 1-minute runs on 2 cores, the finish
+# (evaluation and export steps) and its estimate: breast_cancer 12.8 s and 9.3 s, digits (a kernel and a CNN, 360
+# test rows) 25.1 s and 11.6 s, ArrowHead's MiniRocket (175 series of 251 steps) 30.8 s and 22.6 s: within
+# FINISH_SECONDS, the fine-tune keeps its time. ACSF1's MiniRocket ensemble (100 series of 1,460 steps): 70.1 s and
+# 46.7 s.
+FINISH_MODEL_ALLOWANCE = 30.0
+# One int8 calibration sample against one row of a batched test pass: the calibrating interpreter records every
+# tensor's range, one sample at a time (ACSF1's MiniRocket ensemble: 0.37 s a sample, 63 ms a row of a test pass).
+CALIBRATION_ROW_FACTOR = 6.0
 MIN_TRAINING_FRACTION = 0.5  # of the search's and fine-tune's time, kept whatever the data's preparation took
 
 
@@ -54,6 +84,38 @@ def finetune_share(rows: int) -> float:
     return round(min(max(share, FINETUNE_SHARE_MIN), FINETUNE_SHARE_MAX), 3)
 
 
+@dataclass(frozen=True)
+class FinishCost:
+    """What the finish asks of the model the search chooses, beyond what every model's costs: the fine-tuned model's
+    evaluation on the `rows` test rows, and for each of `variants` TFLite variants a check on them and a latency of
+    up to `latency_runs` batch-1 calls; `calibrations` int8 calibrations on `samples` samples (at least
+    `MIN_CALIBRATION_SAMPLES` of them, or as many as `CALIBRATION_SECONDS` allow)."""
+
+    rows: int
+    variants: int
+    calibrations: int = 0
+    samples: int = 0
+    latency_runs: int = 100
+
+    def model_seconds(self, row_seconds: float, evaluation_seconds: float | None = None) -> float:
+        """The finish's model-dependent seconds for a model that takes `row_seconds` a row in a batch, and
+        `evaluation_seconds` to load and evaluate (default: its rows' share alone)."""
+        rows = self.rows * row_seconds
+        check = rows + min(TFLITE_LATENCY_SECONDS, self.latency_runs * row_seconds)
+        sample = CALIBRATION_ROW_FACTOR * row_seconds
+        calibration = min(self.samples * sample, max(MIN_CALIBRATION_SAMPLES * sample, CALIBRATION_SECONDS))
+        evaluation = rows if evaluation_seconds is None else evaluation_seconds
+        return evaluation + self.variants * check + self.calibrations * calibration
+
+    def excess(self, row_seconds: float, evaluation_seconds: float | None = None) -> float:
+        """Seconds those take past `FINISH_MODEL_ALLOWANCE`, what the finish reserve holds for them."""
+        return max(0.0, self.model_seconds(row_seconds, evaluation_seconds) - FINISH_MODEL_ALLOWANCE)
+
+    def search_cut(self, row_seconds: float) -> float:
+        """Seconds the search ends earlier for a model that takes `row_seconds` a row (its features, timed)."""
+        return self.excess(row_seconds)
+
+
 @dataclass
 class RunBudget:
     """How a run's minutes are split, and (once spent) how they were used.
@@ -63,6 +125,11 @@ class RunBudget:
             the finish reserve leaves; finish_reserve: seconds set aside for evaluation and export.
         prepare_overrun: seconds the data's loading and validation took past `PREPARE_ALLOWANCE`, taken from the
             search and fine-tune.
+        search_cut: seconds the search ended earlier for its trials' expected finish (`FinishCost.search_cut`).
+        pass_seconds: what the search's chosen model's evaluation on the test split took (loading it included).
+        finish_estimate: the finish's seconds that depend on that model (`FinishCost.model_seconds`);
+            finish_excess: what they are expected to take past `FINISH_MODEL_ALLOWANCE`, taken from the search
+            (`search_cut`) and the fine-tune (the rest: `finetune_giveup`).
         search_seconds, finetune_seconds: the time each took; finetune_stopped: the fine-tune hit the deadline.
     """
 
@@ -74,6 +141,10 @@ class RunBudget:
     finetune_stopped: bool = False
     finish_reserve: float = 0.0
     prepare_overrun: float = 0.0
+    search_cut: float = 0.0
+    pass_seconds: float | None = None
+    finish_estimate: float | None = None
+    finish_excess: float = 0.0
 
     @classmethod
     def for_rows(cls, minutes: float, rows: int, prepared_seconds: float = 0.0) -> "RunBudget":
@@ -91,12 +162,31 @@ class RunBudget:
     def search_minutes(self) -> float:
         return self.training_minutes * (1 - self.share)
 
+    def finish_cost(self, test_rows: int, options: ExportOptions, samples: int) -> FinishCost:
+        """What the finish of `options`' variants asks over `test_rows` rows, calibrating on `samples` samples."""
+        return FinishCost(test_rows, options.checked_variants, options.calibrated_variants, samples,
+                          options.latency_runs)
+
+    def expect_finish(self, finish: FinishCost, pass_seconds: float, row_seconds: float) -> float:
+        """Note that the chosen model's evaluation took `pass_seconds` (loading it, `row_seconds` a row); returns the
+        seconds its finish is expected to take past `FINISH_MODEL_ALLOWANCE` (`finish_excess`)."""
+        self.pass_seconds = round(pass_seconds, 2)
+        self.finish_estimate = round(finish.model_seconds(row_seconds, evaluation_seconds=pass_seconds), 1)
+        self.finish_excess = round(finish.excess(row_seconds, evaluation_seconds=pass_seconds), 1)
+        return self.finish_excess
+
     def finetune_deadline(self, search_seconds: float, now: float | None = None) -> float:
-        """When the fine-tune must stop: where the finish reserve begins, or later if the search left it too little."""
+        """When the fine-tune must stop: where the finish reserve begins, or later if the search left it too little;
+        earlier by the chosen model's `finetune_giveup` (which may leave it no time: the deadline is then past)."""
         self.search_seconds = search_seconds
         left = self.training_minutes * 60 - search_seconds
         least = MIN_FINETUNE_FRACTION * self.share * self.training_minutes * 60
-        return (now or time.time()) + max(left, least)
+        return (now or time.time()) + max(left, least) - self.finetune_giveup
+
+    @property
+    def finetune_giveup(self) -> float:
+        """Seconds of the fine-tune given up to the chosen model's finish: its excess the search's cut left."""
+        return max(0.0, self.finish_excess - self.search_cut)
 
     def describe(self) -> str:
         text = (f"budget {self.minutes:g} min: search {self.search_minutes:.1f} min, fine-tune "
@@ -105,6 +195,13 @@ class RunBudget:
         if self.prepare_overrun:
             text += (f" (the data's loading and validation took {self.prepare_overrun:.0f} s past their "
                      f"{PREPARE_ALLOWANCE:.0f}-second allowance: taken from the search and fine-tune)")
+        if self.search_cut:
+            text += (f"; the search ended {self.search_cut:.0f} s early: its trials' features said their evaluation "
+                     "and export would take longer than the reserve holds")
+        if self.finetune_giveup:
+            text += (f"; the chosen model's evaluation and export were expected to take {self.finish_excess:.0f} s "
+                     f"more than the reserve holds (its evaluation took {self.pass_seconds:.1f} s): the fine-tune gave "
+                     f"up {self.finetune_giveup:.0f} s")
         if self.search_seconds is not None and self.finetune_seconds is not None:
             text += (f"; used: search {self.search_seconds / 60:.1f} min, fine-tune {self.finetune_seconds / 60:.1f} "
                      f"min{' (stopped at the deadline, best weights kept)' if self.finetune_stopped else ''}")

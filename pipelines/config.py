@@ -185,6 +185,16 @@ class ExportOptions(MobileBudget):
     def compressing(self) -> bool:
         return self.prune is not None or self.distill
 
+    @property
+    def checked_variants(self) -> int:
+        """How many TFLite variants the export checks on the test split: one interpreter pass each."""
+        return len(self.quantize) + (self.prune is not None) + self.distill
+
+    @property
+    def calibrated_variants(self) -> int:
+        """How many of them are int8, each calibrated on training samples (`pipelines.export.calibration`)."""
+        return ("int8" in self.quantize) + (self.prune is not None) + self.distill
+
     @field_validator("quantize", mode="before")
     @classmethod
     def _known_variants(cls, value):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
 from pathlib import Path
@@ -45,6 +46,9 @@ from pipelines.text.profile import marked, profile
 from pipelines.registry import check_model_name, inside
 from pipelines.results import Candidate
 from pipelines.transfer import describe_lineage, lineage
+
+# Rows of a test pass predicted first, apart (`timed_pass`): Keras's predict batch; their call traces the function.
+TIMING_BATCH = 32
 
 
 class Step(StrEnum):
@@ -95,6 +99,16 @@ class Steps:
             self.seconds[name] = round(self.seconds.get(name, 0) + time.monotonic() - started, 2)
 
 
+@dataclass
+class TimedPass:
+    """A saved model's test probabilities, the seconds loading and predicting took, and the seconds a row took once
+    its predict function was traced."""
+
+    probabilities: np.ndarray
+    seconds: float
+    row_seconds: float
+
+
 def new_run_dir(runs_root: Path, name: str) -> Path:
     """A new RUNS_ROOT/NAME/<UTC timestamp> folder; NAME is a model name, so the folder stays under RUNS_ROOT."""
     run_dir = inside(runs_root, runs_root / check_model_name(name) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
@@ -119,13 +133,15 @@ def data_notes(splits: Splits) -> list[str]:
 def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, inputs: ModelInputs,
                      prep: Preprocessing, trained: FineTuneResult, hyperparameters: dict, steps: Steps, *,
                      learnt: tuple[np.ndarray, np.ndarray] | None = None,
-                     search_best: Path | None = None, prep_fitted: bool = True) -> Candidate:
+                     search_best: Path | None = None, prep_fitted: bool = True,
+                     predicted: dict[Path, np.ndarray] | None = None) -> Candidate:
     """Score a trained model on the test split, keep what re-export and the next retrain need, and export it.
 
     `suite` is the great-expectations suite the data passed; `learnt` is what
     the model learnt from as model inputs (default: train + val);
     `search_best`, the search's best checkpoint, is scored beside it;
-    `prep_fitted`: `prep` was fitted on `splits.train` (a warm start keeps its champion's).
+    `prep_fitted`: `prep` was fitted on `splits.train` (a warm start keeps its champion's);
+    `predicted`: test probabilities of saved models already run (`evaluate_models`).
     """
     save_suite(suite, run_dir / "expectations.json")
     save_history(trained, run_dir / "history.json")
@@ -139,7 +155,8 @@ def finish_candidate(run_dir: Path, config: TrainConfig, splits: Splits, suite, 
                                       counted_rows=len(splits.train.labels) if prep_fitted else 0)
     models = [trained.model_path, *([search_best] if search_best else [])]
     (evaluation, *others), probabilities = steps(Step.EVALUATE, evaluate_models, models, inputs.x_test, inputs.y_test,
-                                                 prep.class_names, confusion_png=run_dir / "confusion_matrix.png")
+                                                 prep.class_names, confusion_png=run_dir / "confusion_matrix.png",
+                                                 predicted=predicted)
     search_evaluation = others[0] if others else None
     evaluation.save(run_dir / "metrics.json",
                     **({"search_best": search_evaluation.headline()} if search_evaluation else {}))
@@ -166,14 +183,35 @@ def save_training_memory(seen: Dataset, x: np.ndarray, y: np.ndarray, prep: Prep
     return seen.fingerprint()
 
 
-def evaluate_models(model_paths: list[Path], x_test, y_test, class_names: list[str],
-                    confusion_png: Path | None = None) -> tuple[list[Evaluation], np.ndarray]:
-    """Test scores of each saved model, in order, and the first one's test probabilities (the export checks the
-    TFLite variants against them instead of predicting again: 5-9 s for a MiniRocket ensemble on 175 series); the
-    first one's confusion matrix drawn to `confusion_png`. A path named twice is loaded and run once."""
+def timed_pass(model_path: Path, x_test: np.ndarray) -> TimedPass:
+    """The saved model's probabilities on the test rows, timed: loading and predicting, and apart the rows after
+    the first batch, whose call traced the predict function (the first batch again when there are no more): what
+    the finish's passes cost (`pipelines.budget.RunBudget.expect_finish`)."""
     from models.saving import load_model
 
-    predicted = {path: load_model(path).predict(x_test, verbose=0) for path in dict.fromkeys(model_paths)}
+    started = time.monotonic()
+    model = load_model(model_path)
+    first = model.predict(x_test[:TIMING_BATCH], verbose=0, batch_size=TIMING_BATCH)
+    warm = time.monotonic()
+    timed_rows = x_test[TIMING_BATCH:] if len(x_test) > TIMING_BATCH else x_test
+    rest = model.predict(timed_rows, verbose=0, batch_size=TIMING_BATCH)
+    ended = time.monotonic()
+    probabilities = np.concatenate([first, rest]) if len(x_test) > TIMING_BATCH else first
+    seconds = ended - started if len(x_test) > TIMING_BATCH else warm - started
+    return TimedPass(probabilities, seconds, (ended - warm) / len(timed_rows))
+
+
+def evaluate_models(model_paths: list[Path], x_test, y_test, class_names: list[str],
+                    confusion_png: Path | None = None,
+                    predicted: dict[Path, np.ndarray] | None = None) -> tuple[list[Evaluation], np.ndarray]:
+    """Test scores of each saved model, in order, and the first one's test probabilities (the export checks the
+    TFLite variants against them instead of predicting again: 5-9 s for a MiniRocket ensemble on 175 series); the
+    first one's confusion matrix drawn to `confusion_png`. A path named twice is loaded and run once; a path in
+    `predicted` (its test probabilities, from `timed_pass`) is not run again."""
+    predicted = dict(predicted or {})
+    for path in dict.fromkeys(model_paths):
+        if path not in predicted:
+            predicted[path] = timed_pass(path, x_test).probabilities
     probabilities = [predicted[path] for path in model_paths]
     evaluations = [evaluate_step.evaluate_predictions(y_test, p, class_names) for p in probabilities]
     if confusion_png is not None:

@@ -17,6 +17,7 @@ from models import describe, member_hyperparameters
 from pipelines.budget import RunBudget
 from pipelines.config import TrainConfig
 from pipelines.devices import DeviceSetup, using
+from pipelines.export.records import REPRESENTATIVE_SAMPLES
 from pipelines.finetune import FineTuneResult, fine_tune, keep_search_model, refit_overrun, search_model_instead
 from pipelines.imbalance import imbalance_note
 from pipelines.load import Splits, load_dataset, split_dataset
@@ -33,6 +34,7 @@ from pipelines.runs import (
     data_notes,
     finish_candidate,
     new_run_dir,
+    timed_pass,
     write_status,
 )
 from pipelines.search import SearchResult, fit_to_data, run_search
@@ -94,16 +96,23 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     budget = RunBudget.for_rows(config.budget_minutes, len(inputs.x_train) + len(inputs.x_val),
                                 prepared_seconds=sum(steps.seconds.get(step, 0.0) for step in PREPARED))
     options = options.model_copy(update={"budget_minutes": budget.search_minutes})
+    finish = budget.finish_cost(len(inputs.x_test), config, min(REPRESENTATIVE_SAMPLES, len(inputs.x_train)))
     search_started = time.monotonic()
     search = steps(Step.SEARCH, run_search, inputs, prep, run_dir / "search", options, on_trial_end, launch, devices,
-                   base)
+                   base, finish)
+    budget.search_cut = search.finish_cut
     search.trial_table.to_csv(run_dir / "search_summary.csv", index=False)
     plot_search_frontier(search.trials, run_dir / "search_frontier.png", search.objective, options.max_model_kb,
                          search.best_trial_id)
     plot_anytime(search.trials, run_dir / ANYTIME_FILE, search.objective, search.seconds)
     members = member_hyperparameters(search.best_hyperparameters)
-    deadline = budget.finetune_deadline(time.monotonic() - search_started)
-    overrun = refit_overrun(members, search.refit_seconds(budget.rows), deadline - time.time())
+    search_seconds = time.monotonic() - search_started
+    # the search's model is evaluated now, timed: a part of the finish, paid from its reserve
+    searched = steps(Step.EVALUATE, timed_pass, search.best_model_path, inputs.x_test)
+    budget.expect_finish(finish, searched.seconds, searched.row_seconds)
+    deadline = budget.finetune_deadline(search_seconds)
+    overrun = finish_overrun(budget, deadline) or refit_overrun(members, search.refit_seconds(budget.rows),
+                                                                deadline - time.time())
     if overrun:
         tuned = steps(Step.FINE_TUNE, search_model_instead, search.best_model_path, run_dir / "finetuned.keras")
     else:
@@ -124,9 +133,12 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                         f"{SEARCH_MODEL_SHIPS}")
         tuned = keep_search_model(tuned, search.best_model_path)
     # every member shipped as the search's own bag (`pipelines.finetune`): the search's model is the shipped one
+    predicted = {path: searched.probabilities for path in [search.best_model_path]
+                 + ([tuned.model_path] if tuned.search_model_kept else [])}
     model = finish_candidate(run_dir, config, splits, validation.suite, inputs, prep, tuned,
                              search.best_hyperparameters, steps,
-                             search_best=tuned.model_path if tuned.bagged == len(members) else search.best_model_path)
+                             search_best=tuned.model_path if tuned.bagged == len(members) else search.best_model_path,
+                             predicted=predicted)
     chosen = any(m.get("balance_classes", True) for m in members)
     imbalance = imbalance_note(np.concatenate([inputs.y_train, inputs.y_val]), prep.class_names, config.class_weight,
                                chosen, config.objective)
@@ -136,6 +148,18 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     result.report_path = write_report(result, run_dir / "report.md")
     write_status(run_dir, config, RunStatus.COMPLETED, steps.seconds, budget=budget.to_dict())
     return result
+
+
+def finish_overrun(budget: RunBudget, deadline: float) -> str | None:
+    """Why the fine-tune should not start: the chosen model's evaluation and export, expected to take longer than
+    the reserve holds (`RunBudget.expect_finish`) by more than the search's early end gave them, need all of its
+    time; None if some is left."""
+    if not budget.finetune_giveup or deadline > time.time():
+        return None
+    covered = f", {budget.search_cut:.0f} s of it by the search's early end" if budget.search_cut else ""
+    return (f"the chosen model's evaluation and export were expected to take {budget.finish_excess:.0f} s more than "
+            f"the budget's reserve for them (its evaluation took {budget.pass_seconds:.1f} s){covered}: the rest "
+            "was the fine-tune's time and more")
 
 
 def bag_note(tuned: FineTuneResult, members: int) -> str:

@@ -40,6 +40,10 @@ KERAS_LATENCY_SECONDS = 1.0  # the Keras reference's latency column: eager calls
 # MiniRocket ensemble over 1,460 steps (44 ms a call): 34 calls in 1.5 s, median within 1.5% and p95 within 3% of
 # 69 calls' in 3 s, 1.5 s less of each variant's export; a small model reaches its `runs` first.
 TFLITE_LATENCY_SECONDS = 1.5
+# Untimed calls before the timing, for at most this long (at least one, at most `warmup`): a MiniRocket ensemble
+# over 1,460 steps (50 ms a call) spent 2.4 s of four variants' checks on ten each; three timings each, its float32
+# median was 38-51 ms after ten and 51-52 ms after this bound's few, int8's 52-54 ms after either.
+WARMUP_SECONDS = 0.2
 # Interpreter threads when a variant is checked on the test split (not timed): every core. The same outputs bit for
 # bit as one thread's (that ensemble, float32 and int8), 5.6 -> 4.4 s for its 100 test series on 2 cores.
 CHECK_THREADS = os.cpu_count() or 1
@@ -381,9 +385,13 @@ class Latency:
 
 
 def measure_latency(call: Callable[[], object], max_seconds: float, runs: int = 100, warmup: int = 10) -> Latency:
-    """Median and p95 of `call()`: `runs` calls, or fewer once `max_seconds` have passed (a slow model), but ≥ 5."""
+    """Median and p95 of `call()`: `runs` calls, or fewer once `max_seconds` have passed (a slow model), but ≥ 5;
+    after `warmup` untimed calls, or fewer once `WARMUP_SECONDS` have passed, but ≥ 1."""
+    started = time.perf_counter()
     for _ in range(warmup):
         call()
+        if time.perf_counter() - started >= WARMUP_SECONDS:
+            break
     times, started = [], time.perf_counter()
     while len(times) < runs and (len(times) < 5 or time.perf_counter() - started < max_seconds):
         tick = time.perf_counter()

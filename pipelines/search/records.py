@@ -135,6 +135,8 @@ class SearchResult:
             hyperband (its rounds) or max_epochs; "" for a result saved before it was recorded.
         bags: chosen trial id -> the trial folder whose bag of fold models ships as it (`pipelines.search.towers`).
         choice: why the chosen trial is not the best-scored one (`pipelines.search.winner`); "" when it is.
+        finish_cut: seconds the search ended earlier for its trials' expected finish
+            (`pipelines.budget.FinishCost.search_cut`).
     """
 
     objective: str
@@ -157,6 +159,7 @@ class SearchResult:
     fidelity: str = ""
     bags: dict[str, str] = field(default_factory=dict)
     choice: str = ""
+    finish_cut: float = 0.0
 
     def epochs_to_best(self) -> int:
         """Epochs the chosen trials (an ensemble's members) trained to their best score: the best epoch on the

@@ -20,6 +20,7 @@ from models import ENSEMBLE, average, closed_form, families_for
 from models.inference import model_outputs
 from models.portfolio import FIRST
 from models.transfer import TransferBase
+from pipelines.budget import FinishCost
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, float32_policy
 from pipelines.errors import SearchFailed
@@ -59,12 +60,14 @@ def run_search(
     launch: Launcher | None = None,
     devices: DeviceSetup | None = None,
     base: TransferBase | None = None,
+    finish: FinishCost | None = None,
 ) -> SearchResult:
     """Search the families that fit `prep.kind`; resume if `directory` holds an earlier search.
 
     With `options.workers` > 1 this process only serves the oracle and
     `launch` (default: a local Dask cluster) places the workers that train. With a pretrained `base`, the
-    `transfer` family is searched too.
+    `transfer` family is searched too. `finish`: what the run's finish asks of the chosen model; a trial that
+    times its features (`Budgeted.expect_finish`) ends a one-process search as much earlier as they say it must.
     """
     families, skipped = families_for(prep.search_kind, options.families, prep.input_shape, base)
     keras.utils.set_random_seed(options.seed)
@@ -74,6 +77,7 @@ def run_search(
     deadline = time.time() + options.budget_minutes * 60 - spent
     tuner = searching_tuner(prep, families, directory, options, deadline, inputs.x_train, on_trial_end, devices,
                             base=base)
+    tuner.finish = finish
     resumed = len(tuner.oracle.trials)
     started = time.monotonic()
     workers = []
@@ -132,7 +136,7 @@ def run_search(
         families=families,
         skipped_families=skipped,
         seconds=time.monotonic() - started,
-        budget_spent=time.time() >= deadline,
+        budget_spent=time.time() >= tuner.deadline,
         resumed_trials=resumed,
         mobile_budget=options.budget_text(),
         workers=workers,
@@ -142,6 +146,7 @@ def run_search(
         fidelity=str(tuner.hypermodel.fidelity),
         bags=bags,
         choice=choice,
+        finish_cut=round(tuner.finish_cut, 1),
     )
 
 

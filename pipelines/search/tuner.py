@@ -27,7 +27,7 @@ from models.inference import head_outputs, layer_inputs, model_outputs
 from models.rocket import fit_ridge_head
 from models.transfer import TransferBase
 from models.trees import ROUNDS_FITTED
-from pipelines.budget import StopAtDeadline
+from pipelines.budget import FinishCost, StopAtDeadline
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, distribution_strategy, fit_inputs, validation_inputs
 from pipelines.preprocess import ModelInputs, Preprocessing
@@ -97,6 +97,7 @@ def run_trials(tuner, inputs: ModelInputs, options: SearchOptions, deadline: flo
     trials took longer than the time left, and no more of that family are drawn (`Budgeted.time_left_for`).
     """
     callbacks = [FailOnNaN(), StopAtDeadline(deadline, every_batch=True)]
+    tuner.deadline_stop = callbacks[-1]  # `Budgeted.expect_finish` may move its deadline
     weights = class_weights(np.concatenate([inputs.y_train, inputs.y_val]), options.class_weight)
     tuner.cross_validation = CrossValidation.plan(inputs, options.seed, options.selection)
     tuner.training_rows = len(inputs.x_train)
@@ -137,6 +138,9 @@ def budgeted_tuner(name: str) -> type:
             self.cross_validation: CrossValidation | None = None
             self.subsampling: Subsampling | None = None
             self.training_rows: int | None = None
+            self.finish: FinishCost | None = None  # what the run's finish asks of the chosen model
+            self.finish_cut = 0.0  # seconds the deadline moved for it (`expect_finish`)
+            self.deadline_stop: StopAtDeadline | None = None
 
         def run_trial(self, trial, *args, **kwargs):
             seed_trial(self.run_seed, trial.hyperparameters.values)
@@ -276,13 +280,30 @@ def budgeted_tuner(name: str) -> type:
             if penalty is not None:  # over the mobile budget: not solved
                 return penalty
             head = model.get_layer("probabilities")
+            started = time.monotonic()
             features = layer_inputs(model, head, cv.x)
+            self.expect_finish((time.monotonic() - started) / len(cv.x))
             weights = trial_class_weight(hp.values, class_weight)
             heldout = np.zeros((len(cv.y), len(self.hypermodel.prep.class_names)), dtype=np.float32)
             for train, val in cv.folds:
                 fit_ridge_head(model, cv.x[train], cv.y[train], weights, features=features[train])
                 heldout[val] = head_outputs(head, features[val])
             return self._scored(trial, cv, model, heldout)
+
+        def expect_finish(self, row_seconds: float) -> None:
+            """A trial's model takes `row_seconds` a row to run: end the search earlier by what the run's finish
+            would need past its reserve were it chosen (`FinishCost.search_cut`), the most any trial has asked.
+            Timed where that costs nothing: features computed once for every row."""
+            if self.finish is None or self.deadline is None:
+                return
+            moved = self.finish.search_cut(row_seconds) - self.finish_cut
+            if moved <= 0:
+                return
+            self.finish_cut += moved
+            self.deadline -= moved
+            self.oracle.deadline -= moved
+            if self.deadline_stop is not None:
+                self.deadline_stop.deadline -= moved
 
         def _scored(self, trial, cv: CrossValidation, model, heldout: np.ndarray) -> dict:
             """Keep the last fold's model and the out-of-fold probabilities; the trial's k-fold scores."""

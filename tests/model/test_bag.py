@@ -90,6 +90,28 @@ def test_a_model_named_twice_for_evaluation_is_loaded_and_run_once(tmp_path, mon
     np.testing.assert_allclose(probabilities, model.predict(x, verbose=0), atol=1e-6)
 
 
+def test_a_model_already_run_on_the_test_split_is_not_run_again(tmp_path, monkeypatch):
+    """The search's model is evaluated (timed) before the fine-tune; a fine-tune not started ships a copy of it."""
+    from pipelines.runs import evaluate_models, timed_pass
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.save(tmp_path / "search.keras")
+    x, y = np.random.default_rng(0).normal(size=(40, 3)).astype("float32"), np.arange(40) % 2
+    timed = timed_pass(tmp_path / "search.keras", x)
+    assert timed.seconds > timed.row_seconds > 0, "the rows after the first batch, per row"
+    few = timed_pass(tmp_path / "search.keras", x[:8])
+    assert few.seconds > few.row_seconds * 8 > 0, "no rows after the first batch: it again, warm, per row"
+    np.testing.assert_allclose(few.probabilities, model.predict(x[:8], verbose=0), atol=1e-6)
+    searched = timed.probabilities
+    np.testing.assert_allclose(searched, model.predict(x, verbose=0), atol=1e-6)
+    loads = []
+    monkeypatch.setattr(keras.models, "load_model", lambda path: loads.append(path))
+    known = {tmp_path / "search.keras": searched, tmp_path / "copy.keras": searched}
+    (shipped, search), probabilities = evaluate_models([tmp_path / "copy.keras", tmp_path / "search.keras"], x, y,
+                                                       ["a", "b"], predicted=known)
+    assert loads == [] and shipped.headline() == search.headline() and probabilities is searched
+
+
 def test_the_report_says_how_many_of_an_ensembles_members_ship_as_bags(tmp_path):
     """A wine run shipped one bagged MLP among five members and the report read "the chosen model ships"."""
     from pipelines.finetune import FineTuneResult

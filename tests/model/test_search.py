@@ -516,3 +516,26 @@ def test_a_table_search_tries_the_portfolio_first(tmp_path):
              for t in result.trials if t.family in SEED_HYPERPARAMETERS}
     assert len(drawn) == 3 and set(drawn.values()) == {seed}, f"the portfolio draws with the run's seed: {drawn}"
     assert result.trials[0].epochs_run is None and result.trials[4].epochs_run >= 1, "closed form: no epochs"
+
+
+@pytest.mark.parametrize("test_rows, cut", [(10, False), (10**6, True)])
+def test_a_trial_whose_features_say_the_finish_will_overrun_ends_the_search_earlier(sequences_npz, tmp_path,
+                                                                                    test_rows, cut):
+    """A MiniRocket trial times its features; were the finish's passes over `test_rows` rows to take longer than
+    the reserve and the fine-tune's share, the search ends as much earlier: here past its end, so the first trial
+    is the last. A light finish moves nothing."""
+    from pipelines.budget import FinishCost
+    from pipelines.load import load_path, split_dataset
+    from pipelines.preprocess import fit_preprocessing, model_inputs
+
+    splits = split_dataset(load_path(sequences_npz, None), None, test_fraction=0.2, val_fraction=0.3, seed=0)
+    prep = fit_preprocessing(splits)
+    options = _options(max_trials=3, families=["rocket", "linear", "kernel"], selection="kfold")
+    finish = FinishCost(rows=test_rows, variants=4)
+    result = run_search(model_inputs(splits, prep), prep, tmp_path / "search", options, finish=finish)
+    assert result.trials[0].family == "rocket"
+    if cut:
+        assert result.finish_cut > options.budget_minutes * 60 and result.budget_spent
+        assert [t.family for t in result.trials] == ["rocket"], "no trial starts past the moved deadline"
+    else:
+        assert result.finish_cut == 0 and [t.family for t in result.trials] == ["rocket", "linear", "kernel"]

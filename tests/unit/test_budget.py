@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from pipelines.budget import (
+    CALIBRATION_ROW_FACTOR,
     FINETUNE_SHARE_MAX,
     FINISH_MAX_SHARE,
+    FINISH_MODEL_ALLOWANCE,
     FINISH_SECONDS,
+    FinishCost,
     FINETUNE_SHARE_MIN,
     MIN_FINETUNE_FRACTION,
     MIN_TRAINING_FRACTION,
@@ -19,6 +22,9 @@ from pipelines.budget import (
     finetune_share,
     finish_reserve,
 )
+from pipelines.config import ExportOptions
+from pipelines.export.calibration import CALIBRATION_SECONDS, MIN_CALIBRATION_SAMPLES
+from pipelines.export.tflite import TFLITE_LATENCY_SECONDS
 
 
 def test_the_fine_tune_share_grows_with_rows_between_its_bounds():
@@ -61,6 +67,49 @@ def test_loading_and_validation_past_their_allowance_are_taken_from_the_training
         "run.json's budget holds the overrun"
 
 
+def test_a_heavy_models_finish_is_taken_from_the_fine_tune_a_light_ones_is_not():
+    """The chosen model's finish, estimated from its evaluation, past what the reserve holds moves the fine-tune's
+    deadline."""
+    light, heavy = RunBudget.for_rows(1, 100), RunBudget.for_rows(1, 100)
+    finish = light.finish_cost(100, ExportOptions(), samples=80)
+    assert (finish.variants, finish.calibrations) == (4, 1)
+    now = 1000.0
+    assert light.expect_finish(finish, pass_seconds=3.0, row_seconds=0.001) == 0.0, "loading is most of it"
+    assert light.finetune_deadline(30.0, now) == pytest.approx(now + 45.0 - 30.0)
+    assert "taken from the fine-tune" not in light.describe()
+    # ACSF1's MiniRocket ensemble: 7 s to load and evaluate 100 series, 63 ms a series once traced
+    excess = heavy.expect_finish(finish, pass_seconds=7.0, row_seconds=0.063)
+    sample = CALIBRATION_ROW_FACTOR * 0.063
+    expected = 7.0 + 4 * (6.3 + TFLITE_LATENCY_SECONDS) + max(MIN_CALIBRATION_SAMPLES * sample, CALIBRATION_SECONDS)
+    assert heavy.finish_estimate == pytest.approx(expected, abs=0.05)
+    assert excess > 0 and excess == pytest.approx(expected - FINISH_MODEL_ALLOWANCE, abs=0.05)
+    deadline = heavy.finetune_deadline(30.0, now)
+    assert deadline == pytest.approx(now + 15.0 - excess) and deadline < now, "no time left"
+    assert heavy.finetune_giveup == excess
+    assert f"expected to take {excess:.0f} s more than the reserve holds (its evaluation took 7.0 s): the " \
+        f"fine-tune gave up {excess:.0f} s" in heavy.describe()
+    heavy.search_cut = excess - 5.0
+    assert heavy.finetune_giveup == pytest.approx(5.0), "the search's early end paid the rest"
+    assert heavy.finetune_deadline(30.0, now) == pytest.approx(now + 15.0 - 5.0)
+    assert heavy.to_dict()["finish_excess"] == excess and heavy.to_dict()["pass_seconds"] == 7.0
+
+
+def test_the_search_ends_earlier_by_what_a_trials_finish_would_take_past_the_reserve():
+    finish = FinishCost(rows=100, variants=4)
+    assert finish.search_cut(row_seconds=0.01) == 0.0, "within the reserve"
+    at = 0.07
+    heavy = 100 * at + 4 * (100 * at + TFLITE_LATENCY_SECONDS)
+    assert finish.search_cut(at) == pytest.approx(heavy - FINISH_MODEL_ALLOWANCE)
+    calibrated = FinishCost(rows=100, variants=4, calibrations=1, samples=80)
+    assert calibrated.search_cut(at) == pytest.approx(finish.search_cut(at) + max(
+        CALIBRATION_SECONDS, MIN_CALIBRATION_SAMPLES * CALIBRATION_ROW_FACTOR * at)), "20 samples or 10 s"
+    assert FinishCost(rows=100, variants=4, calibrations=1, samples=200).excess(0.001) == 0.0, \
+        "a light model calibrates its 200 samples in the reserve"
+    budget = RunBudget.for_rows(1, 100)
+    budget.search_cut = 20.5
+    assert "the search ended 20 s early" in budget.describe()
+
+
 def test_the_deadline_stops_training_after_the_running_batch():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
@@ -71,3 +120,24 @@ def test_the_deadline_stops_training_after_the_running_batch():
     at_epochs = StopAtDeadline(time.time() + 3600)
     model.fit(x, x[:, :1], batch_size=8, epochs=2, callbacks=[at_epochs], verbose=0)
     assert not at_epochs.stopped
+
+
+def test_a_fine_tune_the_finish_leaves_no_time_is_not_started_and_the_report_says_why():
+    from pipelines.train import finish_overrun
+
+    budget = RunBudget.for_rows(1, 100)
+    finish = budget.finish_cost(100, ExportOptions(quantize=["float32"]), samples=80)
+    budget.expect_finish(finish, pass_seconds=2.0, row_seconds=0.01)
+    assert finish_overrun(budget, budget.finetune_deadline(30.0)) is None, "a light model's finish: nothing taken"
+    budget.expect_finish(finish, pass_seconds=20.0, row_seconds=0.2)
+    assert budget.finish_excess == pytest.approx(20.0 + 20.0 + TFLITE_LATENCY_SECONDS - FINISH_MODEL_ALLOWANCE)
+    assert finish_overrun(budget, budget.finetune_deadline(5.0)) is None, "40 s left, 11.5 taken"
+    assert finish_overrun(budget, budget.finetune_deadline(40.0)) == (
+        "the chosen model's evaluation and export were expected to take 12 s more than the budget's reserve for them "
+        "(its evaluation took 20.0 s): the rest was the fine-tune's time and more")
+    budget.search_cut = 4.0
+    assert finish_overrun(budget, budget.finetune_deadline(40.0)) == (
+        "the chosen model's evaluation and export were expected to take 12 s more than the budget's reserve for them "
+        "(its evaluation took 20.0 s), 4 s of it by the search's early end: the rest was the fine-tune's time and more")
+    budget.search_cut = budget.finish_excess
+    assert finish_overrun(budget, budget.finetune_deadline(40.0)) is None, "the search's early end paid all of it"
