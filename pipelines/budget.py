@@ -19,25 +19,24 @@ validated; the report and `run.json` say how the budget was spent, and the
 report what each step took. The reserve holds the part of the finish that
 depends on the model for a small-data one (`FINISH_MODEL_ALLOWANCE`: its
 evaluation, each TFLite variant's check, latency and calibration); a heavier
-model's is estimated once the search has chosen it, from its evaluation on the
-test split, timed (`FinishCost`), and what it is expected to take past the
-allowance is taken from the search and then the fine-tune, which does not
-start when that is all of its time. The search's part comes first: a trial
-whose features are computed once for every row (MiniRocket's, a frozen base's)
-times them, and the search ends as much earlier as that model's finish would
-need past the allowance (`FinishCost.search_cut`); the fine-tune gives up what
-the chosen model's measured estimate asks beyond it (`finetune_giveup`). On
-small data the search's last seconds are worth less than the fine-tune, which
-refits on every row: OSULeaf's MiniRocket scored 0.9380 as the search trained
-it on folds and 0.9587 refitted. A MiniRocket ensemble over ACSF1's 1,460-step series took 7 s to
-evaluate on 100 series, and its 1-minute run 163 s, 77 of them evaluating and
-exporting against a 15-second reserve. Loading and validating the data are
-outside the budget up to `PREPARE_ALLOWANCE` seconds (what they take on small
-data: the bound of budget x 1.1 + 60 s holds them with the process and server
-start);
-past it, the search and fine-tune give up the overrun (down to
-`MIN_TRAINING_FRACTION` of their time): a 1,504-column table validated for
-24 s, and its 1-minute run took 130 s.
+model's is estimated (`FinishCost`), and what it needs past the allowance is
+taken from the search and then the fine-tune, which does not start when that
+is all of its time. The search's part comes first: a trial whose features are
+computed once for every row (MiniRocket's, a frozen base's) times them, and
+the search ends as much earlier as that model's finish would need past the
+allowance (`FinishCost.search_cut`); the search's chosen model is evaluated on
+the test split before the fine-tune, timed, and the fine-tune gives up what
+its estimate asks beyond the search's cut (`finetune_giveup`). On small data
+the search's last seconds are worth less than the fine-tune, which refits on
+every row: OSULeaf's MiniRocket scored 0.9380 as the search trained it on
+folds and 0.9587 refitted. A MiniRocket ensemble over ACSF1's 1,460-step
+series took 7 s to evaluate on 100 series, and its 1-minute run 163 s, 77 of
+them evaluating and exporting against a 15-second reserve. Loading and
+validating the data are outside the budget up to `PREPARE_ALLOWANCE` seconds
+(what they take on small data: the bound of budget x 1.1 + 60 s holds them
+with the process and server start); past it, the search and fine-tune give
+up the overrun (down to `MIN_TRAINING_FRACTION` of their time): a 1,504-column
+table validated for 24 s, and its 1-minute run took 130 s.
 """
 
 from __future__ import annotations
@@ -96,6 +95,11 @@ class FinishCost:
     calibrations: int = 0
     samples: int = 0
     latency_runs: int = 100
+
+    @classmethod
+    def of(cls, test_rows: int, options: ExportOptions, samples: int) -> "FinishCost":
+        """What the finish of `options`' variants asks over `test_rows` rows, calibrating on `samples` samples."""
+        return cls(test_rows, options.checked_variants, options.calibrated_variants, samples, options.latency_runs)
 
     def model_seconds(self, row_seconds: float, evaluation_seconds: float | None = None) -> float:
         """The finish's model-dependent seconds for a model that takes `row_seconds` a row in a batch, and
@@ -161,11 +165,6 @@ class RunBudget:
     @property
     def search_minutes(self) -> float:
         return self.training_minutes * (1 - self.share)
-
-    def finish_cost(self, test_rows: int, options: ExportOptions, samples: int) -> FinishCost:
-        """What the finish of `options`' variants asks over `test_rows` rows, calibrating on `samples` samples."""
-        return FinishCost(test_rows, options.checked_variants, options.calibrated_variants, samples,
-                          options.latency_runs)
 
     def expect_finish(self, finish: FinishCost, pass_seconds: float, row_seconds: float) -> float:
         """Note that the chosen model's evaluation took `pass_seconds` (loading it, `row_seconds` a row); returns the

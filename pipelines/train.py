@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from models import describe, member_hyperparameters
-from pipelines.budget import RunBudget
+from pipelines.budget import FinishCost, RunBudget
 from pipelines.config import TrainConfig
 from pipelines.devices import DeviceSetup, using
 from pipelines.export.records import REPRESENTATIVE_SAMPLES
@@ -96,7 +96,7 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     budget = RunBudget.for_rows(config.budget_minutes, len(inputs.x_train) + len(inputs.x_val),
                                 prepared_seconds=sum(steps.seconds.get(step, 0.0) for step in PREPARED))
     options = options.model_copy(update={"budget_minutes": budget.search_minutes})
-    finish = budget.finish_cost(len(inputs.x_test), config, min(REPRESENTATIVE_SAMPLES, len(inputs.x_train)))
+    finish = FinishCost.of(len(inputs.x_test), config, min(REPRESENTATIVE_SAMPLES, len(inputs.x_train)))
     search_started = time.monotonic()
     search = steps(Step.SEARCH, run_search, inputs, prep, run_dir / "search", options, on_trial_end, launch, devices,
                    base, finish)

@@ -71,7 +71,7 @@ def test_a_heavy_models_finish_is_taken_from_the_fine_tune_a_light_ones_is_not()
     """The chosen model's finish, estimated from its evaluation, past what the reserve holds moves the fine-tune's
     deadline."""
     light, heavy = RunBudget.for_rows(1, 100), RunBudget.for_rows(1, 100)
-    finish = light.finish_cost(100, ExportOptions(), samples=80)
+    finish = FinishCost.of(100, ExportOptions(), samples=80)
     assert (finish.variants, finish.calibrations) == (4, 1)
     now = 1000.0
     assert light.expect_finish(finish, pass_seconds=3.0, row_seconds=0.001) == 0.0, "loading is most of it"
@@ -126,7 +126,7 @@ def test_a_fine_tune_the_finish_leaves_no_time_is_not_started_and_the_report_say
     from pipelines.train import finish_overrun
 
     budget = RunBudget.for_rows(1, 100)
-    finish = budget.finish_cost(100, ExportOptions(quantize=["float32"]), samples=80)
+    finish = FinishCost.of(100, ExportOptions(quantize=["float32"]), samples=80)
     budget.expect_finish(finish, pass_seconds=2.0, row_seconds=0.01)
     assert finish_overrun(budget, budget.finetune_deadline(30.0)) is None, "a light model's finish: nothing taken"
     budget.expect_finish(finish, pass_seconds=20.0, row_seconds=0.2)
