@@ -73,9 +73,6 @@ def test_a_heavy_models_finish_is_taken_from_the_fine_tune_a_light_ones_is_not()
     light, heavy = RunBudget.for_rows(1, 100), RunBudget.for_rows(1, 100)
     finish = FinishCost.of(100, ExportOptions(), samples=80)
     assert (finish.variants, finish.calibrations) == (4, 1)
-    assert finish.allowance == FINISH_MODEL_ALLOWANCE
-    assert FinishCost.of(100, ExportOptions(), 80, reserve=light.finish_reserve).allowance == pytest.approx(
-        FINISH_MODEL_ALLOWANCE * 15.0 / FINISH_SECONDS), "a 1-minute budget's 15-second reserve holds a third"
     now = 1000.0
     assert light.expect_finish(finish, pass_seconds=3.0, row_seconds=0.001) == 0.0, "loading is most of it"
     assert light.finetune_deadline(30.0, now) == pytest.approx(now + 45.0 - 30.0)
