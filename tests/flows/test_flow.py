@@ -28,7 +28,9 @@ def _check_run_folder(summary: dict, n_classes: int):
     from pathlib import Path
 
     run_dir = Path(summary["run_dir"])
-    assert RUN_FILES <= {p.name for p in run_dir.iterdir()}
+    # a fine-tune not started (the search left it too little of a tiny budget) has no learning curves
+    skipped = "(the fine-tune was not started)" in (run_dir / "report.md").read_text()
+    assert RUN_FILES - ({"learning_curves.png"} if skipped else set()) <= {p.name for p in run_dir.iterdir()}
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert len(metrics["confusion_matrix"]) == n_classes and "search_best" in metrics
