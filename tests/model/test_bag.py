@@ -1,6 +1,8 @@
 """Under k-fold selection a trial trained as fold towers keeps its fold models, averaged (a bag); chosen, the bag
 ships as the search scored it (`pipelines.search.towers`, `pipelines.finetune`)."""
 
+import time
+
 import keras
 import keras_tuner as kt
 import numpy as np
@@ -101,6 +103,11 @@ def test_a_model_already_run_on_the_test_split_is_not_run_again(tmp_path, monkey
     assert timed.seconds > timed.row_seconds > 0, "the rows after the first batch, per row"
     few = timed_pass(tmp_path / "search.keras", x[:8])
     assert few.seconds > few.row_seconds * 8 > 0, "no rows after the first batch: it again, warm, per row"
+    model.predict(x[:8], verbose=0)
+    started = time.monotonic()
+    model.predict(x[:8], verbose=0)
+    call = time.monotonic() - started
+    assert few.row_seconds * 8 < call / 2, "a row's time leaves out what a predict call costs whatever its rows"
     np.testing.assert_allclose(few.probabilities, model.predict(x[:8], verbose=0), atol=1e-6)
     searched = timed.probabilities
     np.testing.assert_allclose(searched, model.predict(x, verbose=0), atol=1e-6)
