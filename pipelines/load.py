@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from pipelines.columns import (DROPPED, ColumnRole, Role, apply_roles, blanks_missing, infer_roles,
+from pipelines.columns import (DROPPED, ColumnRole, Role, apply_roles, blanks_missing, examples, infer_roles,
                                missing_marks, role_notes, stray_text)
 from pipelines.config import TrainConfig
 from pipelines.errors import DataError, names, shown
@@ -517,10 +517,9 @@ def check_not_mixed(path: Path | str, column: pd.Series, remedy: str = MIXED_REM
     stray = stray_text(values, numbers)
     if numbers.isna().any() and stray is None:
         bad = values[numbers.isna()]
-        examples = ", ".join(shown(v) for v in bad.unique()[:3])
         raise DataError(
             f"{path}: column {column.name!r} is numeric but {len(bad)} of {len(values)} values are text "
-            f"(e.g. {examples}); {remedy}"
+            f"(e.g. {examples(bad)}); {remedy}"
         )
     return values.iloc[:0] if stray is None else stray
 
