@@ -18,11 +18,11 @@ split, so a run ends near `--budget-minutes` after its data is loaded and
 validated; the report and `run.json` say how the budget was spent, and the
 report what each step took. The reserve holds the part of the finish that
 depends on the model for a small-data one (`FINISH_MODEL_ALLOWANCE` of a full
-reserve, in proportion of a short one: `finish_allowance`; its evaluation,
+reserve, as much less of a short one: `finish_allowance`; its evaluation,
 each TFLite variant's check, latency and calibration); a heavier model's is
-estimated (`FinishCost`, from a row's time in a batch), and what it needs past the allowance is
-taken from the search and then the fine-tune, which does not start when that
-is all of its time. The search's part comes first: a trial whose features are
+estimated (`FinishCost`, from a row's time in a batch: `PredictBatchTimes`),
+and what it needs past the allowance is taken from the search and then the
+fine-tune, which does not start when that is all of its time. The search's part comes first: a trial whose features are
 computed once for every row (MiniRocket's, a frozen base's) times them, and
 the search ends as much earlier as that model's finish would need past the
 allowance (`FinishCost.search_cut`); the search's chosen model is evaluated on

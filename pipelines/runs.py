@@ -188,7 +188,7 @@ def timed_pass(model_path: Path, x_test: np.ndarray) -> TimedPass:
     """The saved model's probabilities on the test rows, timed: loading and predicting, and apart a row of a batch
     after the first, whose call traced the predict function (the first batch again, warm, when no other is full):
     what the finish's passes cost (`pipelines.budget.RunBudget.expect_finish`). Timed by batch, a row's time
-    leaves out what each call costs: over 6 rows it read 20 ms a row where the model took well under one."""
+    leaves out what each call costs: a small dense model's read 14 ms over 6 rows, and 0.5 ms so."""
     from models.saving import load_model
 
     started = time.monotonic()
