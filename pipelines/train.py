@@ -112,8 +112,7 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     searched = steps(Step.EVALUATE, timed_pass, search.best_model_path, inputs.x_test)
     budget.expect_finish(finish, searched.seconds, searched.row_seconds)
     deadline = budget.finetune_deadline(search_seconds)
-    overrun = finish_overrun(budget, deadline) or refit_overrun(members, search.refit_seconds(budget.rows),
-                                                                deadline - time.time())
+    overrun = fine_tune_overrun(budget, deadline, members, search.refit_seconds(budget.rows))
     if overrun:
         tuned = steps(Step.FINE_TUNE, search_model_instead, search.best_model_path, run_dir / "finetuned.keras")
     else:
@@ -149,6 +148,18 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     result.report_path = write_report(result, run_dir / "report.md")
     write_status(run_dir, config, RunStatus.COMPLETED, steps.seconds, budget=budget.to_dict())
     return result
+
+
+def fine_tune_overrun(budget: RunBudget, deadline: float, members: list[dict], expected: list[float]) -> str | None:
+    """Why the fine-tune of `members` (each's refit expected to take `expected` seconds) should not start, the
+    plainest reason first: a refit that would overrun even the time the finish's estimate took from it
+    (`refit_overrun`: nycflights13's kernel, 682 s expected, where the finish's estimate asked for 26 s), then that
+    estimate (`finish_overrun`), then a refit that would overrun what the estimate left; None if it should start."""
+    left = deadline - time.time()
+    whole = refit_overrun(members, expected, left + budget.finetune_giveup)
+    if whole or not budget.finetune_giveup:
+        return whole
+    return finish_overrun(budget, deadline) or refit_overrun(members, expected, left)
 
 
 def finish_overrun(budget: RunBudget, deadline: float) -> str | None:

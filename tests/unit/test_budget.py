@@ -166,3 +166,19 @@ def test_a_fine_tune_the_finish_leaves_no_time_is_not_started_and_the_report_say
         "(its evaluation took 20.0 s), 4 s of it by the search's early end: the rest was the fine-tune's time and more")
     budget.search_cut = budget.finish_excess
     assert finish_overrun(budget, budget.finetune_deadline(40.0)) is None, "the search's early end paid all of it"
+
+
+def test_a_refit_that_would_overrun_anyway_is_named_before_the_finish():
+    """A fine-tune not started for two reasons is told by the one that holds without the other."""
+    from pipelines.train import fine_tune_overrun, finish_overrun
+
+    kernel = {"family": "kernel"}
+    budget = RunBudget.for_rows(1, 100)
+    budget.expect_finish(FinishCost.of(100, ExportOptions(quantize=["float32"]), samples=80), 20.0, 0.2)
+    deadline = budget.finetune_deadline(40.0)
+    assert "refitting it on train+val was expected to take 682 s" in fine_tune_overrun(budget, deadline, [kernel],
+                                                                                       [682.0])
+    assert fine_tune_overrun(budget, deadline, [kernel], [1.0]) == finish_overrun(budget, deadline), \
+        "a quick refit: the finish's estimate is why"
+    light = RunBudget.for_rows(1, 100)
+    assert fine_tune_overrun(light, light.finetune_deadline(30.0), [kernel], [1.0]) is None
