@@ -96,8 +96,7 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     budget = RunBudget.for_rows(config.budget_minutes, len(inputs.x_train) + len(inputs.x_val),
                                 prepared_seconds=sum(steps.seconds.get(step, 0.0) for step in PREPARED))
     options = options.model_copy(update={"budget_minutes": budget.search_minutes})
-    finish = FinishCost.of(len(inputs.x_test), config, min(REPRESENTATIVE_SAMPLES, len(inputs.x_train)),
-                           budget.finish_reserve)
+    finish = FinishCost.of(len(inputs.x_test), config, min(REPRESENTATIVE_SAMPLES, len(inputs.x_train)))
     search_started = time.monotonic()
     search = steps(Step.SEARCH, run_search, inputs, prep, run_dir / "search", options, on_trial_end, launch, devices,
                    base, finish)

@@ -21,7 +21,6 @@ from pipelines.budget import (
     RunBudget,
     StopAtDeadline,
     finetune_share,
-    finish_allowance,
     finish_reserve,
 )
 from pipelines.config import ExportOptions
@@ -94,19 +93,6 @@ def test_a_heavy_models_finish_is_taken_from_the_fine_tune_a_light_ones_is_not()
     assert heavy.finetune_giveup == pytest.approx(5.0), "the search's early end paid the rest"
     assert heavy.finetune_deadline(30.0, now) == pytest.approx(now + 15.0 - 5.0)
     assert heavy.to_dict()["finish_excess"] == excess and heavy.to_dict()["pass_seconds"] == 7.0
-
-
-def test_a_short_budgets_reserve_holds_as_much_less_of_the_models_finish():
-    """The reserve's model-dependent part shrinks with the reserve: at 1 minute (15 s) it holds 10 s, not 30."""
-    assert finish_allowance(FINISH_SECONDS) == FINISH_MODEL_ALLOWANCE == finish_allowance(10 * FINISH_SECONDS)
-    one_minute = RunBudget.for_rows(1, 100)
-    assert finish_allowance(one_minute.finish_reserve) == pytest.approx(FINISH_MODEL_ALLOWANCE / 3)
-    long, short = (FinishCost.of(100, ExportOptions(), 80, reserve=r) for r in (FINISH_SECONDS, 15.0))
-    assert long.excess(0.01) == 0.0 and short.excess(0.01) > 0, "a 10 ms row: about 17 s of finish"
-    assert short.excess(0.07) - long.excess(0.07) == pytest.approx(FINISH_MODEL_ALLOWANCE * 2 / 3)
-    assert RunBudget.for_rows(0.25, 100).expect_finish(
-        FinishCost.of(6, ExportOptions(), 6, reserve=finish_reserve(0.25)), 0.3, 0.0005) == 0.0, \
-        "a 15-second test run's six images: nothing taken"
 
 
 def test_a_rows_time_is_its_full_batches_after_the_first():
