@@ -19,9 +19,10 @@ validated; the report and `run.json` say how the budget was spent, and the
 report what each step took. The reserve holds the part of the finish that
 depends on the model for a small-data one (`FINISH_MODEL_ALLOWANCE`: its
 evaluation, each TFLite variant's check, latency and calibration, at any
-budget); a heavier model's is estimated (`FinishCost`, from a row's time in a batch: `PredictBatchTimes`),
-and what it needs past the allowance is taken from the search and then the
-fine-tune, which does not start when that is all of its time. The search's part comes first: a trial whose features are
+budget); a heavier model's is estimated (`FinishCost`, from a row's time in
+a batch: `PredictBatchTimes`), and what it needs past the allowance is taken
+from the search and then the fine-tune, which does not start when that is
+all of its time. The search's part comes first: a trial whose features are
 computed once for every row (MiniRocket's, a frozen base's) times them, and
 the search ends as much earlier as that model's finish would need past the
 allowance (`FinishCost.search_cut`); the search's chosen model is evaluated on
