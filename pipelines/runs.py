@@ -48,7 +48,7 @@ from pipelines.registry import check_model_name, inside
 from pipelines.results import Candidate
 from pipelines.transfer import describe_lineage, lineage
 
-# Rows of a test pass predicted first, apart (`timed_pass`): Keras's predict batch; their call traces the function.
+# The batch of a timed test pass (`timed_pass`): Keras's predict batch; the first traces the function.
 TIMING_BATCH = 32
 
 

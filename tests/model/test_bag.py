@@ -100,7 +100,7 @@ def test_a_model_already_run_on_the_test_split_is_not_run_again(tmp_path, monkey
     model.save(tmp_path / "search.keras")
     x, y = np.random.default_rng(0).normal(size=(40, 3)).astype("float32"), np.arange(40) % 2
     timed = timed_pass(tmp_path / "search.keras", x)
-    assert timed.seconds > timed.row_seconds > 0, "the rows after the first batch, per row"
+    assert timed.seconds > timed.row_seconds > 0, "40 rows: one full batch, the traced one; it again, warm, per row"
     few = timed_pass(tmp_path / "search.keras", x[:8])
     assert few.seconds > few.row_seconds * 8 > 0, "no rows after the first batch: it again, warm, per row"
     model.predict(x[:8], verbose=0)
