@@ -17,12 +17,14 @@ cores, at most `FINISH_MAX_SHARE` of a short budget) are set aside before the
 split, so a run ends near `--budget-minutes` after its data is loaded and
 validated; the report and `run.json` say how the budget was spent, and the
 report what each step took. The reserve holds the part of the finish that
-depends on the model for a small-data one (`FINISH_MODEL_ALLOWANCE`: its
-evaluation, each TFLite variant's check, latency and calibration, at any
-budget); a heavier model's is estimated (`FinishCost`, from a row's time in
-a batch: `PredictBatchTimes`), and what it needs past the allowance is taken
-from the search and then the fine-tune, which does not start when that is
-all of its time. The search's part comes first: a trial whose features are
+depends on the model for a small-data one (`FINISH_MODEL_ALLOWANCE` of a full
+reserve, as much less of a short one: `finish_allowance`; its evaluation,
+each TFLite variant's check, latency and calibration); a heavier model's is
+estimated (`FinishCost`, from a row's time in a batch: `PredictBatchTimes`),
+and what it needs past the allowance is taken from the search and then the
+fine-tune, which does not start when that is all of its time (unless its
+refit is solved in one go in a few seconds: `pipelines.finetune.cheap_refit`).
+The search's part comes first: a trial whose features are
 computed once for every row (MiniRocket's, a frozen base's) times them, and
 the search ends as much earlier as that model's finish would need past the
 allowance (`FinishCost.search_cut`); the search's chosen model is evaluated on
@@ -61,13 +63,13 @@ FINISH_MAX_SHARE = 0.25  # of a short budget: the search and fine-tune keep the 
 # 2 cores; a 1,504-column table took 24 s.
 PREPARE_ALLOWANCE = 10.0
 # Seconds of the finish that depend on the model (`FinishCost.model_seconds`: the fine-tuned model's evaluation, the
-# variants' checks, latencies and int8 calibration) the finish reserve holds, at any budget (holding 10 s of a 1-minute
-# run's 15 instead, ArrowHead's seed 2 shipped three MiniRocket models at 0.7829 where it had scored 0.8571). 1-minute
-# runs on 2 cores, the finish (evaluation and export steps) and its estimate: digits (a kernel and a CNN, 360 test
-# rows) 18.3 s and 2.7 s, breast_cancer 23.2 s and 3.8 s, ArrowHead's MiniRocket (175 series of 251 steps) 30.7 s and
-# 11.7 s, ACSF1's MiniRocket ensemble (100 series of 1,460 steps) 67.7 s and 38.3 s. The rest is what every model's
-# finish costs (files, conversions, metadata), more for a heavy model (ACSF1's conversions and SavedModel about 20 s):
-# not estimated.
+# variants' checks, latencies and int8 calibration) a full finish reserve holds; a shorter one holds as much less
+# (`finish_allowance`: 10 s of a 1-minute run's 15, where ArrowHead's three MiniRocket models asked for 35 s and their
+# fine-tune starts only as a refit solved in one go, `pipelines.finetune.cheap_refit`). 1-minute runs on 2 cores, the
+# finish (evaluation and export steps) and its estimate: digits (a kernel and a CNN, 360 test rows) 18.3 s and 2.7 s,
+# breast_cancer 23.2 s and 3.8 s, ArrowHead's MiniRocket (175 series of 251 steps) 30.7 s and 11.7 s, ACSF1's MiniRocket
+# ensemble (100 series of 1,460 steps) 67.7 s and 38.3 s. The rest is what every model's finish costs (files,
+# conversions, metadata), more for a heavy model (ACSF1's conversions and SavedModel about 20 s): not estimated.
 FINISH_MODEL_ALLOWANCE = 30.0
 # One int8 calibration sample against one row of a batched test pass: the calibrating interpreter records every
 # tensor's range, one sample at a time (ACSF1's MiniRocket ensemble: 0.37 s a sample, 37 ms a row of a test pass).
@@ -78,6 +80,12 @@ MIN_TRAINING_FRACTION = 0.5  # of the search's and fine-tune's time, kept whatev
 def finish_reserve(minutes: float) -> float:
     """Seconds of a `minutes` budget set aside for evaluation and export."""
     return round(min(FINISH_SECONDS, FINISH_MAX_SHARE * minutes * 60), 1)
+
+
+def finish_allowance(reserve: float) -> float:
+    """Seconds of a `reserve`-second finish reserve that hold its model-dependent part: `FINISH_MODEL_ALLOWANCE` of
+    `FINISH_SECONDS`, in proportion (a 1-minute budget's 15-second reserve holds 10 of them)."""
+    return round(FINISH_MODEL_ALLOWANCE * min(reserve, FINISH_SECONDS) / FINISH_SECONDS, 1)
 
 
 def finetune_share(rows: int) -> float:
@@ -91,18 +99,23 @@ class FinishCost:
     """What the finish asks of the model the search chooses, beyond what every model's costs: the fine-tuned model's
     evaluation on the `rows` test rows, and for each of `variants` TFLite variants a check on them and a latency of
     up to `latency_runs` batch-1 calls; `calibrations` int8 calibrations on `samples` samples (at least
-    `MIN_CALIBRATION_SAMPLES` of them, or as many as `CALIBRATION_SECONDS` allow)."""
+    `MIN_CALIBRATION_SAMPLES` of them, or as many as `CALIBRATION_SECONDS` allow). The finish reserve holds
+    `allowance` seconds of them (`finish_allowance`)."""
 
     rows: int
     variants: int
     calibrations: int = 0
     samples: int = 0
     latency_runs: int = 100
+    allowance: float = FINISH_MODEL_ALLOWANCE
 
     @classmethod
-    def of(cls, test_rows: int, options: ExportOptions, samples: int) -> "FinishCost":
-        """What the finish of `options`' variants asks over `test_rows` rows, calibrating on `samples` samples."""
-        return cls(test_rows, options.checked_variants, options.calibrated_variants, samples, options.latency_runs)
+    def of(cls, test_rows: int, options: ExportOptions, samples: int,
+           reserve: float = FINISH_SECONDS) -> "FinishCost":
+        """What the finish of `options`' variants asks over `test_rows` rows, calibrating on `samples` samples, and
+        what a `reserve`-second finish reserve holds of it."""
+        return cls(test_rows, options.checked_variants, options.calibrated_variants, samples, options.latency_runs,
+                   finish_allowance(reserve))
 
     def model_seconds(self, row_seconds: float, evaluation_seconds: float | None = None) -> float:
         """The finish's model-dependent seconds for a model that takes `row_seconds` a row in a batch, and
@@ -115,8 +128,8 @@ class FinishCost:
         return evaluation + self.variants * check + self.calibrations * calibration
 
     def excess(self, row_seconds: float, evaluation_seconds: float | None = None) -> float:
-        """Seconds those take past `FINISH_MODEL_ALLOWANCE`, what the finish reserve holds for them."""
-        return max(0.0, self.model_seconds(row_seconds, evaluation_seconds) - FINISH_MODEL_ALLOWANCE)
+        """Seconds those take past `allowance`, what the finish reserve holds for them."""
+        return max(0.0, self.model_seconds(row_seconds, evaluation_seconds) - self.allowance)
 
     def search_cut(self, row_seconds: float) -> float:
         """Seconds the search ends earlier for a model that takes `row_seconds` a row (its features, timed)."""
@@ -135,8 +148,10 @@ class RunBudget:
         search_cut: seconds the search ended earlier for its trials' expected finish (`FinishCost.search_cut`).
         pass_seconds: what the search's chosen model's evaluation on the test split took (loading it included).
         finish_estimate: the finish's seconds that depend on that model (`FinishCost.model_seconds`);
-            finish_excess: what they are expected to take past `FINISH_MODEL_ALLOWANCE`, taken from the search
-            (`search_cut`) and the fine-tune (the rest: `finetune_giveup`).
+            finish_excess: what they are expected to take past the reserve's allowance, taken from the search
+            (`search_cut`) and the fine-tune (the rest: `finetune_giveup`); cheap_refit: the fine-tune ran though
+            the estimate asked for all of its time, its refit being solved in one go in a few seconds
+            (`pipelines.finetune.cheap_refit`).
         search_seconds, finetune_seconds: the time each took; finetune_stopped: the fine-tune hit the deadline.
     """
 
@@ -152,6 +167,7 @@ class RunBudget:
     pass_seconds: float | None = None
     finish_estimate: float | None = None
     finish_excess: float = 0.0
+    cheap_refit: bool = False
 
     @classmethod
     def for_rows(cls, minutes: float, rows: int, prepared_seconds: float = 0.0) -> "RunBudget":
@@ -171,7 +187,7 @@ class RunBudget:
 
     def expect_finish(self, finish: FinishCost, pass_seconds: float, row_seconds: float) -> float:
         """Note that the chosen model's evaluation took `pass_seconds` (loading it, `row_seconds` a row); returns the
-        seconds its finish is expected to take past `FINISH_MODEL_ALLOWANCE` (`finish_excess`)."""
+        seconds its finish is expected to take past the reserve's allowance for it (`finish_excess`)."""
         self.pass_seconds = round(pass_seconds, 2)
         self.finish_estimate = round(finish.model_seconds(row_seconds, evaluation_seconds=pass_seconds), 1)
         self.finish_excess = round(finish.excess(row_seconds, evaluation_seconds=pass_seconds), 1)
@@ -204,6 +220,8 @@ class RunBudget:
             text += (f"; the chosen model's evaluation and export were expected to take {self.finish_excess:.0f} s "
                      f"more than the reserve holds (its evaluation took {self.pass_seconds:.1f} s): the fine-tune gave "
                      f"up {self.finetune_giveup:.0f} s")
+            if self.cheap_refit:
+                text += ", and its refit, solved in one go in a few seconds, ran past its deadline"
         if self.search_seconds is not None and self.finetune_seconds is not None:
             text += (f"; used: search {self.search_seconds / 60:.1f} min, fine-tune {self.finetune_seconds / 60:.1f} "
                      f"min{' (stopped at the deadline, best weights kept)' if self.finetune_stopped else ''}")

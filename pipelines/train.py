@@ -18,7 +18,14 @@ from pipelines.budget import FinishCost, RunBudget
 from pipelines.config import TrainConfig
 from pipelines.devices import DeviceSetup, using
 from pipelines.export.records import REPRESENTATIVE_SAMPLES
-from pipelines.finetune import FineTuneResult, fine_tune, keep_search_model, refit_overrun, search_model_instead
+from pipelines.finetune import (
+    FineTuneResult,
+    cheap_refit,
+    fine_tune,
+    keep_search_model,
+    refit_overrun,
+    search_model_instead,
+)
 from pipelines.imbalance import imbalance_note
 from pipelines.load import Splits, load_dataset, split_dataset
 from pipelines.preprocess import fit_preprocessing, model_inputs
@@ -96,7 +103,8 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     budget = RunBudget.for_rows(config.budget_minutes, len(inputs.x_train) + len(inputs.x_val),
                                 prepared_seconds=sum(steps.seconds.get(step, 0.0) for step in PREPARED))
     options = options.model_copy(update={"budget_minutes": budget.search_minutes})
-    finish = FinishCost.of(len(inputs.x_test), config, min(REPRESENTATIVE_SAMPLES, len(inputs.x_train)))
+    finish = FinishCost.of(len(inputs.x_test), config, min(REPRESENTATIVE_SAMPLES, len(inputs.x_train)),
+                           budget.finish_reserve)
     search_started = time.monotonic()
     search = steps(Step.SEARCH, run_search, inputs, prep, run_dir / "search", options, on_trial_end, launch, devices,
                    base, finish)
@@ -111,7 +119,7 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     searched = steps(Step.EVALUATE, timed_pass, search.best_model_path, inputs.x_test)
     budget.expect_finish(finish, searched.seconds, searched.row_seconds)
     deadline = budget.finetune_deadline(search_seconds)
-    overrun = fine_tune_overrun(budget, deadline, members, search.refit_seconds(budget.rows))
+    overrun = fine_tune_overrun(budget, deadline, members, search.refit_seconds(budget.rows), search.member_bags())
     if overrun:
         tuned = steps(Step.FINE_TUNE, search_model_instead, search.best_model_path, run_dir / "finetuned.keras")
     else:
@@ -149,15 +157,21 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     return result
 
 
-def fine_tune_overrun(budget: RunBudget, deadline: float, members: list[dict], expected: list[float]) -> str | None:
-    """Why the fine-tune of `members` (each's refit expected to take `expected` seconds) should not start, the
-    plainest reason first: a refit that would overrun even the time the finish's estimate took from it
-    (`refit_overrun`: nycflights13's kernel, 682 s expected, where the finish's estimate asked for 26 s), then that
-    estimate (`finish_overrun`), then a refit that would overrun what the estimate left; None if it should start."""
+def fine_tune_overrun(budget: RunBudget, deadline: float, members: list[dict], expected: list[float],
+                      bags: list[Path | None] | None = None) -> str | None:
+    """Why the fine-tune of `members` (each's refit expected to take `expected` seconds; `bags`: the members that
+    ship as their bags, `SearchResult.member_bags`) should not start, the plainest reason first: a refit that would
+    overrun even the time the finish's estimate took from it (`refit_overrun`: nycflights13's kernel, 682 s expected,
+    where the finish's estimate asked for 26 s), then that estimate (`finish_overrun`) unless the refit is cheap
+    (`cheap_refit`: it starts, and the run gives it a few seconds past its deadline), then a refit that would
+    overrun what the estimate left; None if it should start."""
     left = deadline - time.time()
     whole = refit_overrun(members, expected, left + budget.finetune_giveup)
     if whole or not budget.finetune_giveup:
         return whole
+    if cheap_refit(members, expected, bags or [None] * len(members)):
+        budget.cheap_refit = True
+        return None
     return finish_overrun(budget, deadline) or refit_overrun(members, expected, left)
 
 

@@ -21,6 +21,7 @@ from pipelines.budget import (
     RunBudget,
     StopAtDeadline,
     finetune_share,
+    finish_allowance,
     finish_reserve,
 )
 from pipelines.config import ExportOptions
@@ -95,6 +96,19 @@ def test_a_heavy_models_finish_is_taken_from_the_fine_tune_a_light_ones_is_not()
     assert heavy.to_dict()["finish_excess"] == excess and heavy.to_dict()["pass_seconds"] == 7.0
 
 
+def test_a_short_budgets_reserve_holds_as_much_less_of_the_models_finish():
+    """The reserve's model-dependent part shrinks with the reserve: at 1 minute (15 s) it holds 10 s, not 30."""
+    assert finish_allowance(FINISH_SECONDS) == FINISH_MODEL_ALLOWANCE == finish_allowance(10 * FINISH_SECONDS)
+    one_minute = RunBudget.for_rows(1, 100)
+    assert finish_allowance(one_minute.finish_reserve) == pytest.approx(FINISH_MODEL_ALLOWANCE / 3)
+    long, short = (FinishCost.of(100, ExportOptions(), 80, reserve=r) for r in (FINISH_SECONDS, 15.0))
+    assert long.excess(0.01) == 0.0 and short.excess(0.01) > 0, "a 10 ms row: about 17 s of finish"
+    assert short.excess(0.07) - long.excess(0.07) == pytest.approx(FINISH_MODEL_ALLOWANCE * 2 / 3)
+    assert RunBudget.for_rows(0.25, 100).expect_finish(
+        FinishCost.of(6, ExportOptions(), 6, reserve=finish_reserve(0.25)), 0.3, 0.0005) == 0.0, \
+        "a 15-second test run's six images: nothing taken"
+
+
 def test_a_rows_time_is_its_full_batches_after_the_first():
     """The first batch traces the predict function and a short last batch traces it again: neither is a row's
     time."""
@@ -164,7 +178,35 @@ def test_a_refit_that_would_overrun_anyway_is_named_before_the_finish():
     deadline = budget.finetune_deadline(40.0)
     assert "refitting it on train+val was expected to take 682 s" in fine_tune_overrun(budget, deadline, [kernel],
                                                                                        [682.0])
-    assert fine_tune_overrun(budget, deadline, [kernel], [1.0]) == finish_overrun(budget, deadline), \
-        "a quick refit: the finish's estimate is why"
+    dense = {"family": "dense"}
+    assert fine_tune_overrun(budget, deadline, [dense], [1.0]) == finish_overrun(budget, deadline), \
+        "a quick refit by epochs: the finish's estimate is why"
     light = RunBudget.for_rows(1, 100)
     assert fine_tune_overrun(light, light.finetune_deadline(30.0), [kernel], [1.0]) is None
+
+
+def test_a_refit_solved_in_one_go_in_a_few_seconds_starts_whatever_the_finish_asks():
+    """The fine-tune the finish's estimate would give up starts when every member is solved in one go without
+    boosting (or ships as its bag), within `CHEAP_REFIT_SECONDS`; the budget line says it ran."""
+    from pipelines.finetune import CHEAP_REFIT_SECONDS
+    from pipelines.train import fine_tune_overrun, finish_overrun
+
+    def budget_and_deadline():
+        budget = RunBudget.for_rows(1, 36)
+        budget.expect_finish(FinishCost.of(175, ExportOptions(quantize=["float32"]), samples=36), 20.0, 0.2)
+        return budget, budget.finetune_deadline(40.0)
+
+    rocket, boosted = {"family": "rocket"}, {"family": "trees", "trees_kind": "boosted"}
+    budget, deadline = budget_and_deadline()
+    assert finish_overrun(budget, deadline), "the finish's estimate asks for all of the fine-tune's time"
+    assert fine_tune_overrun(budget, deadline, [rocket] * 3, [0.4] * 3, [None] * 3) is None
+    assert budget.cheap_refit and "its refit, solved in one go in a few seconds, ran" in budget.describe()
+    for members, expected, bags in [([rocket] * 3, [CHEAP_REFIT_SECONDS / 2] * 3, [None] * 3),  # too long
+                                    ([boosted], [0.5], [None]),  # boosting stops unfinished at a deadline
+                                    ([{"family": "dense"}], [0.5], [None])]:  # trained by epochs
+        budget, deadline = budget_and_deadline()
+        assert fine_tune_overrun(budget, deadline, members, expected, bags) == finish_overrun(budget, deadline)
+        assert not budget.cheap_refit and "ran past" not in budget.describe()
+    budget, deadline = budget_and_deadline()
+    assert fine_tune_overrun(budget, deadline, [{"family": "dense"}, rocket], [0.0, 1.0], ["bag", None]) is None, \
+        "a member shipping as its bag of fold models is only loaded"
