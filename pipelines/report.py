@@ -234,6 +234,8 @@ def _shipped_row(finetune) -> str:
     """The scores table's name for the shipped model: the fine-tuned one, or the search's in its place."""
     if not finetune.search_model_kept:
         return f"fine-tuned ({finetune.epochs} epochs)"
+    if finetune.fitted_by_search:
+        return "search best, shipped (fitted on every row by the search)"
     return f"search best, shipped (the fine-tune was {'not started' if finetune.not_started else 'cut short'})"
 
 

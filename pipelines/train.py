@@ -22,6 +22,7 @@ from pipelines.finetune import (
     FineTuneResult,
     cheap_refit,
     fine_tune,
+    fitted_by_search,
     keep_search_model,
     refit_overrun,
     search_model_instead,
@@ -57,8 +58,9 @@ from pipelines.validate import Validation, validate_splits
 
 PREPARED = (Step.LOAD, Step.SPLIT, Step.VALIDATE)  # the data's preparation (`RunBudget.for_rows`)
 # The end of the report's note when the search's model ships in place of a fine-tune (not started, or cut short).
-SEARCH_MODEL_SHIPS = ("the search's model ships instead (as its trials trained it, on the training split or a fold of "
-                      "it); a larger --budget-minutes leaves the fine-tune more time")
+SEARCH_MODEL_SHIPS = ("the search's model ships instead (as its trials trained it: on the training split or a fold of "
+                      "it, a head on shared features on every row); a larger --budget-minutes leaves the fine-tune "
+                      "more time")
 
 
 def train(config: TrainConfig, run_step: StepRunner = call_directly, on_trial_end: TrialHook | None = None,
@@ -119,9 +121,12 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     searched = steps(Step.EVALUATE, timed_pass, search.best_model_path, inputs.x_test)
     budget.expect_finish(finish, searched.seconds, searched.row_seconds)
     deadline = budget.finetune_deadline(search_seconds)
-    overrun = fine_tune_overrun(budget, deadline, members, search.refit_seconds(budget.rows), search.member_bags())
-    if overrun:
-        tuned = steps(Step.FINE_TUNE, search_model_instead, search.best_model_path, run_dir / "finetuned.keras")
+    fitted = fitted_by_search(members, search.cross_validated)
+    overrun = None if fitted else fine_tune_overrun(budget, deadline, members, search.refit_seconds(budget.rows),
+                                                    search.member_bags())
+    if fitted or overrun:
+        tuned = steps(Step.FINE_TUNE, search_model_instead, search.best_model_path, run_dir / "finetuned.keras",
+                      fitted=fitted)
     else:
         tuned = steps(Step.FINE_TUNE, fine_tune, inputs, prep, search.best_hyperparameters,
                       run_dir / "finetuned.keras", max_epochs=finetune_epochs(config.finetune_epochs, search),
@@ -129,7 +134,10 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
                       devices=devices, deadline=deadline, bags=search.member_bags())
     budget.finetune_seconds, budget.finetune_stopped = tuned.seconds, tuned.stopped_at_deadline
     shipped_note, needed = bag_note(tuned, len(members)), search.epochs_to_best()
-    if tuned.not_started:
+    if tuned.fitted_by_search:
+        shipped_note = (f"{describe(search.best_hyperparameters)} ships as the search fitted it: each head solved on "
+                        "every row of train+val, as a refit would (no fine-tune needed)")
+    elif tuned.not_started:
         shipped_note = (f"the fine-tune of {describe(search.best_hyperparameters)} was not started: {overrun}: "
                         f"{SEARCH_MODEL_SHIPS}")
     elif tuned.cut_short(needed):

@@ -272,6 +272,10 @@ def budgeted_tuner(name: str) -> type:
 
             MiniRocket is fitted on every row, held-out ones included. Its fit reads no labels (its biases are
             quantiles of a few series' convolutions, its scaling their spread), so no fold's labels reach another.
+            The trial keeps a model whose head is solved on every row (one more solve on features already
+            computed): the model a refit on train+val would make. The last fold's, which it kept before, had seen
+            four fifths of the rows and shipped where the fine-tune did not run: ArrowHead's (36 series) scored
+            0.7829-0.7886 on the test split, refitted 0.8571-0.8743.
             """
             hp = trial.hyperparameters
             self.hypermodel.x_fit = cv.x
@@ -288,6 +292,7 @@ def budgeted_tuner(name: str) -> type:
             for train, val in cv.folds:
                 fit_ridge_head(model, cv.x[train], cv.y[train], weights, features=features[train])
                 heldout[val] = head_outputs(head, features[val])
+            fit_ridge_head(model, cv.x, cv.y, weights, features=features)
             return self._scored(trial, cv, model, heldout)
 
         def expect_finish(self, row_seconds: float) -> None:
@@ -306,7 +311,8 @@ def budgeted_tuner(name: str) -> type:
                 self.deadline_stop.deadline -= moved
 
         def _scored(self, trial, cv: CrossValidation, model, heldout: np.ndarray) -> dict:
-            """Keep the last fold's model and the out-of-fold probabilities; the trial's k-fold scores."""
+            """Keep `model` (the last fold's, or a head solved on every row) and the out-of-fold probabilities; the
+            trial's k-fold scores."""
             save_checkpoint(self, trial.trial_id, model)
             save_heldout(self.get_trial_dir(trial.trial_id), heldout)
             values = scores(cv.y, heldout, self.oracle.objective.name)

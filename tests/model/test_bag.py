@@ -134,3 +134,30 @@ def test_the_report_says_how_many_of_an_ensembles_members_ship_as_bags(tmp_path)
                                               "search trained and scored it:")
     assert bag_note(shipped(2), 3).startswith("k-fold selection: 2 of the ensemble's 3 members ship as the search "
                                               "trained and scored them:")
+
+
+def test_a_minirocket_model_the_search_fitted_on_every_row_ships_without_a_refit(sequences_npz, tmp_path,
+                                                                               monkeypatch):
+    """Under k-fold a MiniRocket trial keeps a head solved on every row: the model a refit would make. The run
+    ships it as it is, runs it on the test split once, and its report says why nothing was fine-tuned."""
+    import pipelines.train
+    from models.saving import load_model
+    from pipelines.finetune import fitted_by_search
+    from pipelines.train import train
+    from tests.conftest import fast_config, make_sequences
+
+    rocket, linear = {"family": "rocket"}, {"family": "linear"}
+    assert fitted_by_search([rocket, rocket], cross_validated=True)
+    assert not fitted_by_search([rocket], cross_validated=False), "under holdout the search fitted the train split"
+    assert not fitted_by_search([rocket, linear], cross_validated=True), "a linear member kept its last fold's fit"
+    monkeypatch.setattr(pipelines.train, "fine_tune", lambda *a, **k: (_ for _ in ()).throw(AssertionError("refit")))
+    result = train(fast_config(data=sequences_npz, runs_root=tmp_path / "runs", families=["rocket"], max_trials=1,
+                               selection="kfold", quantize=["float32"]))
+    assert result.finetune.fitted_by_search and result.finetune.search_model_kept and result.finetune.seconds == 0
+    x = np.stack(make_sequences(8, seed=1, ragged=False)[0]).astype("float32")
+    np.testing.assert_allclose(load_model(result.run_dir / "finetuned.keras").predict(x, verbose=0),
+                               load_model(result.search.best_model_path).predict(x, verbose=0), atol=1e-6)
+    report = result.report_path.read_text()
+    assert "rocket ships as the search fitted it: each head solved on every row of train+val" in report
+    assert "search best, shipped (fitted on every row by the search)" in report
+    assert "learning_curves.png" not in report

@@ -243,7 +243,8 @@ def test_small_data_is_scored_out_of_fold_and_each_family_starts_from_its_defaul
 def test_a_minirocket_trials_folds_share_its_features_and_each_head_leaves_its_fold_out(sequences_npz, tmp_path,
                                                                                         monkeypatch):
     """Under k-fold, MiniRocket's features of every row are computed once per trial (they were computed three
-    times per fold); each fold's head is solved on the other folds' rows alone."""
+    times per fold); each fold's head is solved on the other folds' rows alone, and the trial keeps a head solved
+    on every row."""
     import keras
     import keras_tuner as kt
     import numpy as np
@@ -275,6 +276,7 @@ def test_a_minirocket_trials_folds_share_its_features_and_each_head_leaves_its_f
     model.load_weights(trial_dir / "checkpoint.weights.h5")  # MiniRocket fitted on every row, held-out ones too
     head = model.get_layer("probabilities")
     features = layer_inputs(model, head, cv.x)
+    kept = [w.copy() for w in head.get_weights()]
     heldout = load_heldout(trial_dir)
     for train, val in cv.folds:
         fit_ridge_head(model, cv.x[train], cv.y[train], features=features[train])
@@ -282,6 +284,9 @@ def test_a_minirocket_trials_folds_share_its_features_and_each_head_leaves_its_f
         np.testing.assert_allclose(head_outputs(head, features[val]), heldout[val], rtol=1e-3, atol=0)
     fit_ridge_head(model, cv.x, cv.y, features=features)  # a head that saw the held-out labels scores otherwise
     assert not np.allclose(head_outputs(head, features), heldout, rtol=1e-1, atol=0)
+    for solved, weights in zip(head.get_weights(), kept):
+        np.testing.assert_allclose(solved, weights, rtol=1e-4, atol=1e-6,
+                                   err_msg="the trial keeps a head solved on every row, not its last fold's")
     keras.backend.clear_session()
 
 
