@@ -151,7 +151,8 @@ class RunBudget:
             finish_excess: what they are expected to take past the reserve's allowance, taken from the search
             (`search_cut`) and the fine-tune (the rest: `finetune_giveup`); cheap_refit: the fine-tune ran though
             the estimate asked for all of its time, its refit being solved in one go in a few seconds
-            (`pipelines.finetune.cheap_refit`).
+            (`pipelines.finetune.cheap_refit`); refit_needed: False where the search's model was the refit's
+            already (`pipelines.finetune.fitted_by_search`), so the fine-tune gave up nothing.
         search_seconds, finetune_seconds: the time each took; finetune_stopped: the fine-tune hit the deadline.
     """
 
@@ -168,6 +169,7 @@ class RunBudget:
     finish_estimate: float | None = None
     finish_excess: float = 0.0
     cheap_refit: bool = False
+    refit_needed: bool = True
 
     @classmethod
     def for_rows(cls, minutes: float, rows: int, prepared_seconds: float = 0.0) -> "RunBudget":
@@ -218,8 +220,9 @@ class RunBudget:
                      "and export would take longer than the reserve holds")
         if self.finetune_giveup:
             text += (f"; the chosen model's evaluation and export were expected to take {self.finish_excess:.0f} s "
-                     f"more than the reserve holds (its evaluation took {self.pass_seconds:.1f} s): the fine-tune gave "
-                     f"up {self.finetune_giveup:.0f} s")
+                     f"more than the reserve holds (its evaluation took {self.pass_seconds:.1f} s)")
+            text += (f": the fine-tune gave up {self.finetune_giveup:.0f} s" if self.refit_needed else
+                     ": it needed no fine-tune, fitted on every row by the search")
             if self.cheap_refit:
                 text += ", and its refit, solved in one go in a few seconds, ran past its deadline"
         if self.search_seconds is not None and self.finetune_seconds is not None:

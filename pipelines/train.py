@@ -122,6 +122,7 @@ def _train_in(run_dir: Path, config: TrainConfig, splits: Splits, validation: Va
     budget.expect_finish(finish, searched.seconds, searched.row_seconds)
     deadline = budget.finetune_deadline(search_seconds)
     fitted = fitted_by_search(members, search.cross_validated)
+    budget.refit_needed = not fitted
     overrun = None if fitted else fine_tune_overrun(budget, deadline, members, search.refit_seconds(budget.rows),
                                                     search.member_bags())
     if fitted or overrun:

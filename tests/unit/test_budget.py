@@ -94,6 +94,9 @@ def test_a_heavy_models_finish_is_taken_from_the_fine_tune_a_light_ones_is_not()
     assert heavy.finetune_giveup == pytest.approx(5.0), "the search's early end paid the rest"
     assert heavy.finetune_deadline(30.0, now) == pytest.approx(now + 15.0 - 5.0)
     assert heavy.to_dict()["finish_excess"] == excess and heavy.to_dict()["pass_seconds"] == 7.0
+    heavy.refit_needed = False  # `pipelines.finetune.fitted_by_search`: the fine-tune gave nothing up
+    assert "(its evaluation took 7.0 s): it needed no fine-tune, fitted on every row by the search" in \
+        heavy.describe() and "gave up" not in heavy.describe()
 
 
 def test_a_short_budgets_reserve_holds_as_much_less_of_the_models_finish():
