@@ -27,7 +27,7 @@ refit is solved in one go in a few seconds: `pipelines.finetune.cheap_refit`).
 The search's part comes first: a trial whose features are
 computed once for every row (MiniRocket's, a frozen base's) times them, and
 the search ends as much earlier as that model's finish would need past the
-allowance (`FinishCost.search_cut`); the search's chosen model is evaluated on
+allowance (`FeatureTimes.search_cut`); the search's chosen model is evaluated on
 the test split before the fine-tune, timed, and the fine-tune gives up what
 its estimate asks beyond the search's cut (`finetune_giveup`). On small data
 the search's last seconds are worth less than the fine-tune, which refits on
@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import keras
 
@@ -131,9 +131,28 @@ class FinishCost:
         """Seconds those take past `allowance`, what the finish reserve holds for them."""
         return max(0.0, self.model_seconds(row_seconds, evaluation_seconds) - self.allowance)
 
-    def search_cut(self, row_seconds: float) -> float:
-        """Seconds the search ends earlier for a model that takes `row_seconds` a row (its features, timed)."""
-        return self.excess(row_seconds)
+
+
+@dataclass
+class FeatureTimes:
+    """The row times of the search's trials that time their features (MiniRocket's, a frozen base's: computed once
+    for every row), and the seconds the search ends earlier for them (`search_cut`).
+
+    A family counts at its fastest trial: a trial timed beside other work reads slow, never fast. A fresh
+    process's first trial shares the cores with Prefect's server starting: ArrowHead's first MiniRocket trial read
+    25 ms a row in one 1-minute run (a 26-second cut) and 8-9 ms in two others (3-4 s)."""
+
+    finish: FinishCost
+    least: dict[str, float] = field(default_factory=dict)
+
+    def note(self, family: str, row_seconds: float) -> None:
+        """A trial of `family` took `row_seconds` a row."""
+        self.least[family] = min(row_seconds, self.least.get(family, math.inf))
+
+    @property
+    def search_cut(self) -> float:
+        """Seconds the search ends earlier: what the heaviest family's model would need past the finish's allowance."""
+        return max((self.finish.excess(row) for row in self.least.values()), default=0.0)
 
 
 @dataclass
@@ -145,7 +164,7 @@ class RunBudget:
             the finish reserve leaves; finish_reserve: seconds set aside for evaluation and export.
         prepare_overrun: seconds the data's loading and validation took past `PREPARE_ALLOWANCE`, taken from the
             search and fine-tune.
-        search_cut: seconds the search ended earlier for its trials' expected finish (`FinishCost.search_cut`).
+        search_cut: seconds the search ended earlier for its trials' expected finish (`FeatureTimes.search_cut`).
         pass_seconds: what the search's chosen model's evaluation on the test split took (loading it included).
         finish_estimate: the finish's seconds that depend on that model (`FinishCost.model_seconds`);
             finish_excess: what they are expected to take past the reserve's allowance, taken from the search

@@ -136,7 +136,7 @@ class SearchResult:
         bags: chosen trial id -> the trial folder whose bag of fold models ships as it (`pipelines.search.towers`).
         choice: why the chosen trial is not the best-scored one (`pipelines.search.winner`); "" when it is.
         finish_cut: seconds the search ended earlier for its trials' expected finish
-            (`pipelines.budget.FinishCost.search_cut`).
+            (`pipelines.budget.FeatureTimes.search_cut`).
     """
 
     objective: str

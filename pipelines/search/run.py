@@ -20,7 +20,7 @@ from models import ENSEMBLE, average, closed_form, families_for
 from models.inference import model_outputs
 from models.portfolio import FIRST
 from models.transfer import TransferBase
-from pipelines.budget import FinishCost
+from pipelines.budget import FeatureTimes, FinishCost
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, float32_policy
 from pipelines.errors import SearchFailed
@@ -77,7 +77,7 @@ def run_search(
     deadline = time.time() + options.budget_minutes * 60 - spent
     tuner = searching_tuner(prep, families, directory, options, deadline, inputs.x_train, on_trial_end, devices,
                             base=base)
-    tuner.finish = finish
+    tuner.feature_times = None if finish is None else FeatureTimes(finish)
     resumed = len(tuner.oracle.trials)
     started = time.monotonic()
     workers = []

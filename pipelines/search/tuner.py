@@ -27,7 +27,7 @@ from models.inference import head_outputs, layer_inputs, model_outputs
 from models.rocket import fit_ridge_head
 from models.transfer import TransferBase
 from models.trees import ROUNDS_FITTED
-from pipelines.budget import FinishCost, StopAtDeadline
+from pipelines.budget import FeatureTimes, StopAtDeadline
 from pipelines.config import SearchOptions
 from pipelines.devices import DeviceSetup, distribution_strategy, fit_inputs, validation_inputs
 from pipelines.preprocess import ModelInputs, Preprocessing
@@ -138,7 +138,7 @@ def budgeted_tuner(name: str) -> type:
             self.cross_validation: CrossValidation | None = None
             self.subsampling: Subsampling | None = None
             self.training_rows: int | None = None
-            self.finish: FinishCost | None = None  # what the run's finish asks of the chosen model
+            self.feature_times: FeatureTimes | None = None  # what the run's finish asks, by the trials' features
             self.finish_cut = 0.0  # seconds the deadline moved for it (`expect_finish`)
             self.deadline_stop: StopAtDeadline | None = None
 
@@ -286,7 +286,7 @@ def budgeted_tuner(name: str) -> type:
             head = model.get_layer("probabilities")
             started = time.monotonic()
             features = layer_inputs(model, head, cv.x)
-            self.expect_finish((time.monotonic() - started) / len(cv.x))
+            self.expect_finish(hp.get("family"), (time.monotonic() - started) / len(cv.x))
             weights = trial_class_weight(hp.values, class_weight)
             heldout = np.zeros((len(cv.y), len(self.hypermodel.prep.class_names)), dtype=np.float32)
             for train, val in cv.folds:
@@ -295,14 +295,16 @@ def budgeted_tuner(name: str) -> type:
             fit_ridge_head(model, cv.x, cv.y, weights, features=features)
             return self._scored(trial, cv, model, heldout)
 
-        def expect_finish(self, row_seconds: float) -> None:
-            """A trial's model takes `row_seconds` a row to run: end the search earlier by what the run's finish
-            would need past its reserve were it chosen (`FinishCost.search_cut`), the most any trial has asked.
-            Timed where that costs nothing: features computed once for every row."""
-            if self.finish is None or self.deadline is None:
+        def expect_finish(self, family: str, row_seconds: float) -> None:
+            """A trial of `family` takes `row_seconds` a row to run: end the search earlier by what the run's finish
+            would need past its reserve were the heaviest family's model chosen (`FeatureTimes.search_cut`, each
+            family at its fastest trial: a later, faster trial gives time back). Timed where that costs nothing:
+            features computed once for every row."""
+            if self.feature_times is None or self.deadline is None:
                 return
-            moved = self.finish.search_cut(row_seconds) - self.finish_cut
-            if moved <= 0:
+            self.feature_times.note(family, row_seconds)
+            moved = self.feature_times.search_cut - self.finish_cut
+            if not moved:
                 return
             self.finish_cut += moved
             self.deadline -= moved

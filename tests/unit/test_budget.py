@@ -12,6 +12,7 @@ from pipelines.budget import (
     FINISH_MAX_SHARE,
     FINISH_MODEL_ALLOWANCE,
     FINISH_SECONDS,
+    FeatureTimes,
     FinishCost,
     FINETUNE_SHARE_MIN,
     MIN_FINETUNE_FRACTION,
@@ -124,13 +125,28 @@ def test_a_rows_time_is_its_full_batches_after_the_first():
 
 def test_the_search_ends_earlier_by_what_a_trials_finish_would_take_past_the_reserve():
     finish = FinishCost(rows=100, variants=4)
-    assert finish.search_cut(row_seconds=0.01) == 0.0, "within the reserve"
+    assert finish.excess(row_seconds=0.01) == 0.0, "within the reserve"
     at = 0.07
     heavy = 100 * at + 4 * (100 * at + TFLITE_LATENCY_SECONDS)
-    assert finish.search_cut(at) == pytest.approx(heavy - FINISH_MODEL_ALLOWANCE)
+    assert finish.excess(at) == pytest.approx(heavy - FINISH_MODEL_ALLOWANCE)
     calibrated = FinishCost(rows=100, variants=4, calibrations=1, samples=80)
-    assert calibrated.search_cut(at) == pytest.approx(finish.search_cut(at) + max(
+    assert calibrated.excess(at) == pytest.approx(finish.excess(at) + max(
         CALIBRATION_SECONDS, MIN_CALIBRATION_SAMPLES * CALIBRATION_ROW_FACTOR * at)), "20 samples or 10 s"
+
+
+def test_each_family_counts_at_its_fastest_trial_and_the_heaviest_family_sets_the_cut():
+    """A trial timed beside other work reads slow: a later, faster trial of its family gives the time back."""
+    finish = FinishCost(rows=100, variants=4)
+    times = FeatureTimes(finish)
+    assert times.search_cut == 0.0, "no trial timed yet"
+    times.note("rocket", 0.25)  # ArrowHead's first MiniRocket trial beside the server's start
+    assert times.search_cut == pytest.approx(finish.excess(0.25))
+    times.note("rocket", 0.07)
+    assert times.search_cut == pytest.approx(finish.excess(0.07)), "its fastest trial"
+    times.note("transfer", 0.12)
+    times.note("rocket", 0.2)
+    assert times.search_cut == pytest.approx(finish.excess(0.12)), "the heaviest family, each at its fastest"
+    assert finish.excess(0.12) > finish.excess(0.07)
     assert FinishCost(rows=100, variants=4, calibrations=1, samples=200).excess(0.001) == 0.0, \
         "a light model calibrates its 200 samples in the reserve"
     budget = RunBudget.for_rows(1, 100)
