@@ -64,12 +64,13 @@ FINISH_MAX_SHARE = 0.25  # of a short budget: the search and fine-tune keep the 
 PREPARE_ALLOWANCE = 10.0
 # Seconds of the finish that depend on the model (`FinishCost.model_seconds`: the fine-tuned model's evaluation, the
 # variants' checks, latencies and int8 calibration) a full finish reserve holds; a shorter one holds as much less
-# (`finish_allowance`: 10 s of a 1-minute run's 15, where ArrowHead's three MiniRocket models asked for 35 s and their
-# fine-tune starts only as a refit solved in one go, `pipelines.finetune.cheap_refit`). 1-minute runs on 2 cores, the
-# finish (evaluation and export steps) and its estimate: digits (a kernel and a CNN, 360 test rows) 18.3 s and 2.7 s,
-# breast_cancer 23.2 s and 3.8 s, ArrowHead's MiniRocket (175 series of 251 steps) 30.7 s and 11.7 s, ACSF1's MiniRocket
-# ensemble (100 series of 1,460 steps) 67.7 s and 38.3 s. The rest is what every model's finish costs (files,
-# conversions, metadata), more for a heavy model (ACSF1's conversions and SavedModel about 20 s): not estimated.
+# (`finish_allowance`: 10 s of a 1-minute run's 15, where ArrowHead's three MiniRocket models asked for 35 s: the search
+# fits such models on every row, `pipelines.finetune.fitted_by_search`, and a refit solved in one go starts whatever the
+# estimate asks, `pipelines.finetune.cheap_refit`). 1-minute runs on 2 cores, the finish (evaluation and export steps)
+# and its estimate: digits (a kernel and a CNN, 360 test rows) 18.3 s and 2.7 s, breast_cancer 23.2 s and 3.8 s,
+# ArrowHead's MiniRocket (175 series of 251 steps) 30.7 s and 11.7 s, ACSF1's MiniRocket ensemble (100 series of 1,460
+# steps) 67.7 s and 38.3 s. The rest is what every model's finish costs (files, conversions, metadata), more for a heavy
+# model (ACSF1's conversions and SavedModel about 20 s): not estimated.
 FINISH_MODEL_ALLOWANCE = 30.0
 # One int8 calibration sample against one row of a batched test pass: the calibrating interpreter records every
 # tensor's range, one sample at a time (ACSF1's MiniRocket ensemble: 0.37 s a sample, 37 ms a row of a test pass).
@@ -130,7 +131,6 @@ class FinishCost:
     def excess(self, row_seconds: float, evaluation_seconds: float | None = None) -> float:
         """Seconds those take past `allowance`, what the finish reserve holds for them."""
         return max(0.0, self.model_seconds(row_seconds, evaluation_seconds) - self.allowance)
-
 
 
 @dataclass

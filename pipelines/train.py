@@ -172,7 +172,7 @@ def fine_tune_overrun(budget: RunBudget, deadline: float, members: list[dict], e
     ship as their bags, `SearchResult.member_bags`) should not start, the plainest reason first: a refit that would
     overrun even the time the finish's estimate took from it (`refit_overrun`: nycflights13's kernel, 682 s expected,
     where the finish's estimate asked for 26 s), then that estimate (`finish_overrun`) unless the refit is cheap
-    (`cheap_refit`: it starts, and the run gives it a few seconds past its deadline), then a refit that would
+    (`cheap_refit`: it starts, a few seconds past its deadline, noted in `budget.cheap_refit`), then a refit that would
     overrun what the estimate left; None if it should start."""
     left = deadline - time.time()
     whole = refit_overrun(members, expected, left + budget.finetune_giveup)
