@@ -139,7 +139,6 @@ def budgeted_tuner(name: str) -> type:
             self.subsampling: Subsampling | None = None
             self.training_rows: int | None = None
             self.feature_times: FeatureTimes | None = None  # what the run's finish asks, by the trials' features
-            self.finish_cut = 0.0  # seconds the deadline moved for it (`expect_finish`)
             self.deadline_stop: StopAtDeadline | None = None
 
         def run_trial(self, trial, *args, **kwargs):
@@ -302,15 +301,20 @@ def budgeted_tuner(name: str) -> type:
             features computed once for every row."""
             if self.feature_times is None or self.deadline is None:
                 return
+            before = self.finish_cut
             self.feature_times.note(family, row_seconds)
-            moved = self.feature_times.search_cut - self.finish_cut
+            moved = self.finish_cut - before
             if not moved:
                 return
-            self.finish_cut += moved
             self.deadline -= moved
             self.oracle.deadline -= moved
             if self.deadline_stop is not None:
                 self.deadline_stop.deadline -= moved
+
+        @property
+        def finish_cut(self) -> float:
+            """Seconds the deadline moved for the trials' features (`expect_finish`)."""
+            return 0.0 if self.feature_times is None else self.feature_times.search_cut
 
         def _scored(self, trial, cv: CrossValidation, model, heldout: np.ndarray) -> dict:
             """Keep `model` (the last fold's, or a head solved on every row) and the out-of-fold probabilities; the
